@@ -1,0 +1,240 @@
+#include "catalog.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "ckptdb.h"
+#include "error.hpp"
+#include "names.hpp"
+
+namespace ckptdb {
+
+int status_code(const std::string &t) {
+    if (t == "writing") return CKPTDB_STATUS_WRITING;
+    if (t == "complete") return CKPTDB_STATUS_COMPLETE;
+    if (t == "corrupt") return CKPTDB_STATUS_CORRUPT;
+    if (t == "aborted") return CKPTDB_STATUS_ABORTED;
+    if (t == "pruned") return CKPTDB_STATUS_PRUNED;
+    return 0;
+}
+
+const char *status_text(int code) {
+    switch (code) {
+    case CKPTDB_STATUS_WRITING: return "writing";
+    case CKPTDB_STATUS_COMPLETE: return "complete";
+    case CKPTDB_STATUS_CORRUPT: return "corrupt";
+    case CKPTDB_STATUS_ABORTED: return "aborted";
+    case CKPTDB_STATUS_PRUNED: return "pruned";
+    default: return "unknown";
+    }
+}
+
+Catalog::Catalog(Dir dir, const OpenOptions &opts) : dir_(std::move(dir)), opts_(opts), self_(self_identity()) {}
+
+std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOptions &opts) {
+    std::string p = name_problem(opts.catalog_name);
+    if (!p.empty() && opts.catalog_name.compare(0, 7, ".ckptdb") != 0)
+        fail(CKPTDB_EINVAL, "invalid catalog file name '" + opts.catalog_name + "': it " + p);
+    if (opts.busy_timeout_ms <= 0) fail(CKPTDB_EINVAL, "busy timeout must be positive");
+    Dir dir = open_dir(path, opts.create && !opts.readonly);
+    if (!opts.readonly && ::faccessat(dir.fd.get(), ".", W_OK | X_OK, AT_EACCESS) != 0)
+        fail_os("checkpoint directory is not writable:", dir.path, errno);
+    std::shared_ptr<Catalog> cat(new Catalog(std::move(dir), opts));
+    DbOptions dbo;
+    dbo.readonly = opts.readonly;
+    dbo.create = opts.create;
+    dbo.rollback_journal = on_network_fs(cat->dir_.fd.get());
+    dbo.busy_timeout_ms = opts.busy_timeout_ms;
+    cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo);
+    if (!opts.readonly) cat->recover();
+    return cat;
+}
+
+Catalog::~Catalog() {
+    if (run_id_ == 0 || !db_) return;
+    try {
+        write([&](Db &db) { Db::Query(db, sql::Stmt::run_end).bind(1, run_id_).bind(2, std::string("closed")).run(); });
+    } catch (...) {
+        // Closing must not throw; the run row simply keeps no end time.
+    }
+}
+
+bool Catalog::reserved_name(const std::string &name) const {
+    const std::string &c = opts_.catalog_name;
+    return name == c || name == c + "-wal" || name == c + "-shm" || name == c + "-journal";
+}
+
+void Catalog::write(const std::function<void(Db &)> &fn) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    if (opts_.readonly) fail(CKPTDB_EREADONLY, "catalog '" + db_->path() + "' was opened read-only");
+    size_t mark = pending_.size();
+    try {
+        Db::Tx tx(*db_);
+        fn(*db_);
+        tx.commit();
+    } catch (...) {
+        pending_.resize(mark);
+        pending_run_id_ = 0;
+        throw;
+    }
+    if (pending_run_id_) run_id_ = pending_run_id_, pending_run_id_ = 0;
+    emit_pending();
+}
+
+void Catalog::read(const std::function<void(Db &)> &fn) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    fn(*db_);
+}
+
+void Catalog::emit_pending() {
+    std::vector<Pending> ev;
+    ev.swap(pending_);
+    if (!opts_.on_event) return;
+    for (auto &e : ev) opts_.on_event(e.event, e.id, e.detail);
+}
+
+static std::optional<std::string> env(const char *name) {
+    const char *v = std::getenv(name);
+    if (!v || !*v) return std::nullopt;
+    return std::string(v);
+}
+
+int64_t Catalog::run_id_in_tx(Db &db) {
+    if (run_id_) return run_id_;
+    if (pending_run_id_) return pending_run_id_;
+    Db::Query q(db, sql::Stmt::run_insert);
+    q.bind(1, self_.host).bind(2, self_.boot_id).bind(3, self_.pid).bind(4, self_.proc_start);
+    auto job = env("SLURM_JOB_ID"), task = env("SLURM_ARRAY_TASK_ID"), restart = env("SLURM_RESTART_COUNT");
+    q.bind_opt(5, job ? job->c_str() : nullptr).bind_opt(6, task ? task->c_str() : nullptr);
+    if (restart)
+        q.bind(7, static_cast<int64_t>(std::atoll(restart->c_str())));
+    else
+        q.bind_null(7);
+    q.run();
+    pending_run_id_ = db.last_insert_rowid();
+    return pending_run_id_;
+}
+
+void Catalog::log_event(Db &db, int64_t checkpoint_id, const std::string &event, const std::string &detail) {
+    int64_t run = run_id_ ? run_id_ : pending_run_id_;
+    Db::Query q(db, sql::Stmt::event_insert);
+    if (run)
+        q.bind(1, run);
+    else
+        q.bind_null(1);
+    if (checkpoint_id)
+        q.bind(2, checkpoint_id);
+    else
+        q.bind_null(2);
+    q.bind(3, event).bind(4, detail).run();
+    pending_.push_back({event, checkpoint_id, detail});
+}
+
+static Entry entry_from_row(const Db::Query &q, const Dir &dir) {
+    Entry e;
+    e.id = q.i64(0);
+    e.name = q.text(1);
+    // A tampered row must not turn into a path outside the directory.
+    e.path = name_problem(e.name).empty() ? dir.join(e.name) : std::string();
+    e.kind = q.text(2);
+    e.epoch = q.i64(3);
+    e.step = q.i64(4);
+    e.size = q.is_null(5) ? -1 : q.i64(5);
+    e.checksum = q.text(6);
+    e.status = status_code(q.text(7));
+    e.pinned = q.i64(8) != 0;
+    e.run_id = q.is_null(9) ? 0 : q.i64(9);
+    e.file_count = q.i64(10);
+    e.created_at = q.text(11);
+    e.committed_at = q.text(12);
+    e.deleted_at = q.text(13);
+    e.metadata = q.text(14);
+    e.commit_seq = q.is_null(15) ? 0 : q.i64(15);
+    return e;
+}
+
+Entry Catalog::entry(int64_t id) {
+    std::optional<Entry> e;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::entry_by_id);
+        q.bind(1, id);
+        if (q.step()) e = entry_from_row(q, dir_);
+    });
+    if (!e) fail(CKPTDB_ENOTFOUND, "no checkpoint with id " + std::to_string(id) + " in '" + db_->path() + "'");
+    return *e;
+}
+
+std::optional<int64_t> Catalog::id_by_name(const std::string &name) {
+    std::optional<int64_t> id;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::entry_by_name);
+        q.bind(1, name);
+        if (q.step()) id = q.i64(0);
+    });
+    return id;
+}
+
+std::vector<FileRow> Catalog::files(int64_t id) {
+    std::vector<FileRow> out;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::files_of);
+        q.bind(1, id);
+        while (q.step()) {
+            FileRow f;
+            f.rank = q.i64(0);
+            f.name = q.text(1);
+            f.temp_name = q.text(2);
+            f.size = q.is_null(3) ? -1 : q.i64(3);
+            f.checksum = q.text(4);
+            out.push_back(std::move(f));
+        }
+    });
+    return out;
+}
+
+std::vector<Entry> Catalog::entries_page(int64_t after_id, unsigned status_mask,
+                                         const std::optional<std::string> &kind, int limit) {
+    std::vector<Entry> out;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::entries_page);
+        q.bind(1, after_id).bind(2, static_cast<int64_t>(status_mask)).bind_opt(3, kind ? kind->c_str() : nullptr);
+        q.bind(4, static_cast<int64_t>(limit));
+        while (q.step()) out.push_back(entry_from_row(q, dir_));
+    });
+    return out;
+}
+
+bool Catalog::mark_corrupt(int64_t id, const std::string &reason) {
+    if (readonly()) return false;  // a read-only reader still skips it, without recording
+    bool changed = false;
+    write([&](Db &db) {
+        Db::Query(db, sql::Stmt::checkpoint_mark_corrupt).bind(1, id).run();
+        changed = db.changes() == 1;
+        if (changed) log_event(db, id, "corrupt", reason);
+    });
+    return changed;
+}
+
+bool Catalog::restore(int64_t id) {
+    bool changed = false;
+    write([&](Db &db) {
+        Db::Query(db, sql::Stmt::checkpoint_restore).bind(1, id).run();
+        changed = db.changes() == 1;
+        if (changed) log_event(db, id, "restored", "every file verified again");
+    });
+    return changed;
+}
+
+void Catalog::mark_resumed(int64_t id) {
+    entry(id);  // must exist
+    write([&](Db &db) {
+        int64_t run = run_id_in_tx(db);
+        Db::Query(db, sql::Stmt::run_set_resumed).bind(1, run).bind(2, id).run();
+        log_event(db, id, "resumed", "pid " + std::to_string(self_.pid) + " on " + self_.host);
+    });
+}
+
+}  // namespace ckptdb

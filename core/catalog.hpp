@@ -1,0 +1,122 @@
+// A catalog: the checkpoint directory, its SQLite connection, this process's
+// run row and the event log. Shared (std::shared_ptr) by the handle and every
+// save, reader and cursor opened through it; its mutex guards the connection.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "db.hpp"
+#include "fsio.hpp"
+#include "proc.hpp"
+
+namespace ckptdb {
+
+struct Entry {
+    int64_t id = 0;
+    std::string name, path, kind;
+    int64_t epoch = 0, step = 0, size = -1;
+    std::string checksum;
+    int status = 0;  // CKPTDB_STATUS_*
+    bool pinned = false;
+    int64_t run_id = 0, file_count = 0;
+    std::string created_at, committed_at, deleted_at, metadata;
+    int64_t commit_seq = 0;
+};
+
+struct FileRow {
+    int64_t rank = 0;
+    std::string name, temp_name;
+    int64_t size = -1;  // -1 until sealed
+    std::string checksum;
+};
+
+struct OpenOptions {
+    bool create = true;
+    bool readonly = false;
+    std::string catalog_name = "ckptdb.sqlite";
+    int busy_timeout_ms = 60000;
+    std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
+};
+
+// The outcome of checking a checkpoint's files against its rows.
+struct Check {
+    bool ok = true;
+    std::string reason;  // why not, for people
+};
+
+int status_code(const std::string &text);
+const char *status_text(int code);
+
+class Catalog {
+public:
+    static std::shared_ptr<Catalog> open(const std::string &dir, const OpenOptions &opts);
+    ~Catalog();
+
+    const Dir &dir() const { return dir_; }
+    bool readonly() const { return opts_.readonly; }
+    const OpenOptions &options() const { return opts_; }
+    // Names the library owns in the directory (catalog files): never a checkpoint name.
+    bool reserved_name(const std::string &name) const;
+
+    // Runs fn inside BEGIN IMMEDIATE ... COMMIT under the catalog mutex;
+    // events logged by fn reach the callback only after the commit.
+    void write(const std::function<void(Db &)> &fn);
+    // Runs fn under the catalog mutex (reads; autocommit statements).
+    void read(const std::function<void(Db &)> &fn);
+
+    // Inside write(): the id of this process's run row, inserting it on first use.
+    int64_t run_id_in_tx(Db &db);
+    // Inside write(): appends an event row.
+    void log_event(Db &db, int64_t checkpoint_id, const std::string &event, const std::string &detail);
+
+    Entry entry(int64_t id);  // throws CKPTDB_ENOTFOUND
+    std::optional<int64_t> id_by_name(const std::string &name);
+    std::vector<FileRow> files(int64_t id);
+    std::vector<Entry> entries_page(int64_t after_id, unsigned status_mask, const std::optional<std::string> &kind,
+                                    int limit);
+
+    // Size (and with full, XXH3-128) of every file of e against the catalog.
+    // Corruption is a result; other I/O errors (EACCES, EMFILE) throw.
+    Check check_files(const Entry &e, bool full);
+    // complete -> corrupt, with an event; false if the row was not complete.
+    bool mark_corrupt(int64_t id, const std::string &reason);
+    // corrupt -> complete, with an event.
+    bool restore(int64_t id);
+
+    // Newest complete checkpoint (of kind), verified unless verify == none;
+    // failures are marked corrupt and the next one is tried.
+    enum class Verify { full, size, none };
+    std::optional<Entry> latest(const std::optional<std::string> &kind, Verify verify);
+
+    void mark_resumed(int64_t id);
+
+    // Resolve saves left "writing" by dead processes and remove orphan temp
+    // files. Idempotent; safe to crash in.
+    void recover();
+
+private:
+    Catalog(Dir dir, const OpenOptions &opts);
+    void emit_pending();
+
+    Dir dir_;
+    OpenOptions opts_;
+    std::recursive_mutex mu_;
+    std::unique_ptr<Db> db_;
+    ProcIdentity self_;
+    int64_t run_id_ = 0;
+    int64_t pending_run_id_ = 0;
+    struct Pending {
+        std::string event;
+        int64_t id;
+        std::string detail;
+    };
+    std::vector<Pending> pending_;
+};
+
+}  // namespace ckptdb

@@ -1,0 +1,87 @@
+// The SQLite connection of a catalog: opening with the right pragmas,
+// refusing what is not ours, migrating, named prepared statements kept for
+// the connection's life, and IMMEDIATE transactions.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sql_embedded.hpp"
+
+namespace ckptdb {
+
+struct DbOptions {
+    bool readonly = false;
+    bool create = true;
+    bool rollback_journal = false;  // network file systems: no WAL
+    int busy_timeout_ms = 60000;
+};
+
+class Db {
+public:
+    Db(const std::string &path, const DbOptions &opts);
+    ~Db();
+    Db(const Db &) = delete;
+    Db &operator=(const Db &) = delete;
+
+    // A named statement, bound and stepped; reset when the Query goes away.
+    class Query {
+    public:
+        Query(Db &db, sql::Stmt which);
+        ~Query();
+        Query(const Query &) = delete;
+        Query &operator=(const Query &) = delete;
+
+        Query &bind(int idx, int64_t v);
+        Query &bind(int idx, const std::string &v);
+        Query &bind_null(int idx);
+        Query &bind_opt(int idx, const char *v) { return v ? bind(idx, std::string(v)) : bind_null(idx); }
+
+        bool step();  // true while there is a row
+        void run();   // step to completion
+        int64_t i64(int col) const;
+        std::string text(int col) const;
+        bool is_null(int col) const;
+
+    private:
+        Db &db_;
+        sqlite3_stmt *st_;
+        sql::Stmt which_;
+    };
+
+    // BEGIN IMMEDIATE ... COMMIT; rolls back when destroyed uncommitted.
+    class Tx {
+    public:
+        explicit Tx(Db &db);
+        ~Tx();
+        void commit();
+
+    private:
+        Db &db_;
+        bool open_ = false;
+    };
+
+    void exec(const char *sql);
+    int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+    int changes() const { return sqlite3_changes(db_); }
+    const std::string &path() const { return path_; }
+
+    // Throws Error with a ckptdb code that fits SQLite's result rc.
+    [[noreturn]] void fail_sqlite(int rc, const std::string &what) const;
+
+private:
+    void check_and_migrate(const DbOptions &opts);
+    sqlite3_stmt *stmt(sql::Stmt which);
+
+    sqlite3 *db_ = nullptr;
+    std::string path_;
+    std::vector<sqlite3_stmt *> stmts_;
+};
+
+// PRAGMA application_id of a ckptdb catalog ("ckpd").
+inline constexpr int kApplicationId = 0x636b7064;
+
+}  // namespace ckptdb

@@ -1,0 +1,193 @@
+#include "fsio.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "ckptdb.h"
+#include "error.hpp"
+#include "hash.hpp"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+namespace ckptdb {
+
+void UniqueFd::reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+Dir open_dir(const std::string &path, bool create) {
+    if (path.empty()) fail(CKPTDB_EINVAL, "the checkpoint directory path is empty");
+    if (path.find('\0') != std::string::npos) fail(CKPTDB_EINVAL, "the checkpoint directory path contains NUL");
+    int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail_os("cannot create checkpoint directory", path, errno);
+        fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT) fail(CKPTDB_ENOTFOUND, "checkpoint directory '" + path + "' does not exist");
+        fail_os("cannot open checkpoint directory", path, e);
+    }
+    Dir d;
+    d.fd = UniqueFd(fd);
+    char buf[PATH_MAX];
+    if (!::realpath(path.c_str(), buf)) fail_os("cannot resolve checkpoint directory", path, errno);
+    d.path = buf;
+    if (d.path.size() > 1 && d.path.back() == '/') d.path.pop_back();
+    if (d.path == "/") d.path.clear();  // join() then gives "/name"
+    return d;
+}
+
+bool on_network_fs(int dirfd) {
+    struct statfs sfs;
+    if (::fstatfs(dirfd, &sfs) != 0) return false;
+    switch (static_cast<unsigned long>(sfs.f_type)) {
+    case 0x6969UL:      // NFS
+    case 0x0BD00BD0UL:  // Lustre
+    case 0x47504653UL:  // GPFS
+    case 0xFF534D42UL:  // CIFS
+    case 0xFE534D42UL:  // SMB2
+    case 0x517BUL:      // SMB
+    case 0x19830326UL:  // BeeGFS
+    case 0x6B414653UL:  // AFS
+    case 0x00C36400UL:  // CephFS
+        return true;
+    default:
+        return false;
+    }
+}
+
+UniqueFd create_exclusive(const Dir &dir, const std::string &name) {
+    int fd;
+    do {
+        fd = ::openat(dir.fd.get(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) fail_os("cannot create", dir.join(name), errno);
+    return UniqueFd(fd);
+}
+
+UniqueFd open_read(const Dir &dir, const std::string &name, int &err) {
+    int fd;
+    do {
+        fd = ::openat(dir.fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        err = errno;
+        return UniqueFd();
+    }
+    UniqueFd f(fd);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+        err = errno;
+        return UniqueFd();
+    }
+    if (!S_ISREG(st.st_mode)) {  // a FIFO or device must never be read as a checkpoint
+        err = EINVAL;
+        return UniqueFd();
+    }
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    err = 0;
+    return f;
+}
+
+void write_all(int fd, const void *data, size_t len, const std::string &path) {
+    const char *p = static_cast<const char *>(data);
+    while (len > 0) {
+        ssize_t n = ::write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_os("cannot write", path, errno);
+        }
+        if (n == 0) fail_os("cannot write", path, EIO);
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+}
+
+void sync_fd(int fd, const std::string &path) {
+    // Deliberately not retried on EINTR or anything else: after a failed
+    // fsync the kernel may have dropped the dirty pages and a second call
+    // would report success for data that never reached the disk.
+    if (::fsync(fd) != 0) fail_os("fsync failed for", path, errno);
+}
+
+void sync_dir(const Dir &dir) { sync_fd(dir.fd.get(), dir.path.empty() ? "/" : dir.path); }
+
+void rename_noreplace(const Dir &dir, const std::string &from, const std::string &to) {
+    int r = ::renameat2(dir.fd.get(), from.c_str(), dir.fd.get(), to.c_str(), RENAME_NOREPLACE);
+    if (r != 0 && (errno == EINVAL || errno == ENOSYS)) {
+        // The file system cannot do RENAME_NOREPLACE: check, then rename.
+        if (name_exists(dir, to)) fail(CKPTDB_EEXISTS, "'" + dir.join(to) + "' already exists");
+        r = ::renameat(dir.fd.get(), from.c_str(), dir.fd.get(), to.c_str());
+    }
+    if (r != 0) {
+        int e = errno;
+        if (e == EEXIST) fail(CKPTDB_EEXISTS, "'" + dir.join(to) + "' already exists");
+        fail_os("cannot rename '" + dir.join(from) + "' to", dir.join(to), e);
+    }
+}
+
+int unlink_name(const Dir &dir, const std::string &name) {
+    return ::unlinkat(dir.fd.get(), name.c_str(), 0) == 0 ? 0 : errno;
+}
+
+bool name_exists(const Dir &dir, const std::string &name) {
+    struct stat st;
+    return ::fstatat(dir.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+}
+
+std::vector<std::string> list_names(const Dir &dir) {
+    int fd = ::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) fail_os("cannot list", dir.path, errno);
+    DIR *d = ::fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        ::close(fd);
+        fail_os("cannot list", dir.path, e);
+    }
+    std::vector<std::string> out;
+    while (struct dirent *de = ::readdir(d)) {
+        std::string n = de->d_name;
+        if (n != "." && n != "..") out.push_back(n);
+    }
+    ::closedir(d);
+    return out;
+}
+
+int64_t hash_fd(int fd, Hasher &h, const std::string &path) {
+    // Sized to the file (a small checkpoint needs no 1 MiB buffer) and not
+    // zero-filled: verifying a tiny file should cost what reading it costs.
+    struct stat st;
+    size_t cap = 1 << 20;
+    if (::fstat(fd, &st) == 0 && st.st_size >= 0 && static_cast<uint64_t>(st.st_size) < cap)
+        cap = static_cast<size_t>(st.st_size) + 1;  // +1: the read that sees the end
+    std::unique_ptr<char[]> buf(new char[cap]);
+    int64_t total = 0;
+    for (;;) {
+        ssize_t n = ::pread(fd, buf.get(), cap, total);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_os("cannot read", path, errno);
+        }
+        if (n == 0) break;
+        h.update(buf.get(), static_cast<size_t>(n));
+        total += n;
+    }
+    return total;
+}
+
+}  // namespace ckptdb

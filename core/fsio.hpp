@@ -1,0 +1,92 @@
+// File-system primitives of the engine. Every path here is a single name
+// relative to the checkpoint directory's descriptor, opened without following
+// symlinks; errors carry the path and strerror(errno).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ckptdb {
+
+class Hasher;
+
+// Owns a file descriptor; closes it on destruction.
+class UniqueFd {
+public:
+    UniqueFd() = default;
+    explicit UniqueFd(int fd) : fd_(fd) {}
+    ~UniqueFd() { reset(); }
+    UniqueFd(UniqueFd &&o) noexcept : fd_(o.release()) {}
+    UniqueFd &operator=(UniqueFd &&o) noexcept {
+        if (this != &o) {
+            reset();
+            fd_ = o.release();
+        }
+        return *this;
+    }
+    UniqueFd(const UniqueFd &) = delete;
+    UniqueFd &operator=(const UniqueFd &) = delete;
+
+    int get() const { return fd_; }
+    explicit operator bool() const { return fd_ >= 0; }
+    int release() {
+        int f = fd_;
+        fd_ = -1;
+        return f;
+    }
+    void reset();
+
+private:
+    int fd_ = -1;
+};
+
+// The checkpoint directory: an O_DIRECTORY descriptor and its absolute path.
+struct Dir {
+    UniqueFd fd;
+    std::string path;  // absolute, without a trailing slash
+    std::string join(const std::string &name) const { return path + "/" + name; }
+};
+
+// Opens (and with create, makes one level of) the directory at path.
+Dir open_dir(const std::string &path, bool create);
+
+// True when the directory lives on a network file system (NFS, Lustre,
+// GPFS, CIFS/SMB, BeeGFS, ...) where SQLite's WAL is not safe.
+bool on_network_fs(int dirfd);
+
+// Creates name exclusively (O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0644 under
+// the umask) for reading and writing.
+UniqueFd create_exclusive(const Dir &dir, const std::string &name);
+
+// Opens an existing regular file for reading without following symlinks.
+// Returns an empty UniqueFd and sets err when it cannot.
+UniqueFd open_read(const Dir &dir, const std::string &name, int &err);
+
+// Writes everything (short writes and EINTR handled) or throws.
+void write_all(int fd, const void *data, size_t len, const std::string &path);
+
+// fsync, never retried: a failure throws.
+void sync_fd(int fd, const std::string &path);
+void sync_dir(const Dir &dir);
+
+// Renames from -> to inside the directory without replacing an existing
+// file (RENAME_NOREPLACE; where the file system lacks it, checks first).
+void rename_noreplace(const Dir &dir, const std::string &from, const std::string &to);
+
+// Unlinks name; returns the errno (0 on success, ENOENT included as-is).
+int unlink_name(const Dir &dir, const std::string &name);
+
+// True if anything (file, link, directory) has this name in the directory.
+bool name_exists(const Dir &dir, const std::string &name);
+
+// Names in the directory (not "." or "..").
+std::vector<std::string> list_names(const Dir &dir);
+
+// Reads the file through fd from offset 0 to the end, hashing it; returns the
+// size. Throws on read errors.
+int64_t hash_fd(int fd, Hasher &h, const std::string &path);
+
+}  // namespace ckptdb

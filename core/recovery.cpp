@@ -1,0 +1,119 @@
+// Recovery on open: saves left "writing" by processes that no longer run are
+// adopted when every final file is whole (the writer sealed size and
+// checksum after its fsync, before the rename), otherwise aborted with their
+// temp files removed. Then temp files that no live save owns are removed.
+// Every step re-checks the catalog, so two processes recovering at once, or
+// a crash inside recovery, leave the same result.
+#include <set>
+
+#include "catalog.hpp"
+#include "ckptdb.h"
+#include "error.hpp"
+#include "hash.hpp"
+#include "hooks.hpp"
+#include "names.hpp"
+
+namespace ckptdb {
+
+void Catalog::recover() {
+    struct Stale {
+        int64_t id;
+    };
+    std::vector<Stale> stale;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::writing_rows);
+        while (q.step()) {
+            bool dead;
+            if (q.is_null(1)) {
+                dead = true;  // no run row: nobody can own it
+            } else if (!q.is_null(5)) {
+                dead = true;  // the run closed the catalog
+            } else {
+                dead = liveness(self_, q.text(1), q.text(2), q.i64(3), q.i64(4)) == Liveness::dead;
+            }
+            if (dead) stale.push_back({q.i64(0)});
+        }
+    });
+
+    for (const Stale &s : stale) {
+        std::vector<FileRow> fs = files(s.id);
+        bool whole = !fs.empty();
+        std::string why;
+        for (const FileRow &f : fs) {
+            if (!name_problem(f.name).empty()) {
+                whole = false;
+                why = "invalid file name in the catalog";
+                break;
+            }
+            if (f.size < 0) {
+                whole = false;
+                why = "killed before the file was sealed";
+                break;
+            }
+            int err = 0;
+            UniqueFd fd = open_read(dir_, f.name, err);
+            if (!fd) {
+                whole = false;
+                why = "killed before the rename";
+                break;
+            }
+            Hasher h;
+            int64_t n = hash_fd(fd.get(), h, dir_.join(f.name));
+            if (n != f.size || h.hex() != f.checksum) {
+                whole = false;
+                why = "the final file does not match the sealed checksum";
+                break;
+            }
+        }
+        if (whole) {
+            // The rename may not have reached the disk yet: make it durable
+            // before the catalog says complete.
+            sync_dir(dir_);
+            hook("recover_adopt");
+            write([&](Db &db) {
+                Db::Query st(db, sql::Stmt::status_of);
+                st.bind(1, s.id);
+                if (!st.step() || st.text(0) != "writing") return;
+                Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, s.id).run();
+                Db::Query(db, sql::Stmt::files_clear_temp).bind(1, s.id).run();
+                log_event(db, s.id, "recovered", "adopted: the writer died after the rename; every file is whole");
+            });
+            continue;
+        }
+        for (const FileRow &f : fs) {
+            if (!f.temp_name.empty() && is_temp_name(f.temp_name) && name_problem(f.temp_name).empty()) {
+                unlink_name(dir_, f.temp_name);
+            }
+        }
+        hook("recover_abort");
+        write([&](Db &db) {
+            Db::Query st(db, sql::Stmt::status_of);
+            st.bind(1, s.id);
+            if (!st.step() || st.text(0) != "writing") return;
+            Db::Query(db, sql::Stmt::checkpoint_abort).bind(1, s.id).run();
+            Db::Query(db, sql::Stmt::files_clear_temp).bind(1, s.id).run();
+            log_event(db, s.id, "recovered", "aborted: " + why);
+        });
+    }
+
+    // Orphan temp files: list the directory first, then read which temp
+    // names live saves own. A save records its row before it creates its
+    // temp file, so any temp file in the listing whose row is still writing
+    // shows up in the read that follows.
+    std::vector<std::string> temps;
+    for (const std::string &n : list_names(dir_))
+        if (is_temp_name(n)) temps.push_back(n);
+    if (!temps.empty()) {
+        std::set<std::string> owned;
+        read([&](Db &db) {
+            Db::Query q(db, sql::Stmt::writing_temp_names);
+            while (q.step()) owned.insert(q.text(0));
+        });
+        for (const std::string &t : temps)
+            if (!owned.count(t)) unlink_name(dir_, t);
+    }
+    // Removing a temp file needs no directory fsync: one that reappears
+    // after a power loss is removed by the next recovery.
+}
+
+}  // namespace ckptdb

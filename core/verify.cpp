@@ -1,0 +1,75 @@
+// Verification of checkpoint files against the catalog, and the verified
+// "latest" query with its fallback.
+#include <sys/stat.h>
+
+#include <climits>
+#include <cstring>
+
+#include "catalog.hpp"
+#include "ckptdb.h"
+#include "error.hpp"
+#include "hash.hpp"
+#include "names.hpp"
+
+namespace ckptdb {
+
+Check Catalog::check_files(const Entry &e, bool full) {
+    std::vector<FileRow> fs = files(e.id);
+    if (fs.empty()) return {false, "the catalog lists no file for it"};
+    for (const FileRow &f : fs) {
+        std::string bad = name_problem(f.name);
+        if (!bad.empty()) return {false, "its file name in the catalog is invalid (it " + bad + "); not opened"};
+        std::string path = dir_.join(f.name);
+        if (f.size < 0 || f.checksum.size() != 32) return {false, "'" + path + "' has no recorded size and checksum"};
+        int err = 0;
+        UniqueFd fd = open_read(dir_, f.name, err);
+        if (!fd) {
+            if (err == ENOENT) return {false, "'" + path + "' is missing"};
+            if (err == ELOOP || err == EINVAL) return {false, "'" + path + "' is not a regular file (links are not followed)"};
+            if (err == EIO) return {false, "'" + path + "' cannot be read: " + std::strerror(err)};
+            fail_os("cannot open", path, err);
+        }
+        struct stat st;
+        if (::fstat(fd.get(), &st) != 0) fail_os("cannot stat", path, errno);
+        if (st.st_size != f.size)
+            return {false, "'" + path + "' has " + std::to_string(st.st_size) + " bytes, the catalog says " +
+                               std::to_string(f.size)};
+        if (!full) continue;
+        Hasher h;
+        int64_t n;
+        try {
+            n = hash_fd(fd.get(), h, path);
+        } catch (const Error &ex) {
+            if (ex.code() == CKPTDB_EIO) return {false, ex.what()};
+            throw;
+        }
+        if (n != f.size)
+            return {false, "'" + path + "' changed size while being read (" + std::to_string(n) + " bytes)"};
+        std::string got = h.hex();
+        if (got != f.checksum)
+            return {false, "'" + path + "' has XXH3-128 " + got + ", the catalog says " + f.checksum};
+    }
+    return {};
+}
+
+std::optional<Entry> Catalog::latest(const std::optional<std::string> &kind, Verify verify) {
+    int64_t below = INT64_MAX;
+    for (;;) {
+        int64_t id = 0;
+        read([&](Db &db) {
+            Db::Query q(db, kind ? sql::Stmt::latest_kind : sql::Stmt::latest_any);
+            q.bind(1, below);
+            if (kind) q.bind(2, *kind);
+            if (q.step()) id = q.i64(0);
+        });
+        if (id == 0) return std::nullopt;
+        Entry e = entry(id);
+        if (verify == Verify::none) return e;
+        below = e.commit_seq;
+        Check c = check_files(e, verify == Verify::full);
+        if (c.ok) return e;
+        mark_corrupt(id, c.reason);  // a no-op on a read-only catalog: skipped, not recorded
+    }
+}
+
+}  // namespace ckptdb

@@ -1,0 +1,69 @@
+// The durable writer: one save, from the "writing" row to the committed
+// checkpoint, crash-safe at every instant (see DESIGN.md, the save protocol).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "catalog.hpp"
+#include "fsio.hpp"
+#include "hash.hpp"
+
+namespace ckptdb {
+
+class Save {
+public:
+    // Validates everything before touching the disk; then records the intent
+    // and creates the temp file.
+    static std::unique_ptr<Save> begin(std::shared_ptr<Catalog> cat, const std::string &kind, int64_t epoch,
+                                       int64_t step, const std::optional<std::string> &name,
+                                       const std::optional<std::string> &metadata);
+    ~Save();
+
+    void write(const void *data, size_t len);
+    const std::string &temp_path();  // the caller writes the file itself
+    int fd();                        // ... or through our descriptor
+    Entry commit();
+    void abort();
+
+    int64_t id() const { return id_; }
+    const std::string &name() const { return name_; }
+
+private:
+    enum class State { streaming, external, committed, aborted, failed };
+    Save(std::shared_ptr<Catalog> cat) : cat_(std::move(cat)) {}
+    void check_usable(const char *what);
+    // Removes what exists of the save and marks its row aborted; never throws.
+    void cleanup(const std::string &why, bool renamed);
+
+    std::shared_ptr<Catalog> cat_;
+    State state_ = State::streaming;
+    int64_t id_ = 0;
+    std::string name_, temp_, temp_path_;
+    UniqueFd fd_;
+    Hasher hash_;
+    int64_t size_ = 0;
+    int err_code_ = 0;
+    std::string err_msg_;
+};
+
+// Reads a complete checkpoint's first file and checks size and checksum at
+// the end.
+class Reader {
+public:
+    Reader(std::shared_ptr<Catalog> cat, int64_t id);
+    size_t read(void *buf, size_t cap);  // 0 at the end, after the check passed
+
+private:
+    std::shared_ptr<Catalog> cat_;
+    int64_t id_;
+    std::string path_, want_sum_;
+    int64_t want_size_ = 0, got_ = 0;
+    UniqueFd fd_;
+    Hasher hash_;
+    bool checked_ = false;
+};
+
+}  // namespace ckptdb
