@@ -1,0 +1,512 @@
+// The extern "C" shims: every function catches everything and turns it into
+// a status code plus the thread's last-error message.
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog.hpp"
+#include "ckptdb.h"
+#include "error.hpp"
+#include "sql_embedded.hpp"
+#include "writer.hpp"
+
+using ckptdb::Entry;
+using ckptdb::Error;
+
+struct ckptdb_catalog {
+    std::shared_ptr<ckptdb::Catalog> cat;
+    Entry slot;
+};
+
+struct ckptdb_save {
+    std::unique_ptr<ckptdb::Save> save;
+    Entry slot;
+};
+
+struct ckptdb_reader {
+    std::unique_ptr<ckptdb::Reader> reader;
+};
+
+struct ckptdb_cursor {
+    std::shared_ptr<ckptdb::Catalog> cat;
+    unsigned mask = 0;
+    std::optional<std::string> kind;
+    int64_t after = 0;
+    std::vector<Entry> page;
+    size_t pos = 0;
+    bool exhausted = false;
+    Entry slot;
+};
+
+namespace {
+
+thread_local std::string t_message;
+thread_local int t_code = CKPTDB_OK;
+
+int set_error(int code, const std::string &msg) {
+    t_code = code;
+    try {
+        t_message = msg;
+    } catch (...) {
+        t_message.clear();
+    }
+    return code;
+}
+
+template <class F>
+int guard(F &&f) {
+    try {
+        f();
+        t_code = CKPTDB_OK;
+        t_message.clear();
+        return CKPTDB_OK;
+    } catch (const Error &e) {
+        return set_error(e.code(), e.what());
+    } catch (const std::bad_alloc &) {
+        return set_error(CKPTDB_ENOMEM, "out of memory");
+    } catch (const std::exception &e) {
+        return set_error(CKPTDB_ERROR, e.what());
+    } catch (...) {
+        return set_error(CKPTDB_ERROR, "unknown internal error");
+    }
+}
+
+void need(const void *p, const char *what) {
+    if (!p) throw Error(CKPTDB_EMISUSE, std::string(what) + " is NULL");
+}
+
+void need_entry(const ckptdb_entry *out) {
+    if (out && out->struct_size < offsetof(ckptdb_entry, name))
+        throw Error(CKPTDB_EMISUSE, "ckptdb_entry.struct_size is not set (use CKPTDB_ENTRY_INIT)");
+}
+
+// Fills what fits into the caller's struct; strings point into e.
+void fill(ckptdb_entry *out, const Entry &e) {
+    if (!out) return;
+    size_t n = out->struct_size;
+#define CKPTDB_FILL(field, value) \
+    if (offsetof(ckptdb_entry, field) + sizeof(out->field) <= n) out->field = (value)
+    CKPTDB_FILL(id, e.id);
+    CKPTDB_FILL(name, e.name.c_str());
+    CKPTDB_FILL(path, e.path.c_str());
+    CKPTDB_FILL(kind, e.kind.c_str());
+    CKPTDB_FILL(epoch, e.epoch);
+    CKPTDB_FILL(step, e.step);
+    CKPTDB_FILL(size, e.size);
+    CKPTDB_FILL(checksum, e.checksum.c_str());
+    CKPTDB_FILL(status, e.status);
+    CKPTDB_FILL(pinned, e.pinned ? 1 : 0);
+    CKPTDB_FILL(run_id, e.run_id);
+    CKPTDB_FILL(file_count, e.file_count);
+    CKPTDB_FILL(created_at, e.created_at.c_str());
+    CKPTDB_FILL(committed_at, e.committed_at.c_str());
+    CKPTDB_FILL(deleted_at, e.deleted_at.c_str());
+    CKPTDB_FILL(metadata, e.metadata.c_str());
+#undef CKPTDB_FILL
+    out->struct_size = n < sizeof(ckptdb_entry) ? n : sizeof(ckptdb_entry);
+}
+
+// On failure an entry keeps no pointers into freed storage.
+void clear(ckptdb_entry *out) {
+    if (!out || out->struct_size <= sizeof(size_t)) return;
+    size_t n = out->struct_size < sizeof(ckptdb_entry) ? out->struct_size : sizeof(ckptdb_entry);
+    std::memset(reinterpret_cast<char *>(out) + sizeof(size_t), 0, n - sizeof(size_t));
+}
+
+std::optional<std::string> opt_str(const char *s) {
+    if (!s) return std::nullopt;
+    return std::string(s);
+}
+
+ckptdb::Catalog::Verify verify_mode(unsigned flags) {
+    if (flags & ~(CKPTDB_VERIFY_SIZE | CKPTDB_VERIFY_NONE))
+        throw Error(CKPTDB_EINVAL, "unknown verify flags " + std::to_string(flags));
+    if (flags & CKPTDB_VERIFY_NONE) return ckptdb::Catalog::Verify::none;
+    if (flags & CKPTDB_VERIFY_SIZE) return ckptdb::Catalog::Verify::size;
+    return ckptdb::Catalog::Verify::full;
+}
+
+void check_version(unsigned v, unsigned current, const char *what) {
+    if (v == 0 || v > current)
+        throw Error(CKPTDB_EINVAL, std::string(what) + " has unknown version " + std::to_string(v) +
+                                       " (this library knows up to " + std::to_string(current) + ")");
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *ckptdb_version(void) { return CKPTDB_VERSION_STRING; }
+int ckptdb_version_number(void) { return CKPTDB_VERSION_NUMBER; }
+int ckptdb_schema_version(void) { return ckptdb::sql::kSchemaVersion; }
+
+const char *ckptdb_strerror(int code) {
+    switch (code) {
+    case CKPTDB_OK: return "success";
+    case CKPTDB_ERROR: return "error";
+    case CKPTDB_EMISUSE: return "library misuse (NULL argument or call in the wrong state)";
+    case CKPTDB_EINVAL: return "invalid argument";
+    case CKPTDB_ENOTFOUND: return "not found";
+    case CKPTDB_EEXISTS: return "name already in use";
+    case CKPTDB_EIO: return "input/output error";
+    case CKPTDB_ENOSPC: return "no space left on device";
+    case CKPTDB_ECORRUPT: return "checkpoint does not match its catalog row";
+    case CKPTDB_EBUSY: return "catalog is busy";
+    case CKPTDB_EVERSION: return "catalog schema version not supported";
+    case CKPTDB_ENOTCATALOG: return "not a ckptdb catalog";
+    case CKPTDB_EPERM: return "permission denied";
+    case CKPTDB_EREADONLY: return "catalog opened read-only";
+    case CKPTDB_ENOMEM: return "out of memory";
+    case CKPTDB_EDB: return "catalog database error";
+    case CKPTDB_DONE: return "no more rows";
+    default: return "unknown status code";
+    }
+}
+
+const char *ckptdb_last_error(void) { return t_message.c_str(); }
+int ckptdb_last_error_code(void) { return t_code; }
+
+const char *ckptdb_status_name(int status) { return ckptdb::status_text(status); }
+
+int ckptdb_open_options_init(ckptdb_open_options *opts, unsigned int version) {
+    return guard([&] {
+        need(opts, "opts");
+        check_version(version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
+        ckptdb_open_options init = CKPTDB_OPEN_OPTIONS_INIT;
+        *opts = init;
+        opts->version = version;
+    });
+}
+
+int ckptdb_save_options_init(ckptdb_save_options *opts, unsigned int version) {
+    return guard([&] {
+        need(opts, "opts");
+        check_version(version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
+        ckptdb_save_options init = CKPTDB_SAVE_OPTIONS_INIT;
+        *opts = init;
+        opts->version = version;
+    });
+}
+
+int ckptdb_open(ckptdb_catalog **out, const char *dir, const ckptdb_open_options *opts) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(dir, "dir");
+        ckptdb::OpenOptions o;
+        if (opts) {
+            check_version(opts->version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
+            if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY))
+                throw Error(CKPTDB_EINVAL, "unknown open flags " + std::to_string(opts->flags));
+            o.create = !(opts->flags & CKPTDB_OPEN_NO_CREATE);
+            o.readonly = (opts->flags & CKPTDB_OPEN_READONLY) != 0;
+            if (opts->catalog_name) o.catalog_name = opts->catalog_name;
+            if (opts->busy_timeout_ms > 0) o.busy_timeout_ms = opts->busy_timeout_ms;
+            if (opts->on_event) {
+                ckptdb_event_cb cb = opts->on_event;
+                void *payload = opts->event_payload;
+                o.on_event = [cb, payload](const std::string &ev, int64_t id, const std::string &detail) {
+                    cb(ev.c_str(), id, detail.c_str(), payload);
+                };
+            }
+        }
+        auto h = std::make_unique<ckptdb_catalog>();
+        h->cat = ckptdb::Catalog::open(dir, o);
+        *out = h.release();
+    });
+}
+
+int ckptdb_close(ckptdb_catalog *db) {
+    delete db;  // the catalog itself goes with its last save, reader or cursor
+    return CKPTDB_OK;
+}
+
+const char *ckptdb_dir(const ckptdb_catalog *db) { return db ? db->cat->dir().path.c_str() : ""; }
+
+int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
+                      const ckptdb_save_options *opts) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        need(kind, "kind");
+        std::optional<std::string> name, meta;
+        if (opts) {
+            check_version(opts->version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
+            name = opt_str(opts->name);
+            meta = opt_str(opts->metadata);
+        }
+        auto s = std::make_unique<ckptdb_save>();
+        s->save = ckptdb::Save::begin(db->cat, kind, epoch, step, name, meta);
+        *out = s.release();
+    });
+}
+
+int ckptdb_save_write(ckptdb_save *save, const void *data, size_t len) {
+    return guard([&] {
+        need(save, "save");
+        if (len) need(data, "data");
+        save->save->write(data, len);
+    });
+}
+
+int ckptdb_save_temp_path(const char **out_path, ckptdb_save *save) {
+    if (out_path) *out_path = nullptr;
+    return guard([&] {
+        need(out_path, "out_path");
+        need(save, "save");
+        *out_path = save->save->temp_path().c_str();
+    });
+}
+
+int ckptdb_save_fd(int *out_fd, ckptdb_save *save) {
+    if (out_fd) *out_fd = -1;
+    return guard([&] {
+        need(out_fd, "out_fd");
+        need(save, "save");
+        *out_fd = save->save->fd();
+    });
+}
+
+int ckptdb_save_commit(ckptdb_save *save, ckptdb_entry *out) {
+    return guard([&] {
+        need(save, "save");
+        need_entry(out);
+        clear(out);
+        save->slot = save->save->commit();
+        fill(out, save->slot);
+    });
+}
+
+int ckptdb_save_abort(ckptdb_save *save) {
+    return guard([&] {
+        need(save, "save");
+        save->save->abort();
+    });
+}
+
+void ckptdb_save_free(ckptdb_save *save) {
+    try {
+        delete save;
+    } catch (...) {
+    }
+}
+
+int ckptdb_latest(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, unsigned int verify_flags) {
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        need_entry(out);
+        clear(out);
+        auto mode = verify_mode(verify_flags);
+        std::optional<std::string> k = opt_str(kind);
+        std::optional<Entry> found = db->cat->latest(k, mode);
+        if (!found)
+            throw Error(CKPTDB_ENOTFOUND, std::string("no complete checkpoint") + (kind ? " of kind '" + *k + "'" : "") +
+                                              (mode == ckptdb::Catalog::Verify::none ? "" : " that verifies") + " in '" +
+                                              db->cat->dir().path + "'");
+        db->slot = std::move(*found);
+        fill(out, db->slot);
+    });
+}
+
+int ckptdb_get(ckptdb_entry *out, ckptdb_catalog *db, int64_t id) {
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        need_entry(out);
+        clear(out);
+        db->slot = db->cat->entry(id);
+        fill(out, db->slot);
+    });
+}
+
+int ckptdb_get_by_name(ckptdb_entry *out, ckptdb_catalog *db, const char *name) {
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        need(name, "name");
+        need_entry(out);
+        clear(out);
+        auto id = db->cat->id_by_name(name);
+        if (!id) throw Error(CKPTDB_ENOTFOUND, std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
+        db->slot = db->cat->entry(*id);
+        fill(out, db->slot);
+    });
+}
+
+int ckptdb_mark_resumed(ckptdb_catalog *db, int64_t id) {
+    return guard([&] {
+        need(db, "db");
+        db->cat->mark_resumed(id);
+    });
+}
+
+static void read_filter(const ckptdb_filter *f, unsigned &mask, std::optional<std::string> &kind) {
+    mask = 0;
+    kind.reset();
+    if (!f) return;
+    check_version(f->version, CKPTDB_FILTER_VERSION, "ckptdb_filter");
+    const unsigned all = CKPTDB_STATUS_BIT(CKPTDB_STATUS_WRITING) | CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE) |
+                         CKPTDB_STATUS_BIT(CKPTDB_STATUS_CORRUPT) | CKPTDB_STATUS_BIT(CKPTDB_STATUS_ABORTED) |
+                         CKPTDB_STATUS_BIT(CKPTDB_STATUS_PRUNED);
+    if (f->status_mask & ~all) throw Error(CKPTDB_EINVAL, "unknown status bits in the filter");
+    mask = f->status_mask;
+    kind = opt_str(f->kind);
+}
+
+static const int kPage = 256;
+
+int ckptdb_list(ckptdb_catalog *db, const ckptdb_filter *filter, ckptdb_entry_cb cb, void *payload) {
+    int stopped = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
+        unsigned mask;
+        std::optional<std::string> kind;
+        read_filter(filter, mask, kind);
+        int64_t after = 0;
+        for (;;) {
+            std::vector<Entry> page = db->cat->entries_page(after, mask, kind, kPage);
+            for (const Entry &e : page) {
+                ckptdb_entry ce = CKPTDB_ENTRY_INIT;
+                fill(&ce, e);
+                int r = cb(&ce, payload);
+                if (r) {
+                    stopped = r;
+                    return;
+                }
+                after = e.id;
+            }
+            if (page.size() < static_cast<size_t>(kPage)) return;
+        }
+    });
+    return rc ? rc : stopped;
+}
+
+int ckptdb_cursor_open(ckptdb_cursor **out, ckptdb_catalog *db, const ckptdb_filter *filter) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        auto c = std::make_unique<ckptdb_cursor>();
+        c->cat = db->cat;
+        read_filter(filter, c->mask, c->kind);
+        *out = c.release();
+    });
+}
+
+int ckptdb_cursor_next(ckptdb_entry *out, ckptdb_cursor *c) {
+    bool done = false;
+    int rc = guard([&] {
+        need(out, "out");
+        need(c, "cursor");
+        need_entry(out);
+        clear(out);
+        if (c->pos == c->page.size() && !c->exhausted) {
+            c->page = c->cat->entries_page(c->after, c->mask, c->kind, kPage);
+            c->pos = 0;
+            if (c->page.size() < static_cast<size_t>(kPage)) c->exhausted = true;
+        }
+        if (c->pos == c->page.size()) {
+            done = true;
+            return;
+        }
+        c->slot = std::move(c->page[c->pos++]);
+        c->after = c->slot.id;
+        fill(out, c->slot);
+    });
+    return rc ? rc : (done ? CKPTDB_DONE : CKPTDB_OK);
+}
+
+void ckptdb_cursor_free(ckptdb_cursor *c) { delete c; }
+
+int ckptdb_verify(ckptdb_catalog *db, int64_t id) {
+    return guard([&] {
+        need(db, "db");
+        Entry e = db->cat->entry(id);
+        if (e.status != CKPTDB_STATUS_COMPLETE && e.status != CKPTDB_STATUS_CORRUPT)
+            throw Error(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + ckptdb::status_text(e.status) +
+                                           "; only complete or corrupt checkpoints can be verified");
+        ckptdb::Check c = db->cat->check_files(e, true);
+        if (c.ok) {
+            if (e.status == CKPTDB_STATUS_CORRUPT) db->cat->restore(id);
+            return;
+        }
+        if (e.status == CKPTDB_STATUS_COMPLETE) db->cat->mark_corrupt(id, c.reason);
+        throw Error(CKPTDB_ECORRUPT, "checkpoint " + std::to_string(id) + " is corrupt: " + c.reason);
+    });
+}
+
+int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload, int64_t *out_checked, int64_t *out_corrupt) {
+    int64_t checked = 0, corrupt = 0;
+    int stopped = 0;
+    if (out_checked) *out_checked = 0;
+    if (out_corrupt) *out_corrupt = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        int64_t after = 0;
+        const unsigned mask = CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE);
+        for (;;) {
+            std::vector<Entry> page = db->cat->entries_page(after, mask, std::nullopt, kPage);
+            for (Entry &e : page) {
+                after = e.id;
+                ckptdb::Check c = db->cat->check_files(e, true);
+                checked++;
+                int result = CKPTDB_OK;
+                if (!c.ok) {
+                    corrupt++;
+                    db->cat->mark_corrupt(e.id, c.reason);
+                    e.status = CKPTDB_STATUS_CORRUPT;
+                    result = CKPTDB_ECORRUPT;
+                }
+                if (cb) {
+                    ckptdb_entry ce = CKPTDB_ENTRY_INIT;
+                    fill(&ce, e);
+                    int r = cb(&ce, result, payload);
+                    if (r) {
+                        stopped = r;
+                        return;
+                    }
+                }
+            }
+            if (page.size() < static_cast<size_t>(kPage)) return;
+        }
+    });
+    if (out_checked) *out_checked = checked;
+    if (out_corrupt) *out_corrupt = corrupt;
+    if (rc) return rc;
+    if (stopped) return stopped;
+    if (corrupt) return set_error(CKPTDB_ECORRUPT, std::to_string(corrupt) + " of " + std::to_string(checked) +
+                                                       " checkpoints failed verification and were marked corrupt");
+    return CKPTDB_OK;
+}
+
+int ckptdb_reader_open(ckptdb_reader **out, ckptdb_catalog *db, int64_t id) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        auto r = std::make_unique<ckptdb_reader>();
+        r->reader = std::make_unique<ckptdb::Reader>(db->cat, id);
+        *out = r.release();
+    });
+}
+
+int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out_len) {
+    if (out_len) *out_len = 0;
+    return guard([&] {
+        need(reader, "reader");
+        need(out_len, "out_len");
+        if (cap) need(buf, "buf");
+        *out_len = reader->reader->read(buf, cap);
+    });
+}
+
+void ckptdb_reader_close(ckptdb_reader *reader) { delete reader; }
+
+}  // extern "C"

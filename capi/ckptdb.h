@@ -1,0 +1,349 @@
+/*
+ * ckptdb.h - the stable C ABI of ckptdb, a checkpoint catalog for training jobs.
+ *
+ * Every checkpoint a trainer saves is recorded as a row in an SQLite catalog
+ * that lives in the checkpoint directory itself.  A save is crash-safe by
+ * construction (temp file, XXH3-128 while writing, fsync, rename, directory
+ * fsync, then one transaction marks it complete), and "resume from the newest
+ * good checkpoint" is a verified query.
+ *
+ * CONVENTIONS
+ *   - Every function returns an int status: CKPTDB_OK (0) or one of the
+ *     CKPTDB_E* codes below.  Codes are never renumbered.
+ *   - After any failure, ckptdb_last_error() gives a detailed message (paths,
+ *     strerror(errno) text) for the calling thread, including after a failed
+ *     ckptdb_open() that produced no handle.  It is never NULL.
+ *   - Out-parameters come first.  On failure *out is set to NULL (or the
+ *     struct is left with zeroed pointers).  What is received through **out
+ *     is released with the matching ckptdb_*_close / ckptdb_*_free, which
+ *     accept NULL.
+ *   - Option structs start with a version field; initialise them with their
+ *     _INIT macro or *_options_init().  A NULL options pointer means defaults.
+ *   - ckptdb_entry is filled by the library.  The caller sets struct_size
+ *     (CKPTDB_ENTRY_INIT does it); the library fills only what fits and sets
+ *     struct_size to the number of bytes it filled.
+ *   - Borrowed strings: the strings in an entry belong to the object that
+ *     filled it (the ckptdb_catalog handle for ckptdb_latest/ckptdb_get*, the cursor
+ *     for ckptdb_cursor_next, the save for ckptdb_save_commit) and stay valid
+ *     until the next call that fills an entry through that same object, or
+ *     until it is closed/freed.  An entry handed to a callback is valid only
+ *     during the callback.
+ *
+ * THREADS
+ *   Objects (ckptdb_catalog, ckptdb_save, ckptdb_reader, ckptdb_cursor) may be used
+ *   from any thread, each by one thread at a time.  Different objects may be
+ *   used concurrently, even when they belong to the same catalog: the catalog
+ *   connection they share is guarded inside the library.  So a background
+ *   thread may write and commit a save while the main thread lists the
+ *   catalog through the ckptdb_catalog handle.
+ *   Never use an object in a child after fork(); open the catalog again there.
+ *
+ * PROCESSES
+ *   Several processes on one host may open, save to, list and verify the same
+ *   catalog at once (SQLite WAL, synchronous=FULL, busy timeout).  On a
+ *   network file system (NFS, Lustre, GPFS, CIFS, BeeGFS) the catalog uses a
+ *   rollback journal and must have a single writing process.
+ *
+ * FILES
+ *   The bytes of a checkpoint file are exactly the bytes the caller wrote:
+ *   no header or footer is added, so torch.load and every other reader keep
+ *   working on the files.
+ */
+#ifndef CKPTDB_H
+#define CKPTDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(CKPTDB_BUILDING)
+#define CKPTDB_API __attribute__((visibility("default")))
+#else
+#define CKPTDB_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define CKPTDB_VERSION_MAJOR 0
+#define CKPTDB_VERSION_MINOR 1
+#define CKPTDB_VERSION_PATCH 0
+#define CKPTDB_VERSION_STRING "0.1.0"
+#define CKPTDB_VERSION_NUMBER \
+    (CKPTDB_VERSION_MAJOR * 10000 + CKPTDB_VERSION_MINOR * 100 + CKPTDB_VERSION_PATCH)
+
+/* The version of the library actually loaded (compare with the macros). */
+CKPTDB_API const char *ckptdb_version(void);
+CKPTDB_API int ckptdb_version_number(void);
+/* The catalog schema version this library writes (PRAGMA user_version). */
+CKPTDB_API int ckptdb_schema_version(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define CKPTDB_OK 0
+#define CKPTDB_ERROR 1        /* an error that fits no other code */
+#define CKPTDB_EMISUSE 2      /* NULL handle or out-parameter, call in wrong state */
+#define CKPTDB_EINVAL 3       /* bad argument: name, kind, epoch, step, JSON, option */
+#define CKPTDB_ENOTFOUND 4    /* no such checkpoint, directory or catalog */
+#define CKPTDB_EEXISTS 5      /* the name is already used */
+#define CKPTDB_EIO 6          /* an I/O error from the OS (message has path and errno text) */
+#define CKPTDB_ENOSPC 7       /* no space left on the device or quota exceeded */
+#define CKPTDB_ECORRUPT 8     /* a checkpoint's bytes do not match its catalog row */
+#define CKPTDB_EBUSY 9        /* the catalog stayed locked past the busy timeout */
+#define CKPTDB_EVERSION 10    /* the catalog was written by a newer ckptdb */
+#define CKPTDB_ENOTCATALOG 11 /* the catalog file is not an SQLite database, or not ckptdb's */
+#define CKPTDB_EPERM 12       /* the directory or catalog is not writable / not readable */
+#define CKPTDB_EREADONLY 13   /* a write through a catalog opened read-only */
+#define CKPTDB_ENOMEM 14      /* out of memory */
+#define CKPTDB_EDB 15         /* the catalog database itself failed (message has SQLite's text) */
+#define CKPTDB_DONE 100       /* not an error: an iteration has no more rows */
+
+/* A static, never-NULL description of a status code. */
+CKPTDB_API const char *ckptdb_strerror(int code);
+/* The detailed message of the calling thread's most recent call ("" when it
+ * succeeded).  Never NULL.  Valid until the next ckptdb call on this thread.
+ * Release functions (ckptdb_close, ckptdb_*_free, ckptdb_reader_close) leave
+ * it as it was, so an error can be read after cleaning up. */
+CKPTDB_API const char *ckptdb_last_error(void);
+/* The status code of the calling thread's most recent call. */
+CKPTDB_API int ckptdb_last_error_code(void);
+
+/* ------------------------------------------------------------------------ */
+/* Catalog handle                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ckptdb_catalog ckptdb_catalog;
+
+/* Event callback: called after the catalog transaction that recorded the
+ * event committed, on the thread that made the call.  event is one of
+ * "begun", "committed", "aborted", "corrupt", "restored", "recovered",
+ * "resumed" (later versions may add more).  checkpoint_id is 0 when none. */
+typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
+                                const char *detail, void *payload);
+
+#define CKPTDB_OPEN_NO_CREATE 0x1u /* fail with CKPTDB_ENOTFOUND if the directory or catalog is missing */
+#define CKPTDB_OPEN_READONLY 0x2u  /* no writes at all: no recovery, no run row, saves refused */
+
+typedef struct ckptdb_open_options {
+    unsigned int version;          /* CKPTDB_OPEN_OPTIONS_VERSION */
+    unsigned int flags;            /* CKPTDB_OPEN_* */
+    const char *catalog_name;      /* file name of the catalog in the directory; NULL: "ckptdb.sqlite" */
+    int busy_timeout_ms;           /* <= 0: 60000 */
+    ckptdb_event_cb on_event;      /* NULL: none */
+    void *event_payload;
+} ckptdb_open_options;
+
+#define CKPTDB_OPEN_OPTIONS_VERSION 1
+#define CKPTDB_OPEN_OPTIONS_INIT { CKPTDB_OPEN_OPTIONS_VERSION, 0u, NULL, 0, NULL, NULL }
+CKPTDB_API int ckptdb_open_options_init(ckptdb_open_options *opts, unsigned int version);
+
+/* Open the catalog of checkpoint directory dir, creating the directory (one
+ * level) and the catalog unless CKPTDB_OPEN_NO_CREATE is set.  A catalog
+ * with an older schema is migrated in one transaction; a newer one is refused
+ * with CKPTDB_EVERSION and a file that is not a ckptdb catalog with
+ * CKPTDB_ENOTCATALOG, both left untouched.  Unless read-only, recovery runs:
+ * saves left "writing" by processes that no longer run on this host are
+ * adopted when their final file is whole, otherwise aborted and their temp
+ * files removed.  On failure *out is NULL and ckptdb_last_error() says why. */
+CKPTDB_API int ckptdb_open(ckptdb_catalog **out, const char *dir, const ckptdb_open_options *opts);
+
+/* Close the handle (NULL is accepted).  Saves, readers and cursors opened
+ * through it stay usable until they are freed; the catalog connection is
+ * closed with the last of them.  Always returns CKPTDB_OK. */
+CKPTDB_API int ckptdb_close(ckptdb_catalog *db);
+
+/* The absolute path of the checkpoint directory (owned by the handle, valid
+ * until ckptdb_close). */
+CKPTDB_API const char *ckptdb_dir(const ckptdb_catalog *db);
+
+/* ------------------------------------------------------------------------ */
+/* Entries                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Status of a checkpoint row (stored as text in the catalog). */
+#define CKPTDB_STATUS_WRITING 1
+#define CKPTDB_STATUS_COMPLETE 2
+#define CKPTDB_STATUS_CORRUPT 3
+#define CKPTDB_STATUS_ABORTED 4
+#define CKPTDB_STATUS_PRUNED 5
+#define CKPTDB_STATUS_BIT(s) (1u << (s))
+
+/* The text form of a status ("writing", "complete", ...); "unknown" otherwise. */
+CKPTDB_API const char *ckptdb_status_name(int status);
+
+typedef struct ckptdb_entry {
+    size_t struct_size;       /* in: sizeof what the caller has; out: bytes filled */
+    int64_t id;
+    const char *name;         /* file name inside the directory */
+    const char *path;         /* absolute path of the file */
+    const char *kind;         /* "epoch", "step", "time", "preempt", "manual", or a user kind */
+    int64_t epoch;
+    int64_t step;
+    int64_t size;             /* bytes in all files; -1 while unknown */
+    const char *checksum;     /* XXH3-128, 32 lower-case hex digits as xxh128sum prints; "" while unknown */
+    int status;               /* CKPTDB_STATUS_* */
+    int pinned;               /* 0 or 1 */
+    int64_t run_id;           /* the run that saved it; 0 if none */
+    int64_t file_count;       /* files of the checkpoint (1, or one per rank) */
+    const char *created_at;   /* UTC, ISO-8601 with milliseconds */
+    const char *committed_at; /* "" if never committed */
+    const char *deleted_at;   /* "" if not deleted */
+    const char *metadata;     /* JSON object text; "{}" when none was given */
+} ckptdb_entry;
+
+#define CKPTDB_ENTRY_INIT { sizeof(ckptdb_entry), 0, NULL, NULL, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
+
+/* ------------------------------------------------------------------------ */
+/* Saving                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ckptdb_save ckptdb_save;
+
+typedef struct ckptdb_save_options {
+    unsigned int version;   /* CKPTDB_SAVE_OPTIONS_VERSION */
+    const char *name;       /* NULL: the default name of the kind (see ckptdb_save_begin) */
+    const char *metadata;   /* NULL: "{}"; else a JSON object (metrics, config) */
+} ckptdb_save_options;
+
+#define CKPTDB_SAVE_OPTIONS_VERSION 1
+#define CKPTDB_SAVE_OPTIONS_INIT { CKPTDB_SAVE_OPTIONS_VERSION, NULL, NULL }
+CKPTDB_API int ckptdb_save_options_init(ckptdb_save_options *opts, unsigned int version);
+
+/* Begin a save: records the intent (a "writing" row) and creates the temp
+ * file next to its final name.  kind: 1-64 characters of [A-Za-z0-9_.-]
+ * (epoch, step, time, preempt, manual or your own).  epoch, step >= 0.
+ *
+ * Names: an explicit name must be 1-255 bytes, contain no '/', NUL or control
+ * character, and not be ".", ".." or start with ".ckptdb"; if a live
+ * checkpoint (writing, complete, corrupt) or any file already has it, the
+ * call fails with CKPTDB_EEXISTS.  Without a name the default is
+ *   epoch   -> epoch_%03d.pt (epoch)     step    -> step_%06d.pt (step)
+ *   time    -> time_<unix seconds>.pt    preempt -> preempt_%06d.pt (step)
+ *   others  -> <kind>_%06d.pt (step)
+ * and a taken default name gets a suffix: epoch_010-2.pt, epoch_010-3.pt...
+ * Bad input fails with CKPTDB_EINVAL and changes nothing on disk.
+ * Thread-safety: see THREADS. */
+CKPTDB_API int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind,
+                                 int64_t epoch, int64_t step, const ckptdb_save_options *opts);
+
+/* Append bytes to the checkpoint (hashed as they pass).  Short writes and
+ * EINTR are handled.  On an I/O error the save fails at once: the temp file
+ * is removed, the row marked aborted, and every later call on the save
+ * returns the same error.  Touches no catalog state. */
+CKPTDB_API int ckptdb_save_write(ckptdb_save *save, const void *data, size_t len);
+
+/* Instead of ckptdb_save_write, let the caller write the file itself.
+ * *out_path is the absolute path of the (empty, already created) temp file,
+ * owned by the save.  The caller opens it, writes, and closes it before
+ * ckptdb_save_commit, which then reads the file back to hash it.  Cannot be
+ * mixed with ckptdb_save_write. */
+CKPTDB_API int ckptdb_save_temp_path(const char **out_path, ckptdb_save *save);
+/* As ckptdb_save_temp_path, but gives the library's own descriptor of the
+ * temp file (opened read-write); the caller writes through it and must not
+ * close it. */
+CKPTDB_API int ckptdb_save_fd(int *out_fd, ckptdb_save *save);
+
+/* Make the save durable and visible: fsync the file (never retried: a failed
+ * fsync fails the save and removes its file), rename it to its final name,
+ * fsync the directory, then mark the row complete with its size and checksum
+ * in one transaction.  When this returns CKPTDB_OK the checkpoint survives a
+ * crash or power loss.  out (may be NULL) receives the entry; its strings
+ * belong to the save.  On failure nothing of the save remains but an
+ * "aborted" row. */
+CKPTDB_API int ckptdb_save_commit(ckptdb_save *save, ckptdb_entry *out);
+
+/* Give up the save: remove its temp file and mark its row aborted. */
+CKPTDB_API int ckptdb_save_abort(ckptdb_save *save);
+
+/* Release the save (NULL is accepted); one neither committed nor aborted is
+ * aborted first. */
+CKPTDB_API void ckptdb_save_free(ckptdb_save *save);
+
+/* ------------------------------------------------------------------------ */
+/* Finding checkpoints                                                       */
+/* ------------------------------------------------------------------------ */
+
+#define CKPTDB_VERIFY_FULL 0x0u    /* default: size and XXH3-128 of every file */
+#define CKPTDB_VERIFY_SIZE 0x1u    /* only that the files exist with the recorded size */
+#define CKPTDB_VERIFY_NONE 0x2u    /* trust the catalog */
+
+/* The newest complete checkpoint ("newest" = most recently committed),
+ * of the given kind if kind is not NULL.  Unless CKPTDB_VERIFY_NONE, its
+ * files are verified; one that fails is marked corrupt (an event is logged)
+ * and the next newest is tried.  CKPTDB_ENOTFOUND when none remains. */
+CKPTDB_API int ckptdb_latest(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, unsigned int verify_flags);
+
+/* One checkpoint by id or by name (any status; for a name, the newest row
+ * that has it).  CKPTDB_ENOTFOUND if none. */
+CKPTDB_API int ckptdb_get(ckptdb_entry *out, ckptdb_catalog *db, int64_t id);
+CKPTDB_API int ckptdb_get_by_name(ckptdb_entry *out, ckptdb_catalog *db, const char *name);
+
+/* Record that this process resumed from checkpoint id (the run row's
+ * resumed_from, and a "resumed" event). */
+CKPTDB_API int ckptdb_mark_resumed(ckptdb_catalog *db, int64_t id);
+
+typedef struct ckptdb_filter {
+    unsigned int version;       /* CKPTDB_FILTER_VERSION */
+    unsigned int status_mask;   /* OR of CKPTDB_STATUS_BIT(s); 0: every status */
+    const char *kind;           /* NULL: every kind */
+} ckptdb_filter;
+
+#define CKPTDB_FILTER_VERSION 1
+#define CKPTDB_FILTER_INIT { CKPTDB_FILTER_VERSION, 0u, NULL }
+
+/* Callback for ckptdb_list; a non-zero return stops the listing and is
+ * returned by ckptdb_list. */
+typedef int (*ckptdb_entry_cb)(const ckptdb_entry *entry, void *payload);
+
+/* Call cb for every matching checkpoint, oldest id first.  filter NULL: all. */
+CKPTDB_API int ckptdb_list(ckptdb_catalog *db, const ckptdb_filter *filter, ckptdb_entry_cb cb, void *payload);
+
+typedef struct ckptdb_cursor ckptdb_cursor;
+/* A cursor over the same rows as ckptdb_list.  It holds no transaction
+ * open between calls. */
+CKPTDB_API int ckptdb_cursor_open(ckptdb_cursor **out, ckptdb_catalog *db, const ckptdb_filter *filter);
+/* Fill the next entry: CKPTDB_OK, or CKPTDB_DONE after the last one. */
+CKPTDB_API int ckptdb_cursor_next(ckptdb_entry *out, ckptdb_cursor *cursor);
+CKPTDB_API void ckptdb_cursor_free(ckptdb_cursor *cursor);
+
+/* ------------------------------------------------------------------------ */
+/* Verifying and reading                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Verify checkpoint id (complete or corrupt) by size and XXH3-128 of every
+ * file.  A complete one that fails is marked corrupt (CKPTDB_ECORRUPT); a
+ * corrupt one whose files verify again (restored from a copy) is marked
+ * complete again.  Any other status: CKPTDB_EINVAL. */
+CKPTDB_API int ckptdb_verify(ckptdb_catalog *db, int64_t id);
+
+/* Called after each checkpoint ckptdb_verify_all checked; result is
+ * CKPTDB_OK or CKPTDB_ECORRUPT (or another error).  Non-zero stops. */
+typedef int (*ckptdb_verify_cb)(const ckptdb_entry *entry, int result, void *payload);
+
+/* Verify every complete checkpoint.  Returns CKPTDB_OK when all verify,
+ * CKPTDB_ECORRUPT when at least one did not (those are marked corrupt).
+ * out_checked / out_corrupt may be NULL.  cb may be NULL. */
+CKPTDB_API int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload,
+                                 int64_t *out_checked, int64_t *out_corrupt);
+
+typedef struct ckptdb_reader ckptdb_reader;
+/* Open complete checkpoint id for reading (its first file).  The file is
+ * opened without following symlinks, relative to the directory. */
+CKPTDB_API int ckptdb_reader_open(ckptdb_reader **out, ckptdb_catalog *db, int64_t id);
+/* Read up to cap bytes; *out_len is 0 at the end.  When the end is reached
+ * the size and checksum are compared with the catalog: a mismatch returns
+ * CKPTDB_ECORRUPT and marks the checkpoint corrupt. */
+CKPTDB_API int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out_len);
+CKPTDB_API void ckptdb_reader_close(ckptdb_reader *reader);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CKPTDB_H */
