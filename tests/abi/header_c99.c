@@ -1,0 +1,41 @@
+/* ckptdb.h compiles alone as C99 with -pedantic -Werror, and the runtime
+ * version matches the header's. Every declaration is taken by address so a
+ * broken prototype fails the build. */
+#include "ckptdb.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef void (*fn)(void);
+
+int main(void) {
+    fn fns[] = {
+        (fn)ckptdb_version, (fn)ckptdb_version_number, (fn)ckptdb_schema_version,
+        (fn)ckptdb_strerror, (fn)ckptdb_last_error, (fn)ckptdb_last_error_code,
+        (fn)ckptdb_open_options_init, (fn)ckptdb_open, (fn)ckptdb_close, (fn)ckptdb_dir,
+        (fn)ckptdb_status_name, (fn)ckptdb_save_options_init, (fn)ckptdb_save_begin,
+        (fn)ckptdb_save_write, (fn)ckptdb_save_temp_path, (fn)ckptdb_save_fd,
+        (fn)ckptdb_save_commit, (fn)ckptdb_save_abort, (fn)ckptdb_save_free, (fn)ckptdb_latest,
+        (fn)ckptdb_get, (fn)ckptdb_get_by_name, (fn)ckptdb_mark_resumed, (fn)ckptdb_list,
+        (fn)ckptdb_cursor_open, (fn)ckptdb_cursor_next, (fn)ckptdb_cursor_free, (fn)ckptdb_verify,
+        (fn)ckptdb_verify_all, (fn)ckptdb_reader_open, (fn)ckptdb_reader_read,
+        (fn)ckptdb_reader_close,
+    };
+    ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+    ckptdb_save_options s = CKPTDB_SAVE_OPTIONS_INIT;
+    ckptdb_filter f = CKPTDB_FILTER_INIT;
+    ckptdb_entry e = CKPTDB_ENTRY_INIT;
+    size_t i;
+    for (i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        if (!fns[i]) return 1;
+    if (strcmp(ckptdb_version(), CKPTDB_VERSION_STRING) != 0 || ckptdb_version_number() != CKPTDB_VERSION_NUMBER) {
+        fprintf(stderr, "header says %s, library says %s\n", CKPTDB_VERSION_STRING, ckptdb_version());
+        return 1;
+    }
+    if (o.version != CKPTDB_OPEN_OPTIONS_VERSION || s.version != CKPTDB_SAVE_OPTIONS_VERSION ||
+        f.version != CKPTDB_FILTER_VERSION || e.struct_size != sizeof(ckptdb_entry))
+        return 1;
+    if (ckptdb_last_error() == NULL) return 1;
+    printf("C99: ckptdb %s, schema %d\n", ckptdb_version(), ckptdb_schema_version());
+    return 0;
+}

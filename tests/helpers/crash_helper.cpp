@@ -1,0 +1,115 @@
+// A child process for the crash tests (always fork+exec'd, never a fork of
+// the test runner). It links the engine statically so it can stop at a named
+// point of the save protocol: it prints "PAUSED <point>" and waits there to
+// be killed with SIGKILL.
+//
+//   crash_helper save DIR BYTES [--pause-at POINT] [--kind K] [--epoch E]
+//                [--step S] [--name N] [--seed X] [--chunk C]
+//       prints "COMMITTED <id> <name> <checksum>" on success
+//   crash_helper open DIR [--drop-privs] [--readonly]
+//       prints "OK" or "ERR <code> <message>"; exit status = code
+//   crash_helper recover DIR --pause-at POINT
+//       opens the catalog (running recovery), pausing at POINT
+#include <grp.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog.hpp"
+#include "ckptdb.h"
+#include "error.hpp"
+#include "hooks.hpp"
+#include "writer.hpp"
+
+static std::string g_pause_at;
+
+static void pause_hook(const char *point) {
+    if (g_pause_at != point) return;
+    std::printf("PAUSED %s\n", point);
+    std::fflush(stdout);
+    for (;;) ::pause();
+}
+
+static std::optional<std::string> flag(std::vector<std::string> &args, const std::string &name) {
+    for (size_t i = 0; i + 1 < args.size(); i++) {
+        if (args[i] == name) {
+            std::string v = args[i + 1];
+            args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(i) + 2);
+            return v;
+        }
+    }
+    return std::nullopt;
+}
+
+static bool bool_flag(std::vector<std::string> &args, const std::string &name) {
+    for (size_t i = 0; i < args.size(); i++) {
+        if (args[i] == name) {
+            args.erase(args.begin() + static_cast<long>(i));
+            return true;
+        }
+    }
+    return false;
+}
+
+int main(int argc, char **argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() < 2) {
+        std::fprintf(stderr, "usage: crash_helper save|open|recover DIR ...\n");
+        return 2;
+    }
+    std::string mode = args[0], dir = args[1];
+    args.erase(args.begin(), args.begin() + 2);
+    if (auto p = flag(args, "--pause-at")) {
+        g_pause_at = *p;
+        ckptdb::g_test_hook = pause_hook;
+    }
+    try {
+        if (mode == "open" || mode == "recover") {
+            if (bool_flag(args, "--drop-privs")) {
+                ::setgroups(0, nullptr);
+                if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
+                    std::perror("cannot drop privileges");
+                    return 2;
+                }
+            }
+            ckptdb::OpenOptions o;
+            o.readonly = bool_flag(args, "--readonly");
+            auto cat = ckptdb::Catalog::open(dir, o);
+            std::printf("OK\n");
+            return 0;
+        }
+        if (mode == "save") {
+            if (args.empty()) return 2;
+            size_t bytes = std::strtoull(args[0].c_str(), nullptr, 10);
+            args.erase(args.begin());
+            std::string kind = flag(args, "--kind").value_or("epoch");
+            long long epoch = std::atoll(flag(args, "--epoch").value_or("1").c_str());
+            long long step = std::atoll(flag(args, "--step").value_or("0").c_str());
+            auto name = flag(args, "--name");
+            unsigned seed = static_cast<unsigned>(std::atoi(flag(args, "--seed").value_or("7").c_str()));
+            size_t chunk = std::strtoull(flag(args, "--chunk").value_or("65536").c_str(), nullptr, 10);
+            auto cat = ckptdb::Catalog::open(dir, ckptdb::OpenOptions());
+            auto s = ckptdb::Save::begin(cat, kind, epoch, step, name, std::nullopt);
+            std::vector<unsigned char> buf(chunk);
+            for (size_t off = 0; off < bytes; off += chunk) {
+                size_t n = std::min(chunk, bytes - off);
+                for (size_t i = 0; i < n; i++) buf[i] = static_cast<unsigned char>(((off + i) * 31 + seed) & 0xff);
+                s->write(buf.data(), n);
+            }
+            ckptdb::Entry e = s->commit();
+            std::printf("COMMITTED %lld %s %s\n", static_cast<long long>(e.id), e.name.c_str(), e.checksum.c_str());
+            return 0;
+        }
+    } catch (const ckptdb::Error &e) {
+        std::printf("ERR %d %s\n", e.code(), e.what());
+        return e.code();
+    }
+    std::fprintf(stderr, "crash_helper: unknown mode %s\n", mode.c_str());
+    return 2;
+}
