@@ -76,6 +76,7 @@ void Catalog::recover() {
                 if (!st.step() || st.text(0) != "writing") return;
                 Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, s.id).run();
                 Db::Query(db, sql::Stmt::files_clear_temp).bind(1, s.id).run();
+                run_id_in_tx(db);  // the event names the run that recovered
                 log_event(db, s.id, "recovered", "adopted: the writer died after the rename; every file is whole");
             });
             continue;
@@ -92,6 +93,7 @@ void Catalog::recover() {
             if (!st.step() || st.text(0) != "writing") return;
             Db::Query(db, sql::Stmt::checkpoint_abort).bind(1, s.id).run();
             Db::Query(db, sql::Stmt::files_clear_temp).bind(1, s.id).run();
+            run_id_in_tx(db);
             log_event(db, s.id, "recovered", "aborted: " + why);
         });
     }

@@ -1,0 +1,541 @@
+/*
+ * train.c - a simulated trainer in plain C99 on top of the ckptdb C ABI.
+ *
+ * It "trains" for --epochs epochs of --steps-per-epoch steps, saves a
+ * checkpoint through the catalog every --save-every-epochs epochs (kind
+ * "epoch") and every --save-every-seconds seconds (kind "time"), and on start
+ * resumes from the newest checkpoint whose bytes verify.
+ *
+ * Meaning of the numbers recorded with a save:
+ *   epoch = number of completed epochs,
+ *   step  = number of completed steps in all (the global step).
+ * A resumed run continues with global step step+1.
+ *
+ * The state is a deterministic function of (epoch, step), so a resumed run
+ * can check every byte it read back.  Blob layout (all integers little-endian):
+ *   bytes  0..7   magic "CKPTTRN1"
+ *   bytes  8..15  epoch (completed epochs)
+ *   bytes 16..23  step within the current epoch (global step - epoch * steps_per_epoch)
+ *   bytes 24..31  global step
+ *   bytes 32..39  steps per epoch
+ *   bytes 40..47  total blob size in bytes
+ *   bytes 48..63  zero
+ *   bytes 64..    splitmix64 stream seeded from (epoch, global step)
+ *
+ * Exit status: 0 done (or stopped by SIGTERM/SIGINT after a "preempt" save:
+ * 128 + signal), 1 ckptdb error, 2 bad command line, 3 a checkpoint whose
+ * bytes are not what this program wrote for its (epoch, step).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <ckptdb.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HEADER_BYTES 64
+#define CHUNK_BYTES ((size_t)1 << 20)
+static const char kMagic[8] = {'C', 'K', 'P', 'T', 'T', 'R', 'N', '1'};
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                              */
+/* ------------------------------------------------------------------------ */
+
+struct config {
+    const char *dir;
+    int64_t epochs;
+    int64_t steps_per_epoch;
+    int64_t state_bytes;
+    int64_t save_every_epochs;
+    double save_every_seconds;
+    int64_t step_sleep_ms;
+};
+
+static const char *prog = "ckptdb-train-c";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s --dir DIR [options]\n"
+            "Simulated trainer that saves and resumes checkpoints through ckptdb.\n"
+            "\n"
+            "  --dir DIR                 checkpoint directory (required; created if missing)\n"
+            "  --epochs N                epochs to train in all (default 10)\n"
+            "  --steps-per-epoch N       steps per epoch (default 100)\n"
+            "  --state-bytes N[K|M|G]    size of the saved state (default 1M; at least %d)\n"
+            "  --save-every-epochs N     save (kind \"epoch\") every N epochs (default 1; 0: off)\n"
+            "  --save-every-seconds T    save (kind \"time\") every T seconds (default 0: off)\n"
+            "  --step-sleep-ms N         sleep N ms per step (default 0)\n"
+            "  --help                    show this help\n"
+            "\n"
+            "A save records epoch = completed epochs and step = completed global steps;\n"
+            "a resumed run continues with the next step.  SIGTERM/SIGINT: finish the\n"
+            "step, save (kind \"preempt\") and exit 128+signal.\n",
+            prog, HEADER_BYTES);
+}
+
+static void bad_usage(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\nTry '%s --help'.\n", prog);
+    exit(2);
+}
+
+static int64_t parse_int(const char *flag, const char *s, int64_t min)
+{
+    char *end = NULL;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min)
+        bad_usage(min > 0 ? "%s needs an integer >= 1, not '%s'" : "%s needs an integer >= 0, not '%s'",
+                  flag, s);
+    return (int64_t)v;
+}
+
+static int64_t parse_bytes(const char *flag, const char *s)
+{
+    char *end = NULL;
+    long long v;
+    int64_t mult = 1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || v < 0)
+        bad_usage("%s needs a size such as 4096, 512K, 8M or 1G, not '%s'", flag, s);
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': mult = (int64_t)1 << 10; end++; break;
+    case 'm': case 'M': mult = (int64_t)1 << 20; end++; break;
+    case 'g': case 'G': mult = (int64_t)1 << 30; end++; break;
+    default: end = NULL; break;
+    }
+    if (end != NULL && mult > 1 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+        end += strlen(end);
+    if (end == NULL || *end != '\0')
+        bad_usage("%s needs a size such as 4096, 512K, 8M or 1G, not '%s'", flag, s);
+    if (v > INT64_MAX / mult) bad_usage("%s: size '%s' is too large", flag, s);
+    if (v * mult < HEADER_BYTES) bad_usage("%s: size '%s' is below the 64-byte header", flag, s);
+    return (int64_t)v * mult;
+}
+
+static double parse_seconds(const char *flag, const char *s)
+{
+    char *end = NULL;
+    double v;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= 0.0) || v > 1e9)
+        bad_usage("%s needs a number of seconds >= 0, not '%s'", flag, s);
+    return v;
+}
+
+static void parse_args(struct config *cfg, int argc, char **argv)
+{
+    static const char *const with_value[] = {"--dir", "--epochs", "--steps-per-epoch", "--state-bytes",
+                                             "--save-every-epochs", "--save-every-seconds",
+                                             "--step-sleep-ms"};
+    int i;
+    size_t k;
+
+    cfg->dir = NULL;
+    cfg->epochs = 10;
+    cfg->steps_per_epoch = 100;
+    cfg->state_bytes = (int64_t)1 << 20;
+    cfg->save_every_epochs = 1;
+    cfg->save_every_seconds = 0.0;
+    cfg->step_sleep_ms = 0;
+
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = NULL;
+        const char *eq;
+        size_t flen;
+        int known = 0;
+
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            bad_usage("unexpected argument '%s'%s", arg, "");
+        eq = strchr(arg, '=');
+        flen = eq ? (size_t)(eq - arg) : strlen(arg);
+        for (k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
+            if (strlen(with_value[k]) == flen && strncmp(arg, with_value[k], flen) == 0) {
+                known = 1;
+                break;
+            }
+        }
+        if (!known) bad_usage("unknown option '%s'%s", arg, "");
+        if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc) bad_usage("option '%s' needs a value%s", arg, "");
+            val = argv[++i];
+        }
+
+        switch (k) {
+        case 0:
+            if (*val == '\0') bad_usage("%s needs a directory%s", "--dir", "");
+            cfg->dir = val;
+            break;
+        case 1: cfg->epochs = parse_int("--epochs", val, 0); break;
+        case 2: cfg->steps_per_epoch = parse_int("--steps-per-epoch", val, 1); break;
+        case 3: cfg->state_bytes = parse_bytes("--state-bytes", val); break;
+        case 4: cfg->save_every_epochs = parse_int("--save-every-epochs", val, 0); break;
+        case 5: cfg->save_every_seconds = parse_seconds("--save-every-seconds", val); break;
+        case 6: cfg->step_sleep_ms = parse_int("--step-sleep-ms", val, 0); break;
+        default: break;
+        }
+    }
+    if (cfg->dir == NULL) bad_usage("--dir DIR is required%s%s", "", "");
+    if (cfg->epochs > INT64_MAX / cfg->steps_per_epoch)
+        bad_usage("--epochs times --steps-per-epoch is too large%s%s", "", "");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static ckptdb_catalog *g_db = NULL;
+static ckptdb_save *g_save = NULL;
+static ckptdb_reader *g_reader = NULL;
+
+static void cleanup(void)
+{
+    ckptdb_reader_close(g_reader);
+    g_reader = NULL;
+    ckptdb_save_free(g_save); /* aborts a save in flight */
+    g_save = NULL;
+    ckptdb_close(g_db);
+    g_db = NULL;
+}
+
+/* Report a ckptdb failure and exit 1.  The message is printed before any
+ * other ckptdb call, which would replace ckptdb_last_error(). */
+static void check(int rc)
+{
+    if (rc == CKPTDB_OK) return;
+    fprintf(stderr, "error: %s: %s\n", ckptdb_strerror(rc), ckptdb_last_error());
+    fflush(stderr);
+    cleanup();
+    exit(1);
+}
+
+static void state_error(const char *fmt, int64_t id, const char *name, int64_t a, int64_t b)
+{
+    fprintf(stderr, "error: checkpoint id=%" PRId64 " name=%s: ", id, name);
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    cleanup();
+    exit(3);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The deterministic state                                                   */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    int i;
+    for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* A generator of the blob for (epoch, global step): header, then the stream. */
+struct blob_gen {
+    unsigned char header[HEADER_BYTES];
+    uint64_t prng;
+    int64_t pos;  /* bytes produced so far */
+    int64_t size; /* bytes in the blob */
+    unsigned char word[8];
+    int word_left; /* unread bytes at the end of word[] */
+};
+
+static void gen_init(struct blob_gen *g, int64_t epoch, int64_t gstep, int64_t steps_per_epoch, int64_t size)
+{
+    uint64_t seed = UINT64_C(0x636B707464622D63) ^ ((uint64_t)epoch * UINT64_C(0xD6E8FEB86659FD93));
+    (void)splitmix64(&seed);
+    seed ^= (uint64_t)gstep * UINT64_C(0x9FB21C651E98DF25);
+    memset(g->header, 0, sizeof g->header);
+    memcpy(g->header, kMagic, sizeof kMagic);
+    put_le64(g->header + 8, (uint64_t)epoch);
+    put_le64(g->header + 16, (uint64_t)(gstep - epoch * steps_per_epoch));
+    put_le64(g->header + 24, (uint64_t)gstep);
+    put_le64(g->header + 32, (uint64_t)steps_per_epoch);
+    put_le64(g->header + 40, (uint64_t)size);
+    g->prng = seed;
+    g->pos = 0;
+    g->size = size;
+    g->word_left = 0;
+}
+
+/* Produce the next n bytes of the blob (n <= what is left). */
+static void gen_fill(struct blob_gen *g, unsigned char *out, size_t n)
+{
+    while (n > 0 && g->pos < HEADER_BYTES) {
+        *out++ = g->header[g->pos++];
+        n--;
+    }
+    while (n > 0 && g->word_left > 0) {
+        *out++ = g->word[8 - g->word_left--];
+        g->pos++;
+        n--;
+    }
+    while (n >= 8) {
+        put_le64(out, splitmix64(&g->prng));
+        out += 8;
+        g->pos += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        put_le64(g->word, splitmix64(&g->prng));
+        g->word_left = 8;
+        while (n > 0) {
+            *out++ = g->word[8 - g->word_left--];
+            g->pos++;
+            n--;
+        }
+    }
+}
+
+/* A deterministic, decreasing "loss" for the metadata. */
+static double fake_loss(int64_t gstep)
+{
+    uint64_t x = (uint64_t)gstep;
+    double noise = (double)(splitmix64(&x) >> 11) / 9007199254740992.0; /* [0, 1) */
+    return 2.5 / (1.0 + (double)gstep / 200.0) + 0.02 * noise;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Saving and resuming                                                       */
+/* ------------------------------------------------------------------------ */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void save(ckptdb_catalog *db, const struct config *cfg, const char *kind, int64_t epoch, int64_t gstep,
+                 unsigned char *buf)
+{
+    ckptdb_save_options opts = CKPTDB_SAVE_OPTIONS_INIT;
+    ckptdb_entry e = CKPTDB_ENTRY_INIT;
+    struct blob_gen gen;
+    char meta[128];
+    int64_t left = cfg->state_bytes;
+
+    snprintf(meta, sizeof meta, "{\"loss\": %.6f}", fake_loss(gstep));
+    opts.metadata = meta;
+    check(ckptdb_save_begin(&g_save, db, kind, epoch, gstep, &opts));
+    gen_init(&gen, epoch, gstep, cfg->steps_per_epoch, cfg->state_bytes);
+    while (left > 0) {
+        size_t n = left > (int64_t)CHUNK_BYTES ? CHUNK_BYTES : (size_t)left;
+        gen_fill(&gen, buf, n);
+        check(ckptdb_save_write(g_save, buf, n));
+        left -= (int64_t)n;
+    }
+    check(ckptdb_save_commit(g_save, &e));
+    printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64
+           " xxh128=%s\n",
+           e.id, e.name, e.kind, e.epoch, e.step, e.size, e.checksum);
+    fflush(stdout);
+    ckptdb_save_free(g_save);
+    g_save = NULL;
+}
+
+/* Read checkpoint e back, check every byte; returns through *epoch / *gstep. */
+static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_entry *e, unsigned char *rbuf,
+                   unsigned char *xbuf, int64_t *epoch, int64_t *gstep)
+{
+    char name[512];
+    int64_t id = e->id, size = e->size, total = 0;
+    int64_t h_epoch, h_in_epoch, h_gstep, h_spe, h_size;
+    size_t have = 0, got = 0;
+    struct blob_gen gen;
+
+    snprintf(name, sizeof name, "%s", e->name);
+    if (size < HEADER_BYTES)
+        state_error("%" PRId64 " bytes are too few for the %" PRId64 "-byte header of this trainer", id, name,
+                    size, (int64_t)HEADER_BYTES);
+
+    check(ckptdb_reader_open(&g_reader, db, id));
+    /* The header first (a read may return fewer bytes than asked). */
+    while (have < HEADER_BYTES) {
+        check(ckptdb_reader_read(g_reader, rbuf + have, CHUNK_BYTES - have, &got));
+        if (got == 0) break;
+        have += got;
+    }
+    if (have < HEADER_BYTES || memcmp(rbuf, kMagic, sizeof kMagic) != 0)
+        state_error("not written by this trainer (no \"CKPTTRN1\" header; %" PRId64 " of %" PRId64
+                    " bytes read)",
+                    id, name, (int64_t)have, size);
+    h_epoch = (int64_t)get_le64(rbuf + 8);
+    h_in_epoch = (int64_t)get_le64(rbuf + 16);
+    h_gstep = (int64_t)get_le64(rbuf + 24);
+    h_spe = (int64_t)get_le64(rbuf + 32);
+    h_size = (int64_t)get_le64(rbuf + 40);
+    if (h_epoch != e->epoch || h_gstep != e->step)
+        state_error("the header says epoch=%" PRId64 " step=%" PRId64 " but the catalog row does not agree",
+                    id, name, h_epoch, h_gstep);
+    if (h_size != size)
+        state_error("the header says %" PRId64 " bytes, the catalog %" PRId64, id, name, h_size, size);
+    if (h_spe != cfg->steps_per_epoch)
+        state_error("it was written with --steps-per-epoch %" PRId64 ", this run has %" PRId64, id, name,
+                    h_spe, cfg->steps_per_epoch);
+    if (h_in_epoch < 0 || h_in_epoch >= h_spe || h_in_epoch != h_gstep - h_epoch * h_spe)
+        state_error("inconsistent header: step %" PRId64 " within the epoch, global step %" PRId64, id, name,
+                    h_in_epoch, h_gstep);
+
+    /* Then every byte against regenerate(epoch, step). */
+    gen_init(&gen, h_epoch, h_gstep, h_spe, size);
+    for (;;) {
+        size_t i;
+        if (have > 0) {
+            if ((int64_t)have > size - total)
+                state_error("it is longer than the %" PRId64 " bytes recorded (at least %" PRId64 ")", id,
+                            name, size, total + (int64_t)have);
+            gen_fill(&gen, xbuf, have);
+            if (memcmp(rbuf, xbuf, have) != 0) {
+                for (i = 0; i < have && rbuf[i] == xbuf[i]; i++) {
+                }
+                state_error("byte %" PRId64 " differs from the state regenerated for step %" PRId64, id, name,
+                            total + (int64_t)i, h_gstep);
+            }
+            total += (int64_t)have;
+        }
+        /* Reading to the end makes the reader compare size and checksum. */
+        check(ckptdb_reader_read(g_reader, rbuf, CHUNK_BYTES, &have));
+        if (have == 0) break;
+    }
+    ckptdb_reader_close(g_reader);
+    g_reader = NULL;
+    if (total != size)
+        state_error("read %" PRId64 " bytes, the catalog records %" PRId64, id, name, total, size);
+
+    check(ckptdb_mark_resumed(db, id));
+    printf("resume: id=%" PRId64 " name=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 "\n", id, name,
+           h_epoch, h_gstep, size);
+    fflush(stdout);
+    *epoch = h_epoch;
+    *gstep = h_gstep;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Main                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts;
+    if (ms <= 0) return;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    /* A signal cuts the sleep short; the step ends early, that is all. */
+    (void)nanosleep(&ts, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    struct config cfg;
+    ckptdb_entry latest = CKPTDB_ENTRY_INIT;
+    unsigned char *buf, *xbuf;
+    int64_t epoch = 0, gstep = 0, in_epoch;
+    double last_save;
+    struct sigaction sa;
+    int rc;
+
+    parse_args(&cfg, argc, argv);
+
+    buf = (unsigned char *)malloc(CHUNK_BYTES);
+    xbuf = (unsigned char *)malloc(CHUNK_BYTES);
+    if (buf == NULL || xbuf == NULL) {
+        fprintf(stderr, "error: out of memory\n");
+        return 1;
+    }
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    check(ckptdb_open(&g_db, cfg.dir, NULL));
+
+    rc = ckptdb_latest(&latest, g_db, NULL, CKPTDB_VERIFY_FULL);
+    if (rc == CKPTDB_ENOTFOUND) {
+        printf("resume: none, starting fresh\n");
+        fflush(stdout);
+    } else {
+        check(rc);
+        resume(g_db, &cfg, &latest, buf, xbuf, &epoch, &gstep);
+    }
+
+    in_epoch = gstep - epoch * cfg.steps_per_epoch;
+    last_save = now_seconds();
+    while (epoch < cfg.epochs) {
+        int saved = 0;
+
+        sleep_ms(cfg.step_sleep_ms);
+        gstep++;
+        in_epoch++;
+        if (in_epoch == cfg.steps_per_epoch) {
+            epoch++;
+            in_epoch = 0;
+            if (cfg.save_every_epochs > 0 && epoch % cfg.save_every_epochs == 0) {
+                save(g_db, &cfg, "epoch", epoch, gstep, buf);
+                saved = 1;
+            }
+        }
+        if (!saved && cfg.save_every_seconds > 0.0 && now_seconds() - last_save >= cfg.save_every_seconds) {
+            save(g_db, &cfg, "time", epoch, gstep, buf);
+            saved = 1;
+        }
+        if (saved) last_save = now_seconds();
+        if (g_stop_signal != 0) {
+            int sig = (int)g_stop_signal;
+            if (!saved) save(g_db, &cfg, "preempt", epoch, gstep, buf);
+            printf("stopped: signal=%d epoch=%" PRId64 " step=%" PRId64 "\n", sig, epoch, gstep);
+            fflush(stdout);
+            cleanup();
+            free(buf);
+            free(xbuf);
+            return 128 + sig;
+        }
+    }
+
+    printf("done: epoch=%" PRId64 " step=%" PRId64 "\n", epoch, gstep);
+    fflush(stdout);
+    cleanup();
+    free(buf);
+    free(xbuf);
+    return 0;
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# demo.sh - ckptdb in two minutes: a trainer is SIGKILLed in the middle of a
+# run (ideally during a save), restarted, resumes from the newest good
+# checkpoint and finishes.  Then the catalog is shown, and the newest file is
+# checked against its catalog checksum with xxh128sum.
+#
+# Works on a fresh Debian 12 machine (installs what is missing when run as
+# root, or through sudo).  Environment:
+#   BUILD_DIR   build directory (default: <repo>/build-demo)
+#   MESON_ARGS  extra arguments for a new `meson setup` (default: -Dtests=false)
+#   TRAIN_ARGS  trainer options (default: a small 30-epoch run with 8 MiB saves)
+#   KEEP=1      keep the temporary checkpoint directory
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$REPO/build-demo}
+MESON_ARGS=${MESON_ARGS--Dtests=false}
+TRAIN_ARGS=${TRAIN_ARGS:---epochs 30 --steps-per-epoch 20 --step-sleep-ms 10 --state-bytes 8M --save-every-epochs 5 --save-every-seconds 0.6}
+read -r -a train_args <<<"$TRAIN_ARGS"
+
+say() { printf '\n== %s\n' "$*"; }
+die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
+indent() { sed 's/^/    /'; }
+
+# --- 1. prerequisites ------------------------------------------------------
+say "Checking build prerequisites"
+packages=(meson ninja-build pkg-config g++ libsqlite3-dev sqlite3 libxxhash-dev xxhash
+          nlohmann-json3-dev doctest-dev)
+if command -v dpkg >/dev/null 2>&1; then
+    missing=()
+    for p in "${packages[@]}"; do
+        dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        echo "installing: ${missing[*]}"
+        sudo=()
+        if [[ $(id -u) -ne 0 ]]; then
+            command -v sudo >/dev/null 2>&1 || die "missing packages (${missing[*]}); run as root or install them"
+            sudo=(sudo)
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        "${sudo[@]}" apt-get update
+        "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+    else
+        echo "all present"
+    fi
+else
+    echo "no dpkg here: assuming ${packages[*]} (or equivalents) are installed"
+fi
+
+# --- 2. build --------------------------------------------------------------
+say "Building the C example trainer in $BUILD_DIR"
+if [[ ! -f $BUILD_DIR/build.ninja ]]; then
+    read -r -a meson_args <<<"$MESON_ARGS"
+    out=$(meson setup "$BUILD_DIR" "$REPO" "${meson_args[@]}" 2>&1) || { echo "$out" >&2; die "meson setup failed"; }
+    echo "configured $BUILD_DIR (${MESON_ARGS:-no extra options})"
+fi
+out=$(ninja -C "$BUILD_DIR" examples/ckptdb-train-c 2>&1) || { echo "$out" >&2; die "build failed"; }
+echo "$out" | tail -n 1
+TRAIN=$BUILD_DIR/examples/ckptdb-train-c
+[[ -x $TRAIN ]] || die "$TRAIN was not built"
+
+# --- 3. a run that gets killed ---------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ckptdb-demo.XXXXXX")
+CKPT=$WORK/ckpts
+pid=
+cleanup() {
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    if [[ ${KEEP:-0} == 1 ]]; then
+        echo "kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+say "Run 1: $(basename "$TRAIN") --dir $CKPT ${train_args[*]}"
+"$TRAIN" --dir "$CKPT" "${train_args[@]}" >"$WORK/run1.log" 2>&1 &
+pid=$!
+
+# Wait for three committed saves.
+for ((i = 0; i < 1200; i++)); do
+    n=$(grep -c '^save:' "$WORK/run1.log" || true)
+    ((n >= 3)) && break
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/run1.log" >&2; die "run 1 ended before its third save"; }
+    sleep 0.1
+done
+((n >= 3)) || die "no third save within 120 s"
+
+# Then kill it, preferably while a save is in flight: after a short random
+# pause, watch for the library's temp file (.ckptdb*) and SIGKILL on sight.
+sleep "0.$((RANDOM % 4))"
+shopt -s nullglob
+inflight=
+for ((i = 0; i < 300; i++)); do
+    tmp=("$CKPT"/.ckptdb*)
+    if ((${#tmp[@]})); then inflight=${tmp[0]##*/}; break; fi
+    sleep 0.01
+done
+kill -KILL "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+pid=
+if [[ -n $inflight ]]; then
+    echo "SIGKILL while a save was in flight (temp file $inflight present)"
+else
+    echo "SIGKILL between saves"
+fi
+echo "last lines of run 1:"
+tail -n 4 "$WORK/run1.log" | indent
+last_saved_step=$(grep '^save:' "$WORK/run1.log" | tail -n 1 | sed -n 's/.* step=\([0-9]*\) .*/\1/p')
+
+say "Directory and newest catalog rows right after the kill"
+ls -la "$CKPT" | tail -n +2 | indent
+sqlite3 -header -column "$CKPT/ckptdb.sqlite" \
+    "SELECT id,name,kind,epoch,step,status FROM checkpoints ORDER BY id DESC LIMIT 4" | indent
+
+# --- 4. restart: resume and finish -----------------------------------------
+say "Run 2: the same command again; it resumes and finishes"
+set +e
+"$TRAIN" --dir "$CKPT" "${train_args[@]}" 2>&1 | tee "$WORK/run2.log" | indent
+rc=${PIPESTATUS[0]}
+set -e
+((rc == 0)) || die "run 2 exited with status $rc"
+resume_line=$(grep '^resume: id=' "$WORK/run2.log" || true)
+[[ -n $resume_line ]] || die "run 2 did not resume from a checkpoint"
+resumed_step=$(sed -n 's/.* step=\([0-9]*\) .*/\1/p' <<<"$resume_line")
+((resumed_step >= last_saved_step)) ||
+    die "run 2 resumed at step $resumed_step, older than the last committed save (step $last_saved_step)"
+grep -q '^done:' "$WORK/run2.log" || die "run 2 did not finish"
+echo "resumed at step $resumed_step (last save committed by run 1: step $last_saved_step) and finished"
+
+# --- 5. the catalog --------------------------------------------------------
+say "The catalog ($CKPT/ckptdb.sqlite)"
+sqlite3 -header -column "$CKPT/ckptdb.sqlite" \
+    "SELECT id,name,kind,epoch,step,size,status,checksum FROM checkpoints" | indent
+
+say "Newest complete checkpoint vs. xxh128sum"
+IFS='|' read -r name sum < <(sqlite3 "$CKPT/ckptdb.sqlite" \
+    "SELECT name, checksum FROM checkpoints WHERE status='complete' ORDER BY committed_at DESC, id DESC LIMIT 1")
+[[ -n ${name:-} ]] || die "no complete checkpoint in the catalog"
+disk=$(cd "$CKPT" && xxh128sum -q -- "$name" | cut -d' ' -f1)
+echo "    catalog : $sum  $name"
+echo "    on disk : $disk  $name"
+[[ $disk == "$sum" ]] || die "checksum mismatch for $name"
+echo "match"
+say "Demo OK"
