@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "capi_internal.hpp"
 #include "catalog.hpp"
 #include "ckptdb.h"
 #include "error.hpp"
@@ -16,6 +17,7 @@
 
 using ckptdb::Entry;
 using ckptdb::Error;
+using namespace ckptdb::capi;
 
 struct ckptdb_catalog {
     std::shared_ptr<ckptdb::Catalog> cat;
@@ -43,41 +45,6 @@ struct ckptdb_cursor {
 };
 
 namespace {
-
-thread_local std::string t_message;
-thread_local int t_code = CKPTDB_OK;
-
-int set_error(int code, const std::string &msg) {
-    t_code = code;
-    try {
-        t_message = msg;
-    } catch (...) {
-        t_message.clear();
-    }
-    return code;
-}
-
-template <class F>
-int guard(F &&f) {
-    try {
-        f();
-        t_code = CKPTDB_OK;
-        t_message.clear();
-        return CKPTDB_OK;
-    } catch (const Error &e) {
-        return set_error(e.code(), e.what());
-    } catch (const std::bad_alloc &) {
-        return set_error(CKPTDB_ENOMEM, "out of memory");
-    } catch (const std::exception &e) {
-        return set_error(CKPTDB_ERROR, e.what());
-    } catch (...) {
-        return set_error(CKPTDB_ERROR, "unknown internal error");
-    }
-}
-
-void need(const void *p, const char *what) {
-    if (!p) throw Error(CKPTDB_EMISUSE, std::string(what) + " is NULL");
-}
 
 void need_entry(const ckptdb_entry *out) {
     if (out && out->struct_size < offsetof(ckptdb_entry, name))
@@ -128,12 +95,6 @@ ckptdb::Catalog::Verify verify_mode(unsigned flags) {
     if (flags & CKPTDB_VERIFY_NONE) return ckptdb::Catalog::Verify::none;
     if (flags & CKPTDB_VERIFY_SIZE) return ckptdb::Catalog::Verify::size;
     return ckptdb::Catalog::Verify::full;
-}
-
-void check_version(unsigned v, unsigned current, const char *what) {
-    if (v == 0 || v > current)
-        throw Error(CKPTDB_EINVAL, std::string(what) + " has unknown version " + std::to_string(v) +
-                                       " (this library knows up to " + std::to_string(current) + ")");
 }
 
 }  // namespace
@@ -206,6 +167,7 @@ int ckptdb_open(ckptdb_catalog **out, const char *dir, const ckptdb_open_options
             o.readonly = (opts->flags & CKPTDB_OPEN_READONLY) != 0;
             if (opts->catalog_name) o.catalog_name = opts->catalog_name;
             if (opts->busy_timeout_ms > 0) o.busy_timeout_ms = opts->busy_timeout_ms;
+            if (opts->last_link) o.last_link = opts->last_link;
             if (opts->on_event) {
                 ckptdb_event_cb cb = opts->on_event;
                 void *payload = opts->event_payload;
@@ -508,5 +470,104 @@ int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out
 }
 
 void ckptdb_reader_close(ckptdb_reader *reader) { delete reader; }
+
+int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version) {
+    return guard([&] {
+        need(policy, "policy");
+        check_version(version, CKPTDB_RETENTION_VERSION, "ckptdb_retention");
+        ckptdb_retention init = CKPTDB_RETENTION_INIT;
+        *policy = init;
+        policy->version = version;
+    });
+}
+
+static ckptdb::Retention to_retention(const ckptdb_retention &p) {
+    check_version(p.version, CKPTDB_RETENTION_VERSION, "ckptdb_retention");
+    ckptdb::Retention r = ckptdb::Retention::defaults();
+    if (p.keep_last) {
+        r.keep_last.clear();
+        for (size_t i = 0; i < p.keep_last_count; i++) {
+            need(p.keep_last[i].kind, "ckptdb_retention.keep_last[i].kind");
+            if (!r.keep_last.emplace(p.keep_last[i].kind, p.keep_last[i].count).second)
+                throw Error(CKPTDB_EINVAL, std::string("retention keep_last lists kind '") + p.keep_last[i].kind +
+                                               "' twice");
+        }
+    } else if (p.keep_last_count != 0) {
+        throw Error(CKPTDB_EINVAL, "retention keep_last is NULL but keep_last_count is not 0");
+    }
+    r.keep_last_default = p.keep_last_default;
+    r.keep_every_n_epochs = p.keep_every_n_epochs;
+    r.keep_interval_seconds = p.keep_interval_seconds;
+    if (p.best_metric) r.best_metric = std::string(p.best_metric);
+    if (p.best_mode != CKPTDB_BEST_MIN && p.best_mode != CKPTDB_BEST_MAX)
+        throw Error(CKPTDB_EINVAL, "retention best_mode must be CKPTDB_BEST_MIN or CKPTDB_BEST_MAX, got " +
+                                       std::to_string(p.best_mode));
+    r.best_max = p.best_mode == CKPTDB_BEST_MAX;
+    r.best_k = p.best_k;
+    r.max_bytes = p.max_bytes;
+    r.validate();
+    return r;
+}
+
+int ckptdb_set_retention(ckptdb_catalog *db, const ckptdb_retention *policy) {
+    return guard([&] {
+        need(db, "db");
+        if (policy)
+            db->cat->set_retention(to_retention(*policy));
+        else
+            db->cat->set_retention(std::nullopt);
+    });
+}
+
+int ckptdb_prune(ckptdb_catalog *db, const ckptdb_retention *policy, int dry_run, ckptdb_prune_cb cb, void *payload,
+                 int64_t *out_count, int64_t *out_bytes) {
+    if (out_count) *out_count = 0;
+    if (out_bytes) *out_bytes = 0;
+    int stopped = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        ckptdb::Retention r = policy ? to_retention(*policy)
+                                     : db->cat->retention().value_or(ckptdb::Retention::defaults());
+        std::vector<ckptdb::PruneItem> victims = db->cat->prune(r, dry_run != 0);
+        int64_t bytes = 0;
+        for (const auto &v : victims) bytes += v.size;
+        if (out_count) *out_count = static_cast<int64_t>(victims.size());
+        if (out_bytes) *out_bytes = bytes;
+        if (!cb) return;
+        for (const auto &v : victims) {
+            ckptdb_prune_item item{v.id, v.name.c_str(), v.size, v.rule.c_str()};
+            int r2 = cb(&item, payload);
+            if (r2) {
+                stopped = r2;
+                return;
+            }
+        }
+    });
+    return rc ? rc : stopped;
+}
+
+int ckptdb_pin(ckptdb_catalog *db, int64_t id, int pinned) {
+    return guard([&] {
+        need(db, "db");
+        db->cat->pin(id, pinned != 0);
+    });
+}
+
+int ckptdb_pin_by_name(ckptdb_catalog *db, const char *name, int pinned) {
+    return guard([&] {
+        need(db, "db");
+        need(name, "name");
+        auto id = db->cat->id_by_name(name);
+        if (!id) throw Error(CKPTDB_ENOTFOUND, std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
+        db->cat->pin(*id, pinned != 0);
+    });
+}
+
+int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t step) {
+    return guard([&] {
+        need(db, "db");
+        db->cat->run_progress(epoch, step);
+    });
+}
 
 }  // extern "C"

@@ -39,6 +39,11 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
     if (!p.empty() && opts.catalog_name.compare(0, 7, ".ckptdb") != 0)
         fail(CKPTDB_EINVAL, "invalid catalog file name '" + opts.catalog_name + "': it " + p);
     if (opts.busy_timeout_ms <= 0) fail(CKPTDB_EINVAL, "busy timeout must be positive");
+    if (!opts.last_link.empty()) {
+        std::string lp = name_problem(opts.last_link);
+        if (!lp.empty()) fail(CKPTDB_EINVAL, "invalid last-link name '" + opts.last_link + "': it " + lp);
+        if (opts.last_link == opts.catalog_name) fail(CKPTDB_EINVAL, "the last-link cannot be the catalog file");
+    }
     Dir dir = open_dir(path, opts.create && !opts.readonly);
     if (!opts.readonly && ::faccessat(dir.fd.get(), ".", W_OK | X_OK, AT_EACCESS) != 0)
         fail_os("checkpoint directory is not writable:", dir.path, errno);
@@ -56,7 +61,11 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
 Catalog::~Catalog() {
     if (run_id_ == 0 || !db_) return;
     try {
-        write([&](Db &db) { Db::Query(db, sql::Stmt::run_end).bind(1, run_id_).bind(2, std::string("closed")).run(); });
+        std::string reason = committed_preempt_ ? "preempted" : "clean";
+        write([&](Db &db) {
+            Db::Query(db, sql::Stmt::run_end).bind(1, run_id_).bind(2, reason).run();
+            log_event(db, 0, "run_ended", reason);
+        });
     } catch (...) {
         // Closing must not throw; the run row simply keeps no end time.
     }
@@ -64,7 +73,8 @@ Catalog::~Catalog() {
 
 bool Catalog::reserved_name(const std::string &name) const {
     const std::string &c = opts_.catalog_name;
-    return name == c || name == c + "-wal" || name == c + "-shm" || name == c + "-journal";
+    return name == c || name == c + "-wal" || name == c + "-shm" || name == c + "-journal" ||
+           (!opts_.last_link.empty() && name == opts_.last_link);
 }
 
 void Catalog::write(const std::function<void(Db &)> &fn) {
@@ -107,12 +117,18 @@ int64_t Catalog::run_id_in_tx(Db &db) {
     if (pending_run_id_) return pending_run_id_;
     Db::Query q(db, sql::Stmt::run_insert);
     q.bind(1, self_.host).bind(2, self_.boot_id).bind(3, self_.pid).bind(4, self_.proc_start);
-    auto job = env("SLURM_JOB_ID"), task = env("SLURM_ARRAY_TASK_ID"), restart = env("SLURM_RESTART_COUNT");
-    q.bind_opt(5, job ? job->c_str() : nullptr).bind_opt(6, task ? task->c_str() : nullptr);
+    auto job = env("SLURM_JOB_ID"), array_job = env("SLURM_ARRAY_JOB_ID"), task = env("SLURM_ARRAY_TASK_ID");
+    auto restart = env("SLURM_RESTART_COUNT"), procid = env("SLURM_PROCID");
+    q.bind_opt(5, job ? job->c_str() : nullptr).bind_opt(6, array_job ? array_job->c_str() : nullptr);
+    q.bind_opt(7, task ? task->c_str() : nullptr);
     if (restart)
-        q.bind(7, static_cast<int64_t>(std::atoll(restart->c_str())));
+        q.bind(8, static_cast<int64_t>(std::atoll(restart->c_str())));
     else
-        q.bind_null(7);
+        q.bind_null(8);
+    if (procid)
+        q.bind(9, static_cast<int64_t>(std::atoll(procid->c_str())));
+    else
+        q.bind_null(9);
     q.run();
     pending_run_id_ = db.last_insert_rowid();
     return pending_run_id_;
@@ -215,6 +231,7 @@ bool Catalog::mark_corrupt(int64_t id, const std::string &reason) {
         changed = db.changes() == 1;
         if (changed) log_event(db, id, "corrupt", reason);
     });
+    if (changed) refresh_link();
     return changed;
 }
 
@@ -225,6 +242,7 @@ bool Catalog::restore(int64_t id) {
         changed = db.changes() == 1;
         if (changed) log_event(db, id, "restored", "every file verified again");
     });
+    if (changed) refresh_link();
     return changed;
 }
 

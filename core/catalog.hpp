@@ -14,6 +14,7 @@
 #include "db.hpp"
 #include "fsio.hpp"
 #include "proc.hpp"
+#include "retention.hpp"
 
 namespace ckptdb {
 
@@ -41,6 +42,7 @@ struct OpenOptions {
     bool readonly = false;
     std::string catalog_name = "ckptdb.sqlite";
     int busy_timeout_ms = 60000;
+    std::string last_link = "last.pt";  // "" for none
     std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
 };
 
@@ -96,19 +98,43 @@ public:
 
     void mark_resumed(int64_t id);
 
-    // Resolve saves left "writing" by dead processes and remove orphan temp
-    // files. Idempotent; safe to crash in.
+    // Resolve saves left "writing" by dead processes, finish prunes a crash
+    // interrupted, end the runs of dead processes as crashed, and remove
+    // orphan temp files. Idempotent; safe to crash in.
     void recover();
+
+    // --- retention (retention.cpp) ---
+    void set_retention(std::optional<Retention> r);
+    std::optional<Retention> retention();
+    // Plans (and unless dry_run, carries out) a prune. extra_bytes is room to
+    // make for a save about to begin; *fits tells whether the budget can be met.
+    std::vector<PruneItem> prune(const Retention &r, bool dry_run, int64_t extra_bytes = 0, bool *fits = nullptr,
+                                 std::string *usage = nullptr);
+    // Before a save of kind: with a byte budget, prune to make room for the
+    // expected size or throw CKPTDB_ENOSPC (changing nothing).
+    void make_room(const std::string &kind);
+    // After a successful commit: automatic prune, then the last-link. Never throws.
+    void after_commit(const std::string &kind);
+    // Points the last-link at the newest complete checkpoint. Never throws.
+    void refresh_link();
+    void pin(int64_t id, bool pinned);
+    void run_progress(int64_t epoch, int64_t step);
+    // Unlink the files of pruned rows whose deletion is pending; record it.
+    void finish_prunes(const std::vector<int64_t> &ids);
 
 private:
     Catalog(Dir dir, const OpenOptions &opts);
     void emit_pending();
+    void report_failure(const std::string &event, const std::string &what) noexcept;
+    friend class Save;
 
     Dir dir_;
     OpenOptions opts_;
     std::recursive_mutex mu_;
     std::unique_ptr<Db> db_;
     ProcIdentity self_;
+    std::optional<Retention> retention_;
+    bool committed_preempt_ = false;
     int64_t run_id_ = 0;
     int64_t pending_run_id_ = 0;
     struct Pending {

@@ -98,6 +98,34 @@ void Catalog::recover() {
         });
     }
 
+    // Prunes that marked their victims but died before unlinking them.
+    std::vector<int64_t> pending;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::prune_pending);
+        while (q.step()) pending.push_back(q.i64(0));
+    });
+    finish_prunes(pending);
+
+    // Runs whose process is gone without closing the catalog crashed.
+    std::vector<int64_t> crashed;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::open_runs);
+        while (q.step())
+            if (q.i64(0) != run_id_ && liveness(self_, q.text(1), q.text(2), q.i64(3), q.i64(4)) == Liveness::dead)
+                crashed.push_back(q.i64(0));
+    });
+    for (int64_t run : crashed) {
+        write([&](Db &db) {
+            Db::Query(db, sql::Stmt::run_crashed).bind(1, run).run();
+            if (db.changes() != 1) return;
+            Db::Query ev(db, sql::Stmt::event_insert);
+            ev.bind(1, run).bind_null(2).bind(3, std::string("run_ended"));
+            ev.bind(4, "crashed: pid gone without closing the catalog (found by pid " + std::to_string(self_.pid) + ")");
+            ev.run();
+            pending_.push_back({"run_ended", 0, "crashed"});
+        });
+    }
+
     // Orphan temp files: list the directory first, then read which temp
     // names live saves own. A save records its row before it creates its
     // temp file, so any temp file in the listing whose row is still writing
@@ -114,6 +142,7 @@ void Catalog::recover() {
         for (const std::string &t : temps)
             if (!owned.count(t)) unlink_name(dir_, t);
     }
+    refresh_link();
     // Removing a temp file needs no directory fsync: one that reappears
     // after a power loss is removed by the next recovery.
 }

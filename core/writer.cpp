@@ -44,8 +44,10 @@ std::unique_ptr<Save> Save::begin(std::shared_ptr<Catalog> cat, const std::strin
         if (cat->reserved_name(*name)) fail(CKPTDB_EINVAL, "checkpoint name '" + *name + "' is the catalog's own file");
     }
     std::string meta = normalized_metadata(metadata);
+    cat->make_room(kind);  // with a byte budget: prune first, or refuse before anything is written
 
     std::unique_ptr<Save> s(new Save(cat));
+    s->kind_ = kind;
     s->temp_ = random_temp_name();
     s->temp_path_ = cat->dir().join(s->temp_);
     cat->write([&](Db &db) {
@@ -195,6 +197,7 @@ Entry Save::commit() {
     }
     state_ = State::committed;
     hook("committed");
+    cat_->after_commit(kind_);  // rotation and the last-link, after the commit, never inside it
     return cat_->entry(id_);
 }
 

@@ -41,7 +41,7 @@ private:
     std::shared_ptr<Catalog> cat_;
     State state_ = State::streaming;
     int64_t id_ = 0;
-    std::string name_, temp_, temp_path_;
+    std::string kind_, name_, temp_, temp_path_;
     UniqueFd fd_;
     Hasher hash_;
     int64_t size_ = 0;

@@ -3,9 +3,9 @@
 -- parameters. Times come from now_utc() below, inlined as strftime.
 
 -- name: run_insert
-INSERT INTO runs (host, boot_id, pid, proc_start, started_at,
-                  slurm_job_id, slurm_array_task_id, slurm_restart_count)
-VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?5, ?6, ?7);
+INSERT INTO runs (host, boot_id, pid, proc_start, started_at, slurm_job_id, slurm_array_job_id,
+                  slurm_array_task_id, slurm_restart_count, slurm_procid)
+VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?5, ?6, ?7, ?8, ?9);
 
 -- name: run_end
 UPDATE runs SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), exit_reason = ?2
@@ -106,3 +106,96 @@ SELECT status FROM checkpoints WHERE id = ?1;
 -- name: writing_temp_names
 SELECT f.temp_name FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
  WHERE c.status = 'writing' AND f.temp_name IS NOT NULL;
+
+-- name: run_progress
+UPDATE runs SET last_epoch = ?2, last_step = ?3 WHERE id = ?1;
+
+-- name: open_runs
+SELECT id, host, boot_id, pid, proc_start FROM runs WHERE ended_at IS NULL;
+
+-- name: run_crashed
+-- The end of a run that died is unknown; its last recorded event is the best bound.
+UPDATE runs
+   SET ended_at = coalesce((SELECT max(at) FROM events WHERE run_id = ?1), started_at),
+       exit_reason = 'crashed'
+ WHERE id = ?1 AND ended_at IS NULL;
+
+-- name: checkpoint_pin
+UPDATE checkpoints SET pinned = ?2 WHERE id = ?1 AND status IN ('writing', 'complete', 'corrupt');
+
+-- name: last_size_of_kind
+SELECT size FROM checkpoints WHERE status = 'complete' AND kind = ?1 AND commit_seq < ?2
+ ORDER BY commit_seq DESC LIMIT 1;
+
+-- name: prune_plan
+-- Every complete checkpoint with its verdict under a retention policy, plus
+-- every corrupt one, in one query. Verdicts: 'protected:<why>',
+-- 'kept:<rule>', 'victim:<rule>'. Parameters:
+--   ?1 JSON object kind -> keep-last count; ?2 count for other kinds (-1: all)
+--   ?3 milestone: kind 'epoch' with epoch % ?3 = 0 is kept (0: off)
+--   ?4 keep the first checkpoint committed in each ?4-second interval (0: off)
+--   ?5 JSON path of the metric (NULL: off); ?6 1 when larger is better; ?7 best K
+--   ?8 byte budget (0: none); ?9 bytes to make room for (a save about to begin)
+-- Rows whose metric is missing or not a number rank after all others.
+WITH
+c AS (
+    SELECT id, name, kind, epoch, coalesce(size, 0) AS size, commit_seq, pinned, committed_at,
+           json_extract(metadata, ?5) AS m,
+           row_number() OVER (PARTITION BY kind ORDER BY commit_seq DESC) AS kind_rank
+      FROM checkpoints WHERE status = 'complete'),
+best AS (
+    SELECT id FROM c WHERE ?5 IS NOT NULL
+     ORDER BY typeof(m) NOT IN ('integer', 'real'), CASE WHEN ?6 THEN -m ELSE m END, commit_seq DESC
+     LIMIT CASE WHEN ?5 IS NULL THEN 0 ELSE ?7 END),
+resumed AS (
+    SELECT r.resumed_from AS id FROM runs r JOIN c ON c.id = r.resumed_from
+     WHERE r.ended_at IS NULL
+       AND NOT EXISTS (SELECT 1 FROM checkpoints n
+                        WHERE n.status = 'complete' AND n.run_id = r.id AND n.commit_seq > c.commit_seq)),
+intervals AS (
+    SELECT min(commit_seq) AS seq FROM c WHERE ?4 > 0
+     GROUP BY CAST(strftime('%s', committed_at) AS INTEGER) / max(?4, 1)),
+judged AS (
+    SELECT c.*,
+           CASE WHEN c.commit_seq = (SELECT max(commit_seq) FROM c) THEN 'newest'
+                WHEN c.pinned THEN 'pinned'
+                WHEN c.id IN (SELECT id FROM best) THEN 'best'
+                WHEN c.id IN (SELECT id FROM resumed) THEN 'resumed' END AS protect,
+           coalesce(json_extract(?1, '$."' || c.kind || '"'), ?2) AS k
+      FROM c),
+kept AS (
+    SELECT j.*,
+           CASE WHEN j.k < 0 OR j.kind_rank <= j.k THEN 'keep_last'
+                WHEN ?3 > 0 AND j.kind = 'epoch' AND j.epoch % ?3 = 0 THEN 'milestone'
+                WHEN j.commit_seq IN (SELECT seq FROM intervals) THEN 'interval' END AS keep
+      FROM judged j),
+budget AS (
+    SELECT id FROM (
+        SELECT id, sum(size) OVER (ORDER BY commit_seq ROWS UNBOUNDED PRECEDING) - size AS before
+          FROM kept WHERE protect IS NULL AND keep IS NOT NULL)
+     WHERE ?8 > 0
+       AND before < (SELECT coalesce(sum(size), 0) FROM kept WHERE protect IS NOT NULL OR keep IS NOT NULL)
+                    + ?9 - ?8)
+SELECT id, name, size,
+       CASE WHEN protect IS NOT NULL THEN 'protected:' || protect
+            WHEN keep IS NULL THEN 'victim:keep_last:' || kind || '=' || k
+            WHEN id IN (SELECT id FROM budget) THEN 'victim:budget'
+            ELSE 'kept:' || keep END
+  FROM kept
+UNION ALL
+SELECT id, name, coalesce(size, 0), 'victim:corrupt' FROM checkpoints WHERE status = 'corrupt' AND pinned = 0
+ORDER BY 1;
+
+-- name: checkpoint_prune
+UPDATE checkpoints SET status = 'pruned', prune_rule = ?2, deleted_at = NULL
+ WHERE id = ?1 AND status IN ('complete', 'corrupt') AND pinned = 0;
+
+-- name: prune_pending
+SELECT id FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL;
+
+-- name: prune_done
+UPDATE checkpoints SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+ WHERE id = ?1 AND status = 'pruned' AND deleted_at IS NULL;
+
+-- name: newest_complete_name
+SELECT name FROM checkpoints WHERE status = 'complete' ORDER BY commit_seq DESC LIMIT 1;

@@ -13,11 +13,16 @@ CREATE TABLE runs (
     started_at          TEXT    NOT NULL,
     ended_at            TEXT,
     slurm_job_id        TEXT,
+    slurm_array_job_id  TEXT,
     slurm_array_task_id TEXT,
     slurm_restart_count INTEGER,
+    slurm_procid        INTEGER,
     resumed_from        INTEGER REFERENCES checkpoints(id),
-    exit_reason         TEXT
+    last_epoch          INTEGER,            -- progress the trainer reported (ckptdb_run_progress)
+    last_step           INTEGER,
+    exit_reason         TEXT                -- clean, preempted, crashed (found by a later open)
 );
+CREATE INDEX runs_open ON runs(id) WHERE ended_at IS NULL;
 
 CREATE TABLE checkpoints (
     id           INTEGER PRIMARY KEY,
@@ -31,7 +36,7 @@ CREATE TABLE checkpoints (
                  CHECK (status IN ('writing', 'complete', 'corrupt', 'aborted', 'pruned')),
     created_at   TEXT    NOT NULL,
     committed_at TEXT,
-    deleted_at   TEXT,
+    deleted_at   TEXT,                      -- pruned: NULL while the unlink is pending
     run_id       INTEGER REFERENCES runs(id),
     pinned       INTEGER NOT NULL DEFAULT 0 CHECK (pinned IN (0, 1)),
     metadata     TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
@@ -46,6 +51,8 @@ CREATE UNIQUE INDEX checkpoints_live_name ON checkpoints(name)
 CREATE INDEX checkpoints_complete_seq ON checkpoints(commit_seq) WHERE status = 'complete';
 CREATE INDEX checkpoints_complete_kind_seq ON checkpoints(kind, commit_seq) WHERE status = 'complete';
 CREATE INDEX checkpoints_writing ON checkpoints(run_id) WHERE status = 'writing';
+CREATE INDEX checkpoints_corrupt ON checkpoints(id) WHERE status = 'corrupt';
+CREATE INDEX checkpoints_prune_pending ON checkpoints(id) WHERE status = 'pruned' AND deleted_at IS NULL;
 
 -- The file(s) of a checkpoint: one for an ordinary save, one per rank for a
 -- sharded save. A checkpoint is complete only when every one of its files is.
@@ -66,7 +73,8 @@ CREATE TABLE events (
     at            TEXT    NOT NULL,
     run_id        INTEGER REFERENCES runs(id),
     checkpoint_id INTEGER REFERENCES checkpoints(id),
-    event         TEXT    NOT NULL,         -- begun, committed, aborted, corrupt, restored, recovered, resumed, pruned
+    event         TEXT    NOT NULL,         -- begun, committed, aborted, corrupt, restored, recovered,
+                                            -- resumed, pruned, pinned, unpinned, prune_failed, run_ended
     detail        TEXT
 );
 CREATE INDEX events_checkpoint ON events(checkpoint_id);
@@ -91,6 +99,7 @@ CREATE VIEW disk_usage AS
 
 CREATE VIEW run_history AS
     SELECT r.id, r.host, r.pid, r.started_at, r.ended_at, r.exit_reason,
-           r.slurm_job_id, r.slurm_array_task_id, r.slurm_restart_count, r.resumed_from,
+           r.slurm_job_id, r.slurm_array_job_id, r.slurm_array_task_id, r.slurm_restart_count,
+           r.slurm_procid, r.resumed_from, r.last_step,
            (SELECT count(*) FROM checkpoints c WHERE c.run_id = r.id AND c.status <> 'aborted') AS saves
     FROM runs r ORDER BY r.id;

@@ -10,6 +10,8 @@
 //       prints "OK" or "ERR <code> <message>"; exit status = code
 //   crash_helper recover DIR --pause-at POINT
 //       opens the catalog (running recovery), pausing at POINT
+//   crash_helper prune DIR [--pause-at POINT]
+//       runs the default retention policy
 #include <grp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -82,6 +84,12 @@ int main(int argc, char **argv) {
             o.readonly = bool_flag(args, "--readonly");
             auto cat = ckptdb::Catalog::open(dir, o);
             std::printf("OK\n");
+            return 0;
+        }
+        if (mode == "prune") {
+            auto cat = ckptdb::Catalog::open(dir, ckptdb::OpenOptions());
+            auto victims = cat->prune(ckptdb::Retention::defaults(), false);
+            std::printf("PRUNED %zu\n", victims.size());
             return 0;
         }
         if (mode == "save") {

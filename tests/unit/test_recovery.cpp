@@ -179,5 +179,5 @@ TEST_CASE("a helper that completes its save normally commits one checkpoint") {
     CHECK(l.rfind("COMMITTED ", 0) == 0);
     ckptdb::catalog c(d.path);
     CHECK(c.latest()->name == "epoch_005.pt");
-    CHECK(t::query1(t::catalog_path(d), "SELECT exit_reason FROM runs") == "closed");
+    CHECK(t::query1(t::catalog_path(d), "SELECT exit_reason FROM runs") == "clean");
 }

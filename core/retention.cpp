@@ -1,0 +1,291 @@
+// Choosing prune victims (one query, one transaction), deleting them
+// crash-safely (mark, unlink, fsync the directory, record), pins, the
+// last-link, and the byte budget ahead of a save.
+#include "retention.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "catalog.hpp"
+#include "ckptdb.h"
+#include "error.hpp"
+#include "hooks.hpp"
+#include "names.hpp"
+
+namespace ckptdb {
+
+Retention Retention::defaults() {
+    Retention r;
+    r.keep_last = {{"epoch", 5}, {"time", 3}, {"preempt", 0}, {"manual", 0}};
+    return r;
+}
+
+static bool metric_ok(const std::string &m) {
+    if (m.empty() || m.front() == '.' || m.back() == '.' || m.find("..") != std::string::npos) return false;
+    for (unsigned char c : m)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              c == '.'))
+            return false;
+    return true;
+}
+
+void Retention::validate() const {
+    for (const auto &kv : keep_last) {
+        std::string p = kind_problem(kv.first);
+        if (!p.empty()) fail(CKPTDB_EINVAL, "retention keep_last: kind '" + kv.first + "' " + p);
+        if (kv.second < -1)
+            fail(CKPTDB_EINVAL, "retention keep_last for kind '" + kv.first + "' must be -1 (all) or >= 0, got " +
+                                    std::to_string(kv.second));
+    }
+    if (keep_last_default < -1)
+        fail(CKPTDB_EINVAL, "retention keep_last_default must be -1 (all) or >= 0, got " +
+                                std::to_string(keep_last_default));
+    if (keep_every_n_epochs < 0)
+        fail(CKPTDB_EINVAL, "retention keep_every_n_epochs must be >= 0, got " + std::to_string(keep_every_n_epochs));
+    if (keep_interval_seconds < 0)
+        fail(CKPTDB_EINVAL,
+             "retention keep_interval_seconds must be >= 0, got " + std::to_string(keep_interval_seconds));
+    if (max_bytes < 0) fail(CKPTDB_EINVAL, "retention max_bytes must be >= 0, got " + std::to_string(max_bytes));
+    if (best_metric) {
+        if (!metric_ok(*best_metric))
+            fail(CKPTDB_EINVAL, "retention best_metric '" + *best_metric +
+                                    "' must be a metadata key of letters, digits, '_', '-' (dots for nesting)");
+        if (best_k < 1) fail(CKPTDB_EINVAL, "retention best_k must be >= 1 with a best_metric, got " +
+                                                std::to_string(best_k));
+    } else if (best_k < 0) {
+        fail(CKPTDB_EINVAL, "retention best_k must be >= 0, got " + std::to_string(best_k));
+    }
+}
+
+std::string Retention::keep_last_json() const {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto &kv : keep_last) j[kv.first] = kv.second;
+    return j.dump();
+}
+
+std::optional<std::string> Retention::metric_path() const {
+    if (!best_metric) return std::nullopt;
+    std::string path = "$";
+    size_t start = 0;
+    for (;;) {
+        size_t dot = best_metric->find('.', start);
+        path += ".\"" + best_metric->substr(start, dot == std::string::npos ? std::string::npos : dot - start) + "\"";
+        if (dot == std::string::npos) break;
+        start = dot + 1;
+    }
+    return path;
+}
+
+void Catalog::set_retention(std::optional<Retention> r) {
+    if (r) r->validate();
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    retention_ = std::move(r);
+}
+
+std::optional<Retention> Catalog::retention() {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return retention_;
+}
+
+static std::string human(int64_t b) {
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(b);
+    int u = 0;
+    while (v >= 1024 && u < 4) v /= 1024, u++;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return buf;
+}
+
+std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t extra_bytes, bool *fits,
+                                      std::string *usage) {
+    r.validate();
+    if (!dry_run && readonly()) fail(CKPTDB_EREADONLY, "cannot prune: the catalog was opened read-only");
+    std::vector<PruneItem> victims, protected_items;
+    int64_t remaining = extra_bytes;
+    auto plan = [&](Db &db) {
+        victims.clear();
+        protected_items.clear();
+        remaining = extra_bytes;
+        Db::Query q(db, sql::Stmt::prune_plan);
+        q.bind(1, r.keep_last_json()).bind(2, static_cast<int64_t>(r.keep_last_default));
+        q.bind(3, r.keep_every_n_epochs).bind(4, r.keep_interval_seconds);
+        auto path = r.metric_path();
+        q.bind_opt(5, path ? path->c_str() : nullptr).bind(6, static_cast<int64_t>(r.best_max ? 1 : 0));
+        q.bind(7, static_cast<int64_t>(r.best_k)).bind(8, r.max_bytes).bind(9, extra_bytes);
+        while (q.step()) {
+            PruneItem it{q.i64(0), q.text(1), q.i64(2), q.text(3)};
+            if (it.rule.compare(0, 7, "victim:") == 0) {
+                it.rule = it.rule.substr(7);
+                victims.push_back(std::move(it));
+            } else {
+                remaining += it.size;
+                if (it.rule.compare(0, 10, "protected:") == 0) protected_items.push_back(std::move(it));
+            }
+        }
+    };
+    if (dry_run) {
+        read(plan);
+    } else {
+        write([&](Db &db) {
+            plan(db);
+            if (!victims.empty()) run_id_in_tx(db);  // the events name the run that pruned
+            for (const PruneItem &v : victims) {
+                Db::Query(db, sql::Stmt::checkpoint_prune).bind(1, v.id).bind(2, v.rule).run();
+                if (db.changes() == 1) log_event(db, v.id, "pruned", v.rule);
+            }
+        });
+        hook("pruned_marked");
+        std::vector<int64_t> ids;
+        for (const PruneItem &v : victims) ids.push_back(v.id);
+        finish_prunes(ids);
+        refresh_link();
+    }
+    bool ok = r.max_bytes == 0 || remaining <= r.max_bytes;
+    if (fits) *fits = ok;
+    if (usage && !ok) {
+        std::string u = "budget " + human(r.max_bytes) + ", still needed " + human(remaining) +
+                        (extra_bytes ? " (including " + human(extra_bytes) + " expected for the new save)" : "") +
+                        "; protected:";
+        for (const PruneItem &p : protected_items) u += " " + p.name + " " + human(p.size) + " (" + p.rule.substr(10) + ")";
+        *usage = u;
+    }
+    return victims;
+}
+
+void Catalog::finish_prunes(const std::vector<int64_t> &ids) {
+    if (ids.empty()) return;
+    std::vector<int64_t> done;
+    for (int64_t id : ids) {
+        std::string status;
+        read([&](Db &db) {
+            Db::Query q(db, sql::Stmt::status_of);
+            q.bind(1, id);
+            if (q.step()) status = q.text(0);
+        });
+        if (status != "pruned") continue;  // pinned meanwhile, or not ours to delete
+        bool all_gone = true;
+        for (const FileRow &f : files(id)) {
+            if (!name_problem(f.name).empty()) continue;  // a tampered name is never touched
+            bool taken = false;
+            read([&](Db &db) {
+                Db::Query q(db, sql::Stmt::name_taken);
+                q.bind(1, f.name);
+                taken = q.step();
+            });
+            if (taken) continue;  // the name belongs to a live checkpoint now
+            int err = unlink_name(dir_, f.name);
+            if (err != 0 && err != ENOENT) all_gone = false;
+        }
+        if (all_gone) done.push_back(id);
+    }
+    if (done.empty()) return;
+    // The unlinks must be durable before the catalog says they happened.
+    sync_dir(dir_);
+    write([&](Db &db) {
+        for (int64_t id : done) Db::Query(db, sql::Stmt::prune_done).bind(1, id).run();
+    });
+}
+
+void Catalog::make_room(const std::string &kind) {
+    std::optional<Retention> r = retention();
+    if (!r || r->max_bytes == 0) return;
+    int64_t expected = 0;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::last_size_of_kind);
+        q.bind(1, kind).bind(2, INT64_MAX);
+        if (q.step() && !q.is_null(0)) expected = q.i64(0);
+    });
+    bool fits = false;
+    std::string usage;
+    prune(*r, true, expected, &fits, &usage);
+    if (!fits)
+        fail(CKPTDB_ENOSPC, "a save of kind '" + kind + "' cannot fit in the byte budget of '" + dir_.path +
+                                "' without deleting protected checkpoints: " + usage);
+    prune(*r, false, expected);
+}
+
+void Catalog::report_failure(const std::string &event, const std::string &what) noexcept {
+    try {
+        write([&](Db &db) { log_event(db, 0, event, what); });
+    } catch (...) {
+        // The catalog itself is failing; the event callback is the last resort.
+        try {
+            if (opts_.on_event) opts_.on_event(event, 0, what);
+        } catch (...) {
+        }
+    }
+}
+
+void Catalog::after_commit(const std::string &kind) {
+    if (kind == "preempt") committed_preempt_ = true;
+    if (std::optional<Retention> r = retention()) {
+        try {
+            prune(*r, false);
+        } catch (const std::exception &e) {
+            report_failure("prune_failed", e.what());
+        }
+    }
+    refresh_link();
+}
+
+void Catalog::refresh_link() {
+    const std::string &link = opts_.last_link;
+    if (link.empty() || readonly()) return;
+    try {
+        for (int attempt = 0; attempt < 3; attempt++) {
+            std::string target;
+            read([&](Db &db) {
+                Db::Query q(db, sql::Stmt::newest_complete_name);
+                if (q.step()) target = q.text(0);
+            });
+            char buf[PATH_MAX];
+            ssize_t n = ::readlinkat(dir_.fd.get(), link.c_str(), buf, sizeof buf - 1);
+            if (n < 0 && errno == EINVAL) return;  // a regular file the user owns: never replaced
+            std::string current = n >= 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+            if (target.empty()) {
+                if (n >= 0) ::unlinkat(dir_.fd.get(), link.c_str(), 0);
+                return;
+            }
+            if (current == target) return;
+            std::string tmp = random_temp_name();
+            if (::symlinkat(target.c_str(), dir_.fd.get(), tmp.c_str()) != 0)
+                fail_os("cannot create the link", dir_.join(tmp), errno);
+            if (::renameat(dir_.fd.get(), tmp.c_str(), dir_.fd.get(), link.c_str()) != 0) {
+                int e = errno;
+                ::unlinkat(dir_.fd.get(), tmp.c_str(), 0);
+                fail_os("cannot replace the link", dir_.join(link), e);
+            }
+            // Another process may have committed meanwhile: look once more.
+        }
+    } catch (const std::exception &e) {
+        report_failure("link_failed", e.what());
+    }
+}
+
+void Catalog::pin(int64_t id, bool pinned) {
+    Entry e = entry(id);
+    write([&](Db &db) {
+        Db::Query(db, sql::Stmt::checkpoint_pin).bind(1, id).bind(2, static_cast<int64_t>(pinned ? 1 : 0)).run();
+        if (db.changes() != 1)
+            fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + status_text(e.status) + " and cannot be " +
+                                    (pinned ? "pinned" : "unpinned"));
+        run_id_in_tx(db);
+        log_event(db, id, pinned ? "pinned" : "unpinned", e.name);
+    });
+}
+
+void Catalog::run_progress(int64_t epoch, int64_t step) {
+    if (epoch < 0 || step < 0)
+        fail(CKPTDB_EINVAL, "progress must have epoch and step >= 0, got " + std::to_string(epoch) + ", " +
+                                std::to_string(step));
+    write([&](Db &db) { Db::Query(db, sql::Stmt::run_progress).bind(1, run_id_in_tx(db)).bind(2, epoch).bind(3, step).run(); });
+}
+
+}  // namespace ckptdb
