@@ -123,7 +123,8 @@ typedef struct ckptdb_catalog ckptdb_catalog;
 /* Event callback: called after the catalog transaction that recorded the
  * event committed, on the thread that made the call.  event is one of
  * "begun", "committed", "aborted", "corrupt", "restored", "recovered",
- * "resumed" (later versions may add more).  checkpoint_id is 0 when none. */
+ * "resumed", "pruned", "pinned", "unpinned", "prune_failed", "run_ended"
+ * (later versions may add more).  checkpoint_id is 0 when none. */
 typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
                                 const char *detail, void *payload);
 
@@ -137,10 +138,11 @@ typedef struct ckptdb_open_options {
     int busy_timeout_ms;           /* <= 0: 60000 */
     ckptdb_event_cb on_event;      /* NULL: none */
     void *event_payload;
+    const char *last_link;         /* symlink to the newest complete checkpoint; NULL: "last.pt"; "": none */
 } ckptdb_open_options;
 
 #define CKPTDB_OPEN_OPTIONS_VERSION 1
-#define CKPTDB_OPEN_OPTIONS_INIT { CKPTDB_OPEN_OPTIONS_VERSION, 0u, NULL, 0, NULL, NULL }
+#define CKPTDB_OPEN_OPTIONS_INIT { CKPTDB_OPEN_OPTIONS_VERSION, 0u, NULL, 0, NULL, NULL, NULL }
 CKPTDB_API int ckptdb_open_options_init(ckptdb_open_options *opts, unsigned int version);
 
 /* Open the catalog of checkpoint directory dir, creating the directory (one
@@ -341,6 +343,141 @@ CKPTDB_API int ckptdb_reader_open(ckptdb_reader **out, ckptdb_catalog *db, int64
  * CKPTDB_ECORRUPT and marks the checkpoint corrupt. */
 CKPTDB_API int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out_len);
 CKPTDB_API void ckptdb_reader_close(ckptdb_reader *reader);
+
+/* ------------------------------------------------------------------------ */
+/* Retention, pruning and pins                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Keep the newest `count` complete checkpoints of `kind` (-1: all of them). */
+typedef struct ckptdb_keep_kind {
+    const char *kind;
+    int count;
+} ckptdb_keep_kind;
+
+#define CKPTDB_BEST_MIN 0 /* smaller metric is better (loss) */
+#define CKPTDB_BEST_MAX 1 /* larger metric is better (accuracy) */
+
+/* A retention policy is data.  A complete checkpoint survives a prune if any
+ * rule keeps it; these are never deleted, whatever the rules say: the newest
+ * complete checkpoint, pinned ones, the best K, the one a live run resumed
+ * from until that run commits a newer one, and saves in flight.  The byte
+ * budget deletes the oldest checkpoints that no protection covers (rules
+ * notwithstanding) until the directory fits.  Corrupt checkpoints are always
+ * pruned (rule "corrupt"). */
+typedef struct ckptdb_retention {
+    unsigned int version;             /* CKPTDB_RETENTION_VERSION */
+    const ckptdb_keep_kind *keep_last; /* NULL: epoch 5, time 3, preempt 0, manual 0 */
+    size_t keep_last_count;
+    int keep_last_default;            /* kinds not listed: -1 keeps all (default), K >= 0 keeps K */
+    int64_t keep_every_n_epochs;      /* kind "epoch" with epoch % N == 0 is a milestone; 0: off */
+    int64_t keep_interval_seconds;    /* keep the first checkpoint committed in each interval; 0: off */
+    const char *best_metric;          /* metadata key (dots for nesting, e.g. "val.loss"); NULL: off */
+    int best_mode;                    /* CKPTDB_BEST_MIN or CKPTDB_BEST_MAX */
+    int best_k;                       /* how many best to protect (>= 1 when best_metric is set) */
+    int64_t max_bytes;                /* byte budget for all checkpoint files; 0: none */
+} ckptdb_retention;
+
+#define CKPTDB_RETENTION_VERSION 1
+#define CKPTDB_RETENTION_INIT { CKPTDB_RETENTION_VERSION, NULL, 0, -1, 0, 0, NULL, CKPTDB_BEST_MIN, 1, 0 }
+CKPTDB_API int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version);
+
+/* Set (copy) the handle's policy; NULL removes it.  With a policy, every
+ * successful commit is followed by a prune (never before the commit, never
+ * inside it; a failure of that prune is logged as a "prune_failed" event
+ * and does not fail the commit).  With a byte budget, ckptdb_save_begin
+ * first makes room for the expected size (the last size of that kind) and
+ * fails with CKPTDB_ENOSPC, changing nothing, when only protected
+ * checkpoints are left to delete.  Invalid values: CKPTDB_EINVAL. */
+CKPTDB_API int ckptdb_set_retention(ckptdb_catalog *db, const ckptdb_retention *policy);
+
+/* One checkpoint a prune deletes (or would delete, in a dry run). */
+typedef struct ckptdb_prune_item {
+    int64_t id;
+    const char *name;
+    int64_t size;
+    const char *rule;   /* which rule let it go: "keep_last:epoch=5", "budget", "corrupt" */
+} ckptdb_prune_item;
+
+typedef int (*ckptdb_prune_cb)(const ckptdb_prune_item *item, void *payload);
+
+/* Apply policy (NULL: the handle's; with neither, the default policy).  The
+ * victims are chosen by one query in one transaction and marked pruned with
+ * their rule; then their files are unlinked, the directory is fsynced and
+ * the rows record the deletion time.  dry_run returns the same plan and
+ * changes nothing.  cb (may be NULL) sees every victim; out_count and
+ * out_bytes (may be NULL) receive the totals. */
+CKPTDB_API int ckptdb_prune(ckptdb_catalog *db, const ckptdb_retention *policy, int dry_run, ckptdb_prune_cb cb,
+                            void *payload, int64_t *out_count, int64_t *out_bytes);
+
+/* Pin (1) or unpin (0) a checkpoint: pinned ones are never pruned. */
+CKPTDB_API int ckptdb_pin(ckptdb_catalog *db, int64_t id, int pinned);
+CKPTDB_API int ckptdb_pin_by_name(ckptdb_catalog *db, const char *name, int pinned);
+
+/* Record how far this run has trained (for "steps lost to preemption"). */
+CKPTDB_API int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t step);
+
+/* ------------------------------------------------------------------------ */
+/* Preemption signals (process-wide)                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Install handlers for signals[0..count) (NULL: SIGTERM, SIGINT, SIGUSR1).
+ * A handler only records the signal in an async-signal-safe flag; nothing is
+ * saved inside it.  With chain != 0 a previous handler that was a function
+ * is called after the flag is set (a previous SIG_DFL or SIG_IGN is not).
+ * Installing again replaces the set.  Not thread-safe against itself. */
+CKPTDB_API int ckptdb_signals_install(const int *signals, size_t count, int chain);
+/* Put back the handlers that were there before ckptdb_signals_install. */
+CKPTDB_API int ckptdb_signals_restore(void);
+/* The first preemption signal received (or requested), 0 if none.
+ * Async-signal-safe. */
+CKPTDB_API int ckptdb_preempt_requested(void);
+/* Set the flag by hand (a job scheduler's API, tests); signo > 0. */
+CKPTDB_API void ckptdb_preempt_request(int signo);
+CKPTDB_API void ckptdb_preempt_clear(void);
+
+/* ------------------------------------------------------------------------ */
+/* Save triggers                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ckptdb_trigger ckptdb_trigger;
+
+/* Seconds on a monotonic clock (tests inject their own). */
+typedef double (*ckptdb_clock_fn)(void *payload);
+
+typedef struct ckptdb_trigger_options {
+    unsigned int version;   /* CKPTDB_TRIGGER_OPTIONS_VERSION */
+    int64_t every_epochs;   /* save at the end of every Nth epoch; 0: off */
+    int64_t every_steps;    /* save when step % N == 0; 0: off */
+    double every_seconds;   /* save when this long has passed since the last save (or start, or resume); 0: off */
+    int watch_signals;      /* non-zero: answer "preempt" once ckptdb_preempt_requested() */
+    ckptdb_clock_fn clock;  /* NULL: CLOCK_MONOTONIC */
+    void *clock_payload;
+} ckptdb_trigger_options;
+
+#define CKPTDB_TRIGGER_OPTIONS_VERSION 1
+/* The production default: every 5 epochs or every 15 minutes, whichever
+ * comes first, and always on preemption. */
+#define CKPTDB_TRIGGER_OPTIONS_INIT { CKPTDB_TRIGGER_OPTIONS_VERSION, 5, 0, 900.0, 1, NULL, NULL }
+CKPTDB_API int ckptdb_trigger_options_init(ckptdb_trigger_options *opts, unsigned int version);
+
+/* NULL opts: the production default.  Negative or non-finite values: CKPTDB_EINVAL. */
+CKPTDB_API int ckptdb_trigger_new(ckptdb_trigger **out, const ckptdb_trigger_options *opts);
+CKPTDB_API void ckptdb_trigger_free(ckptdb_trigger *trigger);
+
+/* Should the loop save now, after finishing `step` (global) in `epoch`?
+ * epoch_end is non-zero when `epoch` has just completed.  *out_kind is a
+ * static string ("preempt", "epoch", "step", "time"; in that order of
+ * precedence) or NULL for no save.  Never answers a save twice for the step
+ * last recorded with ckptdb_trigger_saved or ckptdb_trigger_resumed. */
+CKPTDB_API int ckptdb_trigger_check(const char **out_kind, ckptdb_trigger *trigger, int64_t epoch, int64_t step,
+                                    int epoch_end);
+/* A save of `step` was committed: restart the time interval. */
+CKPTDB_API int ckptdb_trigger_saved(ckptdb_trigger *trigger, int64_t step);
+/* The loop resumed at `step`: no save for it, and no time save right away. */
+CKPTDB_API int ckptdb_trigger_resumed(ckptdb_trigger *trigger, int64_t step);
+/* Non-zero once the loop should stop: preemption was requested (and the
+ * trigger watches signals). */
+CKPTDB_API int ckptdb_trigger_should_stop(const ckptdb_trigger *trigger);
 
 #ifdef __cplusplus
 }
