@@ -30,7 +30,8 @@
  *     during the callback.
  *
  * THREADS
- *   Objects (ckptdb_catalog, ckptdb_save, ckptdb_reader, ckptdb_cursor) may be used
+ *   Objects (ckptdb_catalog, ckptdb_save, ckptdb_reader, ckptdb_cursor,
+ *   ckptdb_trigger) may be used
  *   from any thread, each by one thread at a time.  Different objects may be
  *   used concurrently, even when they belong to the same catalog: the catalog
  *   connection they share is guarded inside the library.  So a background
@@ -465,7 +466,9 @@ CKPTDB_API int ckptdb_trigger_new(ckptdb_trigger **out, const ckptdb_trigger_opt
 CKPTDB_API void ckptdb_trigger_free(ckptdb_trigger *trigger);
 
 /* Should the loop save now, after finishing `step` (global) in `epoch`?
- * epoch_end is non-zero when `epoch` has just completed.  *out_kind is a
+ * epoch_end is non-zero when `epoch` has just completed (epochs count from
+ * 1: with every_epochs N, the ends of epochs N, 2N, ... save).  Negative
+ * epoch or step: CKPTDB_EINVAL.  *out_kind is a
  * static string ("preempt", "epoch", "step", "time"; in that order of
  * precedence) or NULL for no save.  Never answers a save twice for the step
  * last recorded with ckptdb_trigger_saved or ckptdb_trigger_resumed. */

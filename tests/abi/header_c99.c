@@ -19,8 +19,15 @@ int main(void) {
         (fn)ckptdb_get, (fn)ckptdb_get_by_name, (fn)ckptdb_mark_resumed, (fn)ckptdb_list,
         (fn)ckptdb_cursor_open, (fn)ckptdb_cursor_next, (fn)ckptdb_cursor_free, (fn)ckptdb_verify,
         (fn)ckptdb_verify_all, (fn)ckptdb_reader_open, (fn)ckptdb_reader_read,
-        (fn)ckptdb_reader_close,
+        (fn)ckptdb_reader_close, (fn)ckptdb_retention_init, (fn)ckptdb_set_retention, (fn)ckptdb_prune,
+        (fn)ckptdb_pin, (fn)ckptdb_pin_by_name, (fn)ckptdb_run_progress, (fn)ckptdb_signals_install,
+        (fn)ckptdb_signals_restore, (fn)ckptdb_preempt_requested, (fn)ckptdb_preempt_request,
+        (fn)ckptdb_preempt_clear, (fn)ckptdb_trigger_options_init, (fn)ckptdb_trigger_new, (fn)ckptdb_trigger_free,
+        (fn)ckptdb_trigger_check, (fn)ckptdb_trigger_saved, (fn)ckptdb_trigger_resumed,
+        (fn)ckptdb_trigger_should_stop,
     };
+    ckptdb_retention r = CKPTDB_RETENTION_INIT;
+    ckptdb_trigger_options to = CKPTDB_TRIGGER_OPTIONS_INIT;
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
     ckptdb_save_options s = CKPTDB_SAVE_OPTIONS_INIT;
     ckptdb_filter f = CKPTDB_FILTER_INIT;
@@ -33,7 +40,8 @@ int main(void) {
         return 1;
     }
     if (o.version != CKPTDB_OPEN_OPTIONS_VERSION || s.version != CKPTDB_SAVE_OPTIONS_VERSION ||
-        f.version != CKPTDB_FILTER_VERSION || e.struct_size != sizeof(ckptdb_entry))
+        f.version != CKPTDB_FILTER_VERSION || e.struct_size != sizeof(ckptdb_entry) ||
+        r.version != CKPTDB_RETENTION_VERSION || to.version != CKPTDB_TRIGGER_OPTIONS_VERSION)
         return 1;
     if (ckptdb_last_error() == NULL) return 1;
     printf("C99: ckptdb %s, schema %d\n", ckptdb_version(), ckptdb_schema_version());
