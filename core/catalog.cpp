@@ -59,7 +59,23 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
 }
 
 Catalog::~Catalog() {
-    if (run_id_ == 0 || !db_) return;
+    if (!db_ || opts_.readonly) return;
+    if (!unlinked_unsynced_.empty()) {
+        try {
+            sync_dir(dir_);
+            directory_synced();
+        } catch (...) {
+            // Not recorded: the next open's recovery unlinks them again.
+        }
+    }
+    if (run_id_ == 0 && unlinked_.empty()) return;
+    if (run_id_ == 0) {
+        try {
+            write([](Db &) {});  // records the deletions still pending
+        } catch (...) {
+        }
+        return;
+    }
     try {
         std::string reason = committed_preempt_ ? "preempted" : "clean";
         write([&](Db &db) {
@@ -83,6 +99,7 @@ void Catalog::write(const std::function<void(Db &)> &fn) {
     size_t mark = pending_.size();
     try {
         Db::Tx tx(*db_);
+        for (int64_t id : unlinked_) Db::Query(*db_, sql::Stmt::prune_done).bind(1, id).run();
         fn(*db_);
         tx.commit();
     } catch (...) {
@@ -90,6 +107,7 @@ void Catalog::write(const std::function<void(Db &)> &fn) {
         pending_run_id_ = 0;
         throw;
     }
+    unlinked_.clear();
     if (pending_run_id_) run_id_ = pending_run_id_, pending_run_id_ = 0;
     emit_pending();
 }

@@ -110,17 +110,31 @@ public:
     // make for a save about to begin; *fits tells whether the budget can be met.
     std::vector<PruneItem> prune(const Retention &r, bool dry_run, int64_t extra_bytes = 0, bool *fits = nullptr,
                                  std::string *usage = nullptr);
+    // Inside write(): plans a prune and marks its victims pruned (with their
+    // events). Returns the victims; their files are not touched yet.
+    std::vector<PruneItem> plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run,
+                                         bool *fits, std::string *usage);
+    // Inside the commit transaction of a save: rotation by the handle's
+    // policy, in a savepoint so that a failing rotation never fails the
+    // commit (it is reported as a "prune_failed" event instead).
+    std::vector<int64_t> rotate_in_tx(Db &db);
     // Before a save of kind: with a byte budget, prune to make room for the
     // expected size or throw CKPTDB_ENOSPC (changing nothing).
     void make_room(const std::string &kind);
-    // After a successful commit: automatic prune, then the last-link. Never throws.
-    void after_commit(const std::string &kind);
+    // After a successful commit: unlink what the commit's rotation marked,
+    // then move the last-link. Never throws.
+    void after_commit(const std::string &kind, const std::vector<int64_t> &marked);
     // Points the last-link at the newest complete checkpoint. Never throws.
     void refresh_link();
     void pin(int64_t id, bool pinned);
     void run_progress(int64_t epoch, int64_t step);
-    // Unlink the files of pruned rows whose deletion is pending; record it.
-    void finish_prunes(const std::vector<int64_t> &ids);
+    // Unlink the files of pruned rows whose deletion is pending. With
+    // sync_now the directory is fsynced at once; otherwise the next
+    // directory fsync of a save (or the close) makes the unlinks durable.
+    // Either way the deletion time is recorded by a later write transaction.
+    void finish_prunes(const std::vector<int64_t> &ids, bool sync_now = true);
+    // A save just fsynced the directory: unlinks done before it are durable.
+    void directory_synced();
 
 private:
     Catalog(Dir dir, const OpenOptions &opts);
@@ -143,6 +157,13 @@ private:
         std::string detail;
     };
     std::vector<Pending> pending_;
+    // Pruned checkpoints whose files are unlinked and the directory synced,
+    // but whose deletion time is not recorded yet: it rides along with the
+    // next write transaction (or the close) instead of costing a commit of
+    // its own. Until then recovery would simply unlink them again.
+    std::vector<int64_t> unlinked_;
+    std::vector<int64_t> unlinked_unsynced_;  // unlinked, directory not fsynced since
+    std::string rotate_error_;
 };
 
 }  // namespace ckptdb

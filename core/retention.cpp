@@ -103,16 +103,11 @@ static std::string human(int64_t b) {
     return buf;
 }
 
-std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t extra_bytes, bool *fits,
-                                      std::string *usage) {
-    r.validate();
-    if (!dry_run && readonly()) fail(CKPTDB_EREADONLY, "cannot prune: the catalog was opened read-only");
+std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run,
+                                              bool *fits, std::string *usage) {
     std::vector<PruneItem> victims, protected_items;
     int64_t remaining = extra_bytes;
-    auto plan = [&](Db &db) {
-        victims.clear();
-        protected_items.clear();
-        remaining = extra_bytes;
+    {
         Db::Query q(db, sql::Stmt::prune_plan);
         q.bind(1, r.keep_last_json()).bind(2, static_cast<int64_t>(r.keep_last_default));
         q.bind(3, r.keep_every_n_epochs).bind(4, r.keep_interval_seconds);
@@ -129,23 +124,13 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
                 if (it.rule.compare(0, 10, "protected:") == 0) protected_items.push_back(std::move(it));
             }
         }
-    };
-    if (dry_run) {
-        read(plan);
-    } else {
-        write([&](Db &db) {
-            plan(db);
-            if (!victims.empty()) run_id_in_tx(db);  // the events name the run that pruned
-            for (const PruneItem &v : victims) {
-                Db::Query(db, sql::Stmt::checkpoint_prune).bind(1, v.id).bind(2, v.rule).run();
-                if (db.changes() == 1) log_event(db, v.id, "pruned", v.rule);
-            }
-        });
-        hook("pruned_marked");
-        std::vector<int64_t> ids;
-        for (const PruneItem &v : victims) ids.push_back(v.id);
-        finish_prunes(ids);
-        refresh_link();
+    }
+    if (!dry_run) {
+        if (!victims.empty()) run_id_in_tx(db);  // the events name the run that pruned
+        for (const PruneItem &v : victims) {
+            Db::Query(db, sql::Stmt::checkpoint_prune).bind(1, v.id).bind(2, v.rule).run();
+            if (db.changes() == 1) log_event(db, v.id, "pruned", v.rule);
+        }
     }
     bool ok = r.max_bytes == 0 || remaining <= r.max_bytes;
     if (fits) *fits = ok;
@@ -153,13 +138,61 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
         std::string u = "budget " + human(r.max_bytes) + ", still needed " + human(remaining) +
                         (extra_bytes ? " (including " + human(extra_bytes) + " expected for the new save)" : "") +
                         "; protected:";
-        for (const PruneItem &p : protected_items) u += " " + p.name + " " + human(p.size) + " (" + p.rule.substr(10) + ")";
+        for (const PruneItem &p : protected_items)
+            u += " " + p.name + " " + human(p.size) + " (" + p.rule.substr(10) + ")";
         *usage = u;
     }
     return victims;
 }
 
-void Catalog::finish_prunes(const std::vector<int64_t> &ids) {
+std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t extra_bytes, bool *fits,
+                                      std::string *usage) {
+    r.validate();
+    if (!dry_run && readonly()) fail(CKPTDB_EREADONLY, "cannot prune: the catalog was opened read-only");
+    std::vector<PruneItem> victims;
+    if (dry_run) {
+        read([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, true, fits, usage); });
+        return victims;
+    }
+    write([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, false, fits, usage); });
+    hook("pruned_marked");
+    std::vector<int64_t> ids;
+    for (const PruneItem &v : victims) ids.push_back(v.id);
+    finish_prunes(ids);
+    refresh_link();
+    return victims;
+}
+
+std::vector<int64_t> Catalog::rotate_in_tx(Db &db) {
+    std::vector<int64_t> ids;
+    rotate_error_.clear();
+    if (!retention_) return ids;
+    size_t mark = pending_.size();
+    db.exec("SAVEPOINT rotate");
+    try {
+        for (const PruneItem &v : plan_and_mark(db, *retention_, 0, false, nullptr, nullptr)) ids.push_back(v.id);
+        db.exec("RELEASE rotate");
+    } catch (const std::exception &e) {
+        rotate_error_ = e.what();
+        pending_.resize(mark);
+        ids.clear();
+        try {
+            db.exec("ROLLBACK TO rotate");
+            db.exec("RELEASE rotate");
+        } catch (...) {
+            throw;  // the transaction itself is broken: the commit fails as a whole
+        }
+    }
+    return ids;
+}
+
+void Catalog::directory_synced() {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    unlinked_.insert(unlinked_.end(), unlinked_unsynced_.begin(), unlinked_unsynced_.end());
+    unlinked_unsynced_.clear();
+}
+
+void Catalog::finish_prunes(const std::vector<int64_t> &ids, bool sync_now) {
     if (ids.empty()) return;
     std::vector<int64_t> done;
     for (int64_t id : ids) {
@@ -186,11 +219,14 @@ void Catalog::finish_prunes(const std::vector<int64_t> &ids) {
         if (all_gone) done.push_back(id);
     }
     if (done.empty()) return;
-    // The unlinks must be durable before the catalog says they happened.
-    sync_dir(dir_);
-    write([&](Db &db) {
-        for (int64_t id : done) Db::Query(db, sql::Stmt::prune_done).bind(1, id).run();
-    });
+    // The unlinks must be durable before the catalog says they happened; a
+    // later write transaction records them.
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    unlinked_unsynced_.insert(unlinked_unsynced_.end(), done.begin(), done.end());
+    if (sync_now) {
+        sync_dir(dir_);
+        directory_synced();
+    }
 }
 
 void Catalog::make_room(const std::string &kind) {
@@ -223,14 +259,19 @@ void Catalog::report_failure(const std::string &event, const std::string &what) 
     }
 }
 
-void Catalog::after_commit(const std::string &kind) {
+void Catalog::after_commit(const std::string &kind, const std::vector<int64_t> &marked) {
     if (kind == "preempt") committed_preempt_ = true;
-    if (std::optional<Retention> r = retention()) {
-        try {
-            prune(*r, false);
-        } catch (const std::exception &e) {
-            report_failure("prune_failed", e.what());
-        }
+    std::string failed;
+    {
+        std::lock_guard<std::recursive_mutex> lock(mu_);
+        failed.swap(rotate_error_);
+    }
+    if (!failed.empty()) report_failure("prune_failed", failed);
+    try {
+        hook("pruned_marked");
+        finish_prunes(marked, false);  // the next save's directory fsync covers these unlinks
+    } catch (const std::exception &e) {
+        report_failure("prune_failed", e.what());  // recovery finishes the deletion later
     }
     refresh_link();
 }

@@ -150,6 +150,7 @@ Entry Save::commit() {
     check_usable("commit");
     const Dir &dir = cat_->dir();
     bool renamed = false;
+    std::vector<int64_t> marked;
     try {
         if (state_ == State::external) {
             // The caller wrote the file. If it replaced the temp file (write
@@ -182,12 +183,17 @@ Entry Save::commit() {
         renamed = true;
         hook("renamed");
         sync_dir(dir);
+        cat_->directory_synced();
         hook("dir_synced");
         cat_->write([&](Db &db) {
             Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, id_).run();
             if (db.changes() != 1) fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
             Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id_).run();
             cat_->log_event(db, id_, "committed", std::to_string(size_) + " bytes, xxh128 " + sum);
+            // Rotation is chosen in the same transaction, once the new
+            // checkpoint is complete (so it is the protected newest), and in a
+            // savepoint: a failing rotation never fails this commit.
+            marked = cat_->rotate_in_tx(db);
         });
     } catch (const Error &e) {
         err_code_ = e.code();
@@ -197,7 +203,7 @@ Entry Save::commit() {
     }
     state_ = State::committed;
     hook("committed");
-    cat_->after_commit(kind_);  // rotation and the last-link, after the commit, never inside it
+    cat_->after_commit(kind_, marked);  // unlink the rotation's victims, move the last-link
     return cat_->entry(id_);
 }
 

@@ -140,7 +140,7 @@ SELECT size FROM checkpoints WHERE status = 'complete' AND kind = ?1 AND commit_
 WITH
 c AS (
     SELECT id, name, kind, epoch, coalesce(size, 0) AS size, commit_seq, pinned, committed_at,
-           json_extract(metadata, ?5) AS m,
+           CASE WHEN ?5 IS NULL THEN NULL ELSE json_extract(metadata, ?5) END AS m,  -- JSON only when asked
            row_number() OVER (PARTITION BY kind ORDER BY commit_seq DESC) AS kind_rank
       FROM checkpoints WHERE status = 'complete'),
 best AS (
