@@ -9,6 +9,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "names.hpp"
+#include "signals.hpp"
 
 namespace ckptdb {
 
@@ -77,7 +78,9 @@ Catalog::~Catalog() {
         return;
     }
     try {
-        std::string reason = committed_preempt_ ? "preempted" : "clean";
+        // Preempted: a preemption signal reached this process, or it saved a
+        // preempt checkpoint; otherwise it ended by closing the catalog.
+        std::string reason = committed_preempt_ || signals::requested() != 0 ? "preempted" : "clean";
         write([&](Db &db) {
             Db::Query(db, sql::Stmt::run_end).bind(1, run_id_).bind(2, reason).run();
             log_event(db, 0, "run_ended", reason);

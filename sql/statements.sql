@@ -108,7 +108,8 @@ SELECT f.temp_name FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
  WHERE c.status = 'writing' AND f.temp_name IS NOT NULL;
 
 -- name: run_progress
-UPDATE runs SET last_epoch = ?2, last_step = ?3 WHERE id = ?1;
+UPDATE runs SET last_epoch = ?2, last_step = ?3, progress_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+ WHERE id = ?1;
 
 -- name: open_runs
 SELECT id, host, boot_id, pid, proc_start FROM runs WHERE ended_at IS NULL;
@@ -116,7 +117,8 @@ SELECT id, host, boot_id, pid, proc_start FROM runs WHERE ended_at IS NULL;
 -- name: run_crashed
 -- The end of a run that died is unknown; its last recorded event is the best bound.
 UPDATE runs
-   SET ended_at = coalesce((SELECT max(at) FROM events WHERE run_id = ?1), started_at),
+   SET ended_at = max(coalesce((SELECT max(at) FROM events WHERE run_id = ?1), started_at),
+                      coalesce(progress_at, started_at)),
        exit_reason = 'crashed'
  WHERE id = ?1 AND ended_at IS NULL;
 

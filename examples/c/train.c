@@ -1,10 +1,30 @@
 /*
  * train.c - a simulated trainer in plain C99 on top of the ckptdb C ABI.
  *
- * It "trains" for --epochs epochs of --steps-per-epoch steps, saves a
- * checkpoint through the catalog every --save-every-epochs epochs (kind
- * "epoch") and every --save-every-seconds seconds (kind "time"), and on start
- * resumes from the newest checkpoint whose bytes verify.
+ * It "trains" for --epochs epochs of --steps-per-epoch steps and leaves every
+ * decision about checkpoints to the library, the way a real trainer should:
+ *
+ *   - when to save: a ckptdb_trigger asked after every step.  By default it
+ *     is the production default (CKPTDB_TRIGGER_OPTIONS_INIT): kind "epoch"
+ *     at the end of every 5th epoch, kind "time" when 900 s have passed since
+ *     the last save (or the start, or the resume), whichever comes first;
+ *     --save-every-epochs, --save-every-steps (kind "step") and
+ *     --save-every-seconds change the three intervals (0 turns one off);
+ *   - preemption: ckptdb_signals_install() catches SIGTERM, SIGINT and
+ *     SIGUSR1 (the handler only sets a flag).  The step being trained is
+ *     finished, saved as kind "preempt" (unless the trigger had just saved
+ *     it as another kind), and the program prints "stopped: ..." and exits 0,
+ *     so that a scheduler that requeues the job simply runs the same command
+ *     again;
+ *   - rotation: the retention policy CKPTDB_RETENTION_INIT, pruned after
+ *     every commit: the newest 5 "epoch" and 3 "time" checkpoints are kept,
+ *     a "preempt" or "manual" one until a newer checkpoint is committed,
+ *     other kinds ("step") all.  --keep-epoch / --keep-time change the two
+ *     counts; --keep-all turns rotation off;
+ *   - resuming: on start, the newest checkpoint whose bytes verify (no flag
+ *     needed: a restart after a preemption or a crash just continues).
+ * It reports its progress at every epoch end (ckptdb_run_progress), so the
+ * catalog's runs table shows how far each run got.
  *
  * Meaning of the numbers recorded with a save:
  *   epoch = number of completed epochs,
@@ -22,9 +42,16 @@
  *   bytes 48..63  zero
  *   bytes 64..    splitmix64 stream seeded from (epoch, global step)
  *
- * Exit status: 0 done (or stopped by SIGTERM/SIGINT after a "preempt" save:
- * 128 + signal), 1 ckptdb error, 2 bad command line, 3 a checkpoint whose
- * bytes are not what this program wrote for its (epoch, step).
+ * Output (stdout), one line each:
+ *   resume: none, starting fresh
+ *   resume: id=I name=N epoch=E step=S bytes=B
+ *   save: id=I name=N kind=K epoch=E step=S bytes=B xxh128=X
+ *   stopped: signal=G epoch=E step=S kind=K     (K: the kind of the save of step S)
+ *   done: epoch=E step=S
+ *
+ * Exit status: 0 done, or stopped by a preemption signal after its step was
+ * saved; 1 ckptdb error; 2 bad command line; 3 a checkpoint whose bytes are
+ * not what this program wrote for its (epoch, step).
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -32,7 +59,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <signal.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +80,18 @@ struct config {
     int64_t steps_per_epoch;
     int64_t state_bytes;
     int64_t save_every_epochs;
+    int64_t save_every_steps;
     double save_every_seconds;
     int64_t step_sleep_ms;
+    int keep_all;
+    int64_t keep_epoch; /* -1: the library's default */
+    int64_t keep_time;  /* -1: the library's default */
 };
 
 static const char *prog = "ckptdb-train-c";
+
+/* The library's production default: every 5 epochs or 900 s, and on preemption. */
+static const ckptdb_trigger_options kDefaultTrigger = CKPTDB_TRIGGER_OPTIONS_INIT;
 
 static void usage(FILE *f)
 {
@@ -69,15 +103,26 @@ static void usage(FILE *f)
             "  --epochs N                epochs to train in all (default 10)\n"
             "  --steps-per-epoch N       steps per epoch (default 100)\n"
             "  --state-bytes N[K|M|G]    size of the saved state (default 1M; at least %d)\n"
-            "  --save-every-epochs N     save (kind \"epoch\") every N epochs (default 1; 0: off)\n"
-            "  --save-every-seconds T    save (kind \"time\") every T seconds (default 0: off)\n"
+            "  --save-every-epochs N     save (kind \"epoch\") at the end of every Nth epoch\n"
+            "                            (default %" PRId64 "; 0: off)\n"
+            "  --save-every-steps N      save (kind \"step\") when the global step is a multiple\n"
+            "                            of N (default 0: off)\n"
+            "  --save-every-seconds T    save (kind \"time\") when T seconds have passed since\n"
+            "                            the last save (default %g; 0: off)\n"
+            "  --keep-epoch K            rotation: keep the newest K \"epoch\" checkpoints (default 5)\n"
+            "  --keep-time K             rotation: keep the newest K \"time\" checkpoints (default 3)\n"
+            "  --keep-all                no rotation: keep every checkpoint\n"
             "  --step-sleep-ms N         sleep N ms per step (default 0)\n"
             "  --help                    show this help\n"
             "\n"
-            "A save records epoch = completed epochs and step = completed global steps;\n"
-            "a resumed run continues with the next step.  SIGTERM/SIGINT: finish the\n"
-            "step, save (kind \"preempt\") and exit 128+signal.\n",
-            prog, HEADER_BYTES);
+            "A save records epoch = completed epochs and step = completed global steps.\n"
+            "On start the newest checkpoint that verifies is resumed, and training goes on\n"
+            "with the next step.  Rotation (unless --keep-all) keeps the newest 5 \"epoch\"\n"
+            "and 3 \"time\" checkpoints, a \"preempt\" one until a newer save, and every\n"
+            "\"step\" one.  SIGTERM, SIGINT or SIGUSR1: finish the step, save it (kind\n"
+            "\"preempt\"), print \"stopped: ...\" and exit 0; run the same command again to\n"
+            "continue.\n",
+            prog, HEADER_BYTES, (int64_t)kDefaultTrigger.every_epochs, kDefaultTrigger.every_seconds);
 }
 
 static void bad_usage(const char *fmt, const char *a, const char *b)
@@ -140,7 +185,8 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 {
     static const char *const with_value[] = {"--dir", "--epochs", "--steps-per-epoch", "--state-bytes",
                                              "--save-every-epochs", "--save-every-seconds",
-                                             "--step-sleep-ms"};
+                                             "--step-sleep-ms", "--save-every-steps", "--keep-epoch",
+                                             "--keep-time"};
     int i;
     size_t k;
 
@@ -148,9 +194,13 @@ static void parse_args(struct config *cfg, int argc, char **argv)
     cfg->epochs = 10;
     cfg->steps_per_epoch = 100;
     cfg->state_bytes = (int64_t)1 << 20;
-    cfg->save_every_epochs = 1;
-    cfg->save_every_seconds = 0.0;
+    cfg->save_every_epochs = kDefaultTrigger.every_epochs;
+    cfg->save_every_steps = kDefaultTrigger.every_steps;
+    cfg->save_every_seconds = kDefaultTrigger.every_seconds;
     cfg->step_sleep_ms = 0;
+    cfg->keep_all = 0;
+    cfg->keep_epoch = -1;
+    cfg->keep_time = -1;
 
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -165,6 +215,11 @@ static void parse_args(struct config *cfg, int argc, char **argv)
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
             bad_usage("unexpected argument '%s'%s", arg, "");
+        if (strncmp(arg, "--keep-all", 10) == 0 && (arg[10] == '\0' || arg[10] == '=')) {
+            if (arg[10] == '=') bad_usage("option '--keep-all' takes no value, not '%s'%s", arg, "");
+            cfg->keep_all = 1;
+            continue;
+        }
         eq = strchr(arg, '=');
         flen = eq ? (size_t)(eq - arg) : strlen(arg);
         for (k = 0; k < sizeof with_value / sizeof with_value[0]; k++) {
@@ -192,12 +247,20 @@ static void parse_args(struct config *cfg, int argc, char **argv)
         case 4: cfg->save_every_epochs = parse_int("--save-every-epochs", val, 0); break;
         case 5: cfg->save_every_seconds = parse_seconds("--save-every-seconds", val); break;
         case 6: cfg->step_sleep_ms = parse_int("--step-sleep-ms", val, 0); break;
+        case 7: cfg->save_every_steps = parse_int("--save-every-steps", val, 0); break;
+        case 8: cfg->keep_epoch = parse_int("--keep-epoch", val, 0); break;
+        case 9: cfg->keep_time = parse_int("--keep-time", val, 0); break;
         default: break;
         }
     }
     if (cfg->dir == NULL) bad_usage("--dir DIR is required%s%s", "", "");
     if (cfg->epochs > INT64_MAX / cfg->steps_per_epoch)
         bad_usage("--epochs times --steps-per-epoch is too large%s%s", "", "");
+    if (cfg->keep_all && (cfg->keep_epoch >= 0 || cfg->keep_time >= 0))
+        bad_usage("--keep-all cannot be combined with %s%s",
+                  cfg->keep_epoch >= 0 ? "--keep-epoch" : "--keep-time", "");
+    if (cfg->keep_epoch > INT_MAX || cfg->keep_time > INT_MAX)
+        bad_usage("%s is too large%s", cfg->keep_epoch > INT_MAX ? "--keep-epoch" : "--keep-time", "");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -207,9 +270,12 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 static ckptdb_catalog *g_db = NULL;
 static ckptdb_save *g_save = NULL;
 static ckptdb_reader *g_reader = NULL;
+static ckptdb_trigger *g_trigger = NULL;
 
 static void cleanup(void)
 {
+    ckptdb_trigger_free(g_trigger);
+    g_trigger = NULL;
     ckptdb_reader_close(g_reader);
     g_reader = NULL;
     ckptdb_save_free(g_save); /* aborts a save in flight */
@@ -333,13 +399,6 @@ static double fake_loss(int64_t gstep)
 /* Saving and resuming                                                       */
 /* ------------------------------------------------------------------------ */
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void save(ckptdb_catalog *db, const struct config *cfg, const char *kind, int64_t epoch, int64_t gstep,
                  unsigned char *buf)
 {
@@ -449,10 +508,6 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
 /* Main                                                                      */
 /* ------------------------------------------------------------------------ */
 
-static volatile sig_atomic_t g_stop_signal = 0;
-
-static void on_stop_signal(int sig) { g_stop_signal = sig; }
-
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts;
@@ -463,14 +518,37 @@ static void sleep_ms(int64_t ms)
     (void)nanosleep(&ts, NULL);
 }
 
+/* Rotation: the library's default policy, with the keep-last counts of
+ * "epoch" and "time" replaced when --keep-epoch / --keep-time are given. */
+static void set_rotation(ckptdb_catalog *db, const struct config *cfg)
+{
+    ckptdb_retention policy = CKPTDB_RETENTION_INIT;
+    ckptdb_keep_kind keep[4];
+
+    if (cfg->keep_all) return;
+    if (cfg->keep_epoch >= 0 || cfg->keep_time >= 0) {
+        /* A keep_last list replaces the whole default list: restate it. */
+        keep[0].kind = "epoch";
+        keep[0].count = cfg->keep_epoch >= 0 ? (int)cfg->keep_epoch : 5;
+        keep[1].kind = "time";
+        keep[1].count = cfg->keep_time >= 0 ? (int)cfg->keep_time : 3;
+        keep[2].kind = "preempt";
+        keep[2].count = 0;
+        keep[3].kind = "manual";
+        keep[3].count = 0;
+        policy.keep_last = keep;
+        policy.keep_last_count = sizeof keep / sizeof keep[0];
+    }
+    check(ckptdb_set_retention(db, &policy)); /* the policy is copied */
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
+    ckptdb_trigger_options topts = CKPTDB_TRIGGER_OPTIONS_INIT;
     ckptdb_entry latest = CKPTDB_ENTRY_INIT;
     unsigned char *buf, *xbuf;
     int64_t epoch = 0, gstep = 0, in_epoch;
-    double last_save;
-    struct sigaction sa;
     int rc;
 
     parse_args(&cfg, argc, argv);
@@ -482,13 +560,16 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    /* SIGTERM, SIGINT, SIGUSR1: the handler only records the signal. */
+    check(ckptdb_signals_install(NULL, 0, 0));
+
+    topts.every_epochs = cfg.save_every_epochs;
+    topts.every_steps = cfg.save_every_steps;
+    topts.every_seconds = cfg.save_every_seconds;
+    check(ckptdb_trigger_new(&g_trigger, &topts));
 
     check(ckptdb_open(&g_db, cfg.dir, NULL));
+    set_rotation(g_db, &cfg);
 
     rc = ckptdb_latest(&latest, g_db, NULL, CKPTDB_VERIFY_FULL);
     if (rc == CKPTDB_ENOTFOUND) {
@@ -497,12 +578,13 @@ int main(int argc, char **argv)
     } else {
         check(rc);
         resume(g_db, &cfg, &latest, buf, xbuf, &epoch, &gstep);
+        check(ckptdb_trigger_resumed(g_trigger, gstep));
     }
 
     in_epoch = gstep - epoch * cfg.steps_per_epoch;
-    last_save = now_seconds();
     while (epoch < cfg.epochs) {
-        int saved = 0;
+        const char *kind = NULL;
+        int epoch_end = 0;
 
         sleep_ms(cfg.step_sleep_ms);
         gstep++;
@@ -510,25 +592,32 @@ int main(int argc, char **argv)
         if (in_epoch == cfg.steps_per_epoch) {
             epoch++;
             in_epoch = 0;
-            if (cfg.save_every_epochs > 0 && epoch % cfg.save_every_epochs == 0) {
-                save(g_db, &cfg, "epoch", epoch, gstep, buf);
-                saved = 1;
+            epoch_end = 1;
+            check(ckptdb_run_progress(g_db, epoch, gstep));
+        }
+
+        check(ckptdb_trigger_check(&kind, g_trigger, epoch, gstep, epoch_end));
+        if (kind != NULL) {
+            save(g_db, &cfg, kind, epoch, gstep, buf);
+            check(ckptdb_trigger_saved(g_trigger, gstep));
+        }
+
+        if (ckptdb_trigger_should_stop(g_trigger)) {
+            int sig = ckptdb_preempt_requested();
+            /* The signal may have come after the check above: the step must
+             * still be saved before the process goes. */
+            if (kind == NULL) {
+                kind = "preempt";
+                save(g_db, &cfg, kind, epoch, gstep, buf);
+                check(ckptdb_trigger_saved(g_trigger, gstep));
             }
-        }
-        if (!saved && cfg.save_every_seconds > 0.0 && now_seconds() - last_save >= cfg.save_every_seconds) {
-            save(g_db, &cfg, "time", epoch, gstep, buf);
-            saved = 1;
-        }
-        if (saved) last_save = now_seconds();
-        if (g_stop_signal != 0) {
-            int sig = (int)g_stop_signal;
-            if (!saved) save(g_db, &cfg, "preempt", epoch, gstep, buf);
-            printf("stopped: signal=%d epoch=%" PRId64 " step=%" PRId64 "\n", sig, epoch, gstep);
+            if (!epoch_end) check(ckptdb_run_progress(g_db, epoch, gstep));
+            printf("stopped: signal=%d epoch=%" PRId64 " step=%" PRId64 " kind=%s\n", sig, epoch, gstep, kind);
             fflush(stdout);
             cleanup();
             free(buf);
             free(xbuf);
-            return 128 + sig;
+            return 0;
         }
     }
 

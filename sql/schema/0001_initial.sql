@@ -20,6 +20,7 @@ CREATE TABLE runs (
     resumed_from        INTEGER REFERENCES checkpoints(id),
     last_epoch          INTEGER,            -- progress the trainer reported (ckptdb_run_progress)
     last_step           INTEGER,
+    progress_at         TEXT,               -- when the progress was reported
     exit_reason         TEXT                -- clean, preempted, crashed (found by a later open)
 );
 CREATE INDEX runs_open ON runs(id) WHERE ended_at IS NULL;
