@@ -13,6 +13,8 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "sql_embedded.hpp"
+#include "names.hpp"
+#include "sync.hpp"
 #include "writer.hpp"
 
 using ckptdb::Entry;
@@ -99,6 +101,27 @@ ckptdb::Catalog::Verify verify_mode(unsigned flags) {
 
 }  // namespace
 
+static ckptdb::OpenOptions open_options(const ckptdb_open_options *opts) {
+    ckptdb::OpenOptions o;
+    if (!opts) return o;
+    check_version(opts->version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
+    if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY))
+        throw Error(CKPTDB_EINVAL, "unknown open flags " + std::to_string(opts->flags));
+    o.create = !(opts->flags & CKPTDB_OPEN_NO_CREATE);
+    o.readonly = (opts->flags & CKPTDB_OPEN_READONLY) != 0;
+    if (opts->catalog_name) o.catalog_name = opts->catalog_name;
+    if (opts->busy_timeout_ms > 0) o.busy_timeout_ms = opts->busy_timeout_ms;
+    if (opts->last_link) o.last_link = opts->last_link;
+    if (opts->on_event) {
+        ckptdb_event_cb ev = opts->on_event;
+        void *p = opts->event_payload;
+        o.on_event = [ev, p](const std::string &e, int64_t id, const std::string &detail) {
+            ev(e.c_str(), id, detail.c_str(), p);
+        };
+    }
+    return o;
+}
+
 extern "C" {
 
 const char *ckptdb_version(void) { return CKPTDB_VERSION_STRING; }
@@ -158,24 +181,7 @@ int ckptdb_open(ckptdb_catalog **out, const char *dir, const ckptdb_open_options
     return guard([&] {
         need(out, "out");
         need(dir, "dir");
-        ckptdb::OpenOptions o;
-        if (opts) {
-            check_version(opts->version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
-            if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY))
-                throw Error(CKPTDB_EINVAL, "unknown open flags " + std::to_string(opts->flags));
-            o.create = !(opts->flags & CKPTDB_OPEN_NO_CREATE);
-            o.readonly = (opts->flags & CKPTDB_OPEN_READONLY) != 0;
-            if (opts->catalog_name) o.catalog_name = opts->catalog_name;
-            if (opts->busy_timeout_ms > 0) o.busy_timeout_ms = opts->busy_timeout_ms;
-            if (opts->last_link) o.last_link = opts->last_link;
-            if (opts->on_event) {
-                ckptdb_event_cb cb = opts->on_event;
-                void *payload = opts->event_payload;
-                o.on_event = [cb, payload](const std::string &ev, int64_t id, const std::string &detail) {
-                    cb(ev.c_str(), id, detail.c_str(), payload);
-                };
-            }
-        }
+        ckptdb::OpenOptions o = open_options(opts);
         auto h = std::make_unique<ckptdb_catalog>();
         h->cat = ckptdb::Catalog::open(dir, o);
         *out = h.release();
@@ -387,23 +393,6 @@ int ckptdb_cursor_next(ckptdb_entry *out, ckptdb_cursor *c) {
 
 void ckptdb_cursor_free(ckptdb_cursor *c) { delete c; }
 
-int ckptdb_verify(ckptdb_catalog *db, int64_t id) {
-    return guard([&] {
-        need(db, "db");
-        Entry e = db->cat->entry(id);
-        if (e.status != CKPTDB_STATUS_COMPLETE && e.status != CKPTDB_STATUS_CORRUPT)
-            throw Error(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + ckptdb::status_text(e.status) +
-                                           "; only complete or corrupt checkpoints can be verified");
-        ckptdb::Check c = db->cat->check_files(e, true);
-        if (c.ok) {
-            if (e.status == CKPTDB_STATUS_CORRUPT) db->cat->restore(id);
-            return;
-        }
-        if (e.status == CKPTDB_STATUS_COMPLETE) db->cat->mark_corrupt(id, c.reason);
-        throw Error(CKPTDB_ECORRUPT, "checkpoint " + std::to_string(id) + " is corrupt: " + c.reason);
-    });
-}
-
 int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload, int64_t *out_checked, int64_t *out_corrupt) {
     int64_t checked = 0, corrupt = 0;
     int stopped = 0;
@@ -567,6 +556,159 @@ int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t step) {
     return guard([&] {
         need(db, "db");
         db->cat->run_progress(epoch, step);
+    });
+}
+
+int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payload) {
+    int stopped = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
+        db->cat->entry(id);  // CKPTDB_ENOTFOUND for an unknown id
+        for (const ckptdb::FileRow &f : db->cat->files(id)) {
+            std::string path = ckptdb::name_problem(f.name).empty() ? db->cat->dir().join(f.name) : std::string();
+            ckptdb_file out{sizeof(ckptdb_file), f.rank, f.name.c_str(), path.c_str(), f.size, f.checksum.c_str()};
+            if (int r = cb(&out, payload)) {
+                stopped = r;
+                return;
+            }
+        }
+    });
+    return rc ? rc : stopped;
+}
+
+int ckptdb_events(ckptdb_catalog *db, int64_t checkpoint_id, int64_t run_id, ckptdb_event_row_cb cb, void *payload) {
+    int stopped = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
+        auto emit = [&](const std::vector<ckptdb::EventRow> &rows) {
+            for (const auto &e : rows) {
+                ckptdb_event out{sizeof(ckptdb_event), e.id, e.at.c_str(), e.run_id, e.checkpoint_id,
+                                 e.event.c_str(), e.detail.c_str()};
+                if (int r = cb(&out, payload)) {
+                    stopped = r;
+                    return false;
+                }
+            }
+            return true;
+        };
+        if (checkpoint_id) {
+            emit(db->cat->events_of(checkpoint_id, run_id));
+            return;
+        }
+        for (int64_t after = 0;;) {
+            std::vector<ckptdb::EventRow> page = db->cat->events_page(after, run_id, kPage);
+            if (!emit(page) || page.size() < static_cast<size_t>(kPage)) return;
+            after = page.back().id;
+        }
+    });
+    return rc ? rc : stopped;
+}
+
+int ckptdb_runs(ckptdb_catalog *db, ckptdb_run_cb cb, void *payload) {
+    int stopped = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
+        for (const ckptdb::RunRow &r : db->cat->runs()) {
+            ckptdb_run out{sizeof(ckptdb_run), r.id, r.host.c_str(), r.pid, r.started_at.c_str(),
+                           r.ended_at.c_str(), r.exit_reason.c_str(), r.slurm_job_id.c_str(),
+                           r.slurm_array_job_id.c_str(), r.slurm_array_task_id.c_str(), r.slurm_restart_count,
+                           r.resumed_from, r.last_step, r.last_saved_step, r.saves, r.steps_lost};
+            if (int x = cb(&out, payload)) {
+                stopped = x;
+                return;
+            }
+        }
+    });
+    return rc ? rc : stopped;
+}
+
+int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_progress_cb cb, void *payload) {
+    return guard([&] {
+        need(db, "db");
+        Entry e = db->cat->entry(id);
+        if (e.status != CKPTDB_STATUS_COMPLETE && e.status != CKPTDB_STATUS_CORRUPT)
+            throw Error(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + ckptdb::status_text(e.status) +
+                                           "; only complete or corrupt checkpoints can be verified");
+        std::function<bool(int64_t)> on_bytes;
+        if (cb) on_bytes = [&](int64_t done) { return cb(done, e.size, payload) == 0; };
+        ckptdb::Check c = db->cat->check_files(e, true, on_bytes);
+        if (c.ok) {
+            if (e.status == CKPTDB_STATUS_CORRUPT) db->cat->restore(id);
+            return;
+        }
+        if (e.status == CKPTDB_STATUS_COMPLETE) db->cat->mark_corrupt(id, c.reason);
+        throw Error(CKPTDB_ECORRUPT, "checkpoint " + std::to_string(id) + " is corrupt: " + c.reason);
+    });
+}
+
+int ckptdb_verify(ckptdb_catalog *db, int64_t id) { return ckptdb_verify_progress(db, id, nullptr, nullptr); }
+
+static void emit_item(ckptdb_fsck_cb cb, void *payload, const ckptdb::FsckItem &it, int &stopped) {
+    if (!cb || stopped) return;
+    ckptdb_fsck_item out{sizeof(ckptdb_fsck_item), it.kind.c_str(), it.name.c_str(), it.checkpoint_id,
+                         it.detail.c_str(), it.action.c_str()};
+    stopped = cb(&out, payload);
+}
+
+int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload, int64_t *out_problems) {
+    if (out_problems) *out_problems = 0;
+    int stopped = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        int64_t problems = 0;
+        for (const ckptdb::FsckItem &it : db->cat->fsck(repair != 0)) {
+            if (it.kind != "writing") problems++;
+            emit_item(cb, payload, it, stopped);
+        }
+        if (out_problems) *out_problems = problems;
+    });
+    return rc ? rc : stopped;
+}
+
+int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
+                   int64_t *out_rows) {
+    if (out_rows) *out_rows = 0;
+    int stopped = 0;
+    return guard([&] {
+        need(dir, "dir");
+        int64_t rows = ckptdb::Catalog::rebuild(dir, open_options(opts),
+                                                [&](const ckptdb::FsckItem &it) { emit_item(cb, payload, it, stopped); });
+        if (out_rows) *out_rows = rows;
+    });
+}
+
+int ckptdb_sync(const char *src, const char *dst, const ckptdb_sync_options *opts, int64_t *out_copied,
+                int64_t *out_bytes) {
+    if (out_copied) *out_copied = 0;
+    if (out_bytes) *out_bytes = 0;
+    return guard([&] {
+        need(src, "src");
+        need(dst, "dst");
+        ckptdb::SyncOptions so;
+        int stopped = 0;
+        if (opts) {
+            check_version(opts->version, CKPTDB_SYNC_OPTIONS_VERSION, "ckptdb_sync_options");
+            so.delete_pruned = opts->delete_pruned != 0;
+            if (opts->progress) {
+                ckptdb_progress_cb p = opts->progress;
+                void *pp = opts->progress_payload;
+                so.progress = [p, pp](int64_t done, int64_t total) { return p(done, total, pp) == 0; };
+            }
+            if (opts->on_item) {
+                ckptdb_fsck_cb cb = opts->on_item;
+                void *ip = opts->item_payload;
+                so.on_item = [cb, ip, &stopped](const ckptdb::FsckItem &it) { emit_item(cb, ip, it, stopped); };
+            }
+        }
+        ckptdb::SyncResult r = ckptdb::sync_dirs(src, dst, so);
+        if (out_copied) *out_copied = r.copied;
+        if (out_bytes) *out_bytes = r.bytes;
+        if (r.failed)
+            throw Error(CKPTDB_ECORRUPT, std::to_string(r.failed) + " checkpoint(s) of '" + std::string(src) +
+                                             "' failed their checksum and were not copied");
     });
 }
 

@@ -418,6 +418,142 @@ CKPTDB_API int ckptdb_pin_by_name(ckptdb_catalog *db, const char *name, int pinn
 CKPTDB_API int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t step);
 
 /* ------------------------------------------------------------------------ */
+/* History: files, events, runs                                              */
+/* ------------------------------------------------------------------------ */
+
+/* One file of a checkpoint (one per rank for a sharded save). */
+typedef struct ckptdb_file {
+    size_t struct_size;
+    int64_t rank;
+    const char *name;
+    const char *path;      /* absolute; "" when the stored name is invalid */
+    int64_t size;          /* -1 while unknown */
+    const char *checksum;  /* "" while unknown */
+} ckptdb_file;
+
+typedef int (*ckptdb_file_cb)(const ckptdb_file *file, void *payload);
+/* Every file of checkpoint id, by rank.  CKPTDB_ENOTFOUND for an unknown id. */
+CKPTDB_API int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payload);
+
+/* One row of the append-only event log. */
+typedef struct ckptdb_event {
+    size_t struct_size;
+    int64_t id;
+    const char *at;           /* UTC ISO-8601 */
+    int64_t run_id;           /* 0 if none */
+    int64_t checkpoint_id;    /* 0 if none */
+    const char *event;
+    const char *detail;
+} ckptdb_event;
+
+typedef int (*ckptdb_event_row_cb)(const ckptdb_event *event, void *payload);
+/* Events, oldest first; checkpoint_id / run_id 0 means any. */
+CKPTDB_API int ckptdb_events(ckptdb_catalog *db, int64_t checkpoint_id, int64_t run_id, ckptdb_event_row_cb cb,
+                             void *payload);
+
+/* One process that saved to the catalog. */
+typedef struct ckptdb_run {
+    size_t struct_size;
+    int64_t id;
+    const char *host;
+    int64_t pid;
+    const char *started_at;
+    const char *ended_at;            /* "" while running or unknown */
+    const char *exit_reason;         /* "clean", "preempted", "crashed", or "" */
+    const char *slurm_job_id;        /* "" when not under Slurm */
+    const char *slurm_array_job_id;
+    const char *slurm_array_task_id;
+    int64_t slurm_restart_count;     /* -1 when not set */
+    int64_t resumed_from;            /* checkpoint id, 0 if none */
+    int64_t last_step;               /* furthest step known (progress or any save), -1 if none */
+    int64_t last_saved_step;         /* step of its newest committed save (or of resumed_from), -1 if none */
+    int64_t saves;                   /* committed saves */
+    int64_t steps_lost;              /* last_step - last_saved_step for a run that did not end clean; 0 otherwise */
+} ckptdb_run;
+
+typedef int (*ckptdb_run_cb)(const ckptdb_run *run, void *payload);
+/* Every run, oldest first. */
+CKPTDB_API int ckptdb_runs(ckptdb_catalog *db, ckptdb_run_cb cb, void *payload);
+
+/* Progress of a long operation: done of total bytes; non-zero stops it. */
+typedef int (*ckptdb_progress_cb)(int64_t done, int64_t total, void *payload);
+
+/* ckptdb_verify with progress reports while hashing (cb may be NULL). */
+CKPTDB_API int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_progress_cb cb, void *payload);
+
+/* ------------------------------------------------------------------------ */
+/* Checking and repairing a directory                                        */
+/* ------------------------------------------------------------------------ */
+
+/* One finding of ckptdb_fsck. kind is one of
+ *   "temp_file"     a leftover temp file of the library (removed by repair)
+ *   "missing_file"  a complete checkpoint whose file is missing (marked corrupt by repair)
+ *   "size_mismatch" a complete checkpoint whose file has another size (marked corrupt by repair)
+ *   "unknown_file"  a file the catalog does not know (reported, never deleted)
+ *   "pending_prune" a pruned checkpoint whose file is still there (unlinked by repair)
+ *   "writing"       a save in flight by a live process (left alone)
+ * action says what repair did ("" in a check-only run). */
+typedef struct ckptdb_fsck_item {
+    size_t struct_size;
+    const char *kind;
+    const char *name;
+    int64_t checkpoint_id;  /* 0 if none */
+    const char *detail;
+    const char *action;
+} ckptdb_fsck_item;
+
+typedef int (*ckptdb_fsck_cb)(const ckptdb_fsck_item *item, void *payload);
+
+/* Check the directory against the catalog by names and sizes (checksums are
+ * ckptdb_verify_all's job).  With repair, fix what can be fixed safely: files
+ * the catalog does not know are never deleted.  *out_problems (may be NULL)
+ * receives the number of findings other than "writing". */
+CKPTDB_API int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload,
+                           int64_t *out_problems);
+
+/* Rebuild a catalog for dir from the checkpoint files present, when the
+ * catalog is lost or unreadable.  An existing catalog file (and its -wal,
+ * -shm) is moved aside to "<catalog>.broken-<UTC time>", never overwritten.
+ * Every regular file whose name follows the default patterns
+ * (epoch_010.pt, step_000500.pt, time_<unix>.pt, preempt_000500.pt,
+ * <kind>_<step>.pt, with an optional -N suffix) becomes a complete row with
+ * its size and a computed checksum, in name order; other files are reported
+ * as "unknown_file" and left alone.  cb (may be NULL) sees every file with
+ * kind "rebuilt" or "unknown_file".  opts: as for ckptdb_open (NULL:
+ * defaults). */
+CKPTDB_API int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
+                              int64_t *out_rows);
+
+/* ------------------------------------------------------------------------ */
+/* Sync to shared storage                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct ckptdb_sync_options {
+    unsigned int version;     /* CKPTDB_SYNC_OPTIONS_VERSION */
+    int delete_pruned;        /* remove from dst the checkpoints src no longer keeps */
+    ckptdb_progress_cb progress;  /* bytes copied and verified of all to copy; NULL: none */
+    void *progress_payload;
+    ckptdb_fsck_cb on_item;   /* every checkpoint: kind "copied", "present", "deleted", "failed"; NULL: none */
+    void *item_payload;
+} ckptdb_sync_options;
+
+#define CKPTDB_SYNC_OPTIONS_VERSION 1
+#define CKPTDB_SYNC_OPTIONS_INIT { CKPTDB_SYNC_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL }
+
+/* Copy every complete checkpoint of src that dst lacks into dst (created if
+ * missing), each through a temp file, fsynced, renamed, and verified by
+ * reading the copy back; then install in dst a catalog made from a
+ * consistent snapshot of src's (SQLite's backup API), in which every
+ * complete row names a verified file.  Idempotent and resumable: killed at
+ * any point, dst's catalog never names a partial file and the next run
+ * finishes.  A checkpoint whose source bytes fail their checksum is
+ * reported ("failed") and is corrupt in dst's catalog.  Refuses when dst is
+ * inside src or src inside dst (CKPTDB_EINVAL).  dst on a network file
+ * system gets a rollback journal.  out_copied / out_bytes may be NULL. */
+CKPTDB_API int ckptdb_sync(const char *src, const char *dst, const ckptdb_sync_options *opts,
+                           int64_t *out_copied, int64_t *out_bytes);
+
+/* ------------------------------------------------------------------------ */
 /* Preemption signals (process-wide)                                         */
 /* ------------------------------------------------------------------------ */
 

@@ -46,6 +46,28 @@ struct OpenOptions {
     std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
 };
 
+struct EventRow {
+    int64_t id = 0;
+    std::string at;
+    int64_t run_id = 0, checkpoint_id = 0;
+    std::string event, detail;
+};
+
+struct RunRow {
+    int64_t id = 0;
+    std::string host;
+    int64_t pid = 0;
+    std::string started_at, ended_at, exit_reason, slurm_job_id, slurm_array_job_id, slurm_array_task_id;
+    int64_t slurm_restart_count = -1, resumed_from = 0, last_step = -1, last_saved_step = -1, saves = 0,
+            steps_lost = 0;
+};
+
+struct FsckItem {
+    std::string kind, name;
+    int64_t checkpoint_id = 0;
+    std::string detail, action;
+};
+
 // The outcome of checking a checkpoint's files against its rows.
 struct Check {
     bool ok = true;
@@ -85,7 +107,9 @@ public:
 
     // Size (and with full, XXH3-128) of every file of e against the catalog.
     // Corruption is a result; other I/O errors (EACCES, EMFILE) throw.
-    Check check_files(const Entry &e, bool full);
+    // on_bytes (may be empty) sees bytes hashed so far of all the files.
+    Check check_files(const Entry &e, bool full,
+                      const std::function<bool(int64_t)> &on_bytes = std::function<bool(int64_t)>());
     // complete -> corrupt, with an event; false if the row was not complete.
     bool mark_corrupt(int64_t id, const std::string &reason);
     // corrupt -> complete, with an event.
@@ -102,6 +126,19 @@ public:
     // interrupted, end the runs of dead processes as crashed, and remove
     // orphan temp files. Idempotent; safe to crash in.
     void recover();
+
+    // --- history (history.cpp) ---
+    std::vector<EventRow> events_page(int64_t after_id, int64_t run_id, int limit);
+    std::vector<EventRow> events_of(int64_t checkpoint_id, int64_t run_id);
+    std::vector<RunRow> runs();
+
+    // --- checking and repair (fsck.cpp) ---
+    std::vector<FsckItem> fsck(bool repair);
+    // A new catalog for dir from the files present; the old catalog moved aside.
+    static int64_t rebuild(const std::string &dir, const OpenOptions &opts,
+                           const std::function<void(const FsckItem &)> &report);
+    // A consistent copy of the catalog into dest (SQLite's backup API).
+    void backup_into(sqlite3 *dest);
 
     // --- retention (retention.cpp) ---
     void set_retention(std::optional<Retention> r);

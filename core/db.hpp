@@ -68,6 +68,7 @@ public:
     int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
     int changes() const { return sqlite3_changes(db_); }
     const std::string &path() const { return path_; }
+    sqlite3 *handle() const { return db_; }
 
     // Throws Error with a ckptdb code that fits SQLite's result rc.
     [[noreturn]] void fail_sqlite(int rc, const std::string &what) const;

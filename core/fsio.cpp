@@ -168,7 +168,7 @@ std::vector<std::string> list_names(const Dir &dir) {
     return out;
 }
 
-int64_t hash_fd(int fd, Hasher &h, const std::string &path) {
+int64_t hash_fd(int fd, Hasher &h, const std::string &path, const std::function<bool(int64_t)> &on_bytes) {
     // Sized to the file (a small checkpoint needs no 1 MiB buffer) and not
     // zero-filled: verifying a tiny file should cost what reading it costs.
     struct stat st;
@@ -186,6 +186,7 @@ int64_t hash_fd(int fd, Hasher &h, const std::string &path) {
         if (n == 0) break;
         h.update(buf.get(), static_cast<size_t>(n));
         total += n;
+        if (on_bytes && !on_bytes(total)) fail(CKPTDB_ERROR, "reading '" + path + "' was interrupted by the caller");
     }
     return total;
 }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,9 @@ std::vector<std::string> list_names(const Dir &dir);
 
 // Reads the file through fd from offset 0 to the end, hashing it; returns the
 // size. Throws on read errors.
-int64_t hash_fd(int fd, Hasher &h, const std::string &path);
+// on_bytes (may be empty) sees the running total after each read; returning
+// false stops the read with CKPTDB_ERROR "interrupted".
+int64_t hash_fd(int fd, Hasher &h, const std::string &path,
+                const std::function<bool(int64_t)> &on_bytes = std::function<bool(int64_t)>());
 
 }  // namespace ckptdb

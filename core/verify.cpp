@@ -13,8 +13,9 @@
 
 namespace ckptdb {
 
-Check Catalog::check_files(const Entry &e, bool full) {
+Check Catalog::check_files(const Entry &e, bool full, const std::function<bool(int64_t)> &on_bytes) {
     std::vector<FileRow> fs = files(e.id);
+    int64_t before = 0;  // bytes of the files already hashed
     if (fs.empty()) return {false, "the catalog lists no file for it"};
     for (const FileRow &f : fs) {
         std::string bad = name_problem(f.name);
@@ -38,7 +39,9 @@ Check Catalog::check_files(const Entry &e, bool full) {
         Hasher h;
         int64_t n;
         try {
-            n = hash_fd(fd.get(), h, path);
+            std::function<bool(int64_t)> progress;
+            if (on_bytes) progress = [&](int64_t done) { return on_bytes(before + done); };
+            n = hash_fd(fd.get(), h, path, progress);
         } catch (const Error &ex) {
             if (ex.code() == CKPTDB_EIO) return {false, ex.what()};
             throw;
@@ -48,6 +51,7 @@ Check Catalog::check_files(const Entry &e, bool full) {
         std::string got = h.hex();
         if (got != f.checksum)
             return {false, "'" + path + "' has XXH3-128 " + got + ", the catalog says " + f.checksum};
+        before += n;
     }
     return {};
 }

@@ -201,3 +201,39 @@ UPDATE checkpoints SET deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
 
 -- name: newest_complete_name
 SELECT name FROM checkpoints WHERE status = 'complete' ORDER BY commit_seq DESC LIMIT 1;
+
+-- name: events_page
+SELECT id, at, coalesce(run_id, 0), coalesce(checkpoint_id, 0), event, coalesce(detail, '')
+  FROM events WHERE id > ?1 AND (?2 = 0 OR run_id = ?2) ORDER BY id LIMIT ?3;
+
+-- name: events_of_checkpoint
+SELECT id, at, coalesce(run_id, 0), coalesce(checkpoint_id, 0), event, coalesce(detail, '')
+  FROM events WHERE checkpoint_id = ?1 AND (?2 = 0 OR run_id = ?2) ORDER BY id;
+
+-- name: runs_all
+-- reached: the furthest step known (reported progress or any save of the run);
+-- saved: the step of its newest committed save, else of the checkpoint it resumed from.
+SELECT r.id, r.host, r.pid, r.started_at, coalesce(r.ended_at, ''), coalesce(r.exit_reason, ''),
+       coalesce(r.slurm_job_id, ''), coalesce(r.slurm_array_job_id, ''), coalesce(r.slurm_array_task_id, ''),
+       coalesce(r.slurm_restart_count, -1), coalesce(r.resumed_from, 0),
+       max(coalesce(r.last_step, -1),
+           coalesce((SELECT max(step) FROM checkpoints c WHERE c.run_id = r.id), -1)),
+       coalesce((SELECT step FROM checkpoints c WHERE c.run_id = r.id AND c.committed_at IS NOT NULL
+                  ORDER BY c.commit_seq DESC LIMIT 1),
+                (SELECT step FROM checkpoints c WHERE c.id = r.resumed_from), -1),
+       (SELECT count(*) FROM checkpoints c WHERE c.run_id = r.id AND c.committed_at IS NOT NULL)
+  FROM runs r ORDER BY r.id;
+
+-- name: file_names_known
+SELECT f.name, c.id, c.status, coalesce(c.deleted_at, '') FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
+ WHERE c.status IN ('writing', 'complete', 'corrupt', 'pruned');
+
+-- name: checkpoint_insert_complete
+INSERT INTO checkpoints (name, kind, epoch, step, size, checksum, status, created_at, committed_at, run_id,
+                         metadata, commit_seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'complete', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+        strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?7, '{}',
+        (SELECT coalesce(max(commit_seq), 0) + 1 FROM checkpoints));
+
+-- name: file_insert_sealed
+INSERT INTO files (checkpoint_id, rank, name, size, checksum) VALUES (?1, ?2, ?3, ?4, ?5);

@@ -53,6 +53,7 @@ CREATE INDEX checkpoints_complete_seq ON checkpoints(commit_seq) WHERE status = 
 CREATE INDEX checkpoints_complete_kind_seq ON checkpoints(kind, commit_seq) WHERE status = 'complete';
 CREATE INDEX checkpoints_writing ON checkpoints(run_id) WHERE status = 'writing';
 CREATE INDEX checkpoints_corrupt ON checkpoints(id) WHERE status = 'corrupt';
+CREATE INDEX checkpoints_run ON checkpoints(run_id);
 CREATE INDEX checkpoints_prune_pending ON checkpoints(id) WHERE status = 'pruned' AND deleted_at IS NULL;
 
 -- The file(s) of a checkpoint: one for an ordinary save, one per rank for a

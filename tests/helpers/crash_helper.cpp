@@ -12,6 +12,8 @@
 //       opens the catalog (running recovery), pausing at POINT
 //   crash_helper prune DIR [--pause-at POINT]
 //       runs the default retention policy
+//   crash_helper sync SRC DST [--delete] [--pause-at POINT]
+//       prints "SYNCED <copied> <bytes>"
 #include <grp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hooks.hpp"
+#include "sync.hpp"
 #include "writer.hpp"
 
 static std::string g_pause_at;
@@ -84,6 +87,16 @@ int main(int argc, char **argv) {
             o.readonly = bool_flag(args, "--readonly");
             auto cat = ckptdb::Catalog::open(dir, o);
             std::printf("OK\n");
+            return 0;
+        }
+        if (mode == "sync") {
+            if (args.empty()) return 2;
+            ckptdb::SyncOptions so;
+            std::string dst = args[0];
+            args.erase(args.begin());
+            so.delete_pruned = bool_flag(args, "--delete");
+            ckptdb::SyncResult r = ckptdb::sync_dirs(dir, dst, so);
+            std::printf("SYNCED %lld %lld\n", static_cast<long long>(r.copied), static_cast<long long>(r.bytes));
             return 0;
         }
         if (mode == "prune") {
