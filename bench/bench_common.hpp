@@ -12,11 +12,15 @@
 #include <vector>
 
 #include <dirent.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 namespace bench {
 
@@ -106,6 +110,50 @@ inline void remove_tree_at(int parent_fd, const char *name, const std::string &s
 
 inline void remove_tree(const std::string &path) {
     remove_tree_at(AT_FDCWD, path.c_str(), path);
+}
+
+// Run argv (searched in PATH), optionally capturing stdout; dies unless it
+// exits with status 0.
+inline void run_child(const std::vector<std::string> &args, std::string *captured) {
+    std::vector<char *> argv;
+    for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+
+    int pipefd[2] = {-1, -1};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (captured) {
+        if (pipe2(pipefd, O_CLOEXEC) != 0) die_errno("pipe");
+        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    }
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        errno = rc;
+        die_errno("spawn " + args[0]);
+    }
+    if (captured) {
+        close(pipefd[1]);
+        captured->clear();
+        char buf[4096];
+        for (;;) {
+            ssize_t n = read(pipefd[0], buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            captured->append(buf, size_t(n));
+        }
+        close(pipefd[0]);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) die_errno("waitpid");
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        std::string cmd;
+        for (const auto &a : args) cmd += a + " ";
+        die("command failed (status " + std::to_string(status) + "): " + cmd);
+    }
 }
 
 }  // namespace bench

@@ -59,50 +59,6 @@ std::string size_label(uint64_t n) {
     return buf;
 }
 
-// Run argv (searched in PATH), optionally capturing stdout; dies unless it
-// exits with status 0.
-void run_child(const std::vector<std::string> &args, std::string *captured) {
-    std::vector<char *> argv;
-    for (const auto &a : args) argv.push_back(const_cast<char *>(a.c_str()));
-    argv.push_back(nullptr);
-
-    int pipefd[2] = {-1, -1};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    if (captured) {
-        if (pipe2(pipefd, O_CLOEXEC) != 0) bench::die_errno("pipe");
-        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    }
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        errno = rc;
-        bench::die_errno("spawn " + args[0]);
-    }
-    if (captured) {
-        close(pipefd[1]);
-        captured->clear();
-        char buf[4096];
-        for (;;) {
-            ssize_t n = read(pipefd[0], buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            captured->append(buf, size_t(n));
-        }
-        close(pipefd[0]);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) bench::die_errno("waitpid");
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        std::string cmd;
-        for (const auto &a : args) cmd += a + " ";
-        bench::die("command failed (status " + std::to_string(status) + "): " + cmd);
-    }
-}
-
 std::vector<std::string> dd_args(const std::string &path, uint64_t size) {
     std::vector<std::string> a = {"dd", "if=/dev/zero", "of=" + path, "bs=4M"};
     if (size % kChunk == 0) {
@@ -124,7 +80,7 @@ double time_dd(const std::string &dir, uint64_t size, int rep) {
     auto args = dd_args(path, size);
     sync();
     double t0 = bench::now_s();
-    run_child(args, nullptr);
+    bench::run_child(args, nullptr);
     double t1 = bench::now_s();
     struct stat st;
     if (stat(path.c_str(), &st) != 0) bench::die_errno("stat " + path);
@@ -188,14 +144,14 @@ double time_ckptdb(const std::string &dir, uint64_t size, int rep, const std::ve
 // xxh128sum of a file of the given size already in the page cache.
 double time_xxh128sum(const std::string &dir, uint64_t size, int reps, std::string *sum_out) {
     std::string path = dir + "/hash.bin";
-    run_child(dd_args(path, size), nullptr);  // fsynced: clean pages stay cached
+    bench::run_child(dd_args(path, size), nullptr);  // fsynced: clean pages stay cached
     std::string out;
-    run_child({"xxh128sum", "-q", path}, &out);     // warm-up, and the reference checksum
+    bench::run_child({"xxh128sum", "-q", path}, &out);     // warm-up, and the reference checksum
     *sum_out = out.substr(0, out.find_first_of(" \t\n"));
     std::vector<double> t;
     for (int i = 0; i < reps; ++i) {
         double t0 = bench::now_s();
-        run_child({"xxh128sum", "-q", path}, &out);
+        bench::run_child({"xxh128sum", "-q", path}, &out);
         t.push_back(bench::now_s() - t0);
     }
     if (unlink(path.c_str()) != 0) bench::die_errno("unlink " + path);
