@@ -157,23 +157,13 @@ int ckptdb_last_error_code(void) { return t_code; }
 const char *ckptdb_status_name(int status) { return ckptdb::status_text(status); }
 
 int ckptdb_open_options_init(ckptdb_open_options *opts, unsigned int version) {
-    return guard([&] {
-        need(opts, "opts");
-        check_version(version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
-        ckptdb_open_options init = CKPTDB_OPEN_OPTIONS_INIT;
-        *opts = init;
-        opts->version = version;
-    });
+    const ckptdb_open_options defaults = CKPTDB_OPEN_OPTIONS_INIT;
+    return init_options(opts, version, CKPTDB_OPEN_OPTIONS_VERSION, defaults, "ckptdb_open_options");
 }
 
 int ckptdb_save_options_init(ckptdb_save_options *opts, unsigned int version) {
-    return guard([&] {
-        need(opts, "opts");
-        check_version(version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
-        ckptdb_save_options init = CKPTDB_SAVE_OPTIONS_INIT;
-        *opts = init;
-        opts->version = version;
-    });
+    const ckptdb_save_options defaults = CKPTDB_SAVE_OPTIONS_INIT;
+    return init_options(opts, version, CKPTDB_SAVE_OPTIONS_VERSION, defaults, "ckptdb_save_options");
 }
 
 int ckptdb_open(ckptdb_catalog **out, const char *dir, const ckptdb_open_options *opts) {
@@ -461,13 +451,8 @@ int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out
 void ckptdb_reader_close(ckptdb_reader *reader) { delete reader; }
 
 int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version) {
-    return guard([&] {
-        need(policy, "policy");
-        check_version(version, CKPTDB_RETENTION_VERSION, "ckptdb_retention");
-        ckptdb_retention init = CKPTDB_RETENTION_INIT;
-        *policy = init;
-        policy->version = version;
-    });
+    const ckptdb_retention defaults = CKPTDB_RETENTION_INIT;
+    return init_options(policy, version, CKPTDB_RETENTION_VERSION, defaults, "ckptdb_retention");
 }
 
 static ckptdb::Retention to_retention(const ckptdb_retention &p) {

@@ -54,4 +54,15 @@ inline void check_version(unsigned v, unsigned current, const char *what) {
                                        " (this library knows up to " + std::to_string(current) + ")");
 }
 
+// The body of every *_options_init(): defaults, with the caller's version.
+template <class T>
+int init_options(T *opts, unsigned version, unsigned current, const T &defaults, const char *what) {
+    return guard([&] {
+        need(opts, "opts");
+        check_version(version, current, what);
+        *opts = defaults;
+        opts->version = version;
+    });
+}
+
 }  // namespace ckptdb::capi

@@ -43,13 +43,8 @@ void ckptdb_preempt_request(int signo) { ckptdb::signals::request(signo); }
 void ckptdb_preempt_clear(void) { ckptdb::signals::clear(); }
 
 int ckptdb_trigger_options_init(ckptdb_trigger_options *opts, unsigned int version) {
-    return guard([&] {
-        need(opts, "opts");
-        check_version(version, CKPTDB_TRIGGER_OPTIONS_VERSION, "ckptdb_trigger_options");
-        ckptdb_trigger_options init = CKPTDB_TRIGGER_OPTIONS_INIT;
-        *opts = init;
-        opts->version = version;
-    });
+    const ckptdb_trigger_options defaults = CKPTDB_TRIGGER_OPTIONS_INIT;
+    return init_options(opts, version, CKPTDB_TRIGGER_OPTIONS_VERSION, defaults, "ckptdb_trigger_options");
 }
 
 int ckptdb_trigger_new(ckptdb_trigger **out, const ckptdb_trigger_options *opts) {

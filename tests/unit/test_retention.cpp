@@ -38,6 +38,18 @@ void set_policy(ckptdb::catalog &c, const ckptdb_retention &r) {
     REQUIRE(ckptdb_set_retention(c.handle(), &r) == CKPTDB_OK);
 }
 
+// A policy that keeps the newest `count` checkpoints of one kind.
+struct KeepOne {
+    ckptdb_keep_kind keep[1];
+    ckptdb_retention r = CKPTDB_RETENTION_INIT;
+    KeepOne(const char *kind, int count) : keep{{kind, count}} {
+        r.keep_last = keep;
+        r.keep_last_count = 1;
+    }
+    KeepOne(const KeepOne &) = delete;
+    KeepOne &operator=(const KeepOne &) = delete;
+};
+
 std::string meta(double loss) { return "{\"val_loss\": " + std::to_string(loss) + "}"; }
 
 }  // namespace
@@ -74,10 +86,8 @@ TEST_CASE("the default policy keeps 5 epoch and 3 time checkpoints and drops pre
 TEST_CASE("every Nth epoch is kept as a milestone") {
     t::TempDir d;
     ckptdb::catalog c(d.path);
-    ckptdb_keep_kind keep[] = {{"epoch", 2}};
-    ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    r.keep_last = keep;
-    r.keep_last_count = 1;
+    KeepOne policy("epoch", 2);
+    ckptdb_retention &r = policy.r;
     r.keep_every_n_epochs = 5;
     set_policy(c, r);
     for (int e = 1; e <= 12; e++) c.save_bytes("epoch", e, e, "x");
@@ -101,10 +111,8 @@ TEST_CASE("one checkpoint per time interval is kept") {
     }
     sqlite3_close(db);
     ckptdb::catalog c(d.path);
-    ckptdb_keep_kind keep[] = {{"time", 1}};
-    ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    r.keep_last = keep;
-    r.keep_last_count = 1;
+    KeepOne policy("time", 1);
+    ckptdb_retention &r = policy.r;
     r.keep_interval_seconds = 3600;
     int64_t count = 0;
     REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, &count, nullptr) == CKPTDB_OK);
@@ -115,10 +123,8 @@ TEST_CASE("one checkpoint per time interval is kept") {
 TEST_CASE("the best K by a metric are protected; rows without the metric rank last") {
     t::TempDir d;
     ckptdb::catalog c(d.path);
-    ckptdb_keep_kind keep[] = {{"epoch", 1}};
-    ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    r.keep_last = keep;
-    r.keep_last_count = 1;
+    KeepOne policy("epoch", 1);
+    ckptdb_retention &r = policy.r;
     r.best_metric = "val_loss";
     r.best_k = 2;
     set_policy(c, r);
@@ -146,10 +152,8 @@ TEST_CASE("the best K by a metric are protected; rows without the metric rank la
 TEST_CASE("pinned checkpoints are never pruned; unpinned ones go at the next prune") {
     t::TempDir d;
     ckptdb::catalog c(d.path);
-    ckptdb_keep_kind keep[] = {{"epoch", 1}};
-    ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    r.keep_last = keep;
-    r.keep_last_count = 1;
+    KeepOne policy("epoch", 1);
+    ckptdb_retention &r = policy.r;
     set_policy(c, r);
     auto first = c.save_bytes("epoch", 1, 1, "x");
     REQUIRE(ckptdb_pin(c.handle(), first.id, 1) == CKPTDB_OK);
@@ -178,10 +182,8 @@ TEST_CASE("the checkpoint a live run resumed from is kept until that run commits
     ckptdb::catalog c(d.path);
     auto old = c.get(std::string("epoch_001.pt"));
     c.mark_resumed(old.id);  // this run rolls back on purpose
-    ckptdb_keep_kind keep[] = {{"epoch", 0}};
-    ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    r.keep_last = keep;
-    r.keep_last_count = 1;
+    KeepOne policy("epoch", 0);
+    ckptdb_retention &r = policy.r;
     REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
     CHECK(complete_names(d) == "epoch_001.pt epoch_002.pt");
     c.save_bytes("epoch", 2, 3, "x", std::string("rolled.pt"));
@@ -232,10 +234,8 @@ TEST_CASE("a dry run returns the same plan and changes nothing") {
 TEST_CASE("the byte budget deletes the oldest unprotected checkpoints, rules notwithstanding") {
     t::TempDir d;
     ckptdb::catalog c(d.path);
-    ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    ckptdb_keep_kind keep[] = {{"epoch", -1}};
-    r.keep_last = keep;
-    r.keep_last_count = 1;
+    KeepOne policy("epoch", -1);
+    ckptdb_retention &r = policy.r;
     r.max_bytes = 3500;
     set_policy(c, r);
     std::string kb(1000, 'k');
@@ -250,10 +250,8 @@ TEST_CASE("the budget makes room ahead of a save, and refuses up front when only
     t::TempDir d;
     ckptdb::catalog c(d.path);
     std::string kb(1000, 'k');
-    ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    ckptdb_keep_kind keep[] = {{"epoch", -1}};
-    r.keep_last = keep;
-    r.keep_last_count = 1;
+    KeepOne policy("epoch", -1);
+    ckptdb_retention &r = policy.r;
     r.max_bytes = 3000;
     set_policy(c, r);
     for (int e = 1; e <= 3; e++) c.save_bytes("epoch", e, e, kb);
