@@ -451,7 +451,8 @@ typedef int (*ckptdb_event_row_cb)(const ckptdb_event *event, void *payload);
 CKPTDB_API int ckptdb_events(ckptdb_catalog *db, int64_t checkpoint_id, int64_t run_id, ckptdb_event_row_cb cb,
                              void *payload);
 
-/* One process that saved to the catalog. */
+/* One process that wrote to the catalog: saved, resumed, reported
+ * progress, pruned, pinned or recovered. */
 typedef struct ckptdb_run {
     size_t struct_size;
     int64_t id;
@@ -492,6 +493,8 @@ CKPTDB_API int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_pro
  *   "unknown_file"  a file the catalog does not know (reported, never deleted)
  *   "pending_prune" a pruned checkpoint whose file is still there (unlinked by repair)
  *   "writing"       a save in flight by a live process (left alone)
+ * A temp file left by a save whose process is gone is a "temp_file" with its
+ * checkpoint_id; repair first runs recovery, which aborts such saves.
  * action says what repair did ("" in a check-only run). */
 typedef struct ckptdb_fsck_item {
     size_t struct_size;
@@ -517,7 +520,9 @@ CKPTDB_API int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, vo
  * Every regular file whose name follows the default patterns
  * (epoch_010.pt, step_000500.pt, time_<unix>.pt, preempt_000500.pt,
  * <kind>_<step>.pt, with an optional -N suffix) becomes a complete row with
- * its size and a computed checksum, in name order; other files are reported
+ * its size and a computed checksum, committed in the order of the files'
+ * modification times (the newest file becomes the newest checkpoint: the
+ * only hint left once the catalog is gone); other files are reported
  * as "unknown_file" and left alone.  cb (may be NULL) sees every file with
  * kind "rebuilt" or "unknown_file".  opts: as for ckptdb_open (NULL:
  * defaults). */

@@ -25,11 +25,19 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     // Listing first, then the catalog: a save that starts in between has its
     // row before its temp file, so its temp file is never called an orphan.
     std::vector<std::string> names = list_names(dir_);
-    std::set<std::string> owned_temps;
+    struct Owner {
+        int64_t id;
+        bool alive;
+    };
+    std::map<std::string, Owner> owned_temps;
     std::map<std::string, std::pair<int64_t, std::string>> known;  // file name -> (checkpoint, status)
     read([&](Db &db) {
-        Db::Query t(db, sql::Stmt::writing_temp_names);
-        while (t.step()) owned_temps.insert(t.text(0));
+        Db::Query t(db, sql::Stmt::writing_temp_owners);
+        while (t.step()) {
+            bool alive = t.i64(6) == 0 &&
+                         liveness(self_, t.text(2), t.text(3), t.i64(4), t.i64(5)) != Liveness::dead;
+            owned_temps[t.text(0)] = {t.i64(1), alive};
+        }
         Db::Query q(db, sql::Stmt::file_names_known);
         while (q.step()) {
             auto &slot = known[q.text(0)];
@@ -42,12 +50,15 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
         if (reserved_name(n)) continue;
         if (n.compare(0, opts_.catalog_name.size() + 8, opts_.catalog_name + ".broken-") == 0) continue;
         if (is_temp_name(n)) {
-            if (owned_temps.count(n)) {
-                out.push_back({"writing", n, 0, "the temp file of a save in flight", ""});
+            auto o = owned_temps.find(n);
+            if (o != owned_temps.end() && o->second.alive) {
+                out.push_back({"writing", n, o->second.id, "the temp file of a save in flight", ""});
                 continue;
             }
-            FsckItem it{"temp_file", n, 0, "a leftover temp file of the library", ""};
-            if (repair) it.action = unlink_name(dir_, n) == 0 ? "removed" : "could not remove";
+            FsckItem it{"temp_file", n, o != owned_temps.end() ? o->second.id : 0,
+                        o != owned_temps.end() ? "left by a save whose process is gone (recovery aborts it)"
+                                               : "a leftover temp file of the library",
+                        ""};
             out.push_back(it);
             continue;
         }
@@ -55,12 +66,7 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
         if (k == known.end()) {
             out.push_back({"unknown_file", n, 0, "the catalog does not know this file; it is never deleted", ""});
         } else if (k->second.second == "pruned") {
-            FsckItem it{"pending_prune", n, k->second.first, "pruned, but the file is still there", ""};
-            if (repair) {
-                finish_prunes({k->second.first});
-                it.action = name_exists(dir_, n) ? "could not remove" : "removed";
-            }
-            out.push_back(it);
+            out.push_back({"pending_prune", n, k->second.first, "pruned, but the file is still there", ""});
         }
     }
 
@@ -73,11 +79,26 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
             Check c = check_files(e, false);
             if (c.ok) continue;
             bool missing = c.reason.find("is missing") != std::string::npos;
-            FsckItem it{missing ? "missing_file" : "size_mismatch", e.name, e.id, c.reason, ""};
-            if (repair) it.action = mark_corrupt(e.id, c.reason) ? "marked corrupt" : "";
-            out.push_back(it);
+            out.push_back({missing ? "missing_file" : "size_mismatch", e.name, e.id, c.reason, ""});
         }
         if (page.size() < 256) break;
+    }
+    if (!repair) return out;
+
+    // Repair: recovery first (saves of dead processes are resolved and their
+    // temp files removed, as the next open would), then each finding.
+    recover();
+    for (FsckItem &it : out) {
+        if (it.kind == "temp_file") {
+            int err = name_exists(dir_, it.name) ? unlink_name(dir_, it.name) : 0;
+            it.action = err == 0 ? "removed" : "could not remove";
+        } else if (it.kind == "pending_prune") {
+            finish_prunes({it.checkpoint_id});
+            it.action = name_exists(dir_, it.name) ? "could not remove" : "removed";
+        } else if (it.kind == "missing_file" || it.kind == "size_mismatch") {
+            Check c = check_files(entry(it.checkpoint_id), false);  // still so after recovery?
+            if (!c.ok && mark_corrupt(it.checkpoint_id, c.reason)) it.action = "marked corrupt";
+        }
     }
     return out;
 }

@@ -231,7 +231,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     snap.exec("UPDATE checkpoints SET status = 'aborted', deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
               "WHERE status = 'writing'");
     snap.exec("UPDATE files SET temp_name = NULL");
-    std::vector<std::string> to_delete;
+    std::vector<std::pair<int64_t, std::string>> to_delete;
     {
         // Checkpoints src no longer keeps but dst has: mirrored away with
         // delete, otherwise kept as complete in dst's catalog.
@@ -251,7 +251,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             auto v = vouched.find(name);
             if (v == vouched.end() || v->second != sum || !name_problem(name).empty()) continue;
             if (opts.delete_pruned)
-                to_delete.push_back(name);
+                to_delete.push_back({id, name});
             else
                 keep.push_back({id, name});
         }
@@ -262,27 +262,47 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     }
     snap.exec("COMMIT");
 
-    hook("sync_installing");
-    Sqlite dcat;
+    // The new catalog is written under a temp name and renamed over the old
+    // one, so that a kill leaves either catalog whole. A rollback journal:
+    // right for network file systems, and no -wal beside an archive (opening
+    // it with ckptdb later switches a local copy to WAL).
     const std::string dpath = dd.join(opts.catalog_name);
-    if (sqlite3_open_v2(dpath.c_str(), &dcat.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
-                        nullptr) != SQLITE_OK)
-        fail(CKPTDB_EPERM, "cannot open '" + dpath + "': " + sqlite3_errmsg(dcat.db));
-    sqlite3_busy_timeout(dcat.db, 60000);
-    // A rollback journal: right for network file systems, and it leaves no
-    // -wal file beside an archive. Opening it with ckptdb later switches a
-    // local copy to WAL.
-    dcat.exec("PRAGMA journal_mode=DELETE");
-    dcat.exec("PRAGMA synchronous=FULL");
-    sqlite3_backup *b = sqlite3_backup_init(dcat.db, "main", snap.db, "main");
-    if (!b) fail(CKPTDB_EDB, "cannot write '" + dpath + "': " + sqlite3_errmsg(dcat.db));
-    int rc = sqlite3_backup_step(b, -1);
-    sqlite3_backup_finish(b);
-    if (rc != SQLITE_DONE) fail(CKPTDB_EDB, "cannot write '" + dpath + "': " + sqlite3_errstr(rc));
+    const std::string tmp_name = random_temp_name();
+    {
+        Sqlite fresh;
+        const std::string tpath = dd.join(tmp_name);
+        if (sqlite3_open_v2(tpath.c_str(), &fresh.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
+                            nullptr) != SQLITE_OK)
+            fail(CKPTDB_EPERM, "cannot create '" + tpath + "': " + sqlite3_errmsg(fresh.db));
+        fresh.exec("PRAGMA journal_mode=DELETE");
+        fresh.exec("PRAGMA synchronous=FULL");
+        sqlite3_backup *b = sqlite3_backup_init(fresh.db, "main", snap.db, "main");
+        if (!b) fail(CKPTDB_EDB, "cannot write '" + tpath + "': " + sqlite3_errmsg(fresh.db));
+        int rc = sqlite3_backup_step(b, -1);
+        sqlite3_backup_finish(b);
+        if (rc != SQLITE_DONE) fail(CKPTDB_EDB, "cannot write '" + tpath + "': " + sqlite3_errstr(rc));
+    }
+    if (name_exists(dd, opts.catalog_name)) {
+        // Fold the old catalog's WAL (or roll back a hot journal) first: a
+        // stale -wal beside the new file would be replayed into it.
+        Sqlite old;
+        if (sqlite3_open_v2(dpath.c_str(), &old.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, nullptr) == SQLITE_OK) {
+            sqlite3_busy_timeout(old.db, 60000);
+            old.exec("PRAGMA journal_mode=DELETE");
+        }
+    }
+    for (const char *suffix : {"-wal", "-journal"})
+        if (name_exists(dd, opts.catalog_name + suffix))
+            fail(CKPTDB_EBUSY, "'" + dpath + suffix + "' is still there: is the destination catalog in use?");
+    hook("sync_installing");
+    if (::renameat(dd.fd.get(), tmp_name.c_str(), dd.fd.get(), opts.catalog_name.c_str()) != 0)
+        fail_os("cannot install the catalog", dpath, errno);
+    sync_dir(dd);
 
     // 5. With delete: remove what the new catalog no longer keeps.
-    for (const std::string &n : to_delete) {
-        if (unlink_name(dd, n) == 0 && opts.on_item) opts.on_item({"deleted", n, 0, "pruned in the source", ""});
+    for (const auto &d : to_delete) {
+        if (unlink_name(dd, d.second) == 0 && opts.on_item)
+            opts.on_item({"deleted", d.second, d.first, "pruned in the source", ""});
     }
     if (!to_delete.empty()) sync_dir(dd);
 

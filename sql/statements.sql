@@ -237,3 +237,9 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'complete', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'
 
 -- name: file_insert_sealed
 INSERT INTO files (checkpoint_id, rank, name, size, checksum) VALUES (?1, ?2, ?3, ?4, ?5);
+
+-- name: writing_temp_owners
+SELECT f.temp_name, c.id, coalesce(r.host, ''), coalesce(r.boot_id, ''), coalesce(r.pid, 0),
+       coalesce(r.proc_start, 0), r.ended_at IS NOT NULL OR r.id IS NULL
+  FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id LEFT JOIN runs r ON r.id = c.run_id
+ WHERE c.status = 'writing' AND f.temp_name IS NOT NULL;
