@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(meson ninja-build pkg-config g++ python3 binutils libsqlite3-dev sqlite3 libxxhash-dev xxhash
-      nlohmann-json3-dev doctest-dev)
+      nlohmann-json3-dev doctest-dev libcli11-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p")
