@@ -124,8 +124,8 @@ typedef struct ckptdb_catalog ckptdb_catalog;
 /* Event callback: called after the catalog transaction that recorded the
  * event committed, on the thread that made the call.  event is one of
  * "begun", "committed", "aborted", "corrupt", "restored", "recovered",
- * "resumed", "pruned", "pinned", "unpinned", "prune_failed", "run_ended"
- * (later versions may add more).  checkpoint_id is 0 when none. */
+ * "resumed", "pruned", "pinned", "unpinned", "prune_failed", "link_failed",
+ * "rebuilt", "run_ended" (later versions may add more).  checkpoint_id is 0 when none. */
 typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
                                 const char *detail, void *payload);
 
