@@ -2,6 +2,7 @@
 # Builds ckptdb and runs the whole test suite with meson test.
 # Works on a fresh Debian 12 machine as root: installs what is missing.
 #   BUILD_DIR=build   the build directory (default: build)
+#   SANITIZERS=0      skip the second pass under ASan and UBSan (default: run it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,18 +43,37 @@ if [ $smoke -ne 0 ]; then
   echo "benchmark smoke run failed:"; cat "$build/bench-smoke.log"; status=1
 fi
 
-python3 - "$build/meson-logs/testlog.json" "$smoke" <<'PY'
+# The whole suite again under AddressSanitizer (leaks included) and
+# UndefinedBehaviorSanitizer, in a second build directory; any report fails.
+logs=("$build/meson-logs/testlog.json")
+if [ "${SANITIZERS:-1}" != 0 ]; then
+  echo "== ASan + UBSan pass"
+  san="${build}-asan"
+  if [ -f "$san/build.ninja" ]; then
+    meson configure "$san" -Dwerror=true -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false
+  else
+    meson setup "$san" -Dwerror=true -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+  fi
+  ninja -C "$san"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    CKPTDB_PROPERTY_SEQUENCES=1000 \
+    meson test -C "$san" --no-rebuild --print-errorlogs || status=$?
+  logs+=("$san/meson-logs/testlog.json")
+fi
+
+python3 - "$smoke" "${logs[@]}" <<'PY'
 import json, sys
 passed = failed = skipped = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line).get("result")
-    if r in ("OK", "EXPECTEDFAIL"):
-        passed += 1
-    elif r == "SKIP":
-        skipped += 1
-    else:
-        failed += 1
-if sys.argv[2] == "0":
+for path in sys.argv[2:]:
+    for line in open(path):
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        elif r == "SKIP":
+            skipped += 1
+        else:
+            failed += 1
+if sys.argv[1] == "0":
     passed += 1
 else:
     failed += 1
