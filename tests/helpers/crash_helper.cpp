@@ -12,6 +12,9 @@
 //       opens the catalog (running recovery), pausing at POINT
 //   crash_helper prune DIR [--pause-at POINT]
 //       runs the default retention policy
+//   crash_helper loop DIR COUNT [--seed X]
+//       COUNT small saves of mixed kinds under the default retention policy;
+//       prints "DONE <count>"
 //   crash_helper sync SRC DST [--delete] [--pause-at POINT]
 //       prints "SYNCED <copied> <bytes>"
 #include <grp.h>
@@ -87,6 +90,26 @@ int main(int argc, char **argv) {
             o.readonly = bool_flag(args, "--readonly");
             auto cat = ckptdb::Catalog::open(dir, o);
             std::printf("OK\n");
+            return 0;
+        }
+        if (mode == "loop") {
+            if (args.empty()) return 2;
+            int count = std::atoi(args[0].c_str());
+            args.erase(args.begin());
+            unsigned seed = static_cast<unsigned>(std::atoi(flag(args, "--seed").value_or("1").c_str()));
+            auto cat = ckptdb::Catalog::open(dir, ckptdb::OpenOptions());
+            cat->set_retention(ckptdb::Retention::defaults());
+            const char *kinds[] = {"epoch", "time", "manual", "step"};
+            for (int i = 0; i < count; i++) {
+                seed = seed * 1103515245u + 12345u;
+                std::string kind = kinds[(seed >> 16) % 4];
+                std::string meta = "{\"pid\": " + std::to_string(::getpid()) + ", \"i\": " + std::to_string(i) + "}";
+                auto s = ckptdb::Save::begin(cat, kind, i, i, std::nullopt, meta);
+                std::string bytes(1000 + (seed >> 8) % 3000, static_cast<char>('a' + i % 26));
+                s->write(bytes.data(), bytes.size());
+                s->commit();
+            }
+            std::printf("DONE %d\n", count);
             return 0;
         }
         if (mode == "sync") {
