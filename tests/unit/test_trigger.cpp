@@ -230,43 +230,44 @@ TEST_CASE("no second answer for the step last saved, whatever else is due") {
 // ---------------------------------------------------------------------------
 // Triggers combined
 
+using Saves = std::vector<std::pair<int64_t, std::string>>;
+
+// A training loop of `steps` steps, 100 per epoch, each taking `seconds_per_step`
+// on the fake clock; returns every (step, kind) the trigger answered.
+Saves simulate(ckptdb_trigger *t, FakeClock &c, int64_t steps, double seconds_per_step) {
+    Saves got;
+    const double start = c.now;
+    for (int64_t step = 1; step <= steps; step++) {
+        c.now = start + seconds_per_step * static_cast<double>(step);
+        int64_t epoch = (step - 1) / 100 + 1;
+        std::string k = kind(t, epoch, step, step % 100 == 0);
+        if (k.empty()) continue;
+        got.emplace_back(step, k);
+        REQUIRE(ckptdb_trigger_saved(t, step) == CKPTDB_OK);
+    }
+    return got;
+}
+
 TEST_CASE("epochs and seconds: whichever comes first, each save restarting the clock") {
     CleanSignals clean;
     FakeClock c;
     auto t = make(c, 2, 0, 30, 0);
-    std::vector<std::pair<int64_t, std::string>> got;
-    for (int64_t step = 1; step <= 400; step++) {  // 100 steps per epoch, 0.5 s per step
-        c.now = 1000.0 + 0.5 * static_cast<double>(step);
-        int64_t epoch = (step - 1) / 100 + 1;
-        std::string k = kind(t.get(), epoch, step, step % 100 == 0);
-        if (k.empty()) continue;
-        got.emplace_back(step, k);
-        REQUIRE(ckptdb_trigger_saved(t.get(), step) == CKPTDB_OK);
-    }
-    std::vector<std::pair<int64_t, std::string>> want = {
+    Saves want = {
         {60, "time"}, {120, "time"}, {180, "time"}, {200, "epoch"},
         {260, "time"}, {320, "time"}, {380, "time"}, {400, "epoch"},
     };
-    CHECK(got == want);
+    CHECK(simulate(t.get(), c, 400, 0.5) == want);
 }
 
 TEST_CASE("epochs and steps: whichever comes first") {
     CleanSignals clean;
     FakeClock c;
     auto t = make(c, 1, 30, 0, 0);
-    std::vector<std::pair<int64_t, std::string>> got;
-    for (int64_t step = 1; step <= 200; step++) {
-        int64_t epoch = (step - 1) / 100 + 1;
-        std::string k = kind(t.get(), epoch, step, step % 100 == 0);
-        if (k.empty()) continue;
-        got.emplace_back(step, k);
-        REQUIRE(ckptdb_trigger_saved(t.get(), step) == CKPTDB_OK);
-    }
-    std::vector<std::pair<int64_t, std::string>> want = {
+    Saves want = {
         {30, "step"}, {60, "step"}, {90, "step"}, {100, "epoch"},
         {120, "step"}, {150, "step"}, {180, "step"}, {200, "epoch"},
     };
-    CHECK(got == want);
+    CHECK(simulate(t.get(), c, 200, 0.0) == want);
 }
 
 TEST_CASE("precedence: preempt > epoch > step > time") {
