@@ -45,6 +45,7 @@ private:
     UniqueFd fd_;
     Hasher hash_;
     int64_t size_ = 0;
+    int64_t flushed_ = 0;  // bytes handed to writeback with sync_file_range
     int err_code_ = 0;
     std::string err_msg_;
 };
