@@ -118,6 +118,15 @@ void write_all(int fd, const void *data, size_t len, const std::string &path) {
     }
 }
 
+void start_writeback(int fd, int64_t written, int64_t &flushed, const std::string &path, int64_t window) {
+    int64_t end = written / window * window;
+    if (end <= flushed) return;
+    if (::sync_file_range(fd, flushed, end - flushed, SYNC_FILE_RANGE_WRITE) != 0 && errno != EINVAL &&
+        errno != ENOSYS && errno != ESPIPE)
+        fail_os("writeback failed for", path, errno);
+    flushed = end;
+}
+
 void sync_fd(int fd, const std::string &path) {
     // Deliberately not retried on EINTR or anything else: after a failed
     // fsync the kernel may have dropped the dirty pages and a second call

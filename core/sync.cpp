@@ -71,7 +71,7 @@ std::string copy_verified(const Dir &sd, const Dir &dd, const Want &w, const Syn
     try {
         Hasher src_hash;
         std::unique_ptr<char[]> buf(new char[4 << 20]);
-        int64_t n_total = 0;
+        int64_t n_total = 0, flushed = 0;
         for (;;) {
             ssize_t n = ::read(in.get(), buf.get(), 4 << 20);
             if (n < 0) {
@@ -82,6 +82,7 @@ std::string copy_verified(const Dir &sd, const Dir &dd, const Want &w, const Syn
             src_hash.update(buf.get(), static_cast<size_t>(n));
             write_all(out.get(), buf.get(), static_cast<size_t>(n), tmp_path);
             n_total += n;
+            start_writeback(out.get(), n_total, flushed, tmp_path);
             done += n / 2;  // half for the copy, half for the read-back
             if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
         }

@@ -122,17 +122,8 @@ void Save::write(const void *data, size_t len) {
     if (len == 0) return;
     try {
         write_all(fd_.get(), data, len, temp_path_);
-        // Start writeback of every full 8 MiB behind us, so that the final
-        // fsync finds little left to do: the disk works while the caller is
-        // still producing bytes. Only a hint; durability is the fsync's.
-        const int64_t window = 8 << 20;
-        int64_t end = (size_ + static_cast<int64_t>(len)) / window * window;
-        if (end > flushed_) {
-            if (::sync_file_range(fd_.get(), flushed_, end - flushed_, SYNC_FILE_RANGE_WRITE) != 0 && errno != EINVAL &&
-                errno != ENOSYS && errno != ESPIPE)
-                fail_os("writeback failed for", temp_path_, errno);
-            flushed_ = end;
-        }
+        // The disk works while the caller is still producing bytes.
+        start_writeback(fd_.get(), size_ + static_cast<int64_t>(len), flushed_, temp_path_);
     } catch (const Error &e) {
         err_code_ = e.code();
         err_msg_ = e.what();
