@@ -16,6 +16,18 @@
 namespace ckptdb {
 
 void Catalog::recover() {
+    // Moves a row still "writing" to complete or aborted; a row another
+    // process resolved meanwhile is left as it is (the update matches only
+    // "writing").
+    auto resolve = [this](int64_t id, sql::Stmt how, const std::string &detail) {
+        write([&](Db &db) {
+            Db::Query(db, how).bind(1, id).run();
+            if (db.changes() != 1) return;
+            Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id).run();
+            run_id_in_tx(db);  // the event names the run that recovered
+            log_event(db, id, "recovered", detail);
+        });
+    };
     struct Stale {
         int64_t id;
     };
@@ -70,15 +82,8 @@ void Catalog::recover() {
             // before the catalog says complete.
             sync_dir(dir_);
             hook("recover_adopt");
-            write([&](Db &db) {
-                Db::Query st(db, sql::Stmt::status_of);
-                st.bind(1, s.id);
-                if (!st.step() || st.text(0) != "writing") return;
-                Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, s.id).run();
-                Db::Query(db, sql::Stmt::files_clear_temp).bind(1, s.id).run();
-                run_id_in_tx(db);  // the event names the run that recovered
-                log_event(db, s.id, "recovered", "adopted: the writer died after the rename; every file is whole");
-            });
+            resolve(s.id, sql::Stmt::checkpoint_complete,
+                    "adopted: the writer died after the rename; every file is whole");
             continue;
         }
         for (const FileRow &f : fs) {
@@ -87,15 +92,7 @@ void Catalog::recover() {
             }
         }
         hook("recover_abort");
-        write([&](Db &db) {
-            Db::Query st(db, sql::Stmt::status_of);
-            st.bind(1, s.id);
-            if (!st.step() || st.text(0) != "writing") return;
-            Db::Query(db, sql::Stmt::checkpoint_abort).bind(1, s.id).run();
-            Db::Query(db, sql::Stmt::files_clear_temp).bind(1, s.id).run();
-            run_id_in_tx(db);
-            log_event(db, s.id, "recovered", "aborted: " + why);
-        });
+        resolve(s.id, sql::Stmt::checkpoint_abort, "aborted: " + why);
     }
 
     // Prunes that marked their victims but died before unlinking them.
