@@ -105,20 +105,26 @@ expect "last.pt" "$(readlink "$dir/last.pt")" "epoch_024.pt"
 echo "ok: clean run: $n_all saves ($n_epoch epoch, $n_time time), 5 epoch + 3 time kept, $((n_all - 8)) pruned" \
   "with rule and event, files gone, run 'clean' at step 120"
 
+# start_training NAME: the trainer on $work/NAME in the background (dir, log,
+# args, pid and pid1 set for the caller), until it printed two save lines.
+start_training() {
+  dir=$work/$1
+  log=$work/$1.log
+  args=(--dir "$dir" --epochs 16 --steps-per-epoch 10 --state-bytes 64K --save-every-epochs 2
+        --save-every-seconds 0 --step-sleep-ms 10)
+  "$train" "${args[@]}" >"$log" 2>&1 &
+  pid=$!
+  pid1=$pid
+  wait_saves "$log" 2
+}
+
 # ------------------------------------------------------- (b), (d) SIGTERM / SIGINT
 # Epoch saves every 2 epochs (20 steps, >= 200 ms): a signal sent right after
 # a save line appears lands between saves, so the stop needs its own save.
 preempt_scenario() {
   local sig=$1 signo=$2 attempt stopped s_step s_kind s_epoch last pid1 run1 resumed rid
   for attempt in 1 2 3; do
-    dir=$work/$sig-$attempt
-    log=$work/$sig-$attempt.log
-    args=(--dir "$dir" --epochs 16 --steps-per-epoch 10 --state-bytes 64K --save-every-epochs 2
-          --save-every-seconds 0 --step-sleep-ms 10)
-    "$train" "${args[@]}" >"$log" 2>&1 &
-    pid=$!
-    pid1=$pid
-    wait_saves "$log" 2
+    start_training "$sig-$attempt"
     kill -"$sig" "$pid"
     rc=0; wait "$pid" || rc=$?
     pid=
@@ -180,14 +186,7 @@ preempt_scenario() {
 preempt_scenario TERM 15
 
 # ---------------------------------------------------------------- (c) SIGKILL
-dir=$work/kill
-log=$work/kill.log
-args=(--dir "$dir" --epochs 16 --steps-per-epoch 10 --state-bytes 64K --save-every-epochs 2
-      --save-every-seconds 0 --step-sleep-ms 10)
-"$train" "${args[@]}" >"$log" 2>&1 &
-pid=$!
-pid1=$pid
-wait_saves "$log" 2
+start_training kill
 kill -9 "$pid"
 { wait "$pid"; } 2>/dev/null || true
 pid=
