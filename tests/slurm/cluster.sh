@@ -16,6 +16,10 @@
 # only the processes named by its own pid files, after checking that each pid
 # is still the daemon it started with this configuration.
 #
+# CKPTDB_SLURM_PROCTRACK=cgroup|pgid forces the process tracking plugin
+# (default: cgroup where a writable cgroup v1 freezer exists, else pgid);
+# CKPTDB_SLURM_CTLD_PORT, CKPTDB_SLURM_SLURMD_PORT: other ports than 6817, 6818.
+#
 # Exit status: 0 done; 77 the cluster cannot run here (not root, packages not
 # installable, no process tracking, a daemon would not start), with the reason
 # on stderr: the test suite turns it into a skip; 1 other errors.
@@ -28,7 +32,13 @@ PKGS=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge)
 CONF="$STATE/etc/slurm.conf"
 SOCKET="$STATE/munge/munge.socket.2"
 
-cant() { echo "slurm cluster: cannot run here: $*" >&2; exit 77; }
+starting=0
+# A start that fails half-way stops the daemons it had started.
+cant() {
+  echo "slurm cluster: cannot run here: $*" >&2
+  if [ $starting -eq 1 ]; then starting=0; stop; fi
+  exit 77
+}
 die() { echo "slurm cluster: $*" >&2; exit 1; }
 log() { echo "slurm cluster: $*" >&2; }
 
@@ -70,6 +80,7 @@ install_packages() {
 # process groups (proctrack/pgid) track the job's processes.
 proctrack() {
   local probe="/sys/fs/cgroup/freezer/ckptdb-probe-$$"
+  case "${CKPTDB_SLURM_PROCTRACK:-}" in cgroup | pgid) echo "$CKPTDB_SLURM_PROCTRACK"; return ;; esac
   if [ -d /sys/fs/cgroup/freezer ] && mkdir "$probe" 2> /dev/null; then
     rmdir "$probe"
     echo cgroup
@@ -148,6 +159,7 @@ start_munge() {
     --log-file="$STATE/log/munged.log" --seed-file="$STATE/munge/munged.seed" > "$STATE/log/munged.out" 2>&1 ||
     cant "munged would not start: $(tail -n 3 "$STATE/log/munged.out" "$STATE/log/munged.log" 2>/dev/null | tr '\n' ' ')"
   wait_for 10 "munged's socket" test -S "$SOCKET" || cant "munged did not create $SOCKET"
+  wait_for 10 "munged's pid file" live_pid munged "$STATE/run/munged.pid" || cant "munged wrote no pid file"
 }
 
 wait_for() { # seconds what command...
@@ -179,6 +191,7 @@ start() {
     return 0
   fi
   install_packages
+  starting=1
   for c in munged slurmctld slurmd sinfo scontrol sbatch; do
     command -v "$c" > /dev/null || cant "$c is not installed"
   done
@@ -189,18 +202,21 @@ start() {
     # -c: clear the state of an earlier cluster; -i: ignore what cannot be recovered.
     SLURM_CONF="$CONF" slurmctld -c -i -f "$CONF" > "$STATE/log/slurmctld.out" 2>&1 ||
       cant "slurmctld would not start: $(tail -n 5 "$STATE/log/slurmctld.log" "$STATE/log/slurmctld.out" 2>/dev/null | tr '\n' ' ')"
+    # It writes its pid file after it forked: without it, stop could not find it.
+    wait_for 10 "slurmctld's pid file" live_pid slurmctld "$STATE/run/slurmctld.pid" ||
+      cant "slurmctld wrote no pid file: $(tail -n 5 "$STATE/log/slurmctld.log" 2>/dev/null | tr '\n' ' ')"
   fi
   if ! live_pid slurmd "$STATE/run/slurmd.pid" > /dev/null; then
     port_free "$SLURMD_PORT" || cant "port $SLURMD_PORT is taken by another program (set CKPTDB_SLURM_SLURMD_PORT)"
     SLURM_CONF="$CONF" slurmd -f "$CONF" > "$STATE/log/slurmd.out" 2>&1 ||
       cant "slurmd would not start: $(tail -n 5 "$STATE/log/slurmd.log" "$STATE/log/slurmd.out" 2>/dev/null | tr '\n' ' ')"
+    wait_for 10 "slurmd's pid file" live_pid slurmd "$STATE/run/slurmd.pid" ||
+      cant "slurmd wrote no pid file: $(tail -n 5 "$STATE/log/slurmd.log" 2>/dev/null | tr '\n' ' ')"
   fi
   if ! wait_for 60 "the node to be idle" node_idle; then
-    local why
-    why=$(tail -n 5 "$STATE/log/slurmd.log" "$STATE/log/slurmctld.log" 2>/dev/null | tr '\n' ' ')
-    stop
-    cant "the node did not come up: $why"
+    cant "the node did not come up: $(tail -n 5 "$STATE/log/slurmd.log" "$STATE/log/slurmctld.log" 2>/dev/null | tr '\n' ' ')"
   fi
+  starting=0
   log "running: node $(node_name), proctrack/$(sed -n 's|^ProctrackType=proctrack/||p' "$CONF"), state in $STATE"
 }
 

@@ -37,7 +37,7 @@ if ! "$here/cluster.sh" status > /dev/null 2>&1; then
   started=1
 fi
 eval "$("$here/cluster.sh" env)"
-echo "cluster up after $((SECONDS - t_start)) s ($SLURM_CONF)"
+echo "cluster up after $((SECONDS - t_start)) s ($SLURM_CONF, $(grep -h '^ProctrackType=' "$SLURM_CONF"))"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ckptdb-slurm-jobs-XXXXXX")
 jobs_file=$work/jobs
