@@ -21,7 +21,7 @@
 //
 // Output (stdout), one line each:
 //   resume: none, starting fresh
-//   resume: id=I name=N epoch=E step=S
+//   resume: id=I name=N epoch=E step=S bytes=B
 //   save: id=I name=N kind=K epoch=E step=S bytes=B
 //   stopped: signal=G epoch=E step=S kind=K
 //   done: epoch=E step=S loss=L
@@ -228,8 +228,8 @@ int run(const config &c) {
     int64_t step = 0;
     if (auto r = state.resume(db)) {
         step = r->step;
-        std::printf("resume: id=%" PRId64 " name=%s epoch=%" PRId64 " step=%" PRId64 "\n", r->checkpoint.id,
-                    r->checkpoint.name.c_str(), r->epoch, r->step);
+        std::printf("resume: id=%" PRId64 " name=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 "\n",
+                    r->checkpoint.id, r->checkpoint.name.c_str(), r->epoch, r->step, r->checkpoint.size);
         ckptdb_trigger_resumed(trig, step);
     } else {
         std::printf("resume: none, starting fresh\n");

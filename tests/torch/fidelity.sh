@@ -17,7 +17,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-args=(--epochs 30 --samples 256 --batch 16 --save-every-epochs 1 --save-every-seconds 0.15 --step-sleep-ms 4)
+args=(--epochs 20 --samples 256 --batch 16 --save-every-epochs 1 --save-every-seconds 0.15 --step-sleep-ms 4)
 spe=16
 
 "$train" --dir "$work/ref" "${args[@]}" >"$work/ref.log" 2>&1 || { cat "$work/ref.log" >&2; fail "reference run failed"; }
@@ -25,7 +25,7 @@ ref=$(grep '^final:' "$work/ref.log") || fail "reference run printed no final st
 
 seed=${FIDELITY_SEED:-$$}
 RANDOM=$seed
-max_kills=12
+max_kills=8
 kills=0 sigkill=0 sigterm=0 runs=0 midepoch=0
 while :; do
   runs=$((runs + 1))
@@ -54,7 +54,7 @@ while :; do
   { wait "$pid"; } 2>/dev/null || rc=$?
   pid=
   if grep -q '^resume: id=' "$log"; then
-    s=$(sed -n 's/^resume: id=.* step=\([0-9]*\)$/\1/p' "$log")
+    s=$(sed -n 's/^resume: id=.* step=\([0-9]*\) .*/\1/p' "$log")
     ((s % spe != 0)) && midepoch=$((midepoch + 1))
   fi
   case "$sig:$rc" in
