@@ -17,7 +17,7 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-args=(--epochs 20 --samples 256 --batch 16 --save-every-epochs 1 --save-every-seconds 0.15 --step-sleep-ms 4)
+args=(--epochs 16 --samples 256 --batch 16 --save-every-epochs 4 --save-every-seconds 0.25 --step-sleep-ms 4)
 spe=16
 
 "$train" --dir "$work/ref" "${args[@]}" >"$work/ref.log" 2>&1 || { cat "$work/ref.log" >&2; fail "reference run failed"; }
@@ -25,7 +25,7 @@ ref=$(grep '^final:' "$work/ref.log") || fail "reference run printed no final st
 
 seed=${FIDELITY_SEED:-$$}
 RANDOM=$seed
-max_kills=8
+max_kills=6
 kills=0 sigkill=0 sigterm=0 runs=0 midepoch=0
 while :; do
   runs=$((runs + 1))
