@@ -79,7 +79,11 @@ if [[ $TRAINER == cpp || ($TRAINER == auto && $have_cpp == 1) ]]; then
 else
     target=examples/ckptdb-train-c
     default_args="--epochs 30 --steps-per-epoch 20 --step-sleep-ms 10 --state-bytes 8M --save-every-epochs 5 --save-every-seconds 0.6"
-    say "Building the C example trainer (LibTorch not found: the C++ trainer is not built)"
+    if [[ $TRAINER == c ]]; then
+        say "Building the C example trainer"
+    else
+        say "Building the C example trainer (LibTorch not found: the C++ trainer is not built)"
+    fi
 fi
 TRAIN_ARGS=${TRAIN_ARGS:-$default_args}
 read -r -a train_args <<<"$TRAIN_ARGS"
