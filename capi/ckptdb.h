@@ -36,7 +36,9 @@
  *   used concurrently, even when they belong to the same catalog: the catalog
  *   connection they share is guarded inside the library.  So a background
  *   thread may write and commit a save while the main thread lists the
- *   catalog through the ckptdb_catalog handle.
+ *   catalog through the ckptdb_catalog handle.  One exception: several
+ *   threads may call ckptdb_save_begin on the same handle at once (each then
+ *   uses its own save).
  *   Never use an object in a child after fork(); open the catalog again there.
  *
  * PROCESSES
