@@ -58,8 +58,8 @@ void kill_everywhere(const std::string &scenario, const std::function<void(const
         g_fig.violations += static_cast<long>(v.size());
         CHECK_MESSAGE(v.empty(), scenario, ": killed at ", acks.done, "\n", harness::join(v));
     }
-    std::printf("kills / %s: %ld I/O operations, killed at every %s one\n", scenario.c_str(), ops,
-                step == 1 ? "" : "third");
+    std::printf("kills / %s: %ld I/O operations, killed at %s\n", scenario.c_str(), ops,
+                step == 1 ? "every one" : "every third");
     std::fflush(stdout);
 }
 

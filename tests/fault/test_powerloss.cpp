@@ -79,7 +79,7 @@ void power_loss(const std::string &scenario, size_t sample,
             std::fprintf(stderr, "%zu %s ino=%lld off=%lld %s %s len=%zu\n", i, trace::op_name(ev[i].op),
                          static_cast<long long>(ev[i].ino), static_cast<long long>(ev[i].off), ev[i].path.c_str(),
                          ev[i].path2.c_str(), ev[i].data.size());
-    std::vector<trace::CrashState> states = trace::crash_states(ev);
+    std::vector<trace::CrashState> states = trace::crash_states(ev, common::scale() > 1);
     g_generated += static_cast<long>(states.size());
 
     size_t acked_total = 0;

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -175,7 +176,9 @@ inline std::vector<bool> durable(const std::vector<Event> &ev, size_t prefix) {
 // as issued; each prefix with everything not yet durable lost; just before
 // each barrier, each operation it would have made durable lost alone; each
 // write torn three ways.
-inline std::vector<CrashState> crash_states(const std::vector<Event> &ev) {
+// With pairs, also each two of those operations lost together (a larger
+// space, for nightly-sized runs).
+inline std::vector<CrashState> crash_states(const std::vector<Event> &ev, bool pairs = false) {
     std::vector<CrashState> out;
     size_t first = 0;
     while (first < ev.size() && is_base(ev[first].op)) first++;
@@ -192,6 +195,12 @@ inline std::vector<CrashState> crash_states(const std::vector<Event> &ev) {
                 out.push_back({p, {i}, -1, 0,
                                "prefix " + std::to_string(p) + " (before a barrier), " + op_name(ev[i].op) + " #" +
                                    std::to_string(i) + " lost"});
+            if (pairs && lost.dropped.size() > 2)
+                for (auto i = lost.dropped.begin(); i != lost.dropped.end(); ++i)
+                    for (auto j = std::next(i); j != lost.dropped.end(); ++j)
+                        out.push_back({p, {*i, *j}, -1, 0,
+                                       "prefix " + std::to_string(p) + " (before a barrier), #" + std::to_string(*i) +
+                                           " and #" + std::to_string(*j) + " lost"});
         }
         if (p > first && ev[p - 1].op == Op::write && !d[p - 1]) {
             for (int tear = 0; tear < 3; tear++)
