@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <optional>
 #include <string>
@@ -51,6 +52,13 @@ inline ckptdb::Retention keep_epochs(int k) {
     return r;
 }
 
+// Saves per scenario: 3, or 9 in a nightly-sized run (CKPTDB_CRASH_ITERATIONS
+// above 1), whose longer traces give more crash states and kill points.
+inline int saves_per_run() {
+    const char *e = std::getenv("CKPTDB_CRASH_ITERATIONS");
+    return e && std::atol(e) > 1 ? 9 : 3;
+}
+
 inline std::string dir_a(const std::string &root) { return root + "/a"; }
 inline std::string dir_b(const std::string &root) { return root + "/b"; }
 
@@ -82,7 +90,7 @@ inline std::vector<Scenario> all() {
                      return run_guarded([&](Result &r) {
                          auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
                          cat->set_retention(keep_epochs(2));
-                         for (int i = 1; i <= 3; i++) {
+                         for (int i = 1; i <= saves_per_run(); i++) {
                              ckptdb::Entry e = save_one(cat, i);
                              ack(e.id, e.commit_seq);
                              r.saves_ok++;
@@ -110,7 +118,7 @@ inline std::vector<Scenario> all() {
                          r.failed_calls++;
                          return r;
                      }
-                     for (int i = 2; i <= 4; i++) {
+                     for (int i = 2; i <= saves_per_run() + 1; i++) {
                          try {
                              ckptdb::Entry e = save_one(cat, i);
                              ack(e.id, e.commit_seq);
