@@ -73,6 +73,7 @@ struct FsckItem {
 struct Check {
     bool ok = true;
     std::string reason;  // why not, for people
+    bool io_error = false;  // the files could not be read (EIO): not evidence of corruption
 };
 
 int status_code(const std::string &text);

@@ -6,6 +6,7 @@
 
 #include "ckptdb.h"
 #include "error.hpp"
+#include "io.hpp"
 
 namespace ckptdb {
 
@@ -58,7 +59,7 @@ Db::Db(const std::string &path, const DbOptions &opts) : path_(path) {
 
     int flags = opts.readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     flags |= SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &db_, flags, io::sqlite_vfs());
     if (rc != SQLITE_OK) {
         try {
             fail_sqlite(rc, "cannot open the catalog");

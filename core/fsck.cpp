@@ -15,6 +15,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hash.hpp"
+#include "io.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 
@@ -154,7 +155,7 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
             is_temp_name(n) || n == opts.last_link)
             continue;
         struct stat st;
-        if (::fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (io::ops().fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
         Found f{n, "", 0, 0, st.st_mtim};
         if (!name_problem(n).empty() || !parse_default_name(n, f.kind, f.epoch, f.step)) {
             if (report) report({"unknown_file", n, 0, "not a default checkpoint name; left alone", ""});

@@ -16,6 +16,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hash.hpp"
+#include "io.hpp"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -24,17 +25,29 @@
 namespace ckptdb {
 
 void UniqueFd::reset() {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) io::ops().close(fd_);
     fd_ = -1;
 }
 
 Dir open_dir(const std::string &path, bool create) {
     if (path.empty()) fail(CKPTDB_EINVAL, "the checkpoint directory path is empty");
     if (path.find('\0') != std::string::npos) fail(CKPTDB_EINVAL, "the checkpoint directory path contains NUL");
-    int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const io::Ops &os = io::ops();
+    int fd = os.open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0 && errno == ENOENT && create) {
-        if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail_os("cannot create checkpoint directory", path, errno);
-        fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (os.mkdir(path.c_str(), 0755) == 0) {
+            // The new directory's entry is durable only once its parent is
+            // synced; without that a power loss could take the directory,
+            // and every checkpoint committed into it, away.
+            std::string parent = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+            if (parent.empty()) parent = "/";
+            UniqueFd pfd(os.open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0));
+            if (!pfd) fail_os("cannot open the parent of", path, errno);
+            if (os.fsync(pfd.get()) != 0) fail_os("fsync failed for the parent of", path, errno);
+        } else if (errno != EEXIST) {
+            fail_os("cannot create checkpoint directory", path, errno);
+        }
+        fd = os.open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     }
     if (fd < 0) {
         int e = errno;
@@ -73,7 +86,7 @@ bool on_network_fs(int dirfd) {
 UniqueFd create_exclusive(const Dir &dir, const std::string &name) {
     int fd;
     do {
-        fd = ::openat(dir.fd.get(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        fd = io::ops().openat(dir.fd.get(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) fail_os("cannot create", dir.join(name), errno);
     return UniqueFd(fd);
@@ -82,7 +95,7 @@ UniqueFd create_exclusive(const Dir &dir, const std::string &name) {
 UniqueFd open_read(const Dir &dir, const std::string &name, int &err) {
     int fd;
     do {
-        fd = ::openat(dir.fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        fd = io::ops().openat(dir.fd.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         err = errno;
@@ -90,7 +103,7 @@ UniqueFd open_read(const Dir &dir, const std::string &name, int &err) {
     }
     UniqueFd f(fd);
     struct stat st;
-    if (::fstat(fd, &st) != 0) {
+    if (io::ops().fstat(fd, &st) != 0) {
         err = errno;
         return UniqueFd();
     }
@@ -107,7 +120,7 @@ UniqueFd open_read(const Dir &dir, const std::string &name, int &err) {
 void write_all(int fd, const void *data, size_t len, const std::string &path) {
     const char *p = static_cast<const char *>(data);
     while (len > 0) {
-        ssize_t n = ::write(fd, p, len);
+        ssize_t n = io::ops().write(fd, p, len);
         if (n < 0) {
             if (errno == EINTR) continue;
             fail_os("cannot write", path, errno);
@@ -121,7 +134,7 @@ void write_all(int fd, const void *data, size_t len, const std::string &path) {
 void start_writeback(int fd, int64_t written, int64_t &flushed, const std::string &path, int64_t window) {
     int64_t end = written / window * window;
     if (end <= flushed) return;
-    if (::sync_file_range(fd, flushed, end - flushed, SYNC_FILE_RANGE_WRITE) != 0 && errno != EINVAL &&
+    if (io::ops().sync_file_range(fd, flushed, end - flushed, SYNC_FILE_RANGE_WRITE) != 0 && errno != EINVAL &&
         errno != ENOSYS && errno != ESPIPE)
         fail_os("writeback failed for", path, errno);
     flushed = end;
@@ -131,17 +144,18 @@ void sync_fd(int fd, const std::string &path) {
     // Deliberately not retried on EINTR or anything else: after a failed
     // fsync the kernel may have dropped the dirty pages and a second call
     // would report success for data that never reached the disk.
-    if (::fsync(fd) != 0) fail_os("fsync failed for", path, errno);
+    if (io::ops().fsync(fd) != 0) fail_os("fsync failed for", path, errno);
 }
 
 void sync_dir(const Dir &dir) { sync_fd(dir.fd.get(), dir.path.empty() ? "/" : dir.path); }
 
 void rename_noreplace(const Dir &dir, const std::string &from, const std::string &to) {
-    int r = ::renameat2(dir.fd.get(), from.c_str(), dir.fd.get(), to.c_str(), RENAME_NOREPLACE);
+    const io::Ops &os = io::ops();
+    int r = os.renameat2(dir.fd.get(), from.c_str(), dir.fd.get(), to.c_str(), RENAME_NOREPLACE);
     if (r != 0 && (errno == EINVAL || errno == ENOSYS)) {
         // The file system cannot do RENAME_NOREPLACE: check, then rename.
         if (name_exists(dir, to)) fail(CKPTDB_EEXISTS, "'" + dir.join(to) + "' already exists");
-        r = ::renameat(dir.fd.get(), from.c_str(), dir.fd.get(), to.c_str());
+        r = os.renameat(dir.fd.get(), from.c_str(), dir.fd.get(), to.c_str());
     }
     if (r != 0) {
         int e = errno;
@@ -151,21 +165,25 @@ void rename_noreplace(const Dir &dir, const std::string &from, const std::string
 }
 
 int unlink_name(const Dir &dir, const std::string &name) {
-    return ::unlinkat(dir.fd.get(), name.c_str(), 0) == 0 ? 0 : errno;
+    return io::ops().unlinkat(dir.fd.get(), name.c_str(), 0) == 0 ? 0 : errno;
 }
 
 bool name_exists(const Dir &dir, const std::string &name) {
     struct stat st;
-    return ::fstatat(dir.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT;
+    if (io::ops().fstatat(dir.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return true;
+    // Any answer but "no such file" is unknown, not "taken": a caller that
+    // looks for a free name would otherwise never find one.
+    if (errno != ENOENT) fail_os("cannot look up", dir.join(name), errno);
+    return false;
 }
 
 std::vector<std::string> list_names(const Dir &dir) {
-    int fd = ::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = io::ops().openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0) fail_os("cannot list", dir.path, errno);
     DIR *d = ::fdopendir(fd);
     if (!d) {
         int e = errno;
-        ::close(fd);
+        io::ops().close(fd);
         fail_os("cannot list", dir.path, e);
     }
     std::vector<std::string> out;
@@ -182,12 +200,12 @@ int64_t hash_fd(int fd, Hasher &h, const std::string &path, const std::function<
     // zero-filled: verifying a tiny file should cost what reading it costs.
     struct stat st;
     size_t cap = 1 << 20;
-    if (::fstat(fd, &st) == 0 && st.st_size >= 0 && static_cast<uint64_t>(st.st_size) < cap)
+    if (io::ops().fstat(fd, &st) == 0 && st.st_size >= 0 && static_cast<uint64_t>(st.st_size) < cap)
         cap = static_cast<size_t>(st.st_size) + 1;  // +1: the read that sees the end
     std::unique_ptr<char[]> buf(new char[cap]);
     int64_t total = 0;
     for (;;) {
-        ssize_t n = ::pread(fd, buf.get(), cap, total);
+        ssize_t n = io::ops().pread(fd, buf.get(), cap, total);
         if (n < 0) {
             if (errno == EINTR) continue;
             fail_os("cannot read", path, errno);

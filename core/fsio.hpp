@@ -86,7 +86,8 @@ void rename_noreplace(const Dir &dir, const std::string &from, const std::string
 // Unlinks name; returns the errno (0 on success, ENOENT included as-is).
 int unlink_name(const Dir &dir, const std::string &name);
 
-// True if anything (file, link, directory) has this name in the directory.
+// True if anything (file, link, directory) has this name in the directory;
+// throws when the lookup fails otherwise than with ENOENT.
 bool name_exists(const Dir &dir, const std::string &name);
 
 // Names in the directory (not "." or "..").

@@ -16,6 +16,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hooks.hpp"
+#include "io.hpp"
 #include "names.hpp"
 
 namespace ckptdb {
@@ -288,20 +289,21 @@ void Catalog::refresh_link() {
                 if (q.step()) target = q.text(0);
             });
             char buf[PATH_MAX];
-            ssize_t n = ::readlinkat(dir_.fd.get(), link.c_str(), buf, sizeof buf - 1);
+            const io::Ops &os = io::ops();
+            ssize_t n = os.readlinkat(dir_.fd.get(), link.c_str(), buf, sizeof buf - 1);
             if (n < 0 && errno == EINVAL) return;  // a regular file the user owns: never replaced
             std::string current = n >= 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
             if (target.empty()) {
-                if (n >= 0) ::unlinkat(dir_.fd.get(), link.c_str(), 0);
+                if (n >= 0) os.unlinkat(dir_.fd.get(), link.c_str(), 0);
                 return;
             }
             if (current == target) return;
             std::string tmp = random_temp_name();
-            if (::symlinkat(target.c_str(), dir_.fd.get(), tmp.c_str()) != 0)
+            if (os.symlinkat(target.c_str(), dir_.fd.get(), tmp.c_str()) != 0)
                 fail_os("cannot create the link", dir_.join(tmp), errno);
-            if (::renameat(dir_.fd.get(), tmp.c_str(), dir_.fd.get(), link.c_str()) != 0) {
+            if (os.renameat(dir_.fd.get(), tmp.c_str(), dir_.fd.get(), link.c_str()) != 0) {
                 int e = errno;
-                ::unlinkat(dir_.fd.get(), tmp.c_str(), 0);
+                os.unlinkat(dir_.fd.get(), tmp.c_str(), 0);
                 fail_os("cannot replace the link", dir_.join(link), e);
             }
             // Another process may have committed meanwhile: look once more.

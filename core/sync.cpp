@@ -22,6 +22,7 @@
 #include "fsio.hpp"
 #include "hash.hpp"
 #include "hooks.hpp"
+#include "io.hpp"
 #include "names.hpp"
 
 namespace ckptdb {
@@ -73,7 +74,7 @@ std::string copy_verified(const Dir &sd, const Dir &dd, const Want &w, const Syn
         std::unique_ptr<char[]> buf(new char[4 << 20]);
         int64_t n_total = 0, flushed = 0;
         for (;;) {
-            ssize_t n = ::read(in.get(), buf.get(), 4 << 20);
+            ssize_t n = io::ops().read(in.get(), buf.get(), 4 << 20);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 fail_os("cannot read", sd.join(w.name), errno);
@@ -183,7 +184,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             continue;
         }
         struct stat st;
-        bool there = ::fstatat(dd.fd.get(), w.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+        bool there = io::ops().fstatat(dd.fd.get(), w.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
         if (there && S_ISREG(st.st_mode) && st.st_size == w.size) {
             auto v = vouched.find(w.name);
             bool same = v != vouched.end() && v->second == w.checksum;
@@ -273,7 +274,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         Sqlite fresh;
         const std::string tpath = dd.join(tmp_name);
         if (sqlite3_open_v2(tpath.c_str(), &fresh.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
-                            nullptr) != SQLITE_OK)
+                            io::sqlite_vfs()) != SQLITE_OK)
             fail(CKPTDB_EPERM, "cannot create '" + tpath + "': " + sqlite3_errmsg(fresh.db));
         fresh.exec("PRAGMA journal_mode=DELETE");
         fresh.exec("PRAGMA synchronous=FULL");
@@ -287,7 +288,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         // Fold the old catalog's WAL (or roll back a hot journal) first: a
         // stale -wal beside the new file would be replayed into it.
         Sqlite old;
-        if (sqlite3_open_v2(dpath.c_str(), &old.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, nullptr) == SQLITE_OK) {
+        if (sqlite3_open_v2(dpath.c_str(), &old.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, io::sqlite_vfs()) == SQLITE_OK) {
             sqlite3_busy_timeout(old.db, 60000);
             old.exec("PRAGMA journal_mode=DELETE");
         }
@@ -296,7 +297,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         if (name_exists(dd, opts.catalog_name + suffix))
             fail(CKPTDB_EBUSY, "'" + dpath + suffix + "' is still there: is the destination catalog in use?");
     hook("sync_installing");
-    if (::renameat(dd.fd.get(), tmp_name.c_str(), dd.fd.get(), opts.catalog_name.c_str()) != 0)
+    if (io::ops().renameat(dd.fd.get(), tmp_name.c_str(), dd.fd.get(), opts.catalog_name.c_str()) != 0)
         fail_os("cannot install the catalog", dpath, errno);
     sync_dir(dd);
 

@@ -9,6 +9,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hash.hpp"
+#include "io.hpp"
 #include "names.hpp"
 
 namespace ckptdb {
@@ -27,11 +28,11 @@ Check Catalog::check_files(const Entry &e, bool full, const std::function<bool(i
         if (!fd) {
             if (err == ENOENT) return {false, "'" + path + "' is missing"};
             if (err == ELOOP || err == EINVAL) return {false, "'" + path + "' is not a regular file (links are not followed)"};
-            if (err == EIO) return {false, "'" + path + "' cannot be read: " + std::strerror(err)};
+            if (err == EIO) return {false, "'" + path + "' cannot be read: " + std::strerror(err), true};
             fail_os("cannot open", path, err);
         }
         struct stat st;
-        if (::fstat(fd.get(), &st) != 0) fail_os("cannot stat", path, errno);
+        if (io::ops().fstat(fd.get(), &st) != 0) fail_os("cannot stat", path, errno);
         if (st.st_size != f.size)
             return {false, "'" + path + "' has " + std::to_string(st.st_size) + " bytes, the catalog says " +
                                std::to_string(f.size)};
@@ -43,7 +44,7 @@ Check Catalog::check_files(const Entry &e, bool full, const std::function<bool(i
             if (on_bytes) progress = [&](int64_t done) { return on_bytes(before + done); };
             n = hash_fd(fd.get(), h, path, progress);
         } catch (const Error &ex) {
-            if (ex.code() == CKPTDB_EIO) return {false, ex.what()};
+            if (ex.code() == CKPTDB_EIO) return {false, ex.what(), true};
             throw;
         }
         if (n != f.size)
@@ -58,6 +59,7 @@ Check Catalog::check_files(const Entry &e, bool full, const std::function<bool(i
 
 std::optional<Entry> Catalog::latest(const std::optional<std::string> &kind, Verify verify) {
     int64_t below = INT64_MAX;
+    std::string unreadable;  // the first checkpoint skipped for an I/O error
     for (;;) {
         int64_t id = 0;
         read([&](Db &db) {
@@ -66,12 +68,22 @@ std::optional<Entry> Catalog::latest(const std::optional<std::string> &kind, Ver
             if (kind) q.bind(2, *kind);
             if (q.step()) id = q.i64(0);
         });
-        if (id == 0) return std::nullopt;
+        if (id == 0) {
+            if (!unreadable.empty()) fail(CKPTDB_EIO, unreadable);
+            return std::nullopt;
+        }
         Entry e = entry(id);
         if (verify == Verify::none) return e;
         below = e.commit_seq;
         Check c = check_files(e, verify == Verify::full);
         if (c.ok) return e;
+        if (c.io_error) {
+            // A read error says nothing about the bytes: the checkpoint is
+            // skipped for this call, never marked corrupt (rotation would
+            // then delete it).
+            if (unreadable.empty()) unreadable = c.reason;
+            continue;
+        }
         mark_corrupt(id, c.reason);  // a no-op on a read-only catalog: skipped, not recorded
     }
 }

@@ -11,6 +11,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hooks.hpp"
+#include "io.hpp"
 #include "names.hpp"
 
 namespace ckptdb {
@@ -158,10 +159,10 @@ Entry Save::commit() {
             // The caller wrote the file. If it replaced the temp file (write
             // to a new file, rename over), read the file that has the name now.
             struct stat by_name, by_fd;
-            if (::fstatat(dir.fd.get(), temp_.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0)
+            if (io::ops().fstatat(dir.fd.get(), temp_.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0)
                 fail_os("the temp file vanished before commit:", temp_path_, errno);
             if (!S_ISREG(by_name.st_mode)) fail(CKPTDB_EIO, "temp file '" + temp_path_ + "' is no longer a regular file");
-            if (::fstat(fd_.get(), &by_fd) != 0) fail_os("cannot stat", temp_path_, errno);
+            if (io::ops().fstat(fd_.get(), &by_fd) != 0) fail_os("cannot stat", temp_path_, errno);
             if (by_fd.st_ino != by_name.st_ino || by_fd.st_dev != by_name.st_dev) {
                 int err = 0;
                 UniqueFd f = open_read(dir, temp_, err);
@@ -261,7 +262,7 @@ Reader::Reader(std::shared_ptr<Catalog> cat, int64_t id, int64_t rank) : cat_(st
 size_t Reader::read(void *buf, size_t cap) {
     if (checked_ || cap == 0) return 0;
     for (;;) {
-        ssize_t n = ::read(fd_.get(), buf, cap);
+        ssize_t n = io::ops().read(fd_.get(), buf, cap);
         if (n < 0) {
             if (errno == EINTR) continue;
             fail_os("cannot read", path_, errno);

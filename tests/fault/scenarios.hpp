@@ -1,0 +1,183 @@
+// The scenarios that fault injection, simulated power loss and real kills
+// run, through the engine's C++ API (linked statically, so that its I/O goes
+// through the test seam). Each has a setup, run with the seam quiet, and a
+// body, run with it armed; the body reports every commit that returned OK.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog.hpp"
+#include "ckptdb.h"
+#include "error.hpp"
+#include "sync.hpp"
+#include "writer.hpp"
+
+namespace scen {
+
+using Ack = std::function<void(int64_t id, int64_t seq)>;
+
+// What the body did: the first error (code 0: none) and how many of its
+// calls failed.
+struct Result {
+    int code = 0;
+    std::string message;
+    int failed_calls = 0;
+    int saves_ok = 0;
+    bool last_save_ok = false;
+};
+
+inline std::string bytes_for(int i, size_t n) {
+    std::string s(n, '\0');
+    for (size_t k = 0; k < n; k++) s[k] = static_cast<char>((k * 131 + static_cast<size_t>(i) * 7 + 1) & 0xff);
+    return s;
+}
+
+// One save of kind epoch, written in two pieces; returns its entry.
+inline ckptdb::Entry save_one(const std::shared_ptr<ckptdb::Catalog> &cat, int i, size_t n = 6000) {
+    auto s = ckptdb::Save::begin(cat, "epoch", i, i * 100, std::nullopt, "{\"loss\": " + std::to_string(10 - i) + "}");
+    std::string b = bytes_for(i, n);
+    s->write(b.data(), n / 3);
+    s->write(b.data() + n / 3, n - n / 3);
+    return s->commit();
+}
+
+inline ckptdb::Retention keep_epochs(int k) {
+    ckptdb::Retention r = ckptdb::Retention::defaults();
+    r.keep_last["epoch"] = k;
+    return r;
+}
+
+// Saves per scenario: 3, or 9 in a nightly-sized run (CKPTDB_CRASH_ITERATIONS
+// above 1), whose longer traces give more crash states and kill points.
+inline int saves_per_run() {
+    const char *e = std::getenv("CKPTDB_CRASH_ITERATIONS");
+    return e && std::atol(e) > 1 ? 9 : 3;
+}
+
+inline std::string dir_a(const std::string &root) { return root + "/a"; }
+inline std::string dir_b(const std::string &root) { return root + "/b"; }
+
+struct Scenario {
+    std::string name;
+    std::function<void(const std::string &root)> setup;              // seam quiet
+    std::function<Result(const std::string &root, const Ack &ack)> body;  // seam armed
+};
+
+inline Result run_guarded(const std::function<void(Result &)> &fn) {
+    Result r;
+    try {
+        fn(r);
+    } catch (const ckptdb::Error &e) {
+        r.code = e.code();
+        r.message = e.what();
+        r.failed_calls++;
+    }
+    return r;
+}
+
+inline std::vector<Scenario> all() {
+    std::vector<Scenario> v;
+
+    // Saves with rotation (keep the last 2 epochs): the directory is created
+    // by the first open; the body stops at the first failing call.
+    v.push_back({"saves", [](const std::string &) {},
+                 [](const std::string &root, const Ack &ack) {
+                     return run_guarded([&](Result &r) {
+                         auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         cat->set_retention(keep_epochs(2));
+                         for (int i = 1; i <= saves_per_run(); i++) {
+                             ckptdb::Entry e = save_one(cat, i);
+                             ack(e.id, e.commit_seq);
+                             r.saves_ok++;
+                         }
+                         r.last_save_ok = true;
+                     });
+                 }});
+
+    // A save that fails, then good ones on the same handle: every save is
+    // tried whatever happened to the one before.
+    v.push_back({"fail-then-good",
+                 [](const std::string &root) {
+                     auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                     save_one(cat, 1);
+                 },
+                 [](const std::string &root, const Ack &ack) {
+                     Result r;
+                     std::shared_ptr<ckptdb::Catalog> cat;
+                     try {
+                         cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         cat->set_retention(keep_epochs(2));
+                     } catch (const ckptdb::Error &e) {
+                         r.code = e.code();
+                         r.message = e.what();
+                         r.failed_calls++;
+                         return r;
+                     }
+                     for (int i = 2; i <= saves_per_run() + 1; i++) {
+                         try {
+                             ckptdb::Entry e = save_one(cat, i);
+                             ack(e.id, e.commit_seq);
+                             r.saves_ok++;
+                             r.last_save_ok = true;
+                         } catch (const ckptdb::Error &e) {
+                             if (!r.code) {
+                                 r.code = e.code();
+                                 r.message = e.what();
+                             } else {
+                                 r.message += std::string("; then save ") + std::to_string(i) + ": " + e.what();
+                             }
+                             r.failed_calls++;
+                             r.last_save_ok = false;
+                         }
+                     }
+                     return r;
+                 }});
+
+    // A prune by hand of five complete checkpoints down to one.
+    v.push_back({"prune",
+                 [](const std::string &root) {
+                     auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                     for (int i = 1; i <= 5; i++) save_one(cat, i, 3000);
+                 },
+                 [](const std::string &root, const Ack &) {
+                     return run_guarded([&](Result &) {
+                         auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         cat->prune(keep_epochs(1), false);
+                     });
+                 }});
+
+    // Recovery of what killed writers left (prepared by the test with real
+    // kills of the crash helper): the body is the open that recovers.
+    v.push_back({"recovery", [](const std::string &) {},
+                 [](const std::string &root, const Ack &) {
+                     return run_guarded([&](Result &) {
+                         auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         cat->latest(std::nullopt, ckptdb::Catalog::Verify::full);
+                     });
+                 }});
+
+    // ckptdb sync of three checkpoints to a new directory.
+    v.push_back({"sync",
+                 [](const std::string &root) {
+                     auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                     for (int i = 1; i <= 3; i++) save_one(cat, i, 5000);
+                 },
+                 [](const std::string &root, const Ack &) {
+                     return run_guarded([&](Result &) { ckptdb::sync_dirs(dir_a(root), dir_b(root), ckptdb::SyncOptions()); });
+                 }});
+    return v;
+}
+
+inline const Scenario *find(const std::string &name) {
+    static std::vector<Scenario> v = all();
+    for (const auto &s : v)
+        if (s.name == name) return &s;
+    return nullptr;
+}
+
+}  // namespace scen
