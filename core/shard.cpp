@@ -11,6 +11,7 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hooks.hpp"
+#include "io.hpp"
 #include "names.hpp"
 #include "writer.hpp"
 
@@ -32,7 +33,7 @@ int flock_retry(int fd, int op) {
 UniqueFd create_locked_temp(const Dir &dir, const std::string &name) {
     int fd;
     do {
-        fd = ::openat(dir.fd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+        fd = io::ops().openat(dir.fd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
     } while (fd < 0 && errno == EINTR);
     if (fd >= 0) {
         UniqueFd f(fd);
@@ -83,8 +84,8 @@ Shard::~Shard() {
     if (!fd_ && state_ != State::finished) return;
     // The temp name still being ours means no commit took the file.
     struct stat by_name, by_fd;
-    if (fd_ && ::fstat(fd_.get(), &by_fd) == 0 &&
-        ::fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) == 0 &&
+    if (fd_ && io::ops().fstat(fd_.get(), &by_fd) == 0 &&
+        io::ops().fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) == 0 &&
         by_name.st_ino == by_fd.st_ino && by_name.st_dev == by_fd.st_dev)
         unlink_name(dir_, info_.temp_name);
     fd_.reset();  // drops the lock
@@ -130,9 +131,9 @@ const ShardFile &Shard::finish() {
     std::string path = dir_.join(info_.temp_name);
     try {
         struct stat by_name, by_fd;
-        if (::fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0)
+        if (io::ops().fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0)
             fail_os("the shard's temp file vanished:", path, errno);
-        if (::fstat(fd_.get(), &by_fd) != 0) fail_os("cannot stat", path, errno);
+        if (io::ops().fstat(fd_.get(), &by_fd) != 0) fail_os("cannot stat", path, errno);
         if (by_fd.st_ino != by_name.st_ino || by_fd.st_dev != by_name.st_dev)
             fail(CKPTDB_EIO, "the shard's temp file '" + path + "' was replaced by another file");
         if (state_ == State::external) size_ = hash_fd(fd_.get(), hash_, path);
@@ -173,7 +174,7 @@ Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind
         if (!is_hex32(f.checksum))
             fail(CKPTDB_EINVAL, who + ": checksum must be 32 lower-case hex digits, got '" + f.checksum + "'");
         struct stat st;
-        if (::fstatat(dir.fd.get(), f.temp_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        if (io::ops().fstatat(dir.fd.get(), f.temp_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
             fail_os(who + ": cannot find its temp file", dir.join(f.temp_name), errno);
         if (!S_ISREG(st.st_mode)) fail(CKPTDB_EINVAL, who + ": '" + dir.join(f.temp_name) + "' is not a regular file");
         if (st.st_size != f.size)
