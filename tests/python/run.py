@@ -14,4 +14,4 @@ if needs_torch:
     except ImportError:
         print("skipped: this interpreter has no torch", file=sys.stderr)
         sys.exit(77)
-sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "-rs", *sys.argv[2:]]))
+sys.exit(pytest.main(["-q", "-s", "-p", "no:cacheprovider", "-rs", *sys.argv[2:]]))

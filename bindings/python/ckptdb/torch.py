@@ -301,6 +301,9 @@ class CheckpointManager:
             self.cat.mark_resumed(cid)
             self.resumed_from = self.cat.get(cid)
         ep, sp = apply_state(st, self.model, self.optimizer, self.scheduler, self.scaler)
+        per_rank = st.get("rng_per_rank")
+        if per_rank is not None and len(per_rank) == self.world:
+            restore_rng(per_rank[self.rank])
         self.trigger.resumed(sp)
         return ep, sp
 
@@ -346,8 +349,14 @@ class CheckpointManager:
             self.last_saved = cdist.save_sharded(self.directory, st, kind, epoch, step, cat=self.cat,
                                                  metrics=metrics)
             return self.last_saved
+        rngs = None
+        if self.dist:  # every rank's RNG, so each resumes its own stream
+            rngs = [None] * self.world
+            self.dist.all_gather_object(rngs, capture_rng())
         if self.rank == 0:
             st = build_state(epoch, step, self.model, self.optimizer, self.scheduler, self.scaler, self.extra)
+            if rngs is not None:
+                st["rng_per_rank"] = rngs
             if self.async_saver is not None:
                 self.async_saver.save(st, kind, epoch, step, metrics=metrics, name=name)
             else:
@@ -367,7 +376,8 @@ class CheckpointManager:
 
     @property
     def preempted(self):
-        return bool(preempt_requested())
+        """The preemption signal received (0 if none)."""
+        return preempt_requested()
 
     def close(self):
         """Wait for a save in flight and close the catalog (the run ends
