@@ -167,8 +167,6 @@ def main():
     d = digest(model, optimizer, scheduler, scaler)
     if rank == 0:
         print("done: epoch=%d step=%d digest=%s" % (epoch, step, d), flush=True)
-    if dist:
-        dist.destroy_process_group()
     return 0
 
 
@@ -188,5 +186,17 @@ def stopped(mgr, rank, epoch, step):
     return 0
 
 
+def finish_distributed():
+    # Let every collective in flight finish before the process group goes
+    # away: torch 1.13's gloo group can deadlock at exit when a worker
+    # thread still holds a tensor made in Python.
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    finish_distributed()
+    sys.exit(code)
