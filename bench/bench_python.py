@@ -9,7 +9,9 @@ system; each figure is the median of --reps runs:
             catalog:   with cat.save(...) as f: torch.save(state, f)
                        (mode "write": bytes through ckptdb_save_write, and
                        mode "fd": os.write on the library's descriptor)
-            temp path: torch.save(state, save.temp_path); commit
+            temp path: open(save.temp_path, "wb") as a Python file; torch.save
+                       into it; commit (torch.save given the path itself refuses
+                       the temp file's name, which has no stem before its dot)
           and the physical limit: dd if=/dev/zero bs=1M count=MiB conv=fsync
           target: catalog / plain <= 1.05
   async   the time the training loop is blocked by AsyncSaver.save (the CPU
@@ -72,7 +74,8 @@ def catalog_save(cat, state, i, mode):
 def temp_path_save(cat, state, i):
     s = cat.save(kind="bench", step=i)
     try:
-        torch.save(state, s.temp_path)
+        with open(s.temp_path, "wb") as fh:
+            torch.save(state, fh)
     except BaseException:
         s.abort()
         raise
