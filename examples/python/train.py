@@ -14,6 +14,9 @@ never interrupted (model, optimizer, scheduler, loss scaler, every RNG).
 
     /usr/bin/python3 examples/python/train.py --dir ckpts
     torchrun --nproc_per_node 2 examples/python/train.py --dir ckpts   # DDP, gloo on CPU
+    torchrun --nproc_per_node 4 examples/python/train.py --dir ckpts --sharded
+                 # every rank owns its part of the state and saves its own file
+                 # of one checkpoint (rank 0 commits them in one transaction)
 
 Output (stdout): "resume: ..." once, "save: ..." per checkpoint, then
 "stopped: ..." (preempted, exit 0) or "done: epoch=E step=S digest=HEX"
@@ -101,6 +104,8 @@ def main():
     ap.add_argument("--save-every-seconds", type=float, default=900.0)
     ap.add_argument("--step-sleep", type=float, default=0.0, help="seconds to sleep per step (tests)")
     ap.add_argument("--async-save", action="store_true", help="write checkpoints on a background thread")
+    ap.add_argument("--sharded", action="store_true",
+                    help="under torchrun: each rank trains and saves its own part of the state")
     args = ap.parse_args()
 
     dist = None
@@ -117,7 +122,7 @@ def main():
     w = args.width
     model = torch.nn.Sequential(torch.nn.Linear(w, w), torch.nn.ReLU(), torch.nn.Dropout(0.1),
                                 torch.nn.Linear(w, w), torch.nn.ReLU(), torch.nn.Linear(w, 1))
-    if dist:
+    if dist and not args.sharded:
         for p in model.parameters():  # every rank starts from rank 0's weights
             dist.broadcast(p.data, 0)
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -127,7 +132,8 @@ def main():
 
     mgr = CheckpointManager(args.dir, model, optimizer, scheduler, scaler,  # ckptdb
                             every_epochs=args.save_every_epochs, every_steps=args.save_every_steps,
-                            every_seconds=args.save_every_seconds, async_save=args.async_save)
+                            every_seconds=args.save_every_seconds, async_save=args.async_save,
+                            sharded=args.sharded)
     epoch, step = mgr.resume()  # ckptdb: (0, 0) on a fresh start
     if rank == 0:
         e = mgr.resumed_from
@@ -165,6 +171,10 @@ def main():
     mgr.close()  # ckptdb: waits for an asynchronous save in flight
     report(mgr, rank, saved)
     d = digest(model, optimizer, scheduler, scaler)
+    if dist and args.sharded:  # the digest of every rank's part, in rank order
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, d)
+        d = hashlib.sha256("".join(parts).encode()).hexdigest()
     if rank == 0:
         print("done: epoch=%d step=%d digest=%s" % (epoch, step, d), flush=True)
     return 0

@@ -150,6 +150,21 @@ class TriggerOptions(Structure):
                 ("clock_payload", c_void_p)]
 
 
+class ShardInfo(Structure):
+    _fields_ = [("struct_size", c_size_t), ("name", c_char_p), ("temp_name", c_char_p), ("size", c_int64),
+                ("checksum", c_char_p)]
+
+    @classmethod
+    def new(cls):
+        e = cls()
+        e.struct_size = ctypes.sizeof(cls)
+        return e
+
+
+class ShardFile(Structure):
+    _fields_ = [("name", c_char_p), ("temp_name", c_char_p), ("size", c_int64), ("checksum", c_char_p)]
+
+
 ENTRY_CB = CFUNCTYPE(c_int, POINTER(Entry), c_void_p)
 VERIFY_CB = CFUNCTYPE(c_int, POINTER(Entry), c_int, c_void_p)
 PRUNE_CB = CFUNCTYPE(c_int, POINTER(PruneItem), c_void_p)
@@ -164,6 +179,7 @@ save_p = c_void_p
 reader_p = c_void_p
 cursor_p = c_void_p
 trigger_p = c_void_p
+shard_p = c_void_p
 
 STRUCTS = {
     "ckptdb_open_options": OpenOptions, "ckptdb_entry": Entry, "ckptdb_save_options": SaveOptions,
@@ -171,6 +187,10 @@ STRUCTS = {
     "ckptdb_prune_item": PruneItem, "ckptdb_file": File, "ckptdb_event": Event, "ckptdb_run": Run,
     "ckptdb_fsck_item": FsckItem, "ckptdb_trigger_options": TriggerOptions,
 }
+# Sharded (multi-rank) saves: present in libraries that export them.
+HAS_SHARDS = hasattr(lib, "ckptdb_shard_begin")
+if HAS_SHARDS:
+    STRUCTS.update({"ckptdb_shard_info": ShardInfo, "ckptdb_shard_file": ShardFile})
 
 # ---------------------------------------------------------------------------
 # Errors and prototypes
@@ -270,6 +290,15 @@ _proto("ckptdb_trigger_check", c_int, [P(c_char_p), trigger_p, c_int64, c_int64,
 _proto("ckptdb_trigger_saved", c_int, [trigger_p, c_int64])
 _proto("ckptdb_trigger_resumed", c_int, [trigger_p, c_int64])
 _proto("ckptdb_trigger_should_stop", c_int, [trigger_p])
+if HAS_SHARDS:
+    _proto("ckptdb_shard_begin", c_int, [P(shard_p), c_char_p, c_char_p])
+    _proto("ckptdb_shard_write", c_int, [shard_p, c_void_p, c_size_t])
+    _proto("ckptdb_shard_fd", c_int, [P(c_int), shard_p])
+    _proto("ckptdb_shard_finish", c_int, [shard_p, P(ShardInfo)])
+    _proto("ckptdb_shard_free", None, [shard_p])
+    _proto("ckptdb_commit_shards", c_int, [P(Entry), catalog_p, c_char_p, c_int64, c_int64, P(SaveOptions),
+                                           P(ShardFile), c_size_t])
+    _proto("ckptdb_reader_open_rank", c_int, [P(reader_p), catalog_p, c_int64, c_int64])
 
 
 def s(b):

@@ -409,6 +409,29 @@ class Catalog:
             lib.ckptdb_save_free(h)
             raise
 
+    def commit_shards(self, files, kind="manual", epoch=0, step=0, metrics=None, metadata=None):
+        """Commit one checkpoint made of the finished shards of every rank
+        (files[i] is rank i: dicts with name, temp_name, size, checksum, as
+        ShardWriter.finish() returns them), in one transaction.  Returns its
+        Checkpoint.  The shards are freed by their writers afterwards."""
+        if not _lib.HAS_SHARDS:
+            raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no sharded saves (ckptdb_commit_shards)")
+        text = _metadata_text(metrics, metadata)
+        arr = (_lib.ShardFile * max(1, len(files)))()
+        for i, f in enumerate(files):
+            arr[i].name = enc(f["name"])
+            arr[i].temp_name = enc(f["temp_name"])
+            arr[i].size = int(f["size"])
+            arr[i].checksum = enc(f["checksum"])
+        with self._lock:
+            o = _lib.SaveOptions()
+            lib.ckptdb_save_options_init(byref(o), _lib.SAVE_OPTIONS_VERSION)
+            o.metadata = text.encode("utf-8")
+            e = _lib.Entry.new()
+            lib.ckptdb_commit_shards(byref(e), self._handle(), enc(kind), int(epoch), int(step), byref(o), arr,
+                                     len(files))
+            return Checkpoint._from(e)
+
     def save_bytes(self, data, kind="manual", epoch=0, step=0, **kw):
         with self.save(kind, epoch, step, **kw) as f:
             f.write(data)
@@ -542,13 +565,17 @@ class Catalog:
                 _lib.raise_for(rc, "ckptdb_verify")
             return True
 
-    def read(self, id_or_name):
-        """The whole first file of a checkpoint, checked against its checksum
-        (raises Corrupt when the bytes do not match)."""
+    def read(self, id_or_name, rank=None):
+        """The whole first file of a checkpoint (or the file of one rank of a
+        sharded one), checked against its checksum (raises Corrupt when the
+        bytes do not match)."""
         cid = self._id(id_or_name)
         with self._lock:
             r = _lib.reader_p()
-            lib.ckptdb_reader_open(byref(r), self._handle(), cid)
+            if rank is None:
+                lib.ckptdb_reader_open(byref(r), self._handle(), cid)
+            else:
+                lib.ckptdb_reader_open_rank(byref(r), self._handle(), cid, int(rank))
         try:
             chunks = []
             buf = ctypes.create_string_buffer(1 << 20)
