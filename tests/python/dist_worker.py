@@ -5,6 +5,7 @@ It runs examples/python/train.py (replicated DDP training) or, with
 from the environment:
   CKPTDB_TEST_DIE=R:N   rank R SIGKILLs itself in the middle of its N-th
                         save (after the first bytes of it were written)
+  CKPTDB_TEST_TERM=R:S  rank R sends itself SIGTERM after its step S
 Every rank prints "rank R resumed E S P" after its resume, P a digest of its
 parameters, so the test can check that all ranks agree.
 """
@@ -52,6 +53,22 @@ def report_resume():
     ct.CheckpointManager.resume = resume
 
 
+def term_at_step(s):
+    orig = ct.CheckpointManager.step
+
+    def step(self, epoch, step, metrics=None):
+        if step == s:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return orig(self, epoch, step, metrics)
+
+    ct.CheckpointManager.step = step
+
+
+term = os.environ.get("CKPTDB_TEST_TERM")
+if term:
+    r, s = (int(x) for x in term.split(":"))
+    if r == RANK:
+        term_at_step(s)
 die = os.environ.get("CKPTDB_TEST_DIE")
 if die:
     r, n = (int(x) for x in die.split(":"))
