@@ -152,6 +152,16 @@ def test_manager_saves_by_trigger_rotates_and_stops_at_the_next_step_after_sigte
         assert same(model2.state_dict(), model.state_dict())
 
 
+def test_sigint_is_a_preemption_too_not_a_keyboard_interrupt(tmp_path):
+    model, opt, sched = make()
+    with ct.CheckpointManager(tmp_path, model, opt, sched) as mgr:
+        assert mgr.resume() == (0, 0)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert mgr.preempted == signal.SIGINT
+        assert mgr.step(0, 1) is True
+        assert [(e.kind, e.step) for e in mgr.cat.entries()] == [("preempt", 1)]
+
+
 def test_manager_time_trigger_with_an_injected_clock(tmp_path):
     now = [0.0]
     model, opt, sched = make()
