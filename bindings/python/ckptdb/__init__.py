@@ -12,7 +12,7 @@ this package itself needs only the standard library).
         state, entry = cat.load_latest()  # the newest checkpoint that verifies
 """
 
-from . import _lib
+from . import _lib  # noqa: F401  (ckptdb._lib: the raw ctypes layer)
 from .catalog import Catalog, Checkpoint, FileInfo, PruneItem, Retention, Save, version
 from .errors import (Busy, Corrupt, DatabaseError, Error, Exists, InvalidArgument, IOFailure, Misuse, NoMemory,
                      NoSpace, NotCatalog, NotFound, Permission, ReadOnly, VersionMismatch)

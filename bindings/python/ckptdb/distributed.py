@@ -24,7 +24,7 @@ from ctypes import byref, c_int
 
 from . import _lib
 from ._lib import enc, lib, s
-from .catalog import Catalog, _buffer_address
+from .catalog import _buffer_address
 from .errors import Error, NotFound
 
 __all__ = ["ShardWriter", "shard_names", "save_sharded", "load_sharded"]
