@@ -14,6 +14,7 @@
 #include "error.hpp"
 #include "sql_embedded.hpp"
 #include "names.hpp"
+#include "shard.hpp"
 #include "sync.hpp"
 #include "writer.hpp"
 
@@ -33,6 +34,10 @@ struct ckptdb_save {
 
 struct ckptdb_reader {
     std::unique_ptr<ckptdb::Reader> reader;
+};
+
+struct ckptdb_shard {
+    std::unique_ptr<ckptdb::Shard> shard;
 };
 
 struct ckptdb_cursor {
@@ -254,6 +259,90 @@ void ckptdb_save_free(ckptdb_save *save) {
     }
 }
 
+int ckptdb_shard_begin(ckptdb_shard **out, const char *dir, const char *name) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(dir, "dir");
+        need(name, "name");
+        auto s = std::make_unique<ckptdb_shard>();
+        s->shard = ckptdb::Shard::begin(dir, name);
+        *out = s.release();
+    });
+}
+
+int ckptdb_shard_write(ckptdb_shard *shard, const void *data, size_t len) {
+    return guard([&] {
+        need(shard, "shard");
+        if (len) need(data, "data");
+        shard->shard->write(data, len);
+    });
+}
+
+int ckptdb_shard_fd(int *out_fd, ckptdb_shard *shard) {
+    if (out_fd) *out_fd = -1;
+    return guard([&] {
+        need(out_fd, "out_fd");
+        need(shard, "shard");
+        *out_fd = shard->shard->fd();
+    });
+}
+
+int ckptdb_shard_finish(ckptdb_shard *shard, ckptdb_shard_info *out) {
+    return guard([&] {
+        need(shard, "shard");
+        if (out && out->struct_size < offsetof(ckptdb_shard_info, name))
+            throw Error(CKPTDB_EMISUSE, "ckptdb_shard_info.struct_size is not set (use CKPTDB_SHARD_INFO_INIT)");
+        const ckptdb::ShardFile &f = shard->shard->finish();
+        if (!out) return;
+        size_t n = out->struct_size;
+#define CKPTDB_FILL(field, value) \
+    if (offsetof(ckptdb_shard_info, field) + sizeof(out->field) <= n) out->field = (value)
+        CKPTDB_FILL(name, f.name.c_str());
+        CKPTDB_FILL(temp_name, f.temp_name.c_str());
+        CKPTDB_FILL(size, f.size);
+        CKPTDB_FILL(checksum, f.checksum.c_str());
+#undef CKPTDB_FILL
+        out->struct_size = n < sizeof(ckptdb_shard_info) ? n : sizeof(ckptdb_shard_info);
+    });
+}
+
+void ckptdb_shard_free(ckptdb_shard *shard) {
+    try {
+        delete shard;
+    } catch (...) {
+    }
+}
+
+int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
+                         const ckptdb_save_options *opts, const ckptdb_shard_file *files, size_t count) {
+    return guard([&] {
+        need(db, "db");
+        need(kind, "kind");
+        if (count) need(files, "files");
+        need_entry(out);
+        clear(out);
+        std::optional<std::string> meta;
+        if (opts) {
+            check_version(opts->version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
+            if (opts->name)
+                throw Error(CKPTDB_EINVAL, "a sharded save takes its names from its files; ckptdb_save_options.name "
+                                           "must be NULL");
+            meta = opt_str(opts->metadata);
+        }
+        std::vector<ckptdb::ShardFile> fs(count);
+        for (size_t i = 0; i < count; i++) {
+            std::string who = "files[" + std::to_string(i) + "]";
+            need(files[i].name, (who + ".name").c_str());
+            need(files[i].temp_name, (who + ".temp_name").c_str());
+            need(files[i].checksum, (who + ".checksum").c_str());
+            fs[i] = {files[i].name, files[i].temp_name, files[i].size, files[i].checksum};
+        }
+        db->slot = ckptdb::commit_shards(db->cat, kind, epoch, step, meta, fs);
+        fill(out, db->slot);
+    });
+}
+
 int ckptdb_latest(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, unsigned int verify_flags) {
     return guard([&] {
         need(out, "out");
@@ -445,6 +534,17 @@ int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out
         need(out_len, "out_len");
         if (cap) need(buf, "buf");
         *out_len = reader->reader->read(buf, cap);
+    });
+}
+
+int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, int64_t id, int64_t rank) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        auto r = std::make_unique<ckptdb_reader>();
+        r->reader = std::make_unique<ckptdb::Reader>(db->cat, id, rank);
+        *out = r.release();
     });
 }
 

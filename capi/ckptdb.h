@@ -269,6 +269,76 @@ CKPTDB_API int ckptdb_save_abort(ckptdb_save *save);
 CKPTDB_API void ckptdb_save_free(ckptdb_save *save);
 
 /* ------------------------------------------------------------------------ */
+/* Sharded saves: one file per rank, one checkpoint                         */
+/* ------------------------------------------------------------------------ */
+
+/* Every rank writes its own file with a shard, which never opens the
+ * catalog; rank 0 gathers each shard's info (through the job's own
+ * communication: torch.distributed, MPI) and commits them as one checkpoint
+ * with ckptdb_commit_shards.  The protocol:
+ *   every rank:  ckptdb_shard_begin, ckptdb_shard_write..., ckptdb_shard_finish
+ *   gather:      rank 0 receives (name, temp_name, size, checksum) of every rank
+ *   rank 0:      ckptdb_commit_shards (one transaction; renames every temp file)
+ *   barrier:     every rank waits for rank 0's commit to return
+ *   every rank:  ckptdb_shard_free
+ * Until the commit the checkpoint does not exist; after it, it is complete
+ * with all its files.  A shard's temp file is locked while the shard lives,
+ * so recovery in other processes leaves it alone; once its process is gone
+ * an uncommitted temp file is removed by the next recovery.  If rank 0 dies
+ * inside the commit, the next open finishes it when every file was recorded,
+ * or aborts it and removes its files.  ckptdb_latest and ckptdb_verify check
+ * every file of a checkpoint, and a checkpoint with one bad file is skipped
+ * as a whole. */
+typedef struct ckptdb_shard ckptdb_shard;
+
+typedef struct ckptdb_shard_info {
+    size_t struct_size;     /* in: sizeof what the caller has; out: bytes filled */
+    const char *name;       /* the final file name */
+    const char *temp_name;  /* the fsynced temp file holding the bytes until the commit */
+    int64_t size;
+    const char *checksum;   /* XXH3-128, 32 lower-case hex digits */
+} ckptdb_shard_info;
+
+#define CKPTDB_SHARD_INFO_INIT { sizeof(ckptdb_shard_info), NULL, NULL, 0, NULL }
+
+/* Begin the file `name` (validated like a checkpoint name) in the existing
+ * checkpoint directory dir, without opening its catalog: creates a locked
+ * temp file next to it. */
+CKPTDB_API int ckptdb_shard_begin(ckptdb_shard **out, const char *dir, const char *name);
+/* Append bytes (hashed as they pass).  An I/O error fails the shard at once
+ * and removes its temp file. */
+CKPTDB_API int ckptdb_shard_write(ckptdb_shard *shard, const void *data, size_t len);
+/* Instead of ckptdb_shard_write: the shard's descriptor (read-write); the
+ * caller writes through it and must not close it. */
+CKPTDB_API int ckptdb_shard_fd(int *out_fd, ckptdb_shard *shard);
+/* fsync the file (never retried) and give its info; the strings belong to
+ * the shard.  Calling it again gives the same info. */
+CKPTDB_API int ckptdb_shard_finish(ckptdb_shard *shard, ckptdb_shard_info *out);
+/* Release the shard (NULL is accepted): its temp file is removed unless a
+ * commit took it.  Call it only after rank 0's ckptdb_commit_shards returned. */
+CKPTDB_API void ckptdb_shard_free(ckptdb_shard *shard);
+
+/* What rank 0 knows of one rank's file (from ckptdb_shard_info). */
+typedef struct ckptdb_shard_file {
+    const char *name;
+    const char *temp_name;
+    int64_t size;
+    const char *checksum;
+} ckptdb_shard_file;
+
+/* Commit files[0..count-1] (files[i] is rank i) as one checkpoint of the
+ * given kind, epoch and step.  opts may give metadata; opts->name must be
+ * NULL (the files carry the names).  In one transaction the checkpoint is
+ * recorded with every file, then each temp file is renamed to its name, the
+ * directory fsynced, and the checkpoint marked complete and rotation run as
+ * for ckptdb_save_commit.  The entry's name and path are those of rank 0's
+ * file; its size is the sum.  Bad input (a name taken, a temp file missing or
+ * of another size than reported) fails before anything changes. */
+CKPTDB_API int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, int64_t epoch,
+                                    int64_t step, const ckptdb_save_options *opts, const ckptdb_shard_file *files,
+                                    size_t count);
+
+/* ------------------------------------------------------------------------ */
 /* Finding checkpoints                                                       */
 /* ------------------------------------------------------------------------ */
 
@@ -339,6 +409,9 @@ typedef struct ckptdb_reader ckptdb_reader;
 /* Open complete checkpoint id for reading (its first file).  The file is
  * opened without following symlinks, relative to the directory. */
 CKPTDB_API int ckptdb_reader_open(ckptdb_reader **out, ckptdb_catalog *db, int64_t id);
+/* As ckptdb_reader_open, for the file of the given rank of a sharded
+ * checkpoint (CKPTDB_ENOTFOUND when it has no such rank). */
+CKPTDB_API int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, int64_t id, int64_t rank);
 /* Read up to cap bytes; *out_len is 0 at the end.  When the end is reached
  * the size and checksum are compared with the catalog: a mismatch returns
  * CKPTDB_ECORRUPT and marks the checkpoint corrupt. */

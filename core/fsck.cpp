@@ -16,6 +16,7 @@
 #include "error.hpp"
 #include "hash.hpp"
 #include "names.hpp"
+#include "shard.hpp"
 
 namespace ckptdb {
 
@@ -55,6 +56,10 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
                 out.push_back({"writing", n, o->second.id, "the temp file of a save in flight", ""});
                 continue;
             }
+            if (o == owned_temps.end() && temp_in_use(dir_, n)) {
+                out.push_back({"writing", n, 0, "the temp file of a shard being written", ""});
+                continue;
+            }
             FsckItem it{"temp_file", n, o != owned_temps.end() ? o->second.id : 0,
                         o != owned_temps.end() ? "left by a save whose process is gone (recovery aborts it)"
                                                : "a leftover temp file of the library",
@@ -90,6 +95,11 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     recover();
     for (FsckItem &it : out) {
         if (it.kind == "temp_file") {
+            if (!name_exists(dir_, it.name) && it.checkpoint_id != 0 &&
+                entry(it.checkpoint_id).status == CKPTDB_STATUS_COMPLETE) {
+                it.action = "adopted: recovery finished its commit";
+                continue;
+            }
             int err = name_exists(dir_, it.name) ? unlink_name(dir_, it.name) : 0;
             it.action = err == 0 ? "removed" : "could not remove";
         } else if (it.kind == "pending_prune") {

@@ -98,4 +98,13 @@ std::string random_temp_name() {
 
 bool is_temp_name(const std::string &name) { return name.compare(0, 12, kTempPrefix) == 0; }
 
+bool is_exact_temp_name(const std::string &name) {
+    if (name.size() != 12 + 32 || !is_temp_name(name)) return false;
+    for (size_t i = 12; i < name.size(); i++) {
+        char c = name[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+
 }  // namespace ckptdb

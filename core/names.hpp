@@ -27,5 +27,8 @@ std::string with_suffix(const std::string &name, int n);
 // .ckptdb-tmp-<32 random hex digits>
 std::string random_temp_name();
 bool is_temp_name(const std::string &name);
+// Exactly a name random_temp_name() makes (prefix and 32 hex digits): safe to
+// open, rename or remove when a catalog row names it.
+bool is_exact_temp_name(const std::string &name);
 
 }  // namespace ckptdb

@@ -1,7 +1,9 @@
 // Recovery on open: saves left "writing" by processes that no longer run are
-// adopted when every final file is whole (the writer sealed size and
-// checksum after its fsync, before the rename), otherwise aborted with their
-// temp files removed. Then temp files that no live save owns are removed.
+// adopted when every file is sealed (its size and checksum recorded after its
+// fsync) and whole, under its final name or still under its temp name, which
+// is then renamed: the commit is rolled forward. Otherwise they are aborted,
+// with their temp files removed. Then temp files that neither a live save
+// nor a live shard writer (which holds a lock on its file) owns are removed.
 // Every step re-checks the catalog, so two processes recovering at once, or
 // a crash inside recovery, leave the same result.
 #include <set>
@@ -12,6 +14,7 @@
 #include "hash.hpp"
 #include "hooks.hpp"
 #include "names.hpp"
+#include "shard.hpp"
 
 namespace ckptdb {
 
@@ -47,10 +50,23 @@ void Catalog::recover() {
         }
     });
 
+    // Whether the file under name has exactly the sealed size and checksum.
+    auto matches = [this](const std::string &name, const FileRow &f) {
+        int err = 0;
+        UniqueFd fd = open_read(dir_, name, err);
+        if (!fd) return false;
+        Hasher h;
+        int64_t n = hash_fd(fd.get(), h, dir_.join(name));
+        return n == f.size && h.hex() == f.checksum;
+    };
+    auto usable_temp = [](const FileRow &f) {
+        return is_exact_temp_name(f.temp_name);
+    };
     for (const Stale &s : stale) {
         std::vector<FileRow> fs = files(s.id);
         bool whole = !fs.empty();
-        std::string why;
+        std::string why = fs.empty() ? "the catalog lists no file for it" : "";
+        std::vector<const FileRow *> to_rename, at_final;
         for (const FileRow &f : fs) {
             if (!name_problem(f.name).empty()) {
                 whole = false;
@@ -62,35 +78,35 @@ void Catalog::recover() {
                 why = "killed before the file was sealed";
                 break;
             }
-            int err = 0;
-            UniqueFd fd = open_read(dir_, f.name, err);
-            if (!fd) {
+            if (matches(f.name, f)) {
+                at_final.push_back(&f);
+            } else if (!name_exists(dir_, f.name) && usable_temp(f) && matches(f.temp_name, f)) {
+                to_rename.push_back(&f);
+            } else {
                 whole = false;
-                why = "killed before the rename";
-                break;
-            }
-            Hasher h;
-            int64_t n = hash_fd(fd.get(), h, dir_.join(f.name));
-            if (n != f.size || h.hex() != f.checksum) {
-                whole = false;
-                why = "the final file does not match the sealed checksum";
+                why = name_exists(dir_, f.name) ? "the final file does not match the sealed checksum"
+                                                : "neither the final nor the temp file is whole";
                 break;
             }
         }
         if (whole) {
-            // The rename may not have reached the disk yet: make it durable
-            // before the catalog says complete.
+            // Finish the renames, and make them durable before the catalog
+            // says complete.
+            for (const FileRow *f : to_rename) rename_noreplace(dir_, f->temp_name, f->name);
             sync_dir(dir_);
             hook("recover_adopt");
             resolve(s.id, sql::Stmt::checkpoint_complete,
-                    "adopted: the writer died after the rename; every file is whole");
+                    to_rename.empty() ? "adopted: the writer died after the rename; every file is whole"
+                                      : "adopted: the writer died after sealing every file; the commit was finished");
             continue;
         }
-        for (const FileRow &f : fs) {
-            if (!f.temp_name.empty() && is_temp_name(f.temp_name) && name_problem(f.temp_name).empty()) {
-                unlink_name(dir_, f.temp_name);
-            }
-        }
+        for (const FileRow &f : fs)
+            if (usable_temp(f)) unlink_name(dir_, f.temp_name);
+        // Files of a sharded commit already renamed are this save's own (the
+        // rename never replaces): without the others they are useless.
+        if (fs.size() > 1)
+            for (const FileRow &f : fs)
+                if (name_problem(f.name).empty() && f.size >= 0 && matches(f.name, f)) unlink_name(dir_, f.name);
         hook("recover_abort");
         resolve(s.id, sql::Stmt::checkpoint_abort, "aborted: " + why);
     }
@@ -137,7 +153,7 @@ void Catalog::recover() {
             while (q.step()) owned.insert(q.text(0));
         });
         for (const std::string &t : temps)
-            if (!owned.count(t)) unlink_name(dir_, t);
+            if (!owned.count(t) && !temp_in_use(dir_, t)) unlink_name(dir_, t);
     }
     refresh_link();
     // Removing a temp file needs no directory fsync: one that reappears

@@ -17,7 +17,7 @@ namespace ckptdb {
 
 HookFn g_test_hook = nullptr;
 
-static std::string normalized_metadata(const std::optional<std::string> &metadata) {
+std::string normalized_metadata(const std::optional<std::string> &metadata) {
     if (!metadata) return "{}";
     nlohmann::json j = nlohmann::json::parse(*metadata, nullptr, false);
     if (j.is_discarded()) fail(CKPTDB_EINVAL, "metadata is not valid JSON: '" + metadata->substr(0, 80) + "'");
@@ -214,20 +214,27 @@ void Save::abort() {
     if (state_ == State::streaming || state_ == State::external) cleanup("aborted by the caller", false);
 }
 
-Reader::Reader(std::shared_ptr<Catalog> cat, int64_t id) : cat_(std::move(cat)), id_(id) {
+Reader::Reader(std::shared_ptr<Catalog> cat, int64_t id, int64_t rank) : cat_(std::move(cat)), id_(id) {
     Entry e = cat_->entry(id);
     if (e.status != CKPTDB_STATUS_COMPLETE)
         fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + status_text(e.status) + ", not complete");
     std::vector<FileRow> fs = cat_->files(id);
-    if (fs.empty() || !name_problem(fs[0].name).empty()) {
+    const FileRow *f = nullptr;
+    for (const FileRow &r : fs)
+        if (r.rank == rank) f = &r;
+    if (!f)
+        fail(fs.empty() ? CKPTDB_ECORRUPT : CKPTDB_ENOTFOUND,
+             "checkpoint " + std::to_string(id) + " has no file of rank " + std::to_string(rank) + " (it has " +
+                 std::to_string(fs.size()) + ")");
+    if (!name_problem(f->name).empty()) {
         cat_->mark_corrupt(id, "its file name in the catalog is invalid; not opened");
         fail(CKPTDB_ECORRUPT, "checkpoint " + std::to_string(id) + " names an invalid file; it was not opened");
     }
-    path_ = cat_->dir().join(fs[0].name);
-    want_size_ = fs[0].size;
-    want_sum_ = fs[0].checksum;
+    path_ = cat_->dir().join(f->name);
+    want_size_ = f->size;
+    want_sum_ = f->checksum;
     int err = 0;
-    fd_ = open_read(cat_->dir(), fs[0].name, err);
+    fd_ = open_read(cat_->dir(), f->name, err);
     if (!fd_) {
         if (err == ENOENT || err == ELOOP || err == EINVAL) {
             std::string why = "'" + path_ + (err == ENOENT ? "' is missing" : "' is not a regular file");

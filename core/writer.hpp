@@ -13,6 +13,10 @@
 
 namespace ckptdb {
 
+// The metadata as stored: "{}" when none, else a JSON object (re-serialised);
+// anything else fails with CKPTDB_EINVAL.
+std::string normalized_metadata(const std::optional<std::string> &metadata);
+
 class Save {
 public:
     // Validates everything before touching the disk; then records the intent
@@ -50,11 +54,11 @@ private:
     std::string err_msg_;
 };
 
-// Reads a complete checkpoint's first file and checks size and checksum at
-// the end.
+// Reads one file of a complete checkpoint (rank 0 unless given) and checks
+// size and checksum at the end.
 class Reader {
 public:
-    Reader(std::shared_ptr<Catalog> cat, int64_t id);
+    Reader(std::shared_ptr<Catalog> cat, int64_t id, int64_t rank = 0);
     size_t read(void *buf, size_t cap);  // 0 at the end, after the check passed
 
 private:

@@ -151,9 +151,10 @@ struct Child {
     FILE *out = nullptr;
     int status = -1;
 
-    Child(const std::vector<std::string> &args) {
-        const char *helper = std::getenv("CKPTDB_CRASH_HELPER");
-        if (!helper) throw std::runtime_error("CKPTDB_CRASH_HELPER is not set (run through meson test)");
+    // Runs the helper binary named by the environment variable helper_var.
+    Child(const std::vector<std::string> &args, const char *helper_var = "CKPTDB_CRASH_HELPER") {
+        const char *helper = std::getenv(helper_var);
+        if (!helper) throw std::runtime_error(std::string(helper_var) + " is not set (run through meson test)");
         int fds[2];
         if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
         posix_spawn_file_actions_t fa;

@@ -61,8 +61,8 @@ TEST_CASE("killed mid-write: the next open aborts the save, removes its temp fil
           std::string::npos);
 }
 
-TEST_CASE("killed at each point before the rename: aborted, no temp file left, no final file appears") {
-    for (const char *point : {"begun", "created", "synced", "sealed"}) {
+TEST_CASE("killed at each point before the seal: aborted, no temp file left, no final file appears") {
+    for (const char *point : {"begun", "created", "synced"}) {
         CAPTURE(point);
         t::TempDir d;
         auto good = good_checkpoint(d);
@@ -73,6 +73,40 @@ TEST_CASE("killed at each point before the rename: aborted, no temp file left, n
         CHECK_FALSE(t::exists(d / "epoch_002.pt"));
         CHECK(c.latest()->id == good.id);
     }
+}
+
+TEST_CASE("killed after the seal, before the rename: recovery finishes the rename and adopts the file") {
+    t::TempDir d;
+    good_checkpoint(d);
+    kill_save_at(d, "sealed", 3 << 20);
+    int64_t id = newest_id(d);
+    CHECK(t::temp_files(d.path).size() == 1);
+    CHECK_FALSE(t::exists(d / "epoch_002.pt"));
+    ckptdb::catalog c(d.path);
+    CHECK(status_of(d, id) == "complete");
+    CHECK(t::temp_files(d.path).empty());
+    auto l = c.latest();
+    REQUIRE(l.has_value());
+    CHECK(l->id == id);
+    CHECK(t::read_file(l->path) == t::pattern(3 << 20));
+    CHECK(t::query1(t::catalog_path(d), "SELECT detail FROM events WHERE event = 'recovered'").find("commit was finished") !=
+          std::string::npos);
+}
+
+TEST_CASE("killed after the seal with the temp file torn afterwards: aborted, nothing adopted") {
+    t::TempDir d;
+    auto good = good_checkpoint(d);
+    kill_save_at(d, "sealed", 1 << 20);
+    auto temps = t::temp_files(d.path);
+    REQUIRE(temps.size() == 1);
+    std::string tp = d / *temps.begin();
+    std::string b = t::read_file(tp);
+    t::write_file(tp, b.substr(0, b.size() / 2));
+    ckptdb::catalog c(d.path);
+    CHECK(status_of(d, newest_id(d)) == "aborted");
+    CHECK(t::temp_files(d.path).empty());
+    CHECK_FALSE(t::exists(d / "epoch_002.pt"));
+    CHECK(c.latest()->id == good.id);
 }
 
 TEST_CASE("killed between rename and commit: the whole final file is adopted as complete") {

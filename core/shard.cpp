@@ -1,0 +1,264 @@
+#include "shard.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <set>
+
+#include "ckptdb.h"
+#include "error.hpp"
+#include "hooks.hpp"
+#include "names.hpp"
+#include "writer.hpp"
+
+namespace ckptdb {
+
+namespace {
+
+int flock_retry(int fd, int op) {
+    int rc;
+    do {
+        rc = ::flock(fd, op);
+    } while (rc != 0 && errno == EINTR);
+    return rc == 0 ? 0 : errno;
+}
+
+// Creates name exclusively and holds an exclusive flock on it. Where the
+// file system has O_TMPFILE the file is locked before it gets its name, so
+// no other process ever sees it unlocked.
+UniqueFd create_locked_temp(const Dir &dir, const std::string &name) {
+    int fd;
+    do {
+        fd = ::openat(dir.fd.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd >= 0) {
+        UniqueFd f(fd);
+        if (int err = flock_retry(fd, LOCK_EX)) fail_os("cannot lock", dir.join(name), err);
+        std::string proc = "/proc/self/fd/" + std::to_string(fd);
+        if (::linkat(AT_FDCWD, proc.c_str(), dir.fd.get(), name.c_str(), AT_SYMLINK_FOLLOW) == 0) return f;
+        if (errno == EEXIST) fail_os("cannot create", dir.join(name), errno);
+        // No /proc, or linkat refused: fall back to a plain exclusive create.
+    } else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT) {
+        fail_os("cannot create a temp file in", dir.path, errno);
+    }
+    UniqueFd f = create_exclusive(dir, name);
+    if (int err = flock_retry(f.get(), LOCK_EX)) {
+        unlink_name(dir, name);
+        fail_os("cannot lock", dir.join(name), err);
+    }
+    return f;
+}
+
+bool is_hex32(const std::string &s) {
+    if (s.size() != 32) return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+}  // namespace
+
+bool temp_in_use(const Dir &dir, const std::string &name) {
+    int err = 0;
+    UniqueFd f = open_read(dir, name, err);
+    if (!f) return false;
+    return flock_retry(f.get(), LOCK_SH | LOCK_NB) == EWOULDBLOCK;
+}
+
+std::unique_ptr<Shard> Shard::begin(const std::string &dir, const std::string &name) {
+    check_name(name);
+    std::unique_ptr<Shard> s(new Shard());
+    s->dir_ = open_dir(dir, false);
+    s->info_.name = name;
+    s->info_.temp_name = random_temp_name();
+    s->fd_ = create_locked_temp(s->dir_, s->info_.temp_name);
+    hook("shard_created");
+    return s;
+}
+
+Shard::~Shard() {
+    if (!fd_ && state_ != State::finished) return;
+    // The temp name still being ours means no commit took the file.
+    struct stat by_name, by_fd;
+    if (fd_ && ::fstat(fd_.get(), &by_fd) == 0 &&
+        ::fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) == 0 &&
+        by_name.st_ino == by_fd.st_ino && by_name.st_dev == by_fd.st_dev)
+        unlink_name(dir_, info_.temp_name);
+    fd_.reset();  // drops the lock
+}
+
+void Shard::fail_with(const Error &e) {
+    err_code_ = e.code();
+    err_msg_ = e.what();
+    state_ = State::failed;
+    unlink_name(dir_, info_.temp_name);
+    fd_.reset();
+}
+
+void Shard::write(const void *data, size_t len) {
+    if (state_ == State::failed) throw Error(err_code_, err_msg_);
+    if (state_ == State::finished) fail(CKPTDB_EMISUSE, "cannot write: the shard was already finished");
+    if (state_ == State::external) fail(CKPTDB_EMISUSE, "cannot mix ckptdb_shard_write with writes through its fd");
+    if (len == 0) return;
+    std::string path = dir_.join(info_.temp_name);
+    try {
+        write_all(fd_.get(), data, len, path);
+        start_writeback(fd_.get(), size_ + static_cast<int64_t>(len), flushed_, path);
+    } catch (const Error &e) {
+        fail_with(e);
+        throw;
+    }
+    hash_.update(data, len);
+    size_ += static_cast<int64_t>(len);
+}
+
+int Shard::fd() {
+    if (state_ == State::failed) throw Error(err_code_, err_msg_);
+    if (state_ == State::finished) fail(CKPTDB_EMISUSE, "cannot hand out the fd: the shard was already finished");
+    if (state_ == State::streaming && size_ > 0)
+        fail(CKPTDB_EMISUSE, "cannot hand out the fd after bytes were streamed into the shard");
+    state_ = State::external;
+    return fd_.get();
+}
+
+const ShardFile &Shard::finish() {
+    if (state_ == State::failed) throw Error(err_code_, err_msg_);
+    if (state_ == State::finished) return info_;
+    std::string path = dir_.join(info_.temp_name);
+    try {
+        struct stat by_name, by_fd;
+        if (::fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0)
+            fail_os("the shard's temp file vanished:", path, errno);
+        if (::fstat(fd_.get(), &by_fd) != 0) fail_os("cannot stat", path, errno);
+        if (by_fd.st_ino != by_name.st_ino || by_fd.st_dev != by_name.st_dev)
+            fail(CKPTDB_EIO, "the shard's temp file '" + path + "' was replaced by another file");
+        if (state_ == State::external) size_ = hash_fd(fd_.get(), hash_, path);
+        sync_fd(fd_.get(), path);
+    } catch (const Error &e) {
+        fail_with(e);
+        throw;
+    }
+    info_.size = size_;
+    info_.checksum = hash_.hex();
+    state_ = State::finished;
+    hook("shard_synced");
+    return info_;
+}
+
+Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind, int64_t epoch, int64_t step,
+                    const std::optional<std::string> &metadata, const std::vector<ShardFile> &files) {
+    // Everything is checked before anything changes.
+    if (cat->readonly()) fail(CKPTDB_EREADONLY, "cannot save: the catalog was opened read-only");
+    check_kind(kind);
+    if (epoch < 0) fail(CKPTDB_EINVAL, "epoch must be >= 0, got " + std::to_string(epoch));
+    if (step < 0) fail(CKPTDB_EINVAL, "step must be >= 0, got " + std::to_string(step));
+    if (files.empty()) fail(CKPTDB_EINVAL, "a sharded save needs at least one file");
+    const Dir &dir = cat->dir();
+    std::set<std::string> names, temps;
+    int64_t total = 0;
+    for (size_t r = 0; r < files.size(); r++) {
+        const ShardFile &f = files[r];
+        std::string who = "shard of rank " + std::to_string(r);
+        check_name(f.name);
+        if (cat->reserved_name(f.name)) fail(CKPTDB_EINVAL, who + ": '" + f.name + "' is the catalog's own file");
+        if (!names.insert(f.name).second) fail(CKPTDB_EINVAL, who + ": name '" + f.name + "' is used by two ranks");
+        if (!is_exact_temp_name(f.temp_name))
+            fail(CKPTDB_EINVAL, who + ": '" + f.temp_name + "' is not a temp file name of this library");
+        if (!temps.insert(f.temp_name).second)
+            fail(CKPTDB_EINVAL, who + ": temp file '" + f.temp_name + "' is given by two ranks");
+        if (f.size < 0) fail(CKPTDB_EINVAL, who + ": size must be >= 0, got " + std::to_string(f.size));
+        if (!is_hex32(f.checksum))
+            fail(CKPTDB_EINVAL, who + ": checksum must be 32 lower-case hex digits, got '" + f.checksum + "'");
+        struct stat st;
+        if (::fstatat(dir.fd.get(), f.temp_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+            fail_os(who + ": cannot find its temp file", dir.join(f.temp_name), errno);
+        if (!S_ISREG(st.st_mode)) fail(CKPTDB_EINVAL, who + ": '" + dir.join(f.temp_name) + "' is not a regular file");
+        if (st.st_size != f.size)
+            fail(CKPTDB_EINVAL, who + ": '" + dir.join(f.temp_name) + "' has " + std::to_string(st.st_size) +
+                                    " bytes, the shard reported " + std::to_string(f.size));
+        total += f.size;
+    }
+    std::string meta = normalized_metadata(metadata);
+    cat->make_room(kind);
+
+    int64_t id = 0;
+    cat->write([&](Db &db) {
+        for (const ShardFile &f : files) {
+            Db::Query q(db, sql::Stmt::name_taken);
+            q.bind(1, f.name);
+            if (q.step())
+                fail(CKPTDB_EEXISTS, "checkpoint name '" + f.name + "' is already used by a live checkpoint in '" +
+                                         dir.path + "'");
+            if (name_exists(dir, f.name))
+                fail(CKPTDB_EEXISTS, "a file named '" + f.name + "' already exists in '" + dir.path +
+                                         "' and the catalog does not own it");
+        }
+        int64_t run = cat->run_id_in_tx(db);
+        Db::Query(db, sql::Stmt::checkpoint_insert)
+            .bind(1, files[0].name).bind(2, kind).bind(3, epoch).bind(4, step).bind(5, run).bind(6, meta)
+            .run();
+        id = db.last_insert_rowid();
+        // Every file is already fsynced: the rows are sealed at once.
+        for (size_t r = 0; r < files.size(); r++) {
+            const ShardFile &f = files[r];
+            int64_t rank = static_cast<int64_t>(r);
+            Db::Query(db, sql::Stmt::file_insert).bind(1, id).bind(2, rank).bind(3, f.name).bind(4, f.temp_name).run();
+            Db::Query(db, sql::Stmt::file_seal).bind(1, id).bind(2, rank).bind(3, f.size).bind(4, f.checksum).run();
+        }
+        Db::Query seal(db, sql::Stmt::checkpoint_seal);
+        seal.bind(1, id).bind(2, total);
+        if (files.size() == 1)
+            seal.bind(3, files[0].checksum);
+        else
+            seal.bind_null(3);  // several files: each has its own checksum
+        seal.run();
+        cat->log_event(db, id, "begun",
+                       kind + " epoch " + std::to_string(epoch) + " step " + std::to_string(step) + ", " +
+                           std::to_string(files.size()) + " shard file(s), " + std::to_string(total) + " bytes");
+    });
+    hook("sealed");
+
+    size_t renamed = 0;
+    std::vector<int64_t> marked;
+    try {
+        for (const ShardFile &f : files) {
+            rename_noreplace(dir, f.temp_name, f.name);
+            renamed++;
+            hook("renamed");
+        }
+        sync_dir(dir);
+        cat->directory_synced();
+        hook("dir_synced");
+        cat->write([&](Db &db) {
+            Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, id).run();
+            if (db.changes() != 1) fail(CKPTDB_EDB, "checkpoint " + std::to_string(id) + " is no longer being written");
+            Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id).run();
+            cat->log_event(db, id, "committed",
+                           std::to_string(total) + " bytes in " + std::to_string(files.size()) + " file(s)");
+            marked = cat->rotate_in_tx(db);
+        });
+    } catch (const Error &e) {
+        // The files this commit renamed are removed; the temp files it did
+        // not take stay with their shards, which remove them when freed.
+        for (size_t r = 0; r < renamed; r++) unlink_name(dir, files[r].name);
+        try {
+            cat->write([&](Db &db) {
+                Db::Query(db, sql::Stmt::checkpoint_abort).bind(1, id).run();
+                if (db.changes() == 0) return;
+                Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id).run();
+                cat->log_event(db, id, "aborted", e.what());
+            });
+        } catch (...) {
+            // Left "writing": recovery resolves it once this process is gone.
+        }
+        throw;
+    }
+    hook("committed");
+    cat->after_commit(kind, marked);
+    return cat->entry(id);
+}
+
+}  // namespace ckptdb

@@ -1,0 +1,70 @@
+// Sharded saves: one file per rank, one checkpoint (DESIGN.md, "Several
+// ranks, several hosts").
+//
+// Every rank writes its file with a Shard, which never opens the catalog: a
+// temp file in the checkpoint directory, hashed while written, fsynced, and
+// held under an exclusive flock for as long as the Shard lives, so that
+// recovery in another process never takes it for an orphan. Rank 0 gathers
+// each rank's (name, temp name, size, checksum) and calls commit_shards,
+// which records all files in one transaction, renames every temp file to its
+// final name, fsyncs the directory and marks the checkpoint complete. Until
+// that commit the checkpoint does not exist; after it, it is complete with
+// every file. A crash in between is resolved by recovery: once every file is
+// sealed the commit is rolled forward, otherwise the checkpoint is aborted.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "catalog.hpp"
+#include "error.hpp"
+#include "fsio.hpp"
+#include "hash.hpp"
+
+namespace ckptdb {
+
+struct ShardFile {
+    std::string name;       // final name in the directory
+    std::string temp_name;  // the fsynced temp file holding the bytes
+    int64_t size = -1;
+    std::string checksum;   // XXH3-128, 32 lower-case hex digits
+};
+
+class Shard {
+public:
+    // dir must exist; name is validated like a checkpoint name.
+    static std::unique_ptr<Shard> begin(const std::string &dir, const std::string &name);
+    // Removes the temp file unless a commit renamed it away.
+    ~Shard();
+
+    void write(const void *data, size_t len);
+    int fd();  // the caller writes through it instead; finish() hashes the file
+    const ShardFile &finish();
+
+private:
+    enum class State { streaming, external, finished, failed };
+    Shard() = default;
+    void fail_with(const Error &e);
+
+    Dir dir_;
+    State state_ = State::streaming;
+    ShardFile info_;
+    UniqueFd fd_;
+    Hasher hash_;
+    int64_t size_ = 0, flushed_ = 0;
+    int err_code_ = 0;
+    std::string err_msg_;
+};
+
+// Commits the files (files[i] is rank i) as one checkpoint. Bad input and
+// name conflicts fail before anything changes on disk.
+Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind, int64_t epoch, int64_t step,
+                    const std::optional<std::string> &metadata, const std::vector<ShardFile> &files);
+
+// A temp file that a live Shard holds locked (then it is not an orphan).
+bool temp_in_use(const Dir &dir, const std::string &name);
+
+}  // namespace ckptdb
