@@ -68,6 +68,12 @@ static int layout(void) {
     F(ckptdb_trigger_options, every_steps); F(ckptdb_trigger_options, every_seconds);
     F(ckptdb_trigger_options, watch_signals); F(ckptdb_trigger_options, clock);
     F(ckptdb_trigger_options, clock_payload);
+    S(ckptdb_shard_info);
+    F(ckptdb_shard_info, struct_size); F(ckptdb_shard_info, name); F(ckptdb_shard_info, temp_name);
+    F(ckptdb_shard_info, size); F(ckptdb_shard_info, checksum);
+    S(ckptdb_shard_file);
+    F(ckptdb_shard_file, name); F(ckptdb_shard_file, temp_name); F(ckptdb_shard_file, size);
+    F(ckptdb_shard_file, checksum);
     printf("OPEN_OPTIONS_VERSION %d\nSAVE_OPTIONS_VERSION %d\nFILTER_VERSION %d\nRETENTION_VERSION %d\n"
            "TRIGGER_OPTIONS_VERSION %d\n",
            CKPTDB_OPEN_OPTIONS_VERSION, CKPTDB_SAVE_OPTIONS_VERSION, CKPTDB_FILTER_VERSION,

@@ -107,3 +107,66 @@ def test_ddp_rank0_saves_all_ranks_resume_alike_and_a_kill_mid_save_loses_only_t
     b = torch.load(os.path.join(d, "step_000020.pt"))
     assert a.keys() == b.keys() and "rng_per_rank" in a
     assert deep_equal(a, b)
+
+SHARD_ARGS = ["--epochs", "2", "--steps-per-epoch", "10", "--save-every-epochs", "0", "--save-every-steps", "5",
+              "--width", "64", "--sharded"]
+
+
+def shard_rows(d):
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        return [(e.step, e.status, e.file_count) for e in cat.entries()]
+
+
+def test_sharded_two_ranks_a_rank_killed_mid_save_and_a_bit_identical_restart(tmp_path):
+    rc, out, err = torchrun(2, TRAIN, tmp_path / "ref", SHARD_ARGS)
+    assert rc == 0, err[-3000:]
+    want = digest(out)
+    with ckptdb.Catalog(tmp_path / "ref", readonly=True) as cat:
+        e = cat.latest()
+        files = cat.files(e.id)
+        assert [(f.rank, f.name) for f in files] == [(0, "step_000020.rank0-of-2.pt"), (1, "step_000020.rank1-of-2.pt")]
+        assert e.size == sum(f.size for f in files) and e.file_count == 2
+
+    d = tmp_path / "ck"
+    rc, out, err = torchrun(2, TRAIN, d, SHARD_ARGS, die="1:3")  # rank 1 dies inside its 3rd save (step 15)
+    assert rc != 0
+    latest, rows = consistent_after_recovery(d)
+    assert [(e.step, e.status, e.file_count) for e in rows if e.status == "complete"] == [(5, "complete", 2),
+                                                                                         (10, "complete", 2)]
+    assert latest.step == 10
+    assert not [n for n in os.listdir(d) if "step_000015" in n]  # no shard of the killed save remains
+
+    rc, out, err = torchrun(2, TRAIN, d, SHARD_ARGS)
+    assert rc == 0, err[-3000:]
+    [(ep, sp, _)] = {(a, b, "") for a, b, _ in resumes(out, 2)}
+    assert int(sp) == 10
+    assert digest(out) == want
+
+
+def test_sharded_four_ranks_resume_falls_back_as_a_whole_past_a_corrupt_shard(tmp_path):
+    d = tmp_path / "ck"
+    rc, out, err = torchrun(4, TRAIN, d, SHARD_ARGS, die="0:4")  # rank 0 dies inside its 4th save (step 20)
+    assert rc != 0
+    latest, rows = consistent_after_recovery(d)
+    assert [(e.step, e.file_count) for e in rows if e.status == "complete"] == [(5, 4), (10, 4), (15, 4)]
+    assert latest.step == 15
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        victim = [f for f in cat.files(latest.id) if f.rank == 3][0]
+    with open(victim.path, "r+b") as f:  # one byte of rank 3's file of the newest checkpoint
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+    rc, out, err = torchrun(4, TRAIN, d, SHARD_ARGS)
+    assert rc == 0, err[-3000:]
+    got = resumes(out, 4)
+    assert {(a, b) for a, b, _ in got} == {("0", "10")}  # every rank, from the same older checkpoint
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        # found corrupt at the resume, then pruned by the next commit's rotation (rule "corrupt")
+        assert cat.get(latest.id).status == "pruned"
+        assert [ev["event"] for ev in cat.events(latest.id)][-2:] == ["corrupt", "pruned"]
+        assert not [n for n in os.listdir(d) if n.startswith("step_000015.")]
+        assert cat.latest().step == 20 and cat.latest().file_count == 4
+        [ten] = [e for e in cat.entries(status="complete") if e.step == 10]
+        assert cat.runs()[-1]["resumed_from"] == ten.id
