@@ -6,6 +6,7 @@ point, and a restart finishes bit-identical to an uninterrupted run."""
 
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -21,6 +22,12 @@ DDP_ARGS = ["--epochs", "3", "--steps-per-epoch", "10", "--save-every-epochs", "
             "--width", "64"]
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def torchrun(nproc, script, d, args, die=None, term=None):
     env = dict(os.environ)
     env.pop("CKPTDB_TEST_DIE", None)
@@ -32,7 +39,10 @@ def torchrun(nproc, script, d, args, die=None, term=None):
     # --redirects/--tee 1: the workers' stdout is copied to ours, each line
     # prefixed with "[defaultN]:" (the value 0 does not parse on Python 3.11).
     logs = os.path.join(str(d) + "-logs")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+    # Not --standalone: it always listens on port 29400, so two launches at
+    # once (meson runs tests side by side) would share one rendezvous.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "--nproc_per_node", str(nproc),
            "--monitor_interval", "0.2", "--redirects", "1", "--tee", "1", "--log_dir", logs,
            WORKER, script, "--dir", str(d), *args]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=150)
@@ -80,6 +90,7 @@ def test_ddp_rank0_saves_all_ranks_resume_alike_and_a_kill_mid_save_loses_only_t
     d = tmp_path / "ck"
     rc, out, err = torchrun(2, TRAIN, d, DDP_ARGS, die="0:3")  # rank 0 dies inside its 3rd save (step 15)
     assert rc != 0
+    assert "save: id=2 " in out, out + err[-3000:]
     latest, rows = consistent_after_recovery(d)
     assert [(e.step, e.status) for e in rows] == [(5, "complete"), (10, "complete"), (15, "aborted")]
     assert latest.step == 10
@@ -130,6 +141,7 @@ def test_sharded_two_ranks_a_rank_killed_mid_save_and_a_bit_identical_restart(tm
     d = tmp_path / "ck"
     rc, out, err = torchrun(2, TRAIN, d, SHARD_ARGS, die="1:3")  # rank 1 dies inside its 3rd save (step 15)
     assert rc != 0
+    assert "save: id=2 " in out, out + err[-3000:]
     latest, rows = consistent_after_recovery(d)
     assert [(e.step, e.status, e.file_count) for e in rows if e.status == "complete"] == [(5, "complete", 2),
                                                                                          (10, "complete", 2)]
@@ -147,6 +159,7 @@ def test_sharded_four_ranks_resume_falls_back_as_a_whole_past_a_corrupt_shard(tm
     d = tmp_path / "ck"
     rc, out, err = torchrun(4, TRAIN, d, SHARD_ARGS, die="0:4")  # rank 0 dies inside its 4th save (step 20)
     assert rc != 0
+    assert "save: id=3 " in out, out + err[-3000:]
     latest, rows = consistent_after_recovery(d)
     assert [(e.step, e.file_count) for e in rows if e.status == "complete"] == [(5, 4), (10, 4), (15, 4)]
     assert latest.step == 15
