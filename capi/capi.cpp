@@ -110,8 +110,9 @@ static ckptdb::OpenOptions open_options(const ckptdb_open_options *opts) {
     ckptdb::OpenOptions o;
     if (!opts) return o;
     check_version(opts->version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
-    if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY))
+    if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | CKPTDB_OPEN_REQUEUE))
         throw Error(CKPTDB_EINVAL, "unknown open flags " + std::to_string(opts->flags));
+    o.requeue = (opts->flags & CKPTDB_OPEN_REQUEUE) != 0;
     o.create = !(opts->flags & CKPTDB_OPEN_NO_CREATE);
     o.readonly = (opts->flags & CKPTDB_OPEN_READONLY) != 0;
     if (opts->catalog_name) o.catalog_name = opts->catalog_name;

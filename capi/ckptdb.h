@@ -125,12 +125,30 @@ typedef struct ckptdb_catalog ckptdb_catalog;
  * event committed, on the thread that made the call.  event is one of
  * "begun", "committed", "aborted", "corrupt", "restored", "recovered",
  * "resumed", "pruned", "pinned", "unpinned", "prune_failed", "link_failed",
- * "rebuilt", "run_ended" (later versions may add more).  checkpoint_id is 0 when none. */
+ * "rebuilt", "run_ended", "requeued", "requeue_failed" (later versions may
+ * add more).  checkpoint_id is 0 when none. */
 typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
                                 const char *detail, void *payload);
 
 #define CKPTDB_OPEN_NO_CREATE 0x1u /* fail with CKPTDB_ENOTFOUND if the directory or catalog is missing */
 #define CKPTDB_OPEN_READONLY 0x2u  /* no writes at all: no recovery, no run row, saves refused */
+/* Opt-in Slurm requeue on preemption.  When a checkpoint of kind "preempt"
+ * commits through this handle, the preemption signal received
+ * (ckptdb_preempt_requested()) is SIGUSR1 (Slurm's --signal=B:USR1@N
+ * warning) and SLURM_JOB_ID is set, the library runs
+ * `scontrol requeue <SLURM_JOB_ID>` once per process, inside
+ * ckptdb_save_commit once the checkpoint is durable and complete: through
+ * posix_spawnp (found on PATH, no shell, argv only; a SLURM_JOB_ID other
+ * than digits and '_' runs nothing), waiting for it at most 30 s.  Success logs the event "requeued" and the run ends with
+ * exit_reason "requeued" when the handle closes; failure logs
+ * "requeue_failed" with scontrol's exit status and the first line of its
+ * stderr, and the run ends "preempted".  Either way the commit itself
+ * succeeds, the preemption flag stays set, and the trainer exits as after
+ * any preemption; Slurm then stops the job (SIGTERM, SIGKILL after KillWait)
+ * and starts it again, with SLURM_RESTART_COUNT incremented.  The event
+ * callback sees both events, so a trainer can log them.  SIGTERM or SIGINT
+ * (a time limit, scancel) never requeue: the job was meant to end. */
+#define CKPTDB_OPEN_REQUEUE 0x4u
 
 typedef struct ckptdb_open_options {
     unsigned int version;          /* CKPTDB_OPEN_OPTIONS_VERSION */
@@ -533,7 +551,7 @@ typedef struct ckptdb_run {
     int64_t pid;
     const char *started_at;
     const char *ended_at;            /* "" while running or unknown */
-    const char *exit_reason;         /* "clean", "preempted", "crashed", or "" */
+    const char *exit_reason;         /* "clean", "preempted", "requeued", "crashed", or "" */
     const char *slurm_job_id;        /* "" when not under Slurm */
     const char *slurm_array_job_id;
     const char *slurm_array_task_id;
@@ -542,7 +560,8 @@ typedef struct ckptdb_run {
     int64_t last_step;               /* furthest step known (progress or any save), -1 if none */
     int64_t last_saved_step;         /* step of its newest committed save (or of resumed_from), -1 if none */
     int64_t saves;                   /* committed saves */
-    int64_t steps_lost;              /* last_step - last_saved_step for a run that did not end clean; 0 otherwise */
+    int64_t steps_lost;              /* last_step - last_saved_step for a run that did not end clean
+                                        (preempted, requeued, crashed); 0 otherwise */
 } ckptdb_run;
 
 typedef int (*ckptdb_run_cb)(const ckptdb_run *run, void *payload);

@@ -78,9 +78,12 @@ Catalog::~Catalog() {
         return;
     }
     try {
+        // Requeued: preempted, and Slurm accepted to requeue the job.
         // Preempted: a preemption signal reached this process, or it saved a
         // preempt checkpoint; otherwise it ended by closing the catalog.
-        std::string reason = committed_preempt_ || signals::requested() != 0 ? "preempted" : "clean";
+        std::string reason = requeued_ ? "requeued"
+                             : committed_preempt_ || signals::requested() != 0 ? "preempted"
+                                                                               : "clean";
         write([&](Db &db) {
             Db::Query(db, sql::Stmt::run_end).bind(1, run_id_).bind(2, reason).run();
             log_event(db, 0, "run_ended", reason);

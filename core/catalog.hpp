@@ -43,6 +43,7 @@ struct OpenOptions {
     std::string catalog_name = "ckptdb.sqlite";
     int busy_timeout_ms = 60000;
     std::string last_link = "last.pt";  // "" for none
+    bool requeue = false;                // CKPTDB_OPEN_REQUEUE (slurm.cpp)
     std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
 };
 
@@ -161,6 +162,9 @@ public:
     // After a successful commit: unlink what the commit's rotation marked,
     // then move the last-link. Never throws.
     void after_commit(const std::string &kind, const std::vector<int64_t> &marked);
+    // After a preempt checkpoint committed: with OpenOptions::requeue, asks
+    // Slurm to requeue the job and logs how that went (slurm.cpp). Never throws.
+    void requeue_after_preempt() noexcept;
     // Points the last-link at the newest complete checkpoint. Never throws.
     void refresh_link();
     void pin(int64_t id, bool pinned);
@@ -186,6 +190,7 @@ private:
     ProcIdentity self_;
     std::optional<Retention> retention_;
     bool committed_preempt_ = false;
+    bool requeued_ = false;  // Slurm accepted the requeue: the run ends "requeued"
     int64_t run_id_ = 0;
     int64_t pending_run_id_ = 0;
     struct Pending {

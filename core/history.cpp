@@ -54,7 +54,8 @@ std::vector<RunRow> Catalog::runs() {
             r.saves = q.i64(13);
             // Steps trained after the last save of a run that did not end
             // cleanly: lost, to be trained again by the run that resumed.
-            if ((r.exit_reason == "crashed" || r.exit_reason == "preempted") && r.last_step >= 0)
+            if ((r.exit_reason == "crashed" || r.exit_reason == "preempted" || r.exit_reason == "requeued") &&
+                r.last_step >= 0)
                 r.steps_lost = std::max<int64_t>(0, r.last_step - std::max<int64_t>(0, r.last_saved_step));
             out.push_back(std::move(r));
         }

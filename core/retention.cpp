@@ -274,6 +274,7 @@ void Catalog::after_commit(const std::string &kind, const std::vector<int64_t> &
         report_failure("prune_failed", e.what());  // recovery finishes the deletion later
     }
     refresh_link();
+    if (kind == "preempt") requeue_after_preempt();
 }
 
 void Catalog::refresh_link() {

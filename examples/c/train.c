@@ -22,7 +22,12 @@
  *     other kinds ("step") all.  --keep-epoch / --keep-time change the two
  *     counts; --keep-all turns rotation off;
  *   - resuming: on start, the newest checkpoint whose bytes verify (no flag
- *     needed: a restart after a preemption or a crash just continues).
+ *     needed: a restart after a preemption or a crash just continues);
+ *   - Slurm: with --requeue the catalog is opened with CKPTDB_OPEN_REQUEUE:
+ *     after the preempt save that follows SIGUSR1 (sbatch
+ *     --signal=B:USR1@N), the library asks Slurm to requeue the job
+ *     (scontrol requeue $SLURM_JOB_ID) and the program exits as after any
+ *     preemption; the requeued job runs the same command and resumes.
  * It reports its progress at every epoch end (ckptdb_run_progress), so the
  * catalog's runs table shows how far each run got.
  *
@@ -46,7 +51,11 @@
  *   resume: none, starting fresh
  *   resume: id=I name=N epoch=E step=S bytes=B
  *   save: id=I name=N kind=K epoch=E step=S bytes=B xxh128=X
- *   stopped: signal=G epoch=E step=S kind=K     (K: the kind of the save of step S)
+ *   requeue: requeued DETAIL          (--requeue: Slurm accepted the requeue)
+ *   requeue: failed DETAIL            (--requeue: scontrol failed; DETAIL says why)
+ *   stopped: signal=G epoch=E step=S kind=K signal_to_commit_ms=T
+ *       (K: the kind of the save of step S; T: milliseconds from the arrival
+ *        of signal G to the commit of that save, 0 if it was committed first)
  *   done: epoch=E step=S
  *
  * Exit status: 0 done, or stopped by a preemption signal after its step was
@@ -60,6 +69,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +94,7 @@ struct config {
     double save_every_seconds;
     int64_t step_sleep_ms;
     int keep_all;
+    int requeue;
     int64_t keep_epoch; /* -1: the library's default */
     int64_t keep_time;  /* -1: the library's default */
 };
@@ -113,6 +124,9 @@ static void usage(FILE *f)
             "  --keep-time K             rotation: keep the newest K \"time\" checkpoints (default 3)\n"
             "  --keep-all                no rotation: keep every checkpoint\n"
             "  --step-sleep-ms N         sleep N ms per step (default 0)\n"
+            "  --requeue                 under Slurm, after the preempt save that follows\n"
+            "                            SIGUSR1, ask Slurm to requeue the job\n"
+            "                            (CKPTDB_OPEN_REQUEUE)\n"
             "  --help                    show this help\n"
             "\n"
             "A save records epoch = completed epochs and step = completed global steps.\n"
@@ -199,6 +213,7 @@ static void parse_args(struct config *cfg, int argc, char **argv)
     cfg->save_every_seconds = kDefaultTrigger.every_seconds;
     cfg->step_sleep_ms = 0;
     cfg->keep_all = 0;
+    cfg->requeue = 0;
     cfg->keep_epoch = -1;
     cfg->keep_time = -1;
 
@@ -218,6 +233,11 @@ static void parse_args(struct config *cfg, int argc, char **argv)
         if (strncmp(arg, "--keep-all", 10) == 0 && (arg[10] == '\0' || arg[10] == '=')) {
             if (arg[10] == '=') bad_usage("option '--keep-all' takes no value, not '%s'%s", arg, "");
             cfg->keep_all = 1;
+            continue;
+        }
+        if (strncmp(arg, "--requeue", 9) == 0 && (arg[9] == '\0' || arg[9] == '=')) {
+            if (arg[9] == '=') bad_usage("option '--requeue' takes no value, not '%s'%s", arg, "");
+            cfg->requeue = 1;
             continue;
         }
         eq = strchr(arg, '=');
@@ -266,6 +286,28 @@ static void parse_args(struct config *cfg, int argc, char **argv)
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                    */
 /* ------------------------------------------------------------------------ */
+
+/* When the first preemption signal arrived and when the newest save was
+ * committed (CLOCK_REALTIME), for the "signal_to_commit_ms" figure.  The
+ * handler below runs chained after the library's (which sets the flag) and
+ * only reads the clock (async-signal-safe); the loop reads g_signal_at once
+ * ckptdb_preempt_requested() is set. */
+static struct timespec g_signal_at;
+static volatile sig_atomic_t g_signal_seen = 0;
+static struct timespec g_commit_at;
+
+static void note_signal(int signo)
+{
+    (void)signo;
+    if (g_signal_seen) return;
+    (void)clock_gettime(CLOCK_REALTIME, &g_signal_at);
+    g_signal_seen = 1;
+}
+
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
 
 static ckptdb_catalog *g_db = NULL;
 static ckptdb_save *g_save = NULL;
@@ -419,6 +461,7 @@ static void save(ckptdb_catalog *db, const struct config *cfg, const char *kind,
         left -= (int64_t)n;
     }
     check(ckptdb_save_commit(g_save, &e));
+    (void)clock_gettime(CLOCK_REALTIME, &g_commit_at);
     printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64
            " xxh128=%s\n",
            e.id, e.name, e.kind, e.epoch, e.step, e.size, e.checksum);
@@ -518,6 +561,20 @@ static void sleep_ms(int64_t ms)
     (void)nanosleep(&ts, NULL);
 }
 
+/* The library's events that a log reader wants: the requeue's outcome. */
+static void on_event(const char *event, int64_t checkpoint_id, const char *detail, void *payload)
+{
+    (void)checkpoint_id;
+    (void)payload;
+    if (strcmp(event, "requeued") == 0)
+        printf("requeue: requeued %s\n", detail);
+    else if (strcmp(event, "requeue_failed") == 0)
+        printf("requeue: failed %s\n", detail);
+    else
+        return;
+    fflush(stdout);
+}
+
 /* Rotation: the library's default policy, with the keep-last counts of
  * "epoch" and "time" replaced when --keep-epoch / --keep-time are given. */
 static void set_rotation(ckptdb_catalog *db, const struct config *cfg)
@@ -546,6 +603,10 @@ int main(int argc, char **argv)
 {
     struct config cfg;
     ckptdb_trigger_options topts = CKPTDB_TRIGGER_OPTIONS_INIT;
+    ckptdb_open_options oopts = CKPTDB_OPEN_OPTIONS_INIT;
+    struct sigaction sa;
+    static const int kSignals[] = {SIGTERM, SIGINT, SIGUSR1};
+    size_t i;
     ckptdb_entry latest = CKPTDB_ENTRY_INIT;
     unsigned char *buf, *xbuf;
     int64_t epoch = 0, gstep = 0, in_epoch;
@@ -560,15 +621,27 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* SIGTERM, SIGINT, SIGUSR1: the handler only records the signal. */
-    check(ckptdb_signals_install(NULL, 0, 0));
+    /* SIGTERM, SIGINT, SIGUSR1: the library's handler records the signal,
+     * then calls note_signal (chain), which records when it came. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_signal;
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < sizeof kSignals / sizeof kSignals[0]; i++) {
+        if (sigaction(kSignals[i], &sa, NULL) != 0) {
+            fprintf(stderr, "error: sigaction(%d): %s\n", kSignals[i], strerror(errno));
+            return 1;
+        }
+    }
+    check(ckptdb_signals_install(kSignals, sizeof kSignals / sizeof kSignals[0], 1));
 
     topts.every_epochs = cfg.save_every_epochs;
     topts.every_steps = cfg.save_every_steps;
     topts.every_seconds = cfg.save_every_seconds;
     check(ckptdb_trigger_new(&g_trigger, &topts));
 
-    check(ckptdb_open(&g_db, cfg.dir, NULL));
+    oopts.on_event = on_event;
+    if (cfg.requeue) oopts.flags |= CKPTDB_OPEN_REQUEUE;
+    check(ckptdb_open(&g_db, cfg.dir, &oopts));
     set_rotation(g_db, &cfg);
 
     rc = ckptdb_latest(&latest, g_db, NULL, CKPTDB_VERIFY_FULL);
@@ -604,6 +677,7 @@ int main(int argc, char **argv)
 
         if (ckptdb_trigger_should_stop(g_trigger)) {
             int sig = ckptdb_preempt_requested();
+            double to_commit = 0.0;
             /* The signal may have come after the check above: the step must
              * still be saved before the process goes. */
             if (kind == NULL) {
@@ -612,7 +686,10 @@ int main(int argc, char **argv)
                 check(ckptdb_trigger_saved(g_trigger, gstep));
             }
             if (!epoch_end) check(ckptdb_run_progress(g_db, epoch, gstep));
-            printf("stopped: signal=%d epoch=%" PRId64 " step=%" PRId64 " kind=%s\n", sig, epoch, gstep, kind);
+            if (g_signal_seen) to_commit = ms_between(&g_signal_at, &g_commit_at);
+            if (to_commit < 0.0) to_commit = 0.0;
+            printf("stopped: signal=%d epoch=%" PRId64 " step=%" PRId64 " kind=%s signal_to_commit_ms=%.1f\n", sig,
+                   epoch, gstep, kind, to_commit);
             fflush(stdout);
             cleanup();
             free(buf);

@@ -1,7 +1,7 @@
 -- Answers: what did one run (one process that opened the catalog to save)
 -- do? Three result sets:
 --   1. the run's row: host, pid, Slurm job, start and end, exit_reason
---      (clean, preempted, crashed; empty while it is open or its end is
+--      (clean, preempted, requeued, crashed; empty while it is open or its end is
 --      unknown), the checkpoint it resumed from, the progress it reported,
 --      and how many saves it committed / had aborted / left writing;
 --   2. every checkpoint it saved (any status), oldest first;

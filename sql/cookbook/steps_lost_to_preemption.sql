@@ -1,9 +1,9 @@
 -- Answers: how many training steps did each preemption or crash throw away?
 --
--- For every run that did not end cleanly -- exit_reason 'preempted' or
--- 'crashed', or no exit_reason at all (still open, or on another host whose
--- liveness cannot be judged from here) while a later run exists -- the
--- steps lost are the steps it trained after its last save:
+-- For every run that did not end cleanly -- exit_reason 'preempted',
+-- 'requeued' or 'crashed', or no exit_reason at all (still open, or on
+-- another host whose liveness cannot be judged from here) while a later run
+-- exists -- the steps lost are the steps it trained after its last save:
 --   reached_step  the furthest step the run is known to have reached: the
 --                 largest of runs.last_step (ckptdb_run_progress), the step
 --                 of each of its checkpoints in any status (a save that was
