@@ -42,6 +42,8 @@ def test_every_struct_matches_the_c_header_in_size_offsets_and_version():
     assert checked > 90
     for v in ("OPEN_OPTIONS", "SAVE_OPTIONS", "FILTER", "RETENTION", "TRIGGER_OPTIONS"):
         assert int(c[v + "_VERSION"]) == getattr(_lib, v + "_VERSION"), v
+    for v in ("OPEN_NO_CREATE", "OPEN_READONLY", "OPEN_REQUEUE"):
+        assert int(c[v]) == getattr(_lib, v), v
 
 
 def test_library_loads_by_soname_and_says_how_to_fix_a_missing_one(tmp_path):
@@ -254,10 +256,7 @@ def test_requeue_flag_is_passed_to_open(tmp_path, monkeypatch):
             return real.ckptdb_open(out, d, opts)
 
     monkeypatch.setattr(ckptdb.catalog, "lib", Spy())
-    try:
-        ckptdb.Catalog(tmp_path / "ck", requeue_on_preempt=True).close()
-    except ckptdb.InvalidArgument as e:  # a library older than the flag names it
-        assert "flags" in str(e)
+    ckptdb.Catalog(tmp_path / "ck", requeue_on_preempt=True).close()
     ckptdb.Catalog(tmp_path / "ck2", readonly=False, create=True).close()
     assert seen == [_lib.OPEN_REQUEUE, 0]
 
