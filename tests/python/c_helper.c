@@ -68,6 +68,9 @@ static int layout(void) {
     F(ckptdb_trigger_options, every_steps); F(ckptdb_trigger_options, every_seconds);
     F(ckptdb_trigger_options, watch_signals); F(ckptdb_trigger_options, clock);
     F(ckptdb_trigger_options, clock_payload);
+    S(ckptdb_sync_options);
+    F(ckptdb_sync_options, version); F(ckptdb_sync_options, delete_pruned); F(ckptdb_sync_options, progress);
+    F(ckptdb_sync_options, progress_payload); F(ckptdb_sync_options, on_item); F(ckptdb_sync_options, item_payload);
     S(ckptdb_shard_info);
     F(ckptdb_shard_info, struct_size); F(ckptdb_shard_info, name); F(ckptdb_shard_info, temp_name);
     F(ckptdb_shard_info, size); F(ckptdb_shard_info, checksum);
@@ -75,9 +78,9 @@ static int layout(void) {
     F(ckptdb_shard_file, name); F(ckptdb_shard_file, temp_name); F(ckptdb_shard_file, size);
     F(ckptdb_shard_file, checksum);
     printf("OPEN_OPTIONS_VERSION %d\nSAVE_OPTIONS_VERSION %d\nFILTER_VERSION %d\nRETENTION_VERSION %d\n"
-           "TRIGGER_OPTIONS_VERSION %d\n",
+           "TRIGGER_OPTIONS_VERSION %d\nSYNC_OPTIONS_VERSION %d\n",
            CKPTDB_OPEN_OPTIONS_VERSION, CKPTDB_SAVE_OPTIONS_VERSION, CKPTDB_FILTER_VERSION,
-           CKPTDB_RETENTION_VERSION, CKPTDB_TRIGGER_OPTIONS_VERSION);
+           CKPTDB_RETENTION_VERSION, CKPTDB_TRIGGER_OPTIONS_VERSION, CKPTDB_SYNC_OPTIONS_VERSION);
     printf("OPEN_NO_CREATE %u\nOPEN_READONLY %u\nOPEN_REQUEUE %u\n", CKPTDB_OPEN_NO_CREATE, CKPTDB_OPEN_READONLY,
            CKPTDB_OPEN_REQUEUE);
     return 0;

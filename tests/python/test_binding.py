@@ -40,7 +40,7 @@ def test_every_struct_matches_the_c_header_in_size_offsets_and_version():
         assert c_fields == {f for f, _ in py._fields_}, cname
     assert _lib.HAS_SHARDS and "ckptdb_shard_info" in _lib.STRUCTS
     assert checked > 90
-    for v in ("OPEN_OPTIONS", "SAVE_OPTIONS", "FILTER", "RETENTION", "TRIGGER_OPTIONS"):
+    for v in ("OPEN_OPTIONS", "SAVE_OPTIONS", "FILTER", "RETENTION", "TRIGGER_OPTIONS", "SYNC_OPTIONS"):
         assert int(c[v + "_VERSION"]) == getattr(_lib, v + "_VERSION"), v
     for v in ("OPEN_NO_CREATE", "OPEN_READONLY", "OPEN_REQUEUE"):
         assert int(c[v]) == getattr(_lib, v), v
@@ -368,3 +368,31 @@ def test_python_saves_look_like_c_saves_in_the_c_api_and_sqlite3(tmp_path):
         latest = subprocess.run(["sqlite3", str(d / "ckptdb.sqlite"), "SELECT name FROM latest_complete;"],
                                 check=True, capture_output=True, text=True).stdout.split()
         assert latest == ["step_000301.pt"]
+
+
+# ---------------------------------------------------------------------------
+# Whole directories: progress, sync, rebuild
+# ---------------------------------------------------------------------------
+
+def test_verify_progress_sync_and_rebuild(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    with ckptdb.Catalog(src) as cat:
+        a = cat.save_bytes(os.urandom(3 << 20), kind="epoch", epoch=1, step=1)
+        b = cat.save_bytes(os.urandom(1000), kind="epoch", epoch=2, step=2)
+        seen = []
+        assert cat.verify(a.id, progress=lambda done, total: seen.append((done, total))) is True
+        assert seen and seen[-1] == (a.size, a.size)
+    got = []
+    copied, nbytes, items = ckptdb.sync(src, dst, progress=lambda d, t: got.append(d))
+    assert (copied, nbytes) == (2, a.size + b.size)
+    assert sorted(i["kind"] for i in items) == ["copied", "copied"] and got[-1] == nbytes
+    with ckptdb.Catalog(dst) as cat:
+        assert cat.latest().checksum == b.checksum
+    with pytest.raises(ckptdb.InvalidArgument):
+        ckptdb.sync(src, src / "inside")
+    os.unlink(dst / "ckptdb.sqlite")
+    items = ckptdb.rebuild(dst)
+    assert sorted(i["name"] for i in items if i["kind"] == "rebuilt") == ["epoch_001.pt", "epoch_002.pt"]
+    with ckptdb.Catalog(dst) as cat:
+        assert [e.name for e in cat.entries(status="complete")] == ["epoch_001.pt", "epoch_002.pt"]
+        assert cat.get("epoch_002.pt").checksum == b.checksum

@@ -13,7 +13,7 @@ this package itself needs only the standard library).
 """
 
 from . import _lib  # noqa: F401  (ckptdb._lib: the raw ctypes layer)
-from .catalog import Catalog, Checkpoint, FileInfo, PruneItem, Retention, Save, version
+from .catalog import Catalog, Checkpoint, FileInfo, PruneItem, Retention, Save, rebuild, sync, version
 from .errors import (Busy, Corrupt, DatabaseError, Error, Exists, InvalidArgument, IOFailure, Misuse, NoMemory,
                      NoSpace, NotCatalog, NotFound, Permission, ReadOnly, VersionMismatch)
 from .signals import (clear_preempt, install_signals, preempt_requested, request_preempt, restore_signals,
@@ -21,7 +21,7 @@ from .signals import (clear_preempt, install_signals, preempt_requested, request
 
 __version__ = "0.1.0"
 
-__all__ = ["Catalog", "Checkpoint", "FileInfo", "PruneItem", "Retention", "Save", "Trigger", "version",
+__all__ = ["Catalog", "Checkpoint", "FileInfo", "PruneItem", "Retention", "Save", "Trigger", "version", "rebuild", "sync",
            "install_signals", "restore_signals", "preempt_requested", "request_preempt", "clear_preempt",
            "Error", "Misuse", "InvalidArgument", "NotFound", "Exists", "IOFailure", "NoSpace", "Corrupt", "Busy",
            "VersionMismatch", "NotCatalog", "Permission", "ReadOnly", "NoMemory", "DatabaseError"]

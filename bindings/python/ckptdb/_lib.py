@@ -48,6 +48,7 @@ SAVE_OPTIONS_VERSION = 1
 FILTER_VERSION = 1
 RETENTION_VERSION = 1
 TRIGGER_OPTIONS_VERSION = 1
+SYNC_OPTIONS_VERSION = 1
 
 
 def _load():
@@ -165,13 +166,21 @@ class ShardFile(Structure):
     _fields_ = [("name", c_char_p), ("temp_name", c_char_p), ("size", c_int64), ("checksum", c_char_p)]
 
 
+FSCK_CB_ = CFUNCTYPE(c_int, POINTER(FsckItem), c_void_p)
+
+
+class SyncOptions(Structure):
+    _fields_ = [("version", c_uint), ("delete_pruned", c_int), ("progress", PROGRESS_CB),
+                ("progress_payload", c_void_p), ("on_item", FSCK_CB_), ("item_payload", c_void_p)]
+
+
 ENTRY_CB = CFUNCTYPE(c_int, POINTER(Entry), c_void_p)
 VERIFY_CB = CFUNCTYPE(c_int, POINTER(Entry), c_int, c_void_p)
 PRUNE_CB = CFUNCTYPE(c_int, POINTER(PruneItem), c_void_p)
 FILE_CB = CFUNCTYPE(c_int, POINTER(File), c_void_p)
 EVENT_ROW_CB = CFUNCTYPE(c_int, POINTER(Event), c_void_p)
 RUN_CB = CFUNCTYPE(c_int, POINTER(Run), c_void_p)
-FSCK_CB = CFUNCTYPE(c_int, POINTER(FsckItem), c_void_p)
+FSCK_CB = FSCK_CB_
 
 # Opaque handles.
 catalog_p = c_void_p
@@ -185,7 +194,7 @@ STRUCTS = {
     "ckptdb_open_options": OpenOptions, "ckptdb_entry": Entry, "ckptdb_save_options": SaveOptions,
     "ckptdb_filter": Filter, "ckptdb_keep_kind": KeepKind, "ckptdb_retention": Retention,
     "ckptdb_prune_item": PruneItem, "ckptdb_file": File, "ckptdb_event": Event, "ckptdb_run": Run,
-    "ckptdb_fsck_item": FsckItem, "ckptdb_trigger_options": TriggerOptions,
+    "ckptdb_fsck_item": FsckItem, "ckptdb_trigger_options": TriggerOptions, "ckptdb_sync_options": SyncOptions,
 }
 # Sharded (multi-rank) saves: present in libraries that export them.
 HAS_SHARDS = hasattr(lib, "ckptdb_shard_begin")
@@ -223,7 +232,7 @@ def _check(rc, func, args):
 
 
 # Functions whose non-OK status the caller inspects itself (ENOTFOUND, ECORRUPT).
-_UNCHECKED = {"ckptdb_latest", "ckptdb_verify", "ckptdb_cursor_next"}
+_UNCHECKED = {"ckptdb_latest", "ckptdb_verify", "ckptdb_verify_progress", "ckptdb_cursor_next"}
 
 
 def _proto(name, restype, argtypes):
@@ -278,6 +287,9 @@ _proto("ckptdb_files", c_int, [catalog_p, c_int64, FILE_CB, c_void_p])
 _proto("ckptdb_events", c_int, [catalog_p, c_int64, c_int64, EVENT_ROW_CB, c_void_p])
 _proto("ckptdb_runs", c_int, [catalog_p, RUN_CB, c_void_p])
 _proto("ckptdb_fsck", c_int, [catalog_p, c_int, FSCK_CB, c_void_p, P(c_int64)])
+_proto("ckptdb_verify_progress", c_int, [catalog_p, c_int64, PROGRESS_CB, c_void_p])
+_proto("ckptdb_rebuild", c_int, [c_char_p, P(OpenOptions), FSCK_CB, c_void_p, P(c_int64)])
+_proto("ckptdb_sync", c_int, [c_char_p, c_char_p, P(SyncOptions), P(c_int64), P(c_int64)])
 _proto("ckptdb_signals_install", c_int, [P(c_int), c_size_t, c_int])
 _proto("ckptdb_signals_restore", c_int, [])
 _proto("ckptdb_preempt_requested", c_int, [])

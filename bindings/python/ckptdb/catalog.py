@@ -11,7 +11,7 @@ from . import _lib
 from ._lib import enc, lib, s
 from .errors import Error
 
-__all__ = ["Catalog", "Checkpoint", "Save", "Retention", "FileInfo", "PruneItem"]
+__all__ = ["Catalog", "Checkpoint", "Save", "Retention", "FileInfo", "PruneItem", "rebuild", "sync", "version"]
 
 
 class Checkpoint:
@@ -545,10 +545,11 @@ class Catalog:
         return self.get(id_or_name).id
 
     # -- verifying and reading ---------------------------------------------
-    def verify(self, id_or_name=None):
+    def verify(self, id_or_name=None, progress=None):
         """Verify one checkpoint (True when whole; False when corrupt, and now
         marked so), or with no argument every complete one: returns
-        (checked, corrupt)."""
+        (checked, corrupt).  progress(done, total) sees the bytes hashed of
+        one checkpoint; a true return stops it."""
         with self._lock:
             if id_or_name is None:
                 checked, corrupt = c_int64(0), c_int64(0)
@@ -558,7 +559,11 @@ class Catalog:
                     if e.code != _lib.ECORRUPT:
                         raise
                 return checked.value, corrupt.value
-            rc = lib.ckptdb_verify(self._handle(), self._id(id_or_name))
+            if progress is not None:
+                cb = _lib.PROGRESS_CB(lambda done, total, _p: 1 if progress(done, total) else 0)
+                rc = lib.ckptdb_verify_progress(self._handle(), self._id(id_or_name), cb, None)
+            else:
+                rc = lib.ckptdb_verify(self._handle(), self._id(id_or_name))
             if rc == _lib.ECORRUPT:
                 return False
             if rc != _lib.OK:
@@ -663,14 +668,8 @@ class Catalog:
     def fsck(self, repair=False):
         out = []
 
-        def cb(it, _p):
-            it = it.contents
-            out.append({"kind": s(it.kind), "name": s(it.name), "checkpoint_id": it.checkpoint_id,
-                        "detail": s(it.detail), "action": s(it.action)})
-            return 0
-
         with self._lock:
-            lib.ckptdb_fsck(self._handle(), 1 if repair else 0, _lib.FSCK_CB(cb), None, None)
+            lib.ckptdb_fsck(self._handle(), 1 if repair else 0, _items_cb(out), None, None)
         return out
 
     def __repr__(self):
@@ -680,3 +679,44 @@ class Catalog:
 def version():
     return s(lib.ckptdb_version())
 
+
+
+def _items_cb(out):
+    def cb(it, _p):
+        it = it.contents
+        out.append({"kind": s(it.kind), "name": s(it.name), "checkpoint_id": it.checkpoint_id,
+                    "detail": s(it.detail), "action": s(it.action)})
+        return 0
+    return _lib.FSCK_CB(cb)
+
+
+def rebuild(directory, catalog_name=None):
+    """Rebuild a lost or unreadable catalog from the checkpoint files present
+    (ckptdb_rebuild); an existing catalog file is moved aside, never
+    overwritten.  Returns the items (kind "rebuilt" or "unknown_file")."""
+    o = _lib.OpenOptions()
+    lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
+    o.catalog_name = enc(catalog_name)
+    out = []
+    rows = c_int64(0)
+    lib.ckptdb_rebuild(enc(os.fspath(directory)), byref(o), _items_cb(out), None, byref(rows))
+    return out
+
+
+def sync(src, dst, delete_pruned=False, progress=None):
+    """Copy every complete checkpoint of src that dst lacks, verified, with a
+    consistent catalog (ckptdb_sync).  progress(done, total) sees the bytes;
+    a true return stops it.  Returns (copied, bytes, items)."""
+    o = _lib.SyncOptions()
+    o.version = _lib.SYNC_OPTIONS_VERSION
+    o.delete_pruned = 1 if delete_pruned else 0
+    pcb = None
+    if progress is not None:
+        pcb = _lib.PROGRESS_CB(lambda done, total, _p: 1 if progress(done, total) else 0)
+        o.progress = pcb
+    out = []
+    icb = _items_cb(out)
+    o.on_item = icb
+    copied, nbytes = c_int64(0), c_int64(0)
+    lib.ckptdb_sync(enc(os.fspath(src)), enc(os.fspath(dst)), byref(o), byref(copied), byref(nbytes))
+    return copied.value, nbytes.value, out
