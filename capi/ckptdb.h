@@ -36,7 +36,9 @@
  *   used concurrently, even when they belong to the same catalog: the catalog
  *   connection they share is guarded inside the library.  So a background
  *   thread may write and commit a save while the main thread lists the
- *   catalog through the ckptdb_catalog handle.
+ *   catalog through the ckptdb_catalog handle.  One exception: several
+ *   threads may call ckptdb_save_begin on the same handle at once (each then
+ *   uses its own save).
  *   Never use an object in a child after fork(); open the catalog again there.
  *
  * PROCESSES
@@ -125,8 +127,8 @@ typedef struct ckptdb_catalog ckptdb_catalog;
  * event committed, on the thread that made the call.  event is one of
  * "begun", "committed", "aborted", "corrupt", "restored", "recovered",
  * "resumed", "pruned", "pinned", "unpinned", "prune_failed", "link_failed",
- * "rebuilt", "run_ended", "requeued", "requeue_failed" (later versions may
- * add more).  checkpoint_id is 0 when none. */
+ * "rebuilt", "run_ended", "requeued", "requeue_failed", "recovery_failed"
+ * (later versions may add more).  checkpoint_id is 0 when none. */
 typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
                                 const char *detail, void *payload);
 
@@ -171,7 +173,10 @@ CKPTDB_API int ckptdb_open_options_init(ckptdb_open_options *opts, unsigned int 
  * CKPTDB_ENOTCATALOG, both left untouched.  Unless read-only, recovery runs:
  * saves left "writing" by processes that no longer run on this host are
  * adopted when their final file is whole, otherwise aborted and their temp
- * files removed.  On failure *out is NULL and ckptdb_last_error() says why. */
+ * files removed.  When the disk is full, recovery that cannot record its
+ * work is left for the next open (a "recovery_failed" event reaches the
+ * callback) and the open still succeeds, so the newest checkpoint can be
+ * found.  On failure *out is NULL and ckptdb_last_error() says why. */
 CKPTDB_API int ckptdb_open(ckptdb_catalog **out, const char *dir, const ckptdb_open_options *opts);
 
 /* Close the handle (NULL is accepted).  Saves, readers and cursors opened

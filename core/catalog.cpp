@@ -55,7 +55,18 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
     dbo.rollback_journal = on_network_fs(cat->dir_.fd.get());
     dbo.busy_timeout_ms = opts.busy_timeout_ms;
     cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo);
-    if (!opts.readonly) cat->recover();
+    if (!opts.readonly) {
+        try {
+            cat->recover();
+        } catch (const Error &e) {
+            // On a full disk the catalog cannot record what recovery
+            // resolved; it must still open, so that a job can find its newest
+            // checkpoint and resume. Recovery is idempotent: the next open
+            // with room finishes it.
+            if (e.code() != CKPTDB_ENOSPC) throw;
+            cat->report_failure("recovery_failed", e.what());
+        }
+    }
     return cat;
 }
 

@@ -138,6 +138,16 @@ void Db::check_and_migrate(const DbOptions &opts) {
     // loss while a rotation's unlink already reached the disk.
     exec("PRAGMA synchronous=FULL");
     exec("PRAGMA foreign_keys=ON");
+    if (!opts.rollback_journal) {
+        // Keep -wal and -shm after the last close. On a full disk the next
+        // open then maps the existing -shm; without it SQLite must create
+        // one and cannot, and the catalog could not even be opened to find
+        // the newest checkpoint. The WAL is truncated to nothing on close
+        // (journal_size_limit 0), so no stale frames outlive the connection.
+        exec("PRAGMA journal_size_limit=0");
+        int persist = 1;
+        sqlite3_file_control(db_, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+    }
 
     if (version == sql::kSchemaVersion) return;
     Tx tx(*this);

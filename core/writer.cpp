@@ -171,6 +171,19 @@ Entry Save::commit() {
             size_ = hash_fd(fd_.get(), hash_, temp_path_);
         }
         sync_fd(fd_.get(), temp_path_);
+        if (state_ == State::streaming) {
+            // The bytes went through our descriptor: the temp name must still
+            // be that file, or the rename would install whatever was put
+            // there (a symlink out of the directory, another file).
+            struct stat by_name, by_fd;
+            if (::fstatat(dir.fd.get(), temp_.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0)
+                fail_os("the temp file vanished before commit:", temp_path_, errno);
+            if (::fstat(fd_.get(), &by_fd) != 0) fail_os("cannot stat", temp_path_, errno);
+            if (!S_ISREG(by_name.st_mode) || by_fd.st_ino != by_name.st_ino || by_fd.st_dev != by_name.st_dev)
+                fail(CKPTDB_EIO, "temp file '" + temp_path_ + "' was replaced by another " +
+                                     (S_ISLNK(by_name.st_mode) ? "entry (a symbolic link)" : "file") +
+                                     " before the rename; not committed");
+        }
         fd_.reset();
         hook("synced");
         std::string sum = hash_.hex();

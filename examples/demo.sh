@@ -8,20 +8,26 @@
 # job; it saves a "preempt" checkpoint of the step it was on and exits 0, and
 # the same command, run again, resumes from exactly that step.
 #
+# The trainer is the LibTorch one (examples/cpp/train.cpp: an MLP with Adam
+# and StepLR whose whole training state is one checkpoint) when LibTorch is
+# installed (Debian: libtorch-dev), else the simulated C trainer
+# (examples/c/train.c).
+#
 # Works on a fresh Debian 12 machine (installs what is missing when run as
 # root, or through sudo).  Environment:
 #   BUILD_DIR   build directory (default: <repo>/build-demo)
 #   MESON_ARGS  extra arguments for a new `meson setup` (default: -Dtests=false)
-#   TRAIN_ARGS  trainer options (default: a small 30-epoch run with 8 MiB saves
-#               every 5 epochs and every 0.6 s)
+#   TRAINER     auto (default: C++ when LibTorch was found), cpp or c
+#   TRAIN_ARGS  trainer options (default: a small 30-epoch run saving every
+#               5 epochs and every 0.6 s; the C trainer's state is 8 MiB)
 #   KEEP=1      keep the temporary checkpoint directory
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$REPO/build-demo}
 MESON_ARGS=${MESON_ARGS--Dtests=false}
-TRAIN_ARGS=${TRAIN_ARGS:---epochs 30 --steps-per-epoch 20 --step-sleep-ms 10 --state-bytes 8M --save-every-epochs 5 --save-every-seconds 0.6}
-read -r -a train_args <<<"$TRAIN_ARGS"
+TRAINER=${TRAINER:-auto}
+case $TRAINER in auto | cpp | c) ;; *) echo "demo: TRAINER must be auto, cpp or c" >&2; exit 2 ;; esac
 
 say() { printf '\n== %s\n' "$*"; }
 die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
@@ -54,15 +60,36 @@ else
 fi
 
 # --- 2. build --------------------------------------------------------------
-say "Building the C example trainer in $BUILD_DIR"
+say "Configuring $BUILD_DIR"
 if [[ ! -f $BUILD_DIR/build.ninja ]]; then
     read -r -a meson_args <<<"$MESON_ARGS"
     out=$(meson setup "$BUILD_DIR" "$REPO" "${meson_args[@]}" 2>&1) || { echo "$out" >&2; die "meson setup failed"; }
     echo "configured $BUILD_DIR (${MESON_ARGS:-no extra options})"
 fi
-out=$(ninja -C "$BUILD_DIR" examples/ckptdb-train-c 2>&1) || { echo "$out" >&2; die "build failed"; }
+# The LibTorch trainer is a target only when meson found LibTorch.
+have_cpp=0
+ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | grep -q '^examples/ckptdb-train-cpp:' && have_cpp=1
+if [[ $TRAINER == cpp && $have_cpp == 0 ]]; then
+    die "TRAINER=cpp, but LibTorch was not found when $BUILD_DIR was configured (apt-get install libtorch-dev)"
+fi
+if [[ $TRAINER == cpp || ($TRAINER == auto && $have_cpp == 1) ]]; then
+    target=examples/ckptdb-train-cpp
+    default_args="--epochs 30 --step-sleep-ms 10 --save-every-epochs 5 --save-every-seconds 0.6"
+    say "Building the LibTorch trainer (examples/cpp/train.cpp; compiling LibTorch code takes a minute)"
+else
+    target=examples/ckptdb-train-c
+    default_args="--epochs 30 --steps-per-epoch 20 --step-sleep-ms 10 --state-bytes 8M --save-every-epochs 5 --save-every-seconds 0.6"
+    if [[ $TRAINER == c ]]; then
+        say "Building the C example trainer"
+    else
+        say "Building the C example trainer (LibTorch not found: the C++ trainer is not built)"
+    fi
+fi
+TRAIN_ARGS=${TRAIN_ARGS:-$default_args}
+read -r -a train_args <<<"$TRAIN_ARGS"
+out=$(ninja -C "$BUILD_DIR" "$target" 2>&1) || { echo "$out" >&2; die "build failed"; }
 echo "$out" | tail -n 1
-TRAIN=$BUILD_DIR/examples/ckptdb-train-c
+TRAIN=$BUILD_DIR/$target
 [[ -x $TRAIN ]] || die "$TRAIN was not built"
 
 # --- 3. a run that gets killed ---------------------------------------------
@@ -151,6 +178,18 @@ echo "    catalog : $sum  $name"
 echo "    on disk : $disk  $name"
 [[ $disk == "$sum" ]] || die "checksum mismatch for $name"
 echo "match"
+
+if [[ $target == examples/ckptdb-train-cpp ]] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    say "The same file in Python: torch.load gives a plain dict"
+    /usr/bin/python3 - "$CKPT/$name" <<'PY' 2>&1 | indent || die "torch.load failed on $name"
+import sys, torch
+d = torch.load(sys.argv[1])
+print({k: (v if k in ("epoch", "step") else type(v).__name__) for k, v in d.items()})
+print("model:", {k: list(v.shape) for k, v in d["model"].items()})
+print("optimizer:", [{k: v for k, v in g.items() if k != "params"} for g in d["optimizer"]["param_groups"]])
+print("scheduler:", d["scheduler"])
+PY
+fi
 
 # --- 6. act two: a polite preemption ---------------------------------------
 CKPT2=$WORK/ckpts-preempt

@@ -2,7 +2,7 @@
 # Builds ckptdb and runs the whole test suite with meson test.
 # Works on a fresh Debian 12 machine as root: installs what is missing.
 #   BUILD_DIR=build   the build directory (default: build)
-#   SANITIZERS=0      skip the second pass under ASan and UBSan (default: run it)
+#   SANITIZERS=0      skip the passes under ASan+UBSan and TSan (default: run them)
 #   CKPTDB_NO_TORCH=1 do not install LibTorch and PyTorch (their suites are then skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,9 +63,22 @@ if [ "${SANITIZERS:-1}" != 0 ]; then
   # The Python interpreter and the Slurm daemons are not instrumented; those
   # suites run once, in the first pass.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    CKPTDB_PROPERTY_SEQUENCES=1000 \
+    CKPTDB_PROPERTY_SEQUENCES=1000 CKPTDB_CRASH_ITERATIONS=60 CKPTDB_STRESS_SAVES=25 \
     meson test -C "$san" --no-rebuild --print-errorlogs --no-suite python --no-suite slurm || status=$?
   logs+=("$san/meson-logs/testlog.json")
+
+  # The multi-threaded suites under ThreadSanitizer; any report fails.
+  echo "== TSan pass"
+  tsan="${build}-tsan"
+  if [ -f "$tsan/build.ninja" ]; then
+    meson configure "$tsan" -Dwerror=true -Dtests=true -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false
+  else
+    meson setup "$tsan" -Dwerror=true -Dtests=true -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+  fi
+  ninja -C "$tsan" tests/stress/stress_threads
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CKPTDB_STRESS_SAVES=25 \
+    meson test -C "$tsan" --no-rebuild --print-errorlogs stress-threads || status=$?
+  logs+=("$tsan/meson-logs/testlog.json")
 fi
 
 python3 - "$smoke" "${logs[@]}" <<'PY'

@@ -71,7 +71,12 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
         CHECK(ckptdb_verify_all(c.handle(), nullptr, nullptr, &checked, &corrupt) == CKPTDB_OK);
         CHECK(corrupt == 0);
         auto l = c.latest();
-        REQUIRE(l.has_value());
+        if (!l) {
+            // On a loaded machine both loops can die before their first
+            // commit; then nothing was ever complete.
+            CHECK(last_complete == 0);
+            continue;
+        }
         int64_t seq = std::stoll(t::query1(cat, "SELECT commit_seq FROM checkpoints WHERE id = " + std::to_string(l->id)));
         CHECK(seq >= last_complete);
         last_complete = seq;
