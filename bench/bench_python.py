@@ -155,10 +155,10 @@ def run(args, work):
         print("%-20s %10.3f %10.0f %12.3f %12.2f" % (m, med[m], size / med[m] / 2 ** 20, med[m] / med["plain"],
                                                    med[m] / dd))
     print("  all runs (s): " + "; ".join("%s %s" % (m, " ".join("%.3f" % x for x in times[m])) for m in names))
-    best = min(("catalog-write", "catalog-fd"), key=lambda m: med[m])
-    ratio = med[best] / med["plain"]
-    print("save through the catalog (%s, a file object) / plain torch.save+fsync+rename: %.3fx (target <= 1.05: %s)"
-          % (best, ratio, "met" if ratio <= 1.05 else "NOT met"))
+    for m in ("catalog-write", "catalog-fd"):
+        ratio = med[m] / med["plain"]
+        print("save through the catalog (%s, a file object) / plain torch.save+fsync+rename: %.3fx "
+              "(target <= 1.05: %s)" % (m, ratio, "met" if ratio <= 1.05 else "NOT met"))
 
     # Asynchronous saves: how long the loop is blocked, against the copy alone.
     saver = ct.AsyncSaver(cat)
