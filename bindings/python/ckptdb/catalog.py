@@ -1,0 +1,722 @@
+"""Pythonic objects over the C ABI: Catalog, Save, Checkpoint, Retention."""
+
+import ctypes
+import io
+import json
+import os
+import threading
+from ctypes import byref, c_char_p, c_int, c_int64, c_size_t, c_void_p
+
+from . import _lib
+from ._lib import enc, lib, s
+from .errors import Error
+
+__all__ = ["Catalog", "Checkpoint", "Save", "Retention", "FileInfo", "PruneItem", "rebuild", "sync", "version"]
+
+
+class Checkpoint:
+    """One catalog row, copied out of the library (no borrowed strings)."""
+
+    __slots__ = ("id", "name", "path", "kind", "epoch", "step", "size", "checksum", "status", "pinned", "run_id",
+                 "file_count", "created_at", "committed_at", "deleted_at", "metadata")
+
+    @classmethod
+    def _from(cls, e):
+        c = cls()
+        c.id = e.id
+        c.name = s(e.name)
+        c.path = s(e.path)
+        c.kind = s(e.kind)
+        c.epoch = e.epoch
+        c.step = e.step
+        c.size = e.size
+        c.checksum = s(e.checksum)
+        c.status = _lib.STATUS_NAMES.get(e.status, "unknown")
+        c.pinned = bool(e.pinned)
+        c.run_id = e.run_id
+        c.file_count = e.file_count
+        c.created_at = s(e.created_at)
+        c.committed_at = s(e.committed_at)
+        c.deleted_at = s(e.deleted_at)
+        text = s(e.metadata) or "{}"
+        try:
+            c.metadata = json.loads(text)
+        except ValueError:
+            c.metadata = {}
+        return c
+
+    def __repr__(self):
+        return "Checkpoint(id=%d, name=%r, kind=%r, epoch=%d, step=%d, status=%r)" % (
+            self.id, self.name, self.kind, self.epoch, self.step, self.status)
+
+    def __eq__(self, other):
+        return isinstance(other, Checkpoint) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    __hash__ = None
+
+
+class FileInfo:
+    """One file of a checkpoint (one per rank for a sharded save)."""
+
+    __slots__ = ("rank", "name", "path", "size", "checksum")
+
+    def __init__(self, rank, name, path, size, checksum):
+        self.rank, self.name, self.path, self.size, self.checksum = rank, name, path, size, checksum
+
+    def __repr__(self):
+        return "FileInfo(rank=%d, name=%r, size=%d)" % (self.rank, self.name, self.size)
+
+
+class PruneItem:
+    __slots__ = ("id", "name", "size", "rule")
+
+    def __init__(self, id, name, size, rule):
+        self.id, self.name, self.size, self.rule = id, name, size, rule
+
+    def __repr__(self):
+        return "PruneItem(id=%d, name=%r, rule=%r)" % (self.id, self.name, self.rule)
+
+
+class Retention:
+    """A retention policy (ckptdb_retention) as data.
+
+    keep_last: {kind: K} (K = -1 keeps all of that kind); None: the library's
+    default (epoch 5, time 3, preempt and manual until superseded).  A dict
+    replaces that list as a whole.  best_mode: "min" or "max".
+    """
+
+    def __init__(self, keep_last=None, keep_last_default=-1, keep_every_n_epochs=0, keep_interval_seconds=0,
+                 best_metric=None, best_mode="min", best_k=1, max_bytes=0):
+        if best_mode not in ("min", "max"):
+            raise ValueError("ckptdb.Retention: best_mode must be 'min' or 'max', not %r" % (best_mode,))
+        self.keep_last = dict(keep_last) if keep_last is not None else None
+        self.keep_last_default = int(keep_last_default)
+        self.keep_every_n_epochs = int(keep_every_n_epochs)
+        self.keep_interval_seconds = int(keep_interval_seconds)
+        self.best_metric = best_metric
+        self.best_mode = best_mode
+        self.best_k = int(best_k)
+        self.max_bytes = int(max_bytes)
+
+    def _c(self):
+        """The C struct, and the objects it points into (kept alive by the caller)."""
+        r = _lib.Retention()
+        lib.ckptdb_retention_init(byref(r), _lib.RETENTION_VERSION)
+        keep = None
+        if self.keep_last is not None:
+            keep = (_lib.KeepKind * max(1, len(self.keep_last)))()
+            for i, (k, n) in enumerate(self.keep_last.items()):
+                keep[i].kind = enc(k)
+                keep[i].count = int(n)
+            r.keep_last = ctypes.cast(keep, ctypes.POINTER(_lib.KeepKind))
+            r.keep_last_count = len(self.keep_last)
+        r.keep_last_default = self.keep_last_default
+        r.keep_every_n_epochs = self.keep_every_n_epochs
+        r.keep_interval_seconds = self.keep_interval_seconds
+        r.best_metric = enc(self.best_metric)
+        r.best_mode = _lib.BEST_MAX if self.best_mode == "max" else _lib.BEST_MIN
+        r.best_k = self.best_k
+        r.max_bytes = self.max_bytes
+        return r, keep
+
+
+def _buffer_address(data):
+    """(address, length, keep-alive) of a contiguous buffer without copying it."""
+    if isinstance(data, bytes):
+        return ctypes.cast(c_char_p(data), c_void_p).value, len(data), data
+    mv = memoryview(data)
+    if not mv.contiguous:
+        b = mv.tobytes()
+        return ctypes.cast(c_char_p(b), c_void_p).value, len(b), b
+    mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+    n = mv.nbytes
+    if n == 0:
+        return None, 0, mv
+    if not mv.readonly:
+        arr = (ctypes.c_char * n).from_buffer(mv)
+        return ctypes.addressof(arr), n, (arr, mv)
+    view = _PyBuffer()
+    if _GetBuffer(ctypes.py_object(mv), byref(view), 0) != 0:  # PyBUF_SIMPLE
+        b = mv.tobytes()
+        return ctypes.cast(c_char_p(b), c_void_p).value, len(b), b
+    return view.buf, n, _Released(view)
+
+
+class _PyBuffer(ctypes.Structure):
+    _fields_ = [("buf", c_void_p), ("obj", c_void_p), ("len", ctypes.c_ssize_t), ("itemsize", ctypes.c_ssize_t),
+                ("readonly", c_int), ("ndim", c_int), ("format", c_char_p), ("shape", c_void_p),
+                ("strides", c_void_p), ("suboffsets", c_void_p), ("internal", c_void_p)]
+
+
+_GetBuffer = ctypes.pythonapi.PyObject_GetBuffer
+_GetBuffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), c_int]
+_GetBuffer.restype = c_int
+_ReleaseBuffer = ctypes.pythonapi.PyBuffer_Release
+_ReleaseBuffer.argtypes = [ctypes.POINTER(_PyBuffer)]
+_ReleaseBuffer.restype = None
+
+
+class _Released:
+    """Releases a Py_buffer when dropped (read-only buffers such as torch's memoryviews)."""
+
+    __slots__ = ("view",)
+
+    def __init__(self, view):
+        self.view = view
+
+    def __del__(self):
+        _ReleaseBuffer(byref(self.view))
+
+
+def _metadata_text(metrics, metadata):
+    md = {}
+    if metadata:
+        if not isinstance(metadata, dict):
+            raise TypeError("ckptdb: metadata must be a dict, not %s" % type(metadata).__name__)
+        md.update(metadata)
+    if metrics:
+        if not isinstance(metrics, dict):
+            raise TypeError("ckptdb: metrics must be a dict, not %s" % type(metrics).__name__)
+        md.update(metrics)
+    try:
+        return json.dumps(md, allow_nan=False, default=_json_default)
+    except ValueError as e:
+        raise ValueError("ckptdb: metadata is not valid JSON: %s" % e) from None
+
+
+def _json_default(o):
+    # Tensors and numpy scalars of one element (a loss, an accuracy).
+    item = getattr(o, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError("ckptdb: metadata value of type %s is not JSON serialisable" % type(o).__name__)
+
+
+class Save(io.RawIOBase):
+    """One save in progress: a write-only binary file whose bytes go to the
+    checkpoint.  As a context manager it commits when the block succeeds and
+    aborts when it raises; without one, call commit() or abort().
+
+    mode "write": bytes pass through ckptdb_save_write (hashed as they pass,
+    writeback started as they go).  mode "fd": bytes go to the library's own
+    descriptor of the temp file with os.write (the library hashes the file
+    on commit).  In both, temp_path names the temp file for code that wants
+    to write it by path (torch.save(obj, save.temp_path)); such a save
+    cannot also be written through write().
+    """
+
+    def __init__(self, handle, mode):
+        super().__init__()
+        self._h = handle
+        self._lock = threading.Lock()
+        self._mode = mode
+        self._fd = None
+        self._path = None
+        self.entry = None
+        if mode == "fd":
+            fd = c_int(-1)
+            lib.ckptdb_save_fd(byref(fd), self._h)
+            self._fd = fd.value
+
+    # -- io.RawIOBase ------------------------------------------------------
+    def writable(self):
+        return True
+
+    def write(self, data):
+        with self._lock:
+            if self._h is None:
+                raise ValueError("ckptdb: write to a save that was committed or aborted")
+            if self._path is not None and self._mode == "write":
+                raise _lib.error_for(2)(2, "ckptdb: the save's temp file is written by path; write() is not allowed")
+            if self._fd is not None:
+                mv = memoryview(data).cast("B")
+                n = len(mv)
+                done = 0
+                while done < n:
+                    done += os.write(self._fd, mv[done:])
+                return n
+            addr, n, keep = _buffer_address(data)
+            if n:
+                lib.ckptdb_save_write(self._h, addr, n)
+            del keep
+            return n
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        if self._fd is None:
+            raise io.UnsupportedOperation("ckptdb: fileno() is available in mode 'fd' only")
+        return self._fd
+
+    # -- the save ----------------------------------------------------------
+    @property
+    def temp_path(self):
+        """Absolute path of the temp file (the caller writes it, then commits)."""
+        with self._lock:
+            if self._path is None:
+                p = c_char_p()
+                lib.ckptdb_save_temp_path(byref(p), self._h)
+                self._path = s(p.value)
+            return self._path
+
+    def commit(self):
+        """Make the checkpoint durable and visible; returns its Checkpoint."""
+        with self._lock:
+            if self._h is None:
+                raise ValueError("ckptdb: the save was already committed or aborted")
+            e = _lib.Entry.new()
+            try:
+                lib.ckptdb_save_commit(self._h, byref(e))
+                self.entry = Checkpoint._from(e)
+            finally:
+                self._release()
+            return self.entry
+
+    def abort(self):
+        """Give up the save: its temp file is removed, its row marked aborted."""
+        with self._lock:
+            if self._h is None:
+                return
+            try:
+                lib.ckptdb_save_abort(self._h)
+            finally:
+                self._release()
+
+    def _release(self):
+        h, self._h, self._fd = self._h, None, None
+        if h:
+            lib.ckptdb_save_free(h)
+        io.RawIOBase.close(self)
+
+    def close(self):
+        """Closing the file object without a commit aborts the save."""
+        if getattr(self, "_h", None) is not None:
+            self.abort()
+        else:
+            io.RawIOBase.close(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+    def __del__(self):
+        try:
+            if getattr(self, "_h", None) is not None:
+                self.abort()
+        except Exception:
+            pass
+
+
+class Catalog:
+    """The catalog of one checkpoint directory (ckptdb_open).
+
+    retention: a Retention, "default" (the library's default policy: 5 epoch,
+    3 time), or None (no rotation after commits).  readonly: no writes at all.
+    create=False: fail with NotFound when the directory or catalog is missing.
+    requeue_on_preempt: pass CKPTDB_OPEN_REQUEUE (under Slurm, a preemption
+    signal requeues the job).  last_link: None "last.pt", "" none.
+    on_event(event, checkpoint_id, detail) receives the catalog's events.
+
+    Methods may be called from any thread; one lock per handle serialises
+    them (the library guards the shared connection itself).
+    """
+
+    def __init__(self, directory, retention=None, readonly=False, create=True, catalog_name=None, last_link=None,
+                 busy_timeout_ms=0, requeue_on_preempt=False, on_event=None):
+        self._h = None
+        self._lock = threading.RLock()
+        o = _lib.OpenOptions()
+        lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
+        o.flags = ((_lib.OPEN_READONLY if readonly else 0) | (0 if create else _lib.OPEN_NO_CREATE)
+                   | (_lib.OPEN_REQUEUE if requeue_on_preempt else 0))
+        o.catalog_name = enc(catalog_name)
+        o.busy_timeout_ms = int(busy_timeout_ms)
+        o.last_link = enc(last_link)
+        self._event_cb = None
+        if on_event is not None:
+            def cb(ev, cid, detail, _payload, _f=on_event):
+                try:
+                    _f(s(ev), cid, s(detail))
+                except Exception:
+                    pass  # an exception cannot cross the C ABI
+            self._event_cb = _lib.EVENT_CB(cb)
+            o.on_event = self._event_cb
+        h = _lib.catalog_p()
+        lib.ckptdb_open(byref(h), enc(os.fspath(directory)), byref(o))
+        self._h = h
+        self.readonly = readonly
+        self.directory = s(lib.ckptdb_dir(h))
+        self._retention_keep = None
+        if retention is not None:
+            self.set_retention(retention)
+
+    # -- lifetime ----------------------------------------------------------
+    def close(self):
+        with self._lock:
+            h, self._h = self._h, None
+            if h:
+                lib.ckptdb_close(h)
+
+    @property
+    def closed(self):
+        return self._h is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            if getattr(self, "_h", None):
+                self.close()
+        except Exception:
+            pass
+
+    def _handle(self):
+        if self._h is None:
+            raise ValueError("ckptdb: the catalog is closed")
+        return self._h
+
+    # -- saving ------------------------------------------------------------
+    def save(self, kind="manual", epoch=0, step=0, metrics=None, metadata=None, name=None, mode="write"):
+        """Begin a save; use it as `with cat.save(...) as f: torch.save(state, f)`.
+
+        metrics and metadata are dicts merged into the row's JSON metadata.
+        Returns a Save (a write-only binary file object)."""
+        if mode not in ("write", "fd"):
+            raise ValueError("ckptdb: save mode must be 'write' or 'fd', not %r" % (mode,))
+        text = _metadata_text(metrics, metadata)
+        with self._lock:
+            o = _lib.SaveOptions()
+            lib.ckptdb_save_options_init(byref(o), _lib.SAVE_OPTIONS_VERSION)
+            o.name = enc(name)
+            o.metadata = text.encode("utf-8")
+            h = _lib.save_p()
+            lib.ckptdb_save_begin(byref(h), self._handle(), enc(kind), int(epoch), int(step), byref(o))
+        try:
+            return Save(h, mode)
+        except BaseException:
+            lib.ckptdb_save_free(h)
+            raise
+
+    def commit_shards(self, files, kind="manual", epoch=0, step=0, metrics=None, metadata=None):
+        """Commit one checkpoint made of the finished shards of every rank
+        (files[i] is rank i: dicts with name, temp_name, size, checksum, as
+        ShardWriter.finish() returns them), in one transaction.  Returns its
+        Checkpoint.  The shards are freed by their writers afterwards."""
+        if not _lib.HAS_SHARDS:
+            raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no sharded saves (ckptdb_commit_shards)")
+        text = _metadata_text(metrics, metadata)
+        arr = (_lib.ShardFile * max(1, len(files)))()
+        for i, f in enumerate(files):
+            arr[i].name = enc(f["name"])
+            arr[i].temp_name = enc(f["temp_name"])
+            arr[i].size = int(f["size"])
+            arr[i].checksum = enc(f["checksum"])
+        with self._lock:
+            o = _lib.SaveOptions()
+            lib.ckptdb_save_options_init(byref(o), _lib.SAVE_OPTIONS_VERSION)
+            o.metadata = text.encode("utf-8")
+            e = _lib.Entry.new()
+            lib.ckptdb_commit_shards(byref(e), self._handle(), enc(kind), int(epoch), int(step), byref(o), arr,
+                                     len(files))
+            return Checkpoint._from(e)
+
+    def save_bytes(self, data, kind="manual", epoch=0, step=0, **kw):
+        with self.save(kind, epoch, step, **kw) as f:
+            f.write(data)
+        return f.entry
+
+    # -- finding -----------------------------------------------------------
+    def latest(self, kind=None, verify="full"):
+        """The newest complete checkpoint whose files verify (verify: "full",
+        "size" or "none"), or None.  One that fails is marked corrupt and the
+        next newest is tried."""
+        flags = {"full": _lib.VERIFY_FULL, "size": _lib.VERIFY_SIZE, "none": _lib.VERIFY_NONE}.get(verify)
+        if flags is None:
+            raise ValueError("ckptdb: verify must be 'full', 'size' or 'none', not %r" % (verify,))
+        with self._lock:
+            e = _lib.Entry.new()
+            rc = lib.ckptdb_latest(byref(e), self._handle(), enc(kind), flags)
+            if rc == _lib.ENOTFOUND:
+                return None
+            if rc != _lib.OK:
+                _lib.raise_for(rc, "ckptdb_latest")
+            return Checkpoint._from(e)
+
+    def get(self, id_or_name):
+        """One checkpoint by id or by name (any status); raises NotFound."""
+        with self._lock:
+            e = _lib.Entry.new()
+            if isinstance(id_or_name, int):
+                lib.ckptdb_get(byref(e), self._handle(), id_or_name)
+            else:
+                lib.ckptdb_get_by_name(byref(e), self._handle(), enc(id_or_name))
+            return Checkpoint._from(e)
+
+    def entries(self, kind=None, status=None):
+        """Every checkpoint, oldest id first; status: a name or a list of names."""
+        f = _lib.Filter()
+        f.version = _lib.FILTER_VERSION
+        if status is not None:
+            names = [status] if isinstance(status, str) else list(status)
+            mask = 0
+            for n in names:
+                if n not in _lib.STATUS_CODES:
+                    raise ValueError("ckptdb: unknown status %r" % (n,))
+                mask |= 1 << _lib.STATUS_CODES[n]
+            f.status_mask = mask
+        f.kind = enc(kind)
+        out = []
+        with self._lock:
+            cur = _lib.cursor_p()
+            lib.ckptdb_cursor_open(byref(cur), self._handle(), byref(f))
+            try:
+                e = _lib.Entry.new()
+                while True:
+                    e.struct_size = ctypes.sizeof(_lib.Entry)
+                    rc = lib.ckptdb_cursor_next(byref(e), cur)
+                    if rc == _lib.DONE:
+                        break
+                    if rc != _lib.OK:
+                        _lib.raise_for(rc, "ckptdb_cursor_next")
+                    out.append(Checkpoint._from(e))
+            finally:
+                lib.ckptdb_cursor_free(cur)
+        return out
+
+    def files(self, id_or_name):
+        """The files of a checkpoint, by rank."""
+        cid = self._id(id_or_name)
+        out = []
+
+        def cb(f, _p):
+            f = f.contents
+            out.append(FileInfo(f.rank, s(f.name), s(f.path), f.size, s(f.checksum)))
+            return 0
+
+        with self._lock:
+            lib.ckptdb_files(self._handle(), cid, _lib.FILE_CB(cb), None)
+        return out
+
+    def events(self, checkpoint=None):
+        """Event log rows (dicts), oldest first, optionally of one checkpoint."""
+        cid = self._id(checkpoint) if checkpoint is not None else 0
+        out = []
+
+        def cb(e, _p):
+            e = e.contents
+            out.append({"id": e.id, "at": s(e.at), "run_id": e.run_id, "checkpoint_id": e.checkpoint_id,
+                        "event": s(e.event), "detail": s(e.detail)})
+            return 0
+
+        with self._lock:
+            lib.ckptdb_events(self._handle(), cid, 0, _lib.EVENT_ROW_CB(cb), None)
+        return out
+
+    def runs(self):
+        out = []
+
+        def cb(r, _p):
+            r = r.contents
+            out.append({k: (s(getattr(r, k)) if t is c_char_p else getattr(r, k))
+                        for k, t in _lib.Run._fields_ if k != "struct_size"})
+            return 0
+
+        with self._lock:
+            lib.ckptdb_runs(self._handle(), _lib.RUN_CB(cb), None)
+        return out
+
+    def _id(self, id_or_name):
+        if isinstance(id_or_name, Checkpoint):
+            return id_or_name.id
+        if isinstance(id_or_name, int):
+            return id_or_name
+        return self.get(id_or_name).id
+
+    # -- verifying and reading ---------------------------------------------
+    def verify(self, id_or_name=None, progress=None):
+        """Verify one checkpoint (True when whole; False when corrupt, and now
+        marked so), or with no argument every complete one: returns
+        (checked, corrupt).  progress(done, total) sees the bytes hashed of
+        one checkpoint; a true return stops it."""
+        with self._lock:
+            if id_or_name is None:
+                checked, corrupt = c_int64(0), c_int64(0)
+                try:
+                    lib.ckptdb_verify_all(self._handle(), _lib.VERIFY_CB(), None, byref(checked), byref(corrupt))
+                except Error as e:
+                    if e.code != _lib.ECORRUPT:
+                        raise
+                return checked.value, corrupt.value
+            if progress is not None:
+                cb = _lib.PROGRESS_CB(lambda done, total, _p: 1 if progress(done, total) else 0)
+                rc = lib.ckptdb_verify_progress(self._handle(), self._id(id_or_name), cb, None)
+            else:
+                rc = lib.ckptdb_verify(self._handle(), self._id(id_or_name))
+            if rc == _lib.ECORRUPT:
+                return False
+            if rc != _lib.OK:
+                _lib.raise_for(rc, "ckptdb_verify")
+            return True
+
+    def read(self, id_or_name, rank=None):
+        """The whole first file of a checkpoint (or the file of one rank of a
+        sharded one), checked against its checksum (raises Corrupt when the
+        bytes do not match)."""
+        cid = self._id(id_or_name)
+        with self._lock:
+            r = _lib.reader_p()
+            if rank is None:
+                lib.ckptdb_reader_open(byref(r), self._handle(), cid)
+            else:
+                lib.ckptdb_reader_open_rank(byref(r), self._handle(), cid, int(rank))
+        try:
+            chunks = []
+            buf = ctypes.create_string_buffer(1 << 20)
+            n = c_size_t(0)
+            while True:
+                lib.ckptdb_reader_read(r, buf, len(buf), byref(n))
+                if n.value == 0:
+                    return b"".join(chunks)
+                chunks.append(buf.raw[:n.value])
+        finally:
+            lib.ckptdb_reader_close(r)
+
+    def mark_resumed(self, id_or_name):
+        with self._lock:
+            lib.ckptdb_mark_resumed(self._handle(), self._id(id_or_name))
+
+    def load_latest(self, map_location="cpu", kind=None, weights_only=False):
+        """torch.load of the newest checkpoint that verifies, or None.
+        Returns (state, Checkpoint).  Records the resume in the catalog
+        unless the catalog is read-only."""
+        import torch
+        e = self.latest(kind)
+        if e is None:
+            return None
+        kw = {"map_location": map_location}
+        if weights_only:
+            kw["weights_only"] = True
+        state = torch.load(e.path, **kw)
+        if not self.readonly:
+            self.mark_resumed(e.id)
+        return state, e
+
+    # -- retention ---------------------------------------------------------
+    def set_retention(self, policy):
+        """Rotation after every commit (None turns it off; "default": the
+        library's default policy)."""
+        with self._lock:
+            if policy is None:
+                lib.ckptdb_set_retention(self._handle(), None)
+                return
+            if isinstance(policy, str):
+                if policy != "default":
+                    raise ValueError("ckptdb: retention must be a Retention, 'default' or None")
+                policy = Retention()
+            if isinstance(policy, dict):
+                policy = Retention(**policy)
+            r, keep = policy._c()
+            lib.ckptdb_set_retention(self._handle(), byref(r))
+            del keep
+
+    def prune(self, policy=None, dry_run=False):
+        """Apply a policy (None: the handle's, else the default); returns the
+        list of PruneItem it deleted (or would delete, with dry_run)."""
+        out = []
+
+        def cb(it, _p):
+            it = it.contents
+            out.append(PruneItem(it.id, s(it.name), it.size, s(it.rule)))
+            return 0
+
+        if isinstance(policy, dict):
+            policy = Retention(**policy)
+        r, keep = policy._c() if policy is not None else (None, None)
+        with self._lock:
+            lib.ckptdb_prune(self._handle(), byref(r) if r is not None else None, 1 if dry_run else 0,
+                             _lib.PRUNE_CB(cb), None, None, None)
+        del keep
+        return out
+
+    def pin(self, id_or_name, pinned=True):
+        with self._lock:
+            if isinstance(id_or_name, str):
+                lib.ckptdb_pin_by_name(self._handle(), enc(id_or_name), 1 if pinned else 0)
+            else:
+                lib.ckptdb_pin(self._handle(), self._id(id_or_name), 1 if pinned else 0)
+
+    def unpin(self, id_or_name):
+        self.pin(id_or_name, False)
+
+    def progress(self, epoch, step):
+        """Record how far this run has trained (steps lost to preemption)."""
+        with self._lock:
+            lib.ckptdb_run_progress(self._handle(), int(epoch), int(step))
+
+    def fsck(self, repair=False):
+        out = []
+
+        with self._lock:
+            lib.ckptdb_fsck(self._handle(), 1 if repair else 0, _items_cb(out), None, None)
+        return out
+
+    def __repr__(self):
+        return "Catalog(%r%s)" % (getattr(self, "directory", "?"), ", closed" if self._h is None else "")
+
+
+def version():
+    return s(lib.ckptdb_version())
+
+
+
+def _items_cb(out):
+    def cb(it, _p):
+        it = it.contents
+        out.append({"kind": s(it.kind), "name": s(it.name), "checkpoint_id": it.checkpoint_id,
+                    "detail": s(it.detail), "action": s(it.action)})
+        return 0
+    return _lib.FSCK_CB(cb)
+
+
+def rebuild(directory, catalog_name=None):
+    """Rebuild a lost or unreadable catalog from the checkpoint files present
+    (ckptdb_rebuild); an existing catalog file is moved aside, never
+    overwritten.  Returns the items (kind "rebuilt" or "unknown_file")."""
+    o = _lib.OpenOptions()
+    lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
+    o.catalog_name = enc(catalog_name)
+    out = []
+    rows = c_int64(0)
+    lib.ckptdb_rebuild(enc(os.fspath(directory)), byref(o), _items_cb(out), None, byref(rows))
+    return out
+
+
+def sync(src, dst, delete_pruned=False, progress=None):
+    """Copy every complete checkpoint of src that dst lacks, verified, with a
+    consistent catalog (ckptdb_sync).  progress(done, total) sees the bytes;
+    a true return stops it.  Returns (copied, bytes, items)."""
+    o = _lib.SyncOptions()
+    o.version = _lib.SYNC_OPTIONS_VERSION
+    o.delete_pruned = 1 if delete_pruned else 0
+    pcb = None
+    if progress is not None:
+        pcb = _lib.PROGRESS_CB(lambda done, total, _p: 1 if progress(done, total) else 0)
+        o.progress = pcb
+    out = []
+    icb = _items_cb(out)
+    o.on_item = icb
+    copied, nbytes = c_int64(0), c_int64(0)
+    lib.ckptdb_sync(enc(os.fspath(src)), enc(os.fspath(dst)), byref(o), byref(copied), byref(nbytes))
+    return copied.value, nbytes.value, out

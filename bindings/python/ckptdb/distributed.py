@@ -1,0 +1,232 @@
+"""Sharded (multi-rank) saves over torch.distributed.
+
+Every rank writes its own file with the library's durable writer
+(ckptdb_shard_*: temp file, XXH3-128 while writing, fsync) without touching
+the catalog; rank 0 gathers (name, temp name, size, checksum) with
+all_gather_object and commits one checkpoint with all the files in one
+transaction (ckptdb_commit_shards: the temps are renamed to their names
+there); a broadcast of the outcome is the barrier after which every rank
+frees its shard (a temp file no commit took is removed).  A rank killed at
+any moment leaves no complete checkpoint: the previous one stays the resume
+point.  Resume verifies every file of the newest checkpoint and falls back
+as a whole (ckptdb_latest with full verification).
+
+File names: rank 0 picks "<default base>.rank<R>-of-<N>.pt" from the kind's
+default name (epoch_010.pt -> epoch_010.rank0-of-4.pt ...), with a "-2",
+"-3"... suffix on the base when any of them is taken, and broadcasts them.
+"""
+
+import io
+import os
+import threading
+import time
+from ctypes import byref, c_int
+
+from . import _lib
+from ._lib import enc, lib, s
+from .catalog import _buffer_address
+from .errors import Error, NotFound
+
+__all__ = ["ShardWriter", "shard_names", "save_sharded", "load_sharded"]
+
+
+class ShardWriter(io.RawIOBase):
+    """One rank's file of a sharded checkpoint: a write-only binary file.
+
+    finish() fsyncs it and returns its description for the commit (a dict:
+    name, temp_name, size, checksum).  free() must come only after rank 0's
+    commit returned (every rank waits for it); it removes the temp file when
+    no commit took it.  mode "write" (ckptdb_shard_write) or "fd" (os.write
+    on the library's own descriptor, which must not be closed)."""
+
+    def __init__(self, directory, name, mode="write"):
+        super().__init__()
+        if not _lib.HAS_SHARDS:
+            raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no sharded saves (ckptdb_shard_begin)")
+        if mode not in ("write", "fd"):
+            raise ValueError("ckptdb: shard mode must be 'write' or 'fd', not %r" % (mode,))
+        self._lock = threading.Lock()
+        self._h = None
+        self._fd = None
+        self.info = None
+        h = _lib.shard_p()
+        lib.ckptdb_shard_begin(byref(h), enc(os.fspath(directory)), enc(name))
+        self._h = h
+        if mode == "fd":
+            fd = c_int(-1)
+            lib.ckptdb_shard_fd(byref(fd), h)
+            self._fd = fd.value
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        with self._lock:
+            if self._h is None or self.info is not None:
+                raise ValueError("ckptdb: write to a shard that was finished or freed")
+            if self._fd is not None:
+                mv = memoryview(data).cast("B")
+                done = 0
+                while done < len(mv):
+                    done += os.write(self._fd, mv[done:])
+                return len(mv)
+            addr, n, keep = _buffer_address(data)
+            if n:
+                lib.ckptdb_shard_write(self._h, addr, n)
+            del keep
+            return n
+
+    def flush(self):
+        pass
+
+    def finish(self):
+        with self._lock:
+            if self._h is None:
+                raise ValueError("ckptdb: the shard was freed")
+            if self.info is None:
+                i = _lib.ShardInfo.new()
+                lib.ckptdb_shard_finish(self._h, byref(i))
+                self.info = {"name": s(i.name), "temp_name": s(i.temp_name), "size": i.size,
+                             "checksum": s(i.checksum)}
+            return dict(self.info)
+
+    def free(self):
+        with self._lock:
+            h, self._h, self._fd = self._h, None, None
+            if h:
+                lib.ckptdb_shard_free(h)
+        io.RawIOBase.close(self)
+
+    def close(self):
+        self.free()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if et is not None:
+            self.free()
+        return False
+
+    def __del__(self):
+        try:
+            self.free()
+        except Exception:
+            pass
+
+
+def _default_base(kind, epoch, step):
+    if kind == "epoch":
+        return "epoch_%03d" % epoch
+    if kind == "step":
+        return "step_%06d" % step
+    if kind == "time":
+        return "time_%d" % int(time.time())
+    if kind == "preempt":
+        return "preempt_%06d" % step
+    return "%s_%06d" % (kind, step)
+
+
+def shard_names(directory, kind, epoch, step, world, cat=None, base=None):
+    """The file names of a sharded checkpoint, one per rank, none of them
+    taken by a file in the directory or by a live checkpoint."""
+    base = base or _default_base(kind, epoch, step)
+    for n in range(1, 10000):
+        b = base if n == 1 else "%s-%d" % (base, n)
+        names = ["%s.rank%d-of-%d.pt" % (b, r, world) for r in range(world)]
+        if any(os.path.lexists(os.path.join(directory, x)) for x in names):
+            continue
+        if cat is not None and any(_live(cat, x) for x in names):
+            continue
+        return names
+    raise Error(5, "ckptdb: no free name for a sharded checkpoint of kind %r in %s" % (kind, directory))
+
+
+def _live(cat, name):
+    try:
+        return cat.get(name).status in ("writing", "complete", "corrupt")
+    except NotFound:
+        return False
+
+
+def _dist():
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("ckptdb.distributed: torch.distributed is not initialised")
+    return dist
+
+
+def _broadcast(dist, obj):
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def save_sharded(directory, state, kind, epoch, step, cat=None, metrics=None, metadata=None, mode="write"):
+    """Every rank calls it with its own state; returns the committed
+    Checkpoint on every rank (or raises the same error on every rank).
+    Rank 0 passes its open Catalog (cat); other ranks never open it."""
+    import torch
+    dist = _dist()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    directory = os.fspath(directory)
+    if rank == 0 and cat is None:
+        raise ValueError("ckptdb.save_sharded: rank 0 needs the open Catalog (cat=)")
+    names = _broadcast(dist, shard_names(directory, kind, epoch, step, world, cat) if rank == 0 else None)
+    writer = None
+    report = None
+    try:
+        writer = ShardWriter(directory, names[rank], mode=mode)
+        torch.save(state, writer)
+        report = writer.finish()
+    except Exception as e:  # told to every rank, so no rank waits forever
+        report = {"error": "rank %d: %s" % (rank, e)}
+    reports = [None] * world
+    dist.all_gather_object(reports, report)
+    outcome = None
+    if rank == 0:
+        errors = [r["error"] for r in reports if "error" in r]
+        if errors:
+            outcome = {"error": "; ".join(errors)}
+        else:
+            try:
+                e = cat.commit_shards(reports, kind=kind, epoch=epoch, step=step, metrics=metrics,
+                                      metadata=metadata)
+                outcome = {"entry": e}
+            except Exception as e:
+                outcome = {"error": "rank 0 commit: %s" % e}
+    outcome = _broadcast(dist, outcome)  # every rank waits here for rank 0's commit
+    if writer is not None:
+        writer.free()
+    if "error" in outcome:
+        raise Error(1, "ckptdb: sharded save of %s failed: %s" % (kind, outcome["error"]))
+    return outcome["entry"]
+
+
+def load_sharded(directory, cat=None, map_location="cpu", kind=None):
+    """Every rank calls it; rank 0 (with its open Catalog) picks the newest
+    checkpoint whose every file verifies and broadcasts it; each rank loads
+    its own file.  Returns (state, Checkpoint) or None when there is none.
+    A checkpoint saved by another number of ranks is refused."""
+    import torch
+    dist = _dist()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    pick = None
+    if rank == 0:
+        if cat is None:
+            raise ValueError("ckptdb.load_sharded: rank 0 needs the open Catalog (cat=)")
+        e = cat.latest(kind)
+        if e is not None:
+            files = cat.files(e.id)
+            pick = {"entry": e, "paths": [f.path for f in sorted(files, key=lambda f: f.rank)]}
+            if len(files) != world:
+                pick = {"error": "checkpoint %s has %d files, this job has %d ranks" % (e.name, len(files), world)}
+            else:
+                cat.mark_resumed(e.id)
+    pick = _broadcast(dist, pick)
+    if pick is None:
+        return None
+    if "error" in pick:
+        raise Error(3, "ckptdb: cannot resume: " + pick["error"])
+    st = torch.load(pick["paths"][rank], map_location=map_location)
+    return st, pick["entry"]
