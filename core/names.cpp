@@ -98,13 +98,15 @@ std::string random_temp_name() {
 
 bool is_temp_name(const std::string &name) { return name.compare(0, 12, kTempPrefix) == 0; }
 
-bool is_exact_temp_name(const std::string &name) {
-    if (name.size() != 12 + 32 || !is_temp_name(name)) return false;
-    for (size_t i = 12; i < name.size(); i++) {
-        char c = name[i];
+bool is_hex32(const std::string &s, size_t from) {
+    if (s.size() != from + 32) return false;
+    for (size_t i = from; i < s.size(); i++) {
+        char c = s[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
     }
     return true;
 }
+
+bool is_exact_temp_name(const std::string &name) { return is_temp_name(name) && is_hex32(name, 12); }
 
 }  // namespace ckptdb

@@ -53,13 +53,6 @@ UniqueFd create_locked_temp(const Dir &dir, const std::string &name) {
     return f;
 }
 
-bool is_hex32(const std::string &s) {
-    if (s.size() != 32) return false;
-    for (char c : s)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-    return true;
-}
-
 }  // namespace
 
 bool temp_in_use(const Dir &dir, const std::string &name) {

@@ -116,57 +116,25 @@ inline void killed_writers(const std::string &root) {
 }
 
 // The fault helper (fault_helper.cpp) as a child process, stdout as a pipe.
-struct Helper {
-    pid_t pid = -1;
-    FILE *out = nullptr;
-    int status = -1;
-    explicit Helper(const std::vector<std::string> &args) {
-        const char *helper = std::getenv("CKPTDB_FAULT_HELPER");
-        if (!helper) throw std::runtime_error("CKPTDB_FAULT_HELPER is not set (run through meson test)");
-        int fds[2];
-        if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-        posix_spawn_file_actions_addclose(&fa, fds[0]);
-        std::vector<std::string> all{helper};
-        all.insert(all.end(), args.begin(), args.end());
-        std::vector<char *> argv;
-        for (auto &a : all) argv.push_back(const_cast<char *>(a.c_str()));
-        argv.push_back(nullptr);
-        int rc = ::posix_spawn(&pid, helper, &fa, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&fa);
-        ::close(fds[1]);
-        if (rc != 0) {
-            ::close(fds[0]);
-            throw std::runtime_error("posix_spawn failed");
-        }
-        out = ::fdopen(fds[0], "r");
-    }
-    ~Helper() {
-        if (pid > 0 && status < 0) kill9();
-        if (out) std::fclose(out);
-    }
-    std::string line() {
-        char buf[8192];
-        if (!std::fgets(buf, sizeof buf, out)) return "";
-        std::string s = buf;
-        if (!s.empty() && s.back() == '\n') s.pop_back();
-        return s;
-    }
-    int wait() {
-        if (status >= 0) return status;
-        int st = 0;
-        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-        }
-        status = st;
-        return st;
-    }
-    void kill9() {
-        ::kill(pid, SIGKILL);
-        wait();
-    }
+struct Helper : t::Child {
+    explicit Helper(const std::vector<std::string> &args) : t::Child(args, "CKPTDB_FAULT_HELPER") {}
 };
+
+// A save through the C ABI: the directory is usable again. Returns the
+// error, "" when the save committed.
+inline std::string resume_save(const std::string &dir) {
+    ckptdb_catalog *db = nullptr;
+    if (ckptdb_open(&db, dir.c_str(), nullptr) != CKPTDB_OK) return std::string("open: ") + ckptdb_last_error();
+    std::string err;
+    ckptdb_save *s = nullptr;
+    ckptdb_entry e = CKPTDB_ENTRY_INIT;
+    if (ckptdb_save_begin(&s, db, "manual", 99, 9900, nullptr) != CKPTDB_OK ||
+        ckptdb_save_write(s, "resumed", 7) != CKPTDB_OK || ckptdb_save_commit(s, &e) != CKPTDB_OK)
+        err = ckptdb_last_error();
+    ckptdb_save_free(s);
+    ckptdb_close(db);
+    return err;
+}
 
 // What a helper run printed: BASE and ACK lines, and how it ended.
 struct Acks {

@@ -38,21 +38,6 @@ const Variant k_variants[] = {
     {faultio::Mode::eintr_always, 0, "EINTR storm (16 in a row)", false},
 };
 
-// A save through the C ABI: the directory is usable again.
-std::string resume_save(const std::string &dir) {
-    ckptdb_catalog *db = nullptr;
-    if (ckptdb_open(&db, dir.c_str(), nullptr) != CKPTDB_OK) return std::string("open: ") + ckptdb_last_error();
-    std::string err;
-    ckptdb_save *s = nullptr;
-    ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    if (ckptdb_save_begin(&s, db, "manual", 99, 9900, nullptr) != CKPTDB_OK ||
-        ckptdb_save_write(s, "resumed", 7) != CKPTDB_OK || ckptdb_save_commit(s, &e) != CKPTDB_OK)
-        err = ckptdb_last_error();
-    ckptdb_save_free(s);
-    ckptdb_close(db);
-    return err;
-}
-
 bool clear_error(int code, const std::string &msg) {
     switch (code) {
     case CKPTDB_EIO:
@@ -146,7 +131,7 @@ void inject(const std::string &scenario, const std::function<void(const std::str
             }
             g_fig.violations += static_cast<long>(viol.size());
             CHECK_MESSAGE(viol.empty(), harness::join(viol));
-            std::string resumed = resume_save(run.path + "/a");
+            std::string resumed = common::resume_save(run.path + "/a");
             CHECK_MESSAGE(resumed.empty(), "a save after the fault was cleared failed: ", resumed);
             if (std::getenv("CKPTDB_FAULT_VERBOSE")) {
                 auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_start).count();

@@ -22,20 +22,6 @@ namespace {
 common::Figures g_fig;
 long g_generated = 0;
 
-std::string resume_save(const std::string &dir) {
-    ckptdb_catalog *db = nullptr;
-    if (ckptdb_open(&db, dir.c_str(), nullptr) != CKPTDB_OK) return std::string("open: ") + ckptdb_last_error();
-    std::string err;
-    ckptdb_save *s = nullptr;
-    ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    if (ckptdb_save_begin(&s, db, "manual", 99, 9900, nullptr) != CKPTDB_OK ||
-        ckptdb_save_write(s, "resumed", 7) != CKPTDB_OK || ckptdb_save_commit(s, &e) != CKPTDB_OK)
-        err = ckptdb_last_error();
-    ckptdb_save_free(s);
-    ckptdb_close(db);
-    return err;
-}
-
 // Records the scenario in a helper process; returns its trace and output.
 std::vector<trace::Event> record(const std::string &scenario, const std::string &root, bool setup, common::Acks &acks,
                                  const std::string &trace_file) {
@@ -122,7 +108,7 @@ void power_loss(const std::string &scenario, size_t sample,
         if (t::exists(st.path + "/a")) {
             v = harness::check_invariants(st.path + "/a", x);
             if (v.empty()) {
-                std::string r = resume_save(st.path + "/a");
+                std::string r = common::resume_save(st.path + "/a");
                 if (!r.empty()) v.push_back("resume: a save after recovery failed: " + r);
             }
         } else if (!x.acknowledged.empty()) {

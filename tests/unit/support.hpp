@@ -184,9 +184,11 @@ struct Child {
     }
     // The next line of the child's stdout ("" at EOF).
     std::string line() {
-        char buf[4096];
-        if (!std::fgets(buf, sizeof buf, out)) return "";
-        std::string s = buf;
+        char *buf = nullptr;
+        size_t cap = 0;
+        ssize_t n = ::getline(&buf, &cap, out);
+        std::string s = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+        std::free(buf);
         if (!s.empty() && s.back() == '\n') s.pop_back();
         return s;
     }
