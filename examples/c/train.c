@@ -97,6 +97,7 @@ struct config {
     int requeue;
     int64_t keep_epoch; /* -1: the library's default */
     int64_t keep_time;  /* -1: the library's default */
+    double sim_step_seconds; /* > 0: the trigger's clock is simulated */
 };
 
 static const char *prog = "ckptdb-train-c";
@@ -124,6 +125,10 @@ static void usage(FILE *f)
             "  --keep-time K             rotation: keep the newest K \"time\" checkpoints (default 3)\n"
             "  --keep-all                no rotation: keep every checkpoint\n"
             "  --step-sleep-ms N         sleep N ms per step (default 0)\n"
+            "  --simulated-step-seconds T\n"
+            "                            the trigger's clock is simulated: it starts at 0 and\n"
+            "                            each step advances it by T seconds (default 0: the\n"
+            "                            real monotonic clock); makes time saves deterministic\n"
             "  --requeue                 under Slurm, after the preempt save that follows\n"
             "                            SIGUSR1, ask Slurm to requeue the job\n"
             "                            (CKPTDB_OPEN_REQUEUE)\n"
@@ -200,7 +205,7 @@ static void parse_args(struct config *cfg, int argc, char **argv)
     static const char *const with_value[] = {"--dir", "--epochs", "--steps-per-epoch", "--state-bytes",
                                              "--save-every-epochs", "--save-every-seconds",
                                              "--step-sleep-ms", "--save-every-steps", "--keep-epoch",
-                                             "--keep-time"};
+                                             "--keep-time", "--simulated-step-seconds"};
     int i;
     size_t k;
 
@@ -216,6 +221,7 @@ static void parse_args(struct config *cfg, int argc, char **argv)
     cfg->requeue = 0;
     cfg->keep_epoch = -1;
     cfg->keep_time = -1;
+    cfg->sim_step_seconds = 0.0;
 
     for (i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -270,6 +276,7 @@ static void parse_args(struct config *cfg, int argc, char **argv)
         case 7: cfg->save_every_steps = parse_int("--save-every-steps", val, 0); break;
         case 8: cfg->keep_epoch = parse_int("--keep-epoch", val, 0); break;
         case 9: cfg->keep_time = parse_int("--keep-time", val, 0); break;
+        case 10: cfg->sim_step_seconds = parse_seconds("--simulated-step-seconds", val); break;
         default: break;
         }
     }
@@ -599,6 +606,15 @@ static void set_rotation(ckptdb_catalog *db, const struct config *cfg)
     check(ckptdb_set_retention(db, &policy)); /* the policy is copied */
 }
 
+/* --simulated-step-seconds: the trigger's clock, advanced once per step. */
+static double g_sim_now = 0.0;
+
+static double simulated_clock(void *payload)
+{
+    (void)payload;
+    return g_sim_now;
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -637,6 +653,7 @@ int main(int argc, char **argv)
     topts.every_epochs = cfg.save_every_epochs;
     topts.every_steps = cfg.save_every_steps;
     topts.every_seconds = cfg.save_every_seconds;
+    if (cfg.sim_step_seconds > 0.0) topts.clock = simulated_clock;
     check(ckptdb_trigger_new(&g_trigger, &topts));
 
     oopts.on_event = on_event;
@@ -660,6 +677,7 @@ int main(int argc, char **argv)
         int epoch_end = 0;
 
         sleep_ms(cfg.step_sleep_ms);
+        g_sim_now += cfg.sim_step_seconds;
         gstep++;
         in_epoch++;
         if (in_epoch == cfg.steps_per_epoch) {

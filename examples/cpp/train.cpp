@@ -55,6 +55,7 @@ struct config {
     int64_t save_every_epochs = 5;
     double save_every_seconds = 900.0;
     int64_t step_sleep_ms = 0;
+    double sim_step_seconds = 0.0;  // > 0: the trigger's clock is simulated
     bool async = false;
 };
 
@@ -80,6 +81,9 @@ void usage() {
         "  --save-every-epochs N     kind \"epoch\" every N epochs (default 5; 0: off)\n"
         "  --save-every-seconds T    kind \"time\" every T seconds (default 900; 0: off)\n"
         "  --step-sleep-ms N         sleep N ms per step (default 0)\n"
+        "  --simulated-step-seconds T\n"
+        "                            the trigger's clock starts at 0 and each step advances\n"
+        "                            it by T seconds (default 0: the real monotonic clock)\n"
         "  --async                   write epoch and time saves in the background\n\n"
         "Starts from the newest checkpoint that verifies.  SIGTERM/SIGINT/SIGUSR1: save\n"
         "the step as kind \"preempt\" and exit 0; the same command continues the run.\n");
@@ -136,6 +140,7 @@ config parse(int argc, char **argv) {
         else if (a == "--save-every-epochs") c.save_every_epochs = to_int(a, v, 0);
         else if (a == "--save-every-seconds") c.save_every_seconds = to_double(a, v);
         else if (a == "--step-sleep-ms") c.step_sleep_ms = to_int(a, v, 0);
+        else if (a == "--simulated-step-seconds") c.sim_step_seconds = to_double(a, v);
         else usage_error("unknown option '" + a + "'");
     }
     if (c.dir.empty()) usage_error("--dir DIR is required");
@@ -221,6 +226,11 @@ int run(const config &c) {
     ckptdb_trigger_options to = CKPTDB_TRIGGER_OPTIONS_INIT;
     to.every_epochs = c.save_every_epochs;
     to.every_seconds = c.save_every_seconds;
+    double sim_now = 0.0;  // --simulated-step-seconds: advanced once per step
+    if (c.sim_step_seconds > 0.0) {
+        to.clock = [](void *p) { return *static_cast<double *>(p); };
+        to.clock_payload = &sim_now;
+    }
     ckptdb_trigger *trig = nullptr;
     if (ckptdb_trigger_new(&trig, &to) != CKPTDB_OK) fail(ckptdb_last_error());
     std::unique_ptr<ckptdb_trigger, void (*)(ckptdb_trigger *)> trig_guard(trig, ckptdb_trigger_free);
@@ -259,6 +269,7 @@ int run(const config &c) {
             opt.step();
             loss_v = loss.item<double>();
             step++;
+            sim_now += c.sim_step_seconds;
             bool end = pos + 1 == spe;
             int64_t done_epochs = end ? epoch + 1 : epoch;
             if (end) {
