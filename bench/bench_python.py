@@ -14,6 +14,17 @@ system; each figure is the median of --reps runs:
                        the temp file's name, which has no stem before its dot)
           and the physical limit: dd if=/dev/zero bs=1M count=MiB conv=fsync
           target: catalog / plain <= 1.05
+  resume  the newest checkpoint of that state loaded back
+            plain:     torch.load(path, map_location="cpu") with torch's default
+                       arguments (weights_only=True from torch 2.6 on)
+            catalog:   cat.load_latest(map_location="cpu"): the catalog's newest
+                       checkpoint, its bytes verified in full against the
+                       XXH3-128 of the catalog, loaded with the safe loader and
+                       the resume recorded
+          and the physical limit of the verification: xxh128sum of the file;
+          warm page cache (the file was just written), or cold with --cold
+          (drops the page cache before each load; needs root)
+          target: reported, not asserted
   async   the time the training loop is blocked by AsyncSaver.save (the CPU
           copy on its thread, then the write and commit in the background)
           against the time of the CPU copy alone (ckptdb.torch.snapshot);
@@ -87,10 +98,58 @@ def drop(cat):
     cat.prune(ckptdb.Retention(keep_last={"bench": 0}))
 
 
+def drop_caches(cold):
+    if not cold:
+        return
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def resume(args, cat, state, size, plain_dir):
+    """A resume through the catalog (full verification, safe loader)
+    against plain torch.load of the same bytes."""
+    e = catalog_save(cat, state, 1000, "write")
+    drop(cat)
+    plain = plain_save(state, plain_dir, 1000)
+    first = next(iter(state))
+    times = {"plain torch.load": [], "load_latest (verified)": [], "xxh128sum": []}
+    for r in range(args.reps):
+        order = list(times) if r % 2 == 0 else list(times)[::-1]
+        for m in order:
+            drop_caches(args.cold)
+            t0 = time.perf_counter()
+            if m == "plain torch.load":
+                got = torch.load(plain, map_location="cpu")
+            elif m == "xxh128sum":
+                subprocess.run(["xxh128sum", e.path], check=True, capture_output=True)
+                got = None
+            else:
+                got, entry = cat.load_latest(map_location="cpu")
+                if entry.id != e.id:
+                    raise SystemExit("bench_python: load_latest returned %s, not %s" % (entry.name, e.name))
+            times[m].append(time.perf_counter() - t0)
+            if got is not None and not torch.equal(got[first], state[first]):
+                raise SystemExit("bench_python: %s loaded other values" % m)
+            del got
+    os.unlink(plain)
+    med = {m: statistics.median(v) for m, v in times.items()}
+    print()
+    print("%-26s %10s %10s %12s" % ("resume (%s cache)" % ("cold" if args.cold else "warm"), "median s", "MiB/s",
+                                    "vs plain"))
+    for m in times:
+        print("%-26s %10.3f %10.0f %12.3f" % (m, med[m], size / med[m] / 2 ** 20, med[m] / med["plain torch.load"]))
+    print("  all runs (s): " + "; ".join("%s %s" % (m, " ".join("%.3f" % x for x in v)) for m, v in times.items()))
+    print("resume through load_latest (full verification) / plain torch.load: %.3fx; "
+          "verification alone (xxh128sum) / plain torch.load: %.3fx"
+          % (med["load_latest (verified)"] / med["plain torch.load"], med["xxh128sum"] / med["plain torch.load"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=256)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--cold", action="store_true", help="drop the page cache before each load (root)")
     args = ap.parse_args()
 
     base = os.environ.get("CKPTDB_BENCH_DIR") or os.getcwd()
@@ -159,6 +218,8 @@ def run(args, work):
         ratio = med[m] / med["plain"]
         print("save through the catalog (%s, a file object) / plain torch.save+fsync+rename: %.3fx "
               "(target <= 1.05: %s)" % (m, ratio, "met" if ratio <= 1.05 else "NOT met"))
+
+    resume(args, cat, state, size, plain_dir)
 
     # Asynchronous saves: how long the loop is blocked, against the copy alone.
     saver = ct.AsyncSaver(cat)
