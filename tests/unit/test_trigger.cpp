@@ -259,6 +259,19 @@ TEST_CASE("epochs and seconds: whichever comes first, each save restarting the c
     CHECK(simulate(t.get(), c, 400, 0.5) == want);
 }
 
+TEST_CASE("a step that ends an epoch and is due by time is saved once, as epoch, when the epoch save is due") {
+    CleanSignals clean;
+    FakeClock c;
+    // Time falls due every 50 steps, so on the last step of every epoch
+    // (100 steps each); the epoch save is due every 2 epochs.
+    auto t = make(c, 2, 0, 50, 0);
+    Saves want = {
+        {50, "time"}, {100, "time"}, {150, "time"}, {200, "epoch"},
+        {250, "time"}, {300, "time"}, {350, "time"}, {400, "epoch"},
+    };
+    CHECK(simulate(t.get(), c, 400, 1.0) == want);
+}
+
 TEST_CASE("epochs and steps: whichever comes first") {
     CleanSignals clean;
     FakeClock c;
