@@ -339,21 +339,23 @@ def checkpoint_layout(obj, path=None):
 
 def normalize_state(obj, entry=None, path=None):
     """A loaded checkpoint of any layout (checkpoint_layout) as one dict:
-    {"layout", "format", "epoch", "step", "model", "optimizer", "scheduler",
-    "scaler", "rng", "extra", "rng_per_rank"} (None where the file has
-    nothing).  epoch and step come from the file, else from the catalog
-    row `entry`, else 0."""
+    ckptdb's own, {"format": FORMAT, "layout", "epoch", "step", "model",
+    "optimizer", "scheduler", "scaler", "rng", "extra", "rng_per_rank"}
+    (None where the file has nothing; "layout" names the file's layout).
+    epoch and step come from the file, else from the catalog row `entry`,
+    else 0.  Normalizing it again gives it back unchanged."""
     if path is None and entry is not None:
         path = entry.path
     layout = checkpoint_layout(obj, path)
-    out = {"layout": layout, "format": None, "model": None, "optimizer": None, "scheduler": None,
+    out = {"format": FORMAT, "layout": layout, "model": None, "optimizer": None, "scheduler": None,
            "scaler": None, "rng": None, "extra": None, "rng_per_rank": None, "epoch": None, "step": None}
     if layout == "state_dict":
         out["model"] = obj
     elif layout == "ckptdb":
-        for k in ("format", "model", "optimizer", "scheduler", "scaler", "rng", "extra", "rng_per_rank",
-                  "epoch", "step"):
+        for k in ("model", "optimizer", "scheduler", "scaler", "rng", "extra", "rng_per_rank", "epoch", "step"):
             out[k] = obj.get(k)
+        if obj.get("layout") in ("ckptdb", "training", "state_dict"):
+            out["layout"] = obj["layout"]  # already normalized
     else:
         for role, names in _ROLES:
             for n in names:
