@@ -55,7 +55,10 @@ def _dispatch(ev, callback, errors):
     handler prints it even where logging is not configured) and kept in
     `errors`."""
     try:
-        logger.log(EVENT_LEVELS.get(ev.event, logging.INFO), "%s", ev.message())
+        level = EVENT_LEVELS.get(ev.event, logging.INFO)
+        if ev.event == "run_ended" and ev.detail.startswith("crashed"):
+            level = logging.WARNING  # found by the next open: an earlier process died
+        logger.log(level, "%s", ev.message())
     except Exception:  # a broken handler must not lose the event for the callback
         pass
     if callback is None:
