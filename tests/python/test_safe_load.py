@@ -55,9 +55,15 @@ def world_of_one(tmp_path):
         dist.destroy_process_group()
 
 
+SAFE_BY_DEFAULT = ct._version_tuple(torch.__version__) >= (2, 6)  # torch.load's default became weights_only=True
+
+
 def plain_load(path):
-    """torch.load with torch's defaults: no weights_only given."""
-    assert torch.load.__kwdefaults__["weights_only"] is None  # torch decides: True since 2.6
+    """torch.load with torch's defaults: no weights_only given (on a torch
+    older than 2.6, whose default is unsafe, the safe loader explicitly)."""
+    if not SAFE_BY_DEFAULT:
+        return torch.load(path, weights_only=True)
+    assert torch.load.__kwdefaults__["weights_only"] is None  # torch decides: True
     return torch.load(path)
 
 
@@ -159,6 +165,11 @@ def test_files_of_the_earlier_format_still_resume_with_numpy_arrays_alone_allowe
         plain_load(path)  # torch's safe loader alone refuses it: it is the old format
     scramble()
     model2, opt2, sched2 = make()
+    if not hasattr(torch.serialization, "safe_globals"):  # torch < 2.5: no allowlist; the opt-in is the way
+        with pytest.raises(ckptdb.UnsafeCheckpoint, match="weights_only=False"):
+            with ct.CheckpointManager(tmp_path, model2, opt2, sched2, signals=()) as mgr:
+                mgr.resume()
+        return
     with ct.CheckpointManager(tmp_path, model2, opt2, sched2, signals=()) as mgr:
         assert mgr.resume() == (2, 8)
         assert mgr.cat.runs()[-1]["resumed_from"] == mgr.resumed_from.id
