@@ -223,7 +223,8 @@ def _numpy_legacy_globals():
     # A file written under the other numpy major names the reconstructor by
     # the other module path; torch takes (object, "qualified.name") pairs
     # where its documentation says so (2.6 and later).
-    if "tuple" in (getattr(ser, "add_safe_globals", None).__doc__ or ""):
+    add = getattr(ser, "add_safe_globals", None)
+    if add is not None and "tuple" in (add.__doc__ or ""):
         for name in ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"):
             if name != "%s.%s" % (rec.__module__, rec.__qualname__):
                 out.append((rec, name))
