@@ -2,7 +2,8 @@
 """train.py - a PyTorch training loop that checkpoints through ckptdb.
 
 The checkpoint workflow is five lines (marked "ckptdb" below): build a
-CheckpointManager, resume, ask it after every step and every epoch, close.
+CheckpointManager, resume, ask it after every step (telling it which step
+ends an epoch) and every epoch, close.
 It brings the production defaults: save every 5 epochs or every 15
 minutes, whichever first; keep 5 "epoch" and 3 "time" checkpoints (the
 catalog rotates them); SIGTERM, SIGINT and SIGUSR1 only set a flag, and the
@@ -103,6 +104,9 @@ def main():
     ap.add_argument("--save-every-steps", type=int, default=0)
     ap.add_argument("--save-every-seconds", type=float, default=900.0)
     ap.add_argument("--step-sleep", type=float, default=0.0, help="seconds to sleep per step (tests)")
+    ap.add_argument("--simulated-step-seconds", type=float, default=0.0, metavar="X",
+                    help="each step advances the save trigger's clock by X seconds instead of the wall clock "
+                         "passing (the clock starts at 0 with the process; tests compare schedules); 0: off")
     ap.add_argument("--async-save", action="store_true", help="write checkpoints on a background thread")
     ap.add_argument("--sharded", action="store_true",
                     help="under torchrun: each rank trains and saves its own part of the state")
@@ -130,10 +134,14 @@ def main():
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.7)
     scaler = LossScaler()
 
+    sim_clock = None
+    if args.simulated_step_seconds > 0:
+        sim_now = [0.0]
+        sim_clock = lambda: sim_now[0]  # noqa: E731
     mgr = CheckpointManager(args.dir, model, optimizer, scheduler, scaler,  # ckptdb
                             every_epochs=args.save_every_epochs, every_steps=args.save_every_steps,
                             every_seconds=args.save_every_seconds, async_save=args.async_save,
-                            sharded=args.sharded)
+                            sharded=args.sharded, clock=sim_clock)
     epoch, step = mgr.resume()  # ckptdb: (0, 0) on a fresh start
     if rank == 0:
         e = mgr.resumed_from
@@ -160,7 +168,10 @@ def main():
             optimizer.step()
             if args.step_sleep:
                 time.sleep(args.step_sleep)
-            if mgr.step(epoch, step, metrics={"loss": loss.item()}):  # ckptdb: saved on preemption
+            if sim_clock is not None:
+                sim_now[0] += args.simulated_step_seconds
+            # ckptdb: saved on preemption; the epoch's last step is decided once, by epoch_end below
+            if mgr.step(epoch, step, metrics={"loss": loss.item()}, end_of_epoch=(step == (epoch + 1) * spe)):
                 return stopped(mgr, rank, epoch, step)
             saved = report(mgr, rank, saved)
         scheduler.step()

@@ -42,8 +42,8 @@ def die_in_nth_save(cls, n):
 def report_resume():
     orig = ct.CheckpointManager.resume
 
-    def resume(self):
-        ep, sp = orig(self)
+    def resume(self, *args, **kw):
+        ep, sp = orig(self, *args, **kw)
         h = hashlib.sha256()
         for _, t in sorted(ct.unwrap(self.model).state_dict().items()):
             h.update(t.numpy().tobytes())
@@ -56,10 +56,10 @@ def report_resume():
 def term_at_step(s):
     orig = ct.CheckpointManager.step
 
-    def step(self, epoch, step, metrics=None):
+    def step(self, epoch, step, metrics=None, **kw):
         if step == s:
             os.kill(os.getpid(), signal.SIGTERM)
-        return orig(self, epoch, step, metrics)
+        return orig(self, epoch, step, metrics, **kw)
 
     ct.CheckpointManager.step = step
 

@@ -174,7 +174,9 @@ def test_sharded_four_ranks_resume_falls_back_as_a_whole_past_a_corrupt_shard(tm
     rc, out, err = torchrun(4, TRAIN, d, SHARD_ARGS)
     assert rc == 0, err[-3000:]
     got = resumes(out, 4)
-    assert {(a, b) for a, b, _ in got} == {("0", "10")}  # every rank, from the same older checkpoint
+    # every rank, from the same older checkpoint; step 10 ends epoch 1, and
+    # train.py passes end_of_epoch, so it was saved by epoch_end(1, 10)
+    assert {(a, b) for a, b, _ in got} == {("1", "10")}
     with ckptdb.Catalog(d, readonly=True) as cat:
         # found corrupt at the resume, then pruned by the next commit's rotation (rule "corrupt")
         assert cat.get(latest.id).status == "pruned"

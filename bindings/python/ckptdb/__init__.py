@@ -3,7 +3,8 @@
 A pure-ctypes binding of libckptdb (the C ABI in capi/ckptdb.h).  The
 library is loaded by its SONAME (libckptdb.so.0) or from the path in
 $CKPTDB_LIBRARY.  PyTorch helpers live in ckptdb.torch (imported on demand;
-this package itself needs only the standard library).
+this package itself needs only the standard library).  Catalog events go
+to logging.getLogger("ckptdb").
 
     import ckptdb
     with ckptdb.Catalog("ckpts", retention="default") as cat:
@@ -13,15 +14,17 @@ this package itself needs only the standard library).
 """
 
 from . import _lib  # noqa: F401  (ckptdb._lib: the raw ctypes layer)
-from .catalog import Catalog, Checkpoint, FileInfo, PruneItem, Retention, Save, rebuild, sync, version
+from .catalog import Catalog, Checkpoint, Event, FileInfo, PruneItem, Retention, Save, rebuild, sync, version
 from .errors import (Busy, Corrupt, DatabaseError, Error, Exists, InvalidArgument, IOFailure, Misuse, NoMemory,
-                     NoSpace, NotCatalog, NotFound, Permission, ReadOnly, VersionMismatch)
+                     NoSpace, NotCatalog, NotFound, Permission, ReadOnly, StateMismatch, UnknownLayout,
+                     UnsafeCheckpoint, VersionMismatch)
 from .signals import (clear_preempt, install_signals, preempt_requested, request_preempt, restore_signals,
                       Trigger)
 
 __version__ = "0.1.0"
 
-__all__ = ["Catalog", "Checkpoint", "FileInfo", "PruneItem", "Retention", "Save", "Trigger", "version", "rebuild", "sync",
+__all__ = ["Catalog", "Checkpoint", "Event", "FileInfo", "PruneItem", "Retention", "Save", "Trigger", "version", "rebuild", "sync",
            "install_signals", "restore_signals", "preempt_requested", "request_preempt", "clear_preempt",
            "Error", "Misuse", "InvalidArgument", "NotFound", "Exists", "IOFailure", "NoSpace", "Corrupt", "Busy",
-           "VersionMismatch", "NotCatalog", "Permission", "ReadOnly", "NoMemory", "DatabaseError"]
+           "VersionMismatch", "NotCatalog", "Permission", "ReadOnly", "NoMemory", "DatabaseError",
+           "UnsafeCheckpoint", "UnknownLayout", "StateMismatch"]

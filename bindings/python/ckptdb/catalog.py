@@ -1,9 +1,12 @@
 """Pythonic objects over the C ABI: Catalog, Save, Checkpoint, Retention."""
 
+import collections
 import ctypes
 import io
 import json
+import logging
 import os
+import sys
 import threading
 from ctypes import byref, c_char_p, c_int, c_int64, c_size_t, c_void_p
 
@@ -11,7 +14,65 @@ from . import _lib
 from ._lib import enc, lib, s
 from .errors import Error
 
-__all__ = ["Catalog", "Checkpoint", "Save", "Retention", "FileInfo", "PruneItem", "rebuild", "sync", "version"]
+__all__ = ["Catalog", "Checkpoint", "Save", "Retention", "FileInfo", "PruneItem", "Event", "rebuild", "sync",
+           "version", "logger", "EVENT_LEVELS"]
+
+logger = logging.getLogger("ckptdb")
+
+# The level each catalog event is logged at on the "ckptdb" logger; an event
+# not listed (a later library may add some) is logged at INFO.
+EVENT_LEVELS = {
+    "begun": logging.DEBUG, "committed": logging.INFO, "resumed": logging.INFO, "pruned": logging.INFO,
+    "pinned": logging.INFO, "unpinned": logging.INFO, "restored": logging.INFO, "run_ended": logging.INFO,
+    "rebuilt": logging.INFO, "requeued": logging.WARNING, "aborted": logging.WARNING, "corrupt": logging.WARNING,
+    "recovered": logging.WARNING, "link_failed": logging.WARNING, "prune_failed": logging.WARNING,
+    "requeue_failed": logging.ERROR, "recovery_failed": logging.ERROR,
+}
+
+
+class Event(collections.namedtuple("Event", "event checkpoint_id detail directory")):
+    """One catalog event as it happens: event ("committed", "pruned",
+    "corrupt", "resumed", "recovered", "requeued", ... see capi/ckptdb.h),
+    checkpoint_id (0 when none), detail (the library's text: for "pruned"
+    the retention rule, for "corrupt" the reason) and the catalog's
+    directory."""
+
+    __slots__ = ()
+
+    def message(self):
+        what = self.event if not self.checkpoint_id else "%s checkpoint %d" % (self.event, self.checkpoint_id)
+        if self.event == "pruned" and self.detail:
+            what += " (rule %s)" % self.detail
+        elif self.detail:
+            what += ": %s" % self.detail
+        return "ckptdb %s: %s" % (self.directory, what)
+
+
+def _dispatch(ev, callback, errors):
+    """Log one event and hand it to the user's callback.  Called from the C
+    library (no exception may cross it): a callback that raises is logged at
+    ERROR with its traceback on the "ckptdb" logger (Python's last-resort
+    handler prints it even where logging is not configured) and kept in
+    `errors`."""
+    try:
+        level = EVENT_LEVELS.get(ev.event, logging.INFO)
+        if ev.event == "run_ended" and ev.detail.startswith("crashed"):
+            level = logging.WARNING  # found by the next open: an earlier process died
+        logger.log(level, "%s", ev.message())
+    except Exception:  # a broken handler must not lose the event for the callback
+        pass
+    if callback is None:
+        return
+    try:
+        callback(ev)
+    except BaseException as e:  # KeyboardInterrupt too: it cannot cross the C ABI either
+        errors.append(e)
+        try:
+            logger.error("ckptdb %s: the on_event callback %r raised on event %r of checkpoint %d", ev.directory,
+                         callback, ev.event, ev.checkpoint_id, exc_info=(type(e), e, e.__traceback__))
+        except Exception:
+            import traceback
+            traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
 
 
 class Checkpoint:
@@ -322,7 +383,11 @@ class Catalog:
     create=False: fail with NotFound when the directory or catalog is missing.
     requeue_on_preempt: pass CKPTDB_OPEN_REQUEUE (under Slurm, a preemption
     signal requeues the job).  last_link: None "last.pt", "" none.
-    on_event(event, checkpoint_id, detail) receives the catalog's events.
+    Every catalog event goes to logging.getLogger("ckptdb") (EVENT_LEVELS:
+    committed/resumed/pruned INFO, corrupt/recovered WARNING, ...), and to
+    on_event(event, checkpoint_id, detail) when given; an exception raised
+    by on_event is logged at ERROR with its traceback and kept in
+    .event_errors (it cannot propagate through the C library).
 
     Methods may be called from any thread; one lock per handle serialises
     them (the library guards the shared connection itself).
@@ -339,20 +404,27 @@ class Catalog:
         o.catalog_name = enc(catalog_name)
         o.busy_timeout_ms = int(busy_timeout_ms)
         o.last_link = enc(last_link)
-        self._event_cb = None
-        if on_event is not None:
-            def cb(ev, cid, detail, _payload, _f=on_event):
-                try:
-                    _f(s(ev), cid, s(detail))
-                except Exception:
-                    pass  # an exception cannot cross the C ABI
-            self._event_cb = _lib.EVENT_CB(cb)
-            o.on_event = self._event_cb
+        # Every event reaches the "ckptdb" logger; on_event(event, checkpoint_id,
+        # detail) is the user's.  The library calls back on the thread that
+        # made the call (a background save's thread too), after the event's
+        # transaction committed.
+        # The callback holds no reference to self (no cycle: a dropped Catalog
+        # still closes at once).
+        self.event_errors = errors = []  # exceptions raised by on_event (each also logged at ERROR)
+        where = [os.fspath(directory)]
+
+        def user(ev, _f=on_event):
+            _f(ev.event, ev.checkpoint_id, ev.detail)
+
+        def cb(ev, cid, detail, _payload):
+            _dispatch(Event(s(ev), cid, s(detail), where[0]), user if on_event is not None else None, errors)
+        self._event_cb = _lib.EVENT_CB(cb)
+        o.on_event = self._event_cb
         h = _lib.catalog_p()
         lib.ckptdb_open(byref(h), enc(os.fspath(directory)), byref(o))
         self._h = h
         self.readonly = readonly
-        self.directory = s(lib.ckptdb_dir(h))
+        self.directory = where[0] = s(lib.ckptdb_dir(h))
         self._retention_keep = None
         if retention is not None:
             self.set_retention(retention)
@@ -597,18 +669,27 @@ class Catalog:
         with self._lock:
             lib.ckptdb_mark_resumed(self._handle(), self._id(id_or_name))
 
-    def load_latest(self, map_location="cpu", kind=None, weights_only=False):
+    def load_latest(self, map_location="cpu", kind=None, weights_only=True, normalize=False):
         """torch.load of the newest checkpoint that verifies, or None.
         Returns (state, Checkpoint).  Records the resume in the catalog
-        unless the catalog is read-only."""
-        import torch
+        unless the catalog is read-only.
+
+        weights_only=True (the default) loads with torch's safe loader: a
+        file holding other objects raises ckptdb.UnsafeCheckpoint, naming it,
+        and the catalog is left as it was (files of the earlier
+        "ckptdb.torch/1" format still load; see ckptdb.torch.load_checkpoint).
+        weights_only=False is the explicit opt-in for trusted files, passed
+        on to torch.load as given.  normalize=True returns the state in the
+        one layout of ckptdb.torch.normalize_state (a ckptdb dict, a
+        hand-written training dict, a LibTorch checkpoint or a bare model
+        state_dict, told apart by ckptdb.torch.checkpoint_layout)."""
+        from . import torch as ct
         e = self.latest(kind)
         if e is None:
             return None
-        kw = {"map_location": map_location}
-        if weights_only:
-            kw["weights_only"] = True
-        state = torch.load(e.path, **kw)
+        state = ct.load_checkpoint(e.path, map_location=map_location, weights_only=weights_only)
+        if normalize:
+            state = ct.normalize_state(state, e)
         if not self.readonly:
             self.mark_resumed(e.id)
         return state, e

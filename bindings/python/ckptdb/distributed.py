@@ -203,12 +203,19 @@ def save_sharded(directory, state, kind, epoch, step, cat=None, metrics=None, me
     return outcome["entry"]
 
 
-def load_sharded(directory, cat=None, map_location="cpu", kind=None):
+def load_sharded(directory, cat=None, map_location="cpu", kind=None, weights_only=True, prepare=None):
     """Every rank calls it; rank 0 (with its open Catalog) picks the newest
     checkpoint whose every file verifies and broadcasts it; each rank loads
-    its own file.  Returns (state, Checkpoint) or None when there is none.
-    A checkpoint saved by another number of ranks is refused."""
-    import torch
+    its own file (ckptdb.torch.load_checkpoint: torch's safe loader unless
+    weights_only=False).  Returns (state, Checkpoint) or None when there is
+    none.  A checkpoint saved by another number of ranks is refused.
+
+    prepare(state, entry, path), when given, runs on every rank on its
+    loaded state (and returns what to hand back in its place); a failure of
+    any rank's load or prepare is raised on every rank, and only when every
+    rank succeeded does rank 0 record the resume: a refused file changes
+    nothing in the catalog."""
+    from .torch import load_checkpoint
     dist = _dist()
     rank, world = dist.get_rank(), dist.get_world_size()
     pick = None
@@ -221,12 +228,25 @@ def load_sharded(directory, cat=None, map_location="cpu", kind=None):
             pick = {"entry": e, "paths": [f.path for f in sorted(files, key=lambda f: f.rank)]}
             if len(files) != world:
                 pick = {"error": "checkpoint %s has %d files, this job has %d ranks" % (e.name, len(files), world)}
-            else:
-                cat.mark_resumed(e.id)
     pick = _broadcast(dist, pick)
     if pick is None:
         return None
     if "error" in pick:
         raise Error(3, "ckptdb: cannot resume: " + pick["error"])
-    st = torch.load(pick["paths"][rank], map_location=map_location)
-    return st, pick["entry"]
+    path, entry = pick["paths"][rank], pick["entry"]
+    st, err = None, None
+    try:
+        st = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        if prepare is not None:
+            st = prepare(st, entry, path)
+    except Exception as x:
+        err = x
+    errs = [None] * world
+    dist.all_gather_object(errs, None if err is None else "rank %d: %s" % (rank, err))
+    if err is not None:
+        raise err
+    if any(errs):
+        raise Error(1, "ckptdb: resume failed on another rank: %s" % "; ".join(x for x in errs if x))
+    if rank == 0:
+        cat.mark_resumed(entry.id)
+    return st, entry

@@ -74,6 +74,49 @@ class DatabaseError(Error):
     code = 15
 
 
+# Failures of the Python layer itself (no status code of their own; they are
+# never returned by the library, so error_for() never yields them).
+
+class UnsafeCheckpoint(Error):
+    """torch's safe loader (weights_only=True) refused a checkpoint: it holds
+    objects other than tensors and plain types, and unpickling it could run
+    code.  .path names the file; pass weights_only=False to load it anyway
+    when the file is trusted.  Nothing in the catalog was changed."""
+
+    code = 3
+
+    def __init__(self, path, reason):
+        super().__init__(3, "ckptdb: refused to load %s with torch's safe loader (weights_only=True): it holds "
+                            "objects other than tensors and plain types, and unpickling it could run code (%s). "
+                            "Nothing was loaded and the catalog is unchanged. If you trust this file, pass "
+                            "weights_only=False to the call that loads it (CheckpointManager(..., "
+                            "weights_only=False), auto_resume, Catalog.load_latest, load_sharded)"
+                         % (path, reason), "torch.load")
+        self.path = path
+        self.reason = reason
+
+
+class UnknownLayout(Error, ValueError):
+    """A checkpoint whose layout is none that resume knows (see
+    ckptdb.torch.checkpoint_layout).  Nothing in the catalog was changed."""
+
+    code = 3
+
+
+class StateMismatch(Error, RuntimeError):
+    """A checkpoint does not fit the live objects (missing or unexpected
+    model keys under strict=True, a tensor of another shape, an optimizer
+    with other parameter groups).  Raised before anything is loaded;
+    nothing in the catalog was changed.  .missing_keys, .unexpected_keys."""
+
+    code = 3
+
+    def __init__(self, message, missing_keys=(), unexpected_keys=()):
+        super().__init__(3, message, "load_state_dict")
+        self.missing_keys = list(missing_keys)
+        self.unexpected_keys = list(unexpected_keys)
+
+
 _BY_CODE = {c.code: c for c in (Misuse, InvalidArgument, NotFound, Exists, IOFailure, NoSpace, Corrupt, Busy,
                                 VersionMismatch, NotCatalog, Permission, ReadOnly, NoMemory, DatabaseError)}
 
@@ -81,3 +124,13 @@ _BY_CODE = {c.code: c for c in (Misuse, InvalidArgument, NotFound, Exists, IOFai
 def error_for(code):
     """The exception class of a status code (Error for unknown codes)."""
     return _BY_CODE.get(code, Error)
+
+
+class UnsupportedTorch(ImportError):
+    """`import ckptdb.torch` where torch is missing or older than the
+    binding needs.  .found: the version found (None: no torch); .needed."""
+
+    def __init__(self, message, found=None, needed=None):
+        super().__init__(message)
+        self.found = found
+        self.needed = needed

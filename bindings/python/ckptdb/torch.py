@@ -3,32 +3,70 @@ defaults, RNG state, asynchronous saves, and torch.distributed (replicated
 and sharded) saves.
 
 The bytes on disk are exactly what torch.save wrote, so every checkpoint
-loads with plain torch.load without ckptdb installed.  A checkpoint made by
-these helpers is a dict:
+loads with plain torch.load without ckptdb installed, and with torch's safe
+loader (torch.load(path) on torch >= 2.6, weights_only=True): everything in
+it is a tensor or a plain type.  A checkpoint made by these helpers is a dict:
 
-    {"format": "ckptdb.torch/1", "epoch": E, "step": S, "model": ..., "optimizer": ...,
-     "scheduler": ..., "scaler": ..., "rng": {...}, "extra": ...}
+    {"format": "ckptdb.torch/2", "epoch": E, "step": S, "model": ..., "optimizer": ...,
+     "scheduler": ..., "scaler": ..., "extra": ...,
+     "rng": {"torch": ByteTensor, "cuda": [ByteTensor, ...],
+             "numpy": {"bit_generator": "MT19937", "state": int64 tensor (624 words), "pos": int,
+                       "has_gauss": int, "cached_gaussian": float},
+             "random": {"version": 3, "state": int64 tensor (625 ints), "gauss_next": float or None}}}
 
+(int64, not uint32, tensors: torch's uint32 dtype is younger than torch 2.0.)
 epoch counts completed epochs and step is the global step of the last
 completed step; a resumed loop continues with step + 1.
+
+ckptdb's loads (CheckpointManager.resume, auto_resume, Catalog.load_latest,
+distributed.load_sharded) use weights_only=True unless given
+weights_only=False; see load_checkpoint.  Resume reads every layout that
+checkpoint_layout names.
 """
 
+import collections.abc
 import os
+import pickle
 import random
+import re
 import signal
+import sys
 import threading
 import time
 
-import torch
+from .errors import StateMismatch, UnknownLayout, UnsafeCheckpoint, UnsupportedTorch
 
-from .catalog import Catalog, Retention
-from .errors import Error
-from .signals import Trigger, clear_preempt, install_signals, preempt_requested
+MIN_TORCH = (2, 0)
+
+
+def _version_tuple(v):
+    m = re.match(r"(\d+)\.(\d+)", str(v))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+try:
+    import torch
+except ImportError as _e:
+    raise UnsupportedTorch("ckptdb.torch needs PyTorch >= %d.%d, and this Python (%s) has no torch: %s"
+                           % (MIN_TORCH + (sys.executable, _e)), found=None,
+                           needed="%d.%d" % MIN_TORCH) from _e
+TORCH_VERSION = getattr(torch, "__version__", "unknown")
+if (_version_tuple(TORCH_VERSION) or (0, 0)) < MIN_TORCH:
+    raise UnsupportedTorch("ckptdb.torch needs PyTorch >= %d.%d (torch.load's weights_only loader); found torch "
+                           "%s at %s" % (MIN_TORCH + (TORCH_VERSION, getattr(torch, "__file__", "?"))),
+                           found=TORCH_VERSION, needed="%d.%d" % MIN_TORCH)
+
+from .catalog import Catalog, Event, Retention  # noqa: E402
+from .errors import Error  # noqa: E402
+from .signals import Trigger, clear_preempt, install_signals, preempt_requested  # noqa: E402
 
 __all__ = ["auto_resume", "CheckpointManager", "AsyncSaver", "capture_rng", "restore_rng", "snapshot",
-           "unwrap", "build_state", "apply_state"]
+           "unwrap", "build_state", "apply_state", "load_checkpoint", "checkpoint_layout", "normalize_state",
+           "ResumeResult", "FORMAT", "MIN_TORCH"]
 
-FORMAT = "ckptdb.torch/1"
+FORMAT = "ckptdb.torch/2"
+FORMAT_V1 = "ckptdb.torch/1"  # numpy and random state as Python objects: refused by weights_only=True
+_FORMATS = (FORMAT, FORMAT_V1)
 
 
 # ---------------------------------------------------------------------------
@@ -41,35 +79,66 @@ def unwrap(model):
         model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) else model
 
 
+def _random_state():
+    version, internal, gauss_next = random.getstate()
+    return {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next}
+
+
+def _numpy_state(numpy):
+    name, keys, pos, has_gauss, cached = numpy.random.get_state(legacy=True)
+    return {"bit_generator": str(name), "state": torch.from_numpy(keys.astype(numpy.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
 def capture_rng():
-    """Every RNG a training loop draws from: torch (CPU and CUDA), numpy when
-    present, and Python's random."""
-    st = {"torch": torch.get_rng_state(), "random": random.getstate()}
+    """Every RNG a training loop draws from: torch (CPU and CUDA), numpy's
+    global RandomState when numpy is present, and Python's random; as
+    tensors and plain types (torch.load(weights_only=True) reads them)."""
+    st = {"torch": torch.get_rng_state(), "random": _random_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         st["cuda"] = torch.cuda.get_rng_state_all()
     try:
         import numpy
-        st["numpy"] = numpy.random.get_state()
     except ImportError:
-        pass
+        numpy = None
+    if numpy is not None:
+        st["numpy"] = _numpy_state(numpy)
     return st
 
 
+def _ints(x):
+    return [int(v) for v in (x.tolist() if isinstance(x, torch.Tensor) else x)]
+
+
 def restore_rng(st):
+    """Restore what capture_rng captured: the dict of this format, of the
+    earlier one ("ckptdb.torch/1": numpy and random state as Python
+    objects) or of the LibTorch binding ({"torch", "cuda"})."""
     if not st:
         return
-    if "torch" in st:
-        torch.set_rng_state(st["torch"].cpu() if hasattr(st["torch"], "cpu") else st["torch"])
-    if "random" in st:
-        random.setstate(st["random"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-    if "numpy" in st:
+    if st.get("torch") is not None:
+        t = st["torch"]
+        torch.set_rng_state(t.cpu() if hasattr(t, "cpu") else t)
+    r = st.get("random")
+    if r is not None:
+        if isinstance(r, collections.abc.Mapping):
+            random.setstate((int(r["version"]), tuple(_ints(r["state"])), r["gauss_next"]))
+        else:
+            random.setstate(r)
+    if st.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in st["cuda"]])
+    n = st.get("numpy")
+    if n is not None:
         try:
             import numpy
-            numpy.random.set_state(st["numpy"])
         except ImportError:
-            pass
+            return
+        if isinstance(n, collections.abc.Mapping):
+            keys = n["state"].cpu().numpy() if isinstance(n["state"], torch.Tensor) else numpy.asarray(n["state"])
+            numpy.random.set_state((n["bit_generator"], keys.astype(numpy.uint32), int(n["pos"]),
+                                    int(n["has_gauss"]), float(n["cached_gaussian"])))
+        else:
+            numpy.random.set_state(n)
 
 
 def build_state(epoch, step, model=None, optimizer=None, scheduler=None, scaler=None, extra=None, rng=True):
@@ -87,20 +156,6 @@ def build_state(epoch, step, model=None, optimizer=None, scheduler=None, scaler=
     if rng:
         st["rng"] = capture_rng()
     return st
-
-
-def apply_state(st, model=None, optimizer=None, scheduler=None, scaler=None, rng=True):
-    if model is not None and "model" in st:
-        unwrap(model).load_state_dict(st["model"])
-    if optimizer is not None and "optimizer" in st:
-        optimizer.load_state_dict(st["optimizer"])
-    if scheduler is not None and "scheduler" in st:
-        scheduler.load_state_dict(st["scheduler"])
-    if scaler is not None and "scaler" in st:
-        scaler.load_state_dict(st["scaler"])
-    if rng:
-        restore_rng(st.get("rng"))
-    return int(st.get("epoch", 0)), int(st.get("step", 0))
 
 
 def snapshot(obj):
@@ -129,24 +184,331 @@ def _sync_devices(obj):
 
 
 # ---------------------------------------------------------------------------
+# Loading: torch's safe loader by default
+# ---------------------------------------------------------------------------
+
+def _refusal(e):
+    """The useful line of torch's weights_only refusal (its wording varies
+    between versions and causes: "WeightsUnpickler error: Unsupported
+    global: GLOBAL x.y ...", "Trying to load unsupported GLOBAL x.y ...")."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    pick = next((x.split("WeightsUnpickler error:", 1)[1].strip() for x in lines if "WeightsUnpickler error:" in x),
+                None)
+    if pick is None:
+        pick = next((x for x in lines if "GLOBAL" in x), None)
+    if pick is None:
+        rest = [x for x in lines[1:] if not x.startswith("Check the documentation")]
+        pick = rest[-1] if rest else (lines[0] if lines else type(e).__name__)
+    return re.split(r"\. Please use", pick)[0].strip().rstrip(".")
+
+
+def _numpy_legacy_globals():
+    """Exactly what numpy's legacy RNG state (a uint32 array in a tuple)
+    needs from the unpickler: the ndarray reconstructor, ndarray, dtype and
+    the uint32 dtype's class.  None where numpy or torch's allowlist API
+    (torch >= 2.4/2.5: serialization.safe_globals) is missing."""
+    ser = torch.serialization
+    if not hasattr(ser, "safe_globals"):
+        return None
+    try:
+        import numpy
+    except ImportError:
+        return None
+    core = getattr(numpy, "_core", None)
+    mod = getattr(core, "multiarray", None) if core is not None else None
+    if mod is None:
+        import numpy.core.multiarray as mod  # numpy 1.x
+    rec = mod._reconstruct
+    out = [rec, numpy.ndarray, numpy.dtype, type(numpy.dtype(numpy.uint32))]
+    # A file written under the other numpy major names the reconstructor by
+    # the other module path; torch takes (object, "qualified.name") pairs
+    # where its documentation says so (2.6 and later).
+    add = getattr(ser, "add_safe_globals", None)
+    if add is not None and "tuple" in (add.__doc__ or ""):
+        for name in ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"):
+            if name != "%s.%s" % (rec.__module__, rec.__qualname__):
+                out.append((rec, name))
+    return out
+
+
+def load_checkpoint(path, map_location="cpu", weights_only=True):
+    """torch.load of one checkpoint file, the way every ckptdb resume does it.
+
+    weights_only=True (the default): torch's safe loader; a file it refuses
+    (objects other than tensors and plain types: unpickling it could run
+    code) raises ckptdb.UnsafeCheckpoint naming the file, with nothing
+    loaded.  One exception: a file of the earlier ckptdb format
+    ("ckptdb.torch/1", whose numpy RNG state is a numpy array) is loaded
+    again with exactly numpy's array reconstructor, ndarray and dtype
+    allowlisted (torch.serialization.safe_globals; torch >= 2.5) and
+    accepted only when it is such a file.  That allowlist is process-wide
+    while the load runs (torch keeps one list).
+
+    weights_only=False: the explicit opt-in for trusted files holding other
+    objects, passed on to torch.load as given."""
+    path = os.fspath(path)
+    if not weights_only:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = _refusal(e)
+    globs = _numpy_legacy_globals()
+    if globs is not None:
+        try:
+            with torch.serialization.safe_globals(globs):
+                st = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            st = None
+        if isinstance(st, dict) and st.get("format") == FORMAT_V1:
+            return st
+    raise UnsafeCheckpoint(path, reason)
+
+
+# ---------------------------------------------------------------------------
+# Layouts: the one rule
+# ---------------------------------------------------------------------------
+
+# Top-level keys of a hand-written training dict, by role; the first name
+# is the usual one, the others are common aliases.
+_ROLES = (("model", ("model", "model_state_dict", "state_dict")),
+          ("optimizer", ("optimizer", "optimizer_state_dict", "optim")),
+          ("scheduler", ("scheduler", "scheduler_state_dict", "lr_scheduler")),
+          ("scaler", ("scaler", "scaler_state_dict", "grad_scaler")),
+          ("epoch", ("epoch",)),
+          ("step", ("step", "global_step")),
+          ("rng", ("rng",)),
+          ("extra", ("extra",)))
+_IDENTIFYING = {k for role, keys in _ROLES if role not in ("rng", "extra") for k in keys}
+
+
+def _is_state_dict(obj):
+    return bool(obj) and all(isinstance(v, torch.Tensor) or (isinstance(k, str) and k.endswith("_extra_state"))
+                             for k, v in obj.items())
+
+
+def _describe_keys(obj, limit=12):
+    ks = sorted(map(str, obj.keys()))
+    return ", ".join(repr(k) for k in ks[:limit]) + (", ..." if len(ks) > limit else "")
+
+
+def checkpoint_layout(obj, path=None):
+    """The layout of a loaded checkpoint, decided by one rule (in order):
+
+    1. "ckptdb": a dict whose "format" is "ckptdb.torch/1" or
+       "ckptdb.torch/2" (CheckpointManager, build_state, AsyncSaver and
+       sharded saves write it);
+    2. "state_dict": a non-empty dict whose every value is a tensor (keys
+       ending in "_extra_state" may hold anything): a bare model state_dict;
+    3. "training": a dict with at least one of the keys model, optimizer,
+       scheduler, scaler, epoch, step or an alias of one (model_state_dict /
+       state_dict, optimizer_state_dict / optim, scheduler_state_dict /
+       lr_scheduler, scaler_state_dict / grad_scaler, global_step), whose
+       model entry, if any, is a dict or None: the usual hand-written dict,
+       any subset of it, and the LibTorch binding's checkpoints ({"epoch",
+       "step", "model", "optimizer", "scheduler", "rng", "scaler", "extra"});
+    anything else raises ckptdb.UnknownLayout (so does a "format" of a newer
+    ckptdb, and a training dict naming one role twice, e.g. both "model" and
+    "model_state_dict")."""
+    where = " %s" % path if path else ""
+    if not isinstance(obj, collections.abc.Mapping):
+        raise UnknownLayout(3, "ckptdb: checkpoint%s holds a %s, not a dict: no layout that resume knows"
+                            % (where, type(obj).__name__), "checkpoint_layout")
+    fmt = obj.get("format")
+    if isinstance(fmt, str) and fmt.startswith("ckptdb.torch/"):
+        if fmt not in _FORMATS:
+            raise UnknownLayout(3, "ckptdb: checkpoint%s has format %r; this ckptdb reads %s"
+                                % (where, fmt, " and ".join(_FORMATS)), "checkpoint_layout")
+        return "ckptdb"
+    if _is_state_dict(obj):
+        return "state_dict"
+    keys = [k for k in obj.keys() if isinstance(k, str)]
+    if any(k in _IDENTIFYING for k in keys):
+        for role, names in _ROLES:
+            present = [n for n in names if n in obj]
+            if len(present) > 1:
+                raise UnknownLayout(3, "ckptdb: checkpoint%s names its %s twice (%s): which one to load is "
+                                    "ambiguous" % (where, role, " and ".join(map(repr, present))),
+                                    "checkpoint_layout")
+        model = next((obj[n] for n in _ROLES[0][1] if n in obj), None)
+        if model is None or isinstance(model, collections.abc.Mapping):
+            return "training"
+    raise UnknownLayout(3, "ckptdb: checkpoint%s is a dict with keys %s: neither ckptdb's format, a training "
+                        "dict (model/optimizer/scheduler/scaler/epoch/step) nor a bare state_dict of tensors"
+                        % (where, _describe_keys(obj) or "(none)"), "checkpoint_layout")
+
+
+def normalize_state(obj, entry=None, path=None):
+    """A loaded checkpoint of any layout (checkpoint_layout) as one dict:
+    ckptdb's own, {"format": FORMAT, "layout", "epoch", "step", "model",
+    "optimizer", "scheduler", "scaler", "rng", "extra", "rng_per_rank"}
+    (None where the file has nothing; "layout" names the file's layout).
+    epoch and step come from the file, else from the catalog row `entry`,
+    else 0.  Normalizing it again gives it back unchanged."""
+    if path is None and entry is not None:
+        path = entry.path
+    layout = checkpoint_layout(obj, path)
+    out = {"format": FORMAT, "layout": layout, "model": None, "optimizer": None, "scheduler": None,
+           "scaler": None, "rng": None, "extra": None, "rng_per_rank": None, "epoch": None, "step": None}
+    if layout == "state_dict":
+        out["model"] = obj
+    elif layout == "ckptdb":
+        for k in ("model", "optimizer", "scheduler", "scaler", "rng", "extra", "rng_per_rank", "epoch", "step"):
+            out[k] = obj.get(k)
+        if obj.get("layout") in ("ckptdb", "training", "state_dict"):
+            out["layout"] = obj["layout"]  # already normalized
+    else:
+        for role, names in _ROLES:
+            for n in names:
+                if n in obj:
+                    out[role] = obj[n]
+        rng = out["rng"]
+        if not (isinstance(rng, collections.abc.Mapping) and {"torch", "cuda", "numpy", "random"} & set(rng)):
+            out["rng"] = None  # not an RNG state this binding knows: left alone
+    for k in ("epoch", "step"):
+        v = out[k]
+        out[k] = int(v) if v is not None else (int(getattr(entry, k)) if entry is not None else 0)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Applying a checkpoint to live objects
+# ---------------------------------------------------------------------------
+
+class ResumeResult(tuple):
+    """(epoch, step) of a resume, which also carries what load_state_dict
+    reports: .missing_keys and .unexpected_keys of the model (empty unless
+    strict=False), .layout of the file, .checkpoint (the catalog row, None
+    on a fresh start) and .skipped (objects given whose state the file
+    lacks: left as they were)."""
+
+    def __new__(cls, epoch=0, step=0, missing_keys=(), unexpected_keys=(), layout=None, checkpoint=None,
+                skipped=()):
+        self = super().__new__(cls, (int(epoch), int(step)))
+        self.missing_keys = list(missing_keys)
+        self.unexpected_keys = list(unexpected_keys)
+        self.layout = layout
+        self.checkpoint = checkpoint
+        self.skipped = list(skipped)
+        return self
+
+    epoch = property(lambda self: self[0])
+    step = property(lambda self: self[1])
+
+    def __repr__(self):
+        return "ResumeResult(epoch=%d, step=%d, missing_keys=%r, unexpected_keys=%r, layout=%r)" % (
+            self[0], self[1], self.missing_keys, self.unexpected_keys, self.layout)
+
+
+def _model_sd(norm, model):
+    """The file's model state, with a DDP "module." prefix taken off when
+    every key of the file has it and no key of the model does."""
+    sd = norm["model"]
+    own = unwrap(model).state_dict()
+    if sd and all(isinstance(k, str) and k.startswith("module.") for k in sd) and not any(
+            k.startswith("module.") for k in own):
+        sd = type(sd)((k[len("module."):], v) for k, v in sd.items()) if isinstance(sd, dict) else {
+            k[len("module."):]: v for k, v in sd.items()}
+    return sd, own
+
+
+def _check_fit(norm, path, model, optimizer, strict):
+    """Everything that could make the load fail, checked before anything is
+    loaded.  Returns the model state to load (or None)."""
+    where = " %s" % path if path else ""
+    sd = None
+    if model is not None:
+        if norm["model"] is None:
+            if strict:
+                raise StateMismatch("ckptdb: checkpoint%s (layout %r) holds no model state; pass strict=False to "
+                                    "resume the rest" % (where, norm["layout"]),
+                                    missing_keys=list(unwrap(model).state_dict()))
+        else:
+            sd, own = _model_sd(norm, model)
+            missing = [k for k in own if k not in sd]
+            unexpected = [k for k in sd if k not in own]
+            sizes = ["%s: %s in the checkpoint, %s in the model" % (k, tuple(v.shape), tuple(own[k].shape))
+                     for k, v in sd.items() if k in own and isinstance(v, torch.Tensor)
+                     and isinstance(own[k], torch.Tensor) and v.shape != own[k].shape]
+            if sizes:
+                raise StateMismatch("ckptdb: checkpoint%s does not fit the model: size mismatch for %s"
+                                    % (where, "; ".join(sizes)), missing, unexpected)
+            if strict and (missing or unexpected):
+                raise StateMismatch("ckptdb: checkpoint%s (layout %r) does not fit the model: missing keys %s, "
+                                    "unexpected keys %s; nothing was loaded. Pass strict=False to load the keys "
+                                    "that match" % (where, norm["layout"], missing, unexpected), missing, unexpected)
+    osd = norm["optimizer"]
+    if optimizer is not None and osd is not None:
+        groups = osd.get("param_groups") if isinstance(osd, collections.abc.Mapping) else None
+        if not isinstance(groups, (list, tuple)) or "state" not in osd:
+            raise StateMismatch("ckptdb: checkpoint%s: its optimizer entry is not an optimizer state_dict "
+                                "(no 'state' and 'param_groups')" % where)
+        want = [len(g["params"]) for g in optimizer.param_groups]
+        have = [len(g.get("params", ())) for g in groups]
+        if want != have:
+            raise StateMismatch("ckptdb: checkpoint%s does not fit the optimizer: parameter groups of %s "
+                                "parameters in the checkpoint, %s in the optimizer" % (where, have, want))
+    return sd
+
+
+def _apply(norm, path, model=None, optimizer=None, scheduler=None, scaler=None, rng=True, strict=True,
+           checkpoint=None):
+    sd = _check_fit(norm, path, model, optimizer, strict)
+    missing, unexpected, skipped = [], [], []
+    if model is not None:
+        if sd is not None:
+            r = unwrap(model).load_state_dict(sd, strict=strict)
+            if r is not None:
+                missing, unexpected = list(r.missing_keys), list(r.unexpected_keys)
+        else:
+            missing = list(unwrap(model).state_dict())
+            skipped.append("model")
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+        if obj is None:
+            continue
+        st = norm[name]
+        if st is None or (name == "scaler" and isinstance(st, collections.abc.Mapping) and not st):
+            skipped.append(name)  # e.g. the LibTorch binding's {} of a disabled scaler
+            continue
+        obj.load_state_dict(st)
+    if rng and norm["rng"] is not None:
+        restore_rng(norm["rng"])
+    return ResumeResult(norm["epoch"], norm["step"], missing, unexpected, norm["layout"], checkpoint, skipped)
+
+
+def apply_state(st, model=None, optimizer=None, scheduler=None, scaler=None, rng=True, strict=True):
+    """Load a checkpoint of any layout (checkpoint_layout) into the given
+    objects; returns a ResumeResult ((epoch, step) with the model's missing
+    and unexpected keys).  A strict mismatch raises StateMismatch before
+    anything is loaded."""
+    return _apply(normalize_state(st), None, model, optimizer, scheduler, scaler, rng=rng, strict=strict)
+
+
+# ---------------------------------------------------------------------------
 # Resume
 # ---------------------------------------------------------------------------
 
 def auto_resume(cat, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu", kind=None,
-                rng=True):
+                rng=True, strict=True, weights_only=True):
     """Load the newest checkpoint whose bytes verify (a corrupt one is
     marked so and the next newest is tried) into the given objects and
-    record the resume.  Returns (epoch, step) of the checkpoint, or (0, 0)
-    when there is none: a fresh start needs no flag."""
-    got = cat.load_latest(map_location=map_location, kind=kind)
-    if got is None:
-        return 0, 0
-    st, e = got
-    if isinstance(st, dict) and st.get("format") == FORMAT:
-        return apply_state(st, model, optimizer, scheduler, scaler, rng=rng)
-    # A bare state_dict saved by hand.
-    unwrap(model).load_state_dict(st)
-    return e.epoch, e.step
+    record the resume.  Any layout of checkpoint_layout is read.  Returns a
+    ResumeResult: (epoch, step) of the checkpoint, or (0, 0) when there is
+    none (a fresh start needs no flag); with strict=False it carries the
+    model's missing and unexpected keys instead of raising.
+
+    A file torch's safe loader refuses (UnsafeCheckpoint), a layout resume
+    does not know (UnknownLayout) or a strict mismatch (StateMismatch)
+    raises before anything is loaded, and the catalog is left as it was."""
+    e = cat.latest(kind)
+    if e is None:
+        return ResumeResult(0, 0)
+    raw = load_checkpoint(e.path, map_location=map_location, weights_only=weights_only)
+    result = _apply(normalize_state(raw, e), e.path, model, optimizer, scheduler, scaler, rng=rng, strict=strict,
+                    checkpoint=e)
+    if not cat.readonly:
+        cat.mark_resumed(e.id)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -230,7 +592,7 @@ class CheckpointManager:
 
         mgr = CheckpointManager("ckpts", model, optimizer, scheduler, scaler)
         epoch, step = mgr.resume()                 # (0, 0) on a fresh start
-        ...  after every step:   if mgr.step(epoch, step): break
+        ...  after every step:   if mgr.step(epoch, step, end_of_epoch=last_step_of_epoch): break
         ...  after every epoch:  if mgr.epoch_end(epoch, step, metrics={...}): break
         mgr.close()
 
@@ -239,6 +601,25 @@ class CheckpointManager:
     checkpoints (a "preempt" one until a newer one exists); SIGTERM and
     SIGINT (and SIGUSR1) only set a flag, and the next step() or epoch_end()
     saves a "preempt" checkpoint and returns True so the loop can exit 0.
+
+    One decision per step: the step that ends an epoch passes
+    end_of_epoch=True, and the epoch_end() call that follows at the same
+    step decides its kind once (preempt > epoch > step > time), so a step
+    that ends an epoch and is also due by time is saved once, as "epoch".
+    A loop that does not pass end_of_epoch still gets its epoch checkpoint:
+    epoch_end() saves it when due even right after step() saved the same
+    step as "time" or "step" (then that step is saved twice).
+
+    Resume reads every layout of checkpoint_layout with torch's safe
+    loader (weights_only=True; weights_only=False opts in to full
+    unpickling of trusted files) and returns a ResumeResult.
+
+    Catalog events go to logging.getLogger("ckptdb"); on_event(event)
+    receives each as a ckptdb.Event (event, checkpoint_id, detail,
+    directory), on the thread that caused it (a background save's thread
+    for async_save).  An exception it raises is logged at ERROR with its
+    traceback and kept in mgr.cat.event_errors; it never stops training.
+    Only rank 0 has the catalog, so only rank 0 sees events.
 
     Under torch.distributed (replicated training, DDP) rank 0 alone opens
     the catalog and saves; every rank resumes from the checkpoint rank 0
@@ -250,12 +631,15 @@ class CheckpointManager:
     def __init__(self, directory, model=None, optimizer=None, scheduler=None, scaler=None, every_epochs=5,
                  every_seconds=900.0, every_steps=0, keep_epoch=5, keep_time=3, retention=None,
                  signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1), async_save=False, map_location="cpu",
-                 requeue_on_preempt=False, sharded=False, extra=None, clock=None):
+                 requeue_on_preempt=False, sharded=False, extra=None, clock=None, weights_only=True,
+                 on_event=None):
         self.directory = os.fspath(directory)
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.extra = extra
         self.map_location = map_location
+        self.weights_only = weights_only
         self.sharded = sharded
+        self.every_epochs = int(every_epochs)
         self.dist = _dist()
         self.rank = self.dist.get_rank() if self.dist else 0
         self.world = self.dist.get_world_size() if self.dist else 1
@@ -263,10 +647,20 @@ class CheckpointManager:
         self.last_saved = None
         self.stopped = False
         self.cat = None
+        self._last = None  # (step, kind, epoch) of the last save or resume the trigger knows
         if retention is None:
             retention = Retention(keep_last={"epoch": keep_epoch, "time": keep_time, "preempt": 0, "manual": 0})
         if self.rank == 0:
-            self.cat = Catalog(self.directory, retention=retention, requeue_on_preempt=requeue_on_preempt)
+            cb = None
+            if on_event is not None:
+                box = []
+
+                def cb(event, checkpoint_id, detail, _f=on_event, _box=box, _dir=self.directory):
+                    _f(Event(event, checkpoint_id, detail, _box[0] if _box else _dir))
+            self.cat = Catalog(self.directory, retention=retention, requeue_on_preempt=requeue_on_preempt,
+                               on_event=cb)
+            if on_event is not None:
+                box.append(self.cat.directory)
         self.trigger = Trigger(every_epochs=every_epochs, every_steps=every_steps, every_seconds=every_seconds,
                                watch_signals=True, clock=clock)
         if signals:
@@ -274,46 +668,80 @@ class CheckpointManager:
         self.async_saver = AsyncSaver(self.cat) if (async_save and self.cat is not None and not sharded) else None
 
     # -- resume ------------------------------------------------------------
-    def resume(self):
-        """Load the newest checkpoint that verifies (agreed by all ranks);
-        returns (epoch, step), (0, 0) when starting fresh."""
+    def resume(self, strict=True, weights_only=None):
+        """Load the newest checkpoint that verifies (agreed by all ranks)
+        into the manager's objects; returns a ResumeResult: (epoch, step),
+        (0, 0) when starting fresh, with the model's missing and unexpected
+        keys when strict=False.  weights_only: None takes the manager's
+        (True unless it was built with weights_only=False).  A refused file,
+        an unknown layout or a strict mismatch raises on every rank before
+        anything is loaded, and the catalog is left as it was."""
+        wo = self.weights_only if weights_only is None else weights_only
         if self.sharded:
             from . import distributed as cdist
-            got = cdist.load_sharded(self.directory, cat=self.cat, map_location=self.map_location)
+
+            def prepare(raw, entry, path):
+                norm = normalize_state(raw, entry, path)
+                _check_fit(norm, path, self.model, self.optimizer, strict)
+                return norm
+
+            got = cdist.load_sharded(self.directory, cat=self.cat, map_location=self.map_location,
+                                     weights_only=wo, prepare=prepare)
             if got is None:
-                return 0, 0
-            st, e = got
-            ep, sp = apply_state(st, self.model, self.optimizer, self.scheduler, self.scaler)
+                return ResumeResult(0, 0)
+            norm, e = got
+            result = _apply(norm, None, self.model, self.optimizer, self.scheduler, self.scaler, strict=strict,
+                            checkpoint=e)
             self.resumed_from = e
-            self.trigger.resumed(sp)
-            return ep, sp
+            self._resumed(result, e)
+            return result
         pick = None
         if self.rank == 0:
             e = self.cat.latest()
-            pick = (e.id, e.path, e.epoch, e.step) if e is not None else None
+            pick = e if e is not None else None
         if self.dist:
             pick = _broadcast(pick, self.dist)
         if pick is None:
-            return 0, 0
-        cid, path, _, _ = pick
-        st = torch.load(path, map_location=self.map_location)
+            return ResumeResult(0, 0)
+        e = pick
+        result, err = None, None
+        try:
+            raw = load_checkpoint(e.path, map_location=self.map_location, weights_only=wo)
+            norm = normalize_state(raw, e)
+            result = _apply(norm, e.path, self.model, self.optimizer, self.scheduler, self.scaler, strict=strict,
+                            checkpoint=e)
+            per_rank = norm["rng_per_rank"]
+            if per_rank is not None and len(per_rank) == self.world:
+                restore_rng(per_rank[self.rank])
+        except Exception as x:
+            err = x
+        if self.dist:  # every rank fails alike, or none does
+            errs = [None] * self.world
+            self.dist.all_gather_object(errs, None if err is None else "rank %d: %s" % (self.rank, err))
+            if err is None and any(errs):
+                err = Error(1, "ckptdb: resume failed on another rank: %s" % "; ".join(x for x in errs if x))
+        if err is not None:
+            raise err
         if self.rank == 0:
-            self.cat.mark_resumed(cid)
-            self.resumed_from = self.cat.get(cid)
-        ep, sp = apply_state(st, self.model, self.optimizer, self.scheduler, self.scaler)
-        per_rank = st.get("rng_per_rank")
-        if per_rank is not None and len(per_rank) == self.world:
-            restore_rng(per_rank[self.rank])
-        self.trigger.resumed(sp)
-        return ep, sp
+            self.cat.mark_resumed(e.id)
+            self.resumed_from = self.cat.get(e.id)
+        self._resumed(result, e)
+        return result
+
+    def _resumed(self, result, e):
+        self.trigger.resumed(result.step)
+        self._last = (result.step, e.kind, result.epoch)
 
     # -- the loop ----------------------------------------------------------
-    def step(self, epoch, step, metrics=None):
+    def step(self, epoch, step, metrics=None, end_of_epoch=False):
         """Call after every completed step (epoch = completed epochs, step =
         global step).  Saves when the trigger says so; returns True when the
         loop should stop (a preemption signal arrived and its checkpoint is
-        saved)."""
-        return self._maybe_save(epoch, step, False, metrics)
+        saved).  end_of_epoch=True on the step that ends an epoch leaves the
+        save decision to the epoch_end() that follows at the same step (one
+        save, kind "epoch" when due), except that a preemption signal still
+        saves at once."""
+        return self._maybe_save(epoch, step, False, metrics, only_preempt=end_of_epoch)
 
     def epoch_end(self, epoch, step, metrics=None):
         """Call after every completed epoch (epoch = completed epochs, from 1)."""
@@ -322,18 +750,31 @@ class CheckpointManager:
             self.cat.progress(epoch, step)
         return stop
 
-    def _maybe_save(self, epoch, step, epoch_end, metrics):
+    def _epoch_due(self, epoch):
+        return self.every_epochs > 0 and epoch % self.every_epochs == 0
+
+    def _maybe_save(self, epoch, step, epoch_end, metrics, only_preempt=False):
         kind = self.trigger.check(epoch, step, epoch_end)
+        if only_preempt and kind != "preempt":
+            kind = None
         if self.dist:
             t = torch.tensor([_KIND_CODES[kind]], dtype=torch.int64)
             self.dist.all_reduce(t, op=self.dist.ReduceOp.MAX)
             kind = _CODE_KINDS[int(t.item())]
+        if (kind is None and epoch_end and self._epoch_due(epoch) and self._last is not None
+                and self._last[0] == step and not (self._last[1] == "epoch" and self._last[2] == epoch)):
+            # The trigger answers once per step; this step was saved (or
+            # resumed from) as something else before epoch_end() came: a
+            # two-call loop's time or step save.  The epoch checkpoint is
+            # never dropped.
+            kind = "epoch"
         if kind is None:
             return False
         if kind == "preempt" and self.async_saver is not None:
             self.async_saver.wait()  # a preemption waits for the save in flight, then saves
         self.save(kind, epoch, step, metrics)
         self.trigger.saved(step)
+        self._last = (step, kind, epoch)
         if kind == "preempt":
             if self.async_saver is not None:
                 self.async_saver.wait()
