@@ -57,7 +57,10 @@ fi
 grep -h '^Message: LibTorch' "$BUILD_DIR/meson-logs/meson-log.txt" 2>/dev/null | tail -n 1 | sed 's/^Message: /using /' || true
 # The LibTorch trainer is a target only when meson found LibTorch.
 have_cpp=0
-ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | grep -q '^examples/ckptdb-train-cpp:' && have_cpp=1
+# (Listed whole first: grep -q would stop reading early, and under pipefail
+# ninja's SIGPIPE would read as "no such target".)
+targets=$(ninja -C "$BUILD_DIR" -t targets all 2>/dev/null || true)
+grep -q '^examples/ckptdb-train-cpp:' <<<"$targets" && have_cpp=1
 if [[ $TRAINER == cpp && $have_cpp == 0 ]]; then
     die "TRAINER=cpp, but LibTorch was not found when $BUILD_DIR was configured (tools/setup.sh installs torch unless CKPTDB_NO_TORCH=1; or set MESON_ARGS=-Dlibtorch=<LibTorch root> with a fresh BUILD_DIR)"
 fi
