@@ -10,17 +10,19 @@
 #
 # The trainer is the LibTorch one (examples/cpp/train.cpp: an MLP with Adam
 # and StepLR whose whole training state is one checkpoint) when LibTorch is
-# installed (Debian: libtorch-dev), else the simulated C trainer
-# (examples/c/train.c).
+# found (the one inside the torch wheel tools/setup.sh installs), else the
+# simulated C trainer (examples/c/train.c).
 #
-# Works on a fresh Debian 12 machine (installs what is missing when run as
-# root, or through sudo).  Environment:
+# Works on a fresh Debian 12 machine: tools/setup.sh installs what is missing
+# (Debian packages when run as root or through sudo; the virtual environment
+# .venv with the pinned torch).  Environment:
 #   BUILD_DIR   build directory (default: <repo>/build-demo)
 #   MESON_ARGS  extra arguments for a new `meson setup` (default: -Dtests=false)
 #   TRAINER     auto (default: C++ when LibTorch was found), cpp or c
 #   TRAIN_ARGS  trainer options (default: a small 30-epoch run saving every
 #               5 epochs and every 0.6 s; the C trainer's state is 8 MiB)
 #   KEEP=1      keep the temporary checkpoint directory
+#   CKPTDB_VENV, CKPTDB_NO_TORCH=1  as for tools/setup.sh
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,43 +36,33 @@ die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
 indent() { sed 's/^/    /'; }
 
 # --- 1. prerequisites ------------------------------------------------------
-say "Checking build prerequisites"
-packages=(meson ninja-build pkg-config g++ libsqlite3-dev sqlite3 libxxhash-dev xxhash
-          nlohmann-json3-dev doctest-dev)
-if command -v dpkg >/dev/null 2>&1; then
-    missing=()
-    for p in "${packages[@]}"; do
-        dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
-    done
-    if ((${#missing[@]})); then
-        echo "installing: ${missing[*]}"
-        sudo=()
-        if [[ $(id -u) -ne 0 ]]; then
-            command -v sudo >/dev/null 2>&1 || die "missing packages (${missing[*]}); run as root or install them"
-            sudo=(sudo)
-        fi
-        export DEBIAN_FRONTEND=noninteractive
-        "${sudo[@]}" apt-get update
-        "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
-    else
-        echo "all present"
-    fi
-else
-    echo "no dpkg here: assuming ${packages[*]} (or equivalents) are installed"
-fi
+# The same script as tests/run.sh's: Debian packages, and the virtual
+# environment (.venv) with the pinned torch whose wheel carries LibTorch.
+say "Checking prerequisites (tools/setup.sh)"
+py=$("$REPO/tools/setup.sh") || die "tools/setup.sh failed"
+torch_mode=auto  # for a new build directory
+[[ ${CKPTDB_NO_TORCH:-0} == 0 ]] || torch_mode=disabled
 
 # --- 2. build --------------------------------------------------------------
 say "Configuring $BUILD_DIR"
 if [[ ! -f $BUILD_DIR/build.ninja ]]; then
     read -r -a meson_args <<<"$MESON_ARGS"
-    out=$(meson setup "$BUILD_DIR" "$REPO" "${meson_args[@]}" 2>&1) || { echo "$out" >&2; die "meson setup failed"; }
+    out=$(meson setup "$BUILD_DIR" "$REPO" -Dpython="$py" -Dtorch=$torch_mode "${meson_args[@]}" 2>&1) ||
+        { echo "$out" >&2; die "meson setup failed"; }
     echo "configured $BUILD_DIR (${MESON_ARGS:-no extra options})"
+else
+    out=$(meson configure "$BUILD_DIR" -Dpython="$py" 2>&1) ||
+        { echo "$out" >&2; die "meson configure failed"; }
 fi
+grep -h '^Message: LibTorch' "$BUILD_DIR/meson-logs/meson-log.txt" 2>/dev/null | tail -n 1 | sed 's/^Message: /using /' || true
 # The LibTorch trainer is a target only when meson found LibTorch.
 have_cpp=0
-ninja -C "$BUILD_DIR" -t targets all 2>/dev/null | grep -q '^examples/ckptdb-train-cpp:' && have_cpp=1
+# (Listed whole first: grep -q would stop reading early, and under pipefail
+# ninja's SIGPIPE would read as "no such target".)
+targets=$(ninja -C "$BUILD_DIR" -t targets all 2>/dev/null || true)
+grep -q '^examples/ckptdb-train-cpp:' <<<"$targets" && have_cpp=1
 if [[ $TRAINER == cpp && $have_cpp == 0 ]]; then
-    die "TRAINER=cpp, but LibTorch was not found when $BUILD_DIR was configured (apt-get install libtorch-dev)"
+    die "TRAINER=cpp, but LibTorch was not found when $BUILD_DIR was configured (tools/setup.sh installs torch unless CKPTDB_NO_TORCH=1; or set MESON_ARGS=-Dlibtorch=<LibTorch root> with a fresh BUILD_DIR)"
 fi
 if [[ $TRAINER == cpp || ($TRAINER == auto && $have_cpp == 1) ]]; then
     target=examples/ckptdb-train-cpp
@@ -179,9 +171,9 @@ echo "    on disk : $disk  $name"
 [[ $disk == "$sum" ]] || die "checksum mismatch for $name"
 echo "match"
 
-if [[ $target == examples/ckptdb-train-cpp ]] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-    say "The same file in Python: torch.load gives a plain dict"
-    /usr/bin/python3 - "$CKPT/$name" <<'PY' 2>&1 | indent || die "torch.load failed on $name"
+if [[ $target == examples/ckptdb-train-cpp ]] && "$py" -c 'import torch' 2>/dev/null; then
+    say "The same file in Python: plain torch.load (the safe weights-only loader) gives a plain dict"
+    "$py" - "$CKPT/$name" <<'PY' 2>&1 | indent || die "torch.load failed on $name"
 import sys, torch
 d = torch.load(sys.argv[1])
 print({k: (v if k in ("epoch", "step") else type(v).__name__) for k, v in d.items()})

@@ -1,37 +1,31 @@
 #!/usr/bin/env bash
 # Builds ckptdb and runs the whole test suite with meson test.
-# Works on a fresh Debian 12 machine as root: installs what is missing.
+# Works on a fresh Debian 12 machine as root: tools/setup.sh installs what is
+# missing (Debian packages; the virtual environment .venv with the pinned
+# torch, numpy and pytest of tools/requirements-test.txt).
 #   BUILD_DIR=build   the build directory (default: build)
 #   SANITIZERS=0      skip the passes under ASan+UBSan and TSan (default: run them)
-#   CKPTDB_NO_TORCH=1 do not install LibTorch and PyTorch (their suites are then skipped)
+#   CKPTDB_VENV=DIR   the virtual environment (default: .venv in the repository)
+#   CKPTDB_NO_TORCH=1 do not install torch: the LibTorch binding is not built
+#                     and the suites that need torch are skipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(meson ninja-build pkg-config g++ python3 binutils libsqlite3-dev sqlite3 libxxhash-dev xxhash
-      nlohmann-json3-dev doctest-dev libcli11-dev)
-# The LibTorch binding and the Python binding's torch suites.
-if [ "${CKPTDB_NO_TORCH:-0}" = 0 ]; then
-  pkgs+=(libtorch-dev python3-torch python3-numpy python3-pytest)
-fi
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "tests/run.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
-    exit 1
-  fi
-  echo "== installing ${missing[*]}"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# Debian packages and the test interpreter's virtual environment (.venv:
+# pinned torch, numpy, pytest); the same script as examples/demo.sh's.
+py=$(tools/setup.sh)
+
+# The LibTorch binding builds against the LibTorch inside that torch wheel
+# and must be found (enabled): its suite is part of the run.
+torch_mode=enabled
+[ "${CKPTDB_NO_TORCH:-0}" = 0 ] || torch_mode=disabled
 
 build="${BUILD_DIR:-build}"
+opts=(-Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=$torch_mode)
 if [ -f "$build/build.ninja" ]; then
-  meson configure "$build" -Dwerror=true -Dtests=true
+  meson configure "$build" "${opts[@]}"
 else
-  meson setup "$build" -Dwerror=true -Dtests=true
+  meson setup "$build" "${opts[@]}"
 fi
 ninja -C "$build"
 
@@ -55,9 +49,9 @@ if [ "${SANITIZERS:-1}" != 0 ]; then
   echo "== ASan + UBSan pass"
   san="${build}-asan"
   if [ -f "$san/build.ninja" ]; then
-    meson configure "$san" -Dwerror=true -Dtests=true -Dtorch=disabled -Db_sanitize=address,undefined -Db_lundef=false
+    meson configure "$san" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=address,undefined -Db_lundef=false
   else
-    meson setup "$san" -Dwerror=true -Dtests=true -Dtorch=disabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+    meson setup "$san" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
   fi
   ninja -C "$san"
   # The Python interpreter and the Slurm daemons are not instrumented; those
@@ -71,9 +65,9 @@ if [ "${SANITIZERS:-1}" != 0 ]; then
   echo "== TSan pass"
   tsan="${build}-tsan"
   if [ -f "$tsan/build.ninja" ]; then
-    meson configure "$tsan" -Dwerror=true -Dtests=true -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false
+    meson configure "$tsan" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false
   else
-    meson setup "$tsan" -Dwerror=true -Dtests=true -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+    meson setup "$tsan" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
   fi
   ninja -C "$tsan" tests/stress/stress_threads
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CKPTDB_STRESS_SAVES=25 \

@@ -7,7 +7,8 @@
 // checkpoint of the catalog; resume() loads the newest checkpoint that
 // verifies (the catalog falls back past corrupt ones) into the same objects.
 //
-// File format: a zip archive that Python's torch.load reads as a plain dict
+// File format: a zip archive that Python's torch.load reads as a plain dict,
+// also with the weights-only unpickler (torch >= 2.6's default)
 //   {"epoch": int, "step": int,
 //    "model": state_dict (parameters and buffers under their state_dict names),
 //    "optimizer": optimizer.state_dict() as torch.optim lays it out,
@@ -123,8 +124,13 @@ public:
     grad_scaler_state scaler;  // saved and restored as plain values
     bool save_rng = true;      // save (and restore) the CPU RNG, and CUDA's when present
 
-    // Free-form extra values (numbers, strings, lists, tensors, dicts):
-    // saved under "extra", replaced as a whole by a load.
+    // Free-form extra values, saved under "extra" and replaced as a whole by
+    // a load: None, bool, int, float, complex, str, dense tensors, devices,
+    // and lists, tuples and dicts (keys str, int, float, bool) of them --
+    // what torch.load(weights_only=True) accepts.  Anything else throws
+    // std::invalid_argument naming the key and where in the value it is.
+    // A list comes back from a file with its element type when all its
+    // elements share one (int, float, bool, str, tensor), else as List[Any].
     void set_extra(const std::string &key, const c10::IValue &value);
     bool has_extra(const std::string &key) const;
     c10::IValue extra(const std::string &key) const;  // throws std::out_of_range when absent

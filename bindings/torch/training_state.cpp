@@ -36,6 +36,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <type_traits>
 #include <utility>
 
 #include <fcntl.h>
@@ -131,6 +132,126 @@ std::vector<IValue> as_list(const IValue &v, const std::string &where) {
         return out;
     }
     bad_format(where, "expected a list, found " + v.tagKind());
+}
+
+// --- What a file may hold -------------------------------------------------
+// Every checkpoint must load with torch.load's weights-only unpickler (the
+// default of torch >= 2.6): only tensors, plain Python values, and
+// torch.device.  The pickler writes a typed list (List[int], List[float],
+// List[bool], List[Tensor]) as a call of torch.jit._pickle.build_*list and,
+// with tag_aggregates, every list and dict as a call of
+// torch.jit._pickle.restore_type_tag; the safe loader refuses both.  So the
+// tree is written untagged, with every list untyped (plain()), and extras
+// may hold only what plain pickle opcodes express (check_plain()).
+
+std::string key_text(const IValue &k) {
+    if (k.isString()) return "'" + k.toStringRef() + "'";
+    if (k.isInt()) return std::to_string(k.toInt());
+    if (k.isBool()) return k.toBool() ? "True" : "False";
+    if (k.isDouble()) return std::to_string(k.toDouble());
+    return "<" + std::string(k.tagKind()) + ">";
+}
+
+void check_plain(const IValue &v, const std::string &where) {
+    if (v.isNone() || v.isBool() || v.isInt() || v.isDouble() || v.isComplexDouble() || v.isString() ||
+        v.isDevice())
+        return;
+    if (v.isTensor()) {
+        const at::Tensor &t = v.toTensor();
+        if (!t.defined()) throw std::invalid_argument(where + ": an undefined tensor (store None instead)");
+        if (t.layout() != at::kStrided || t.is_quantized())
+            throw std::invalid_argument(where + ": a sparse, quantized or other non-dense tensor; extras hold dense tensors");
+        return;
+    }
+    if (v.isList()) {
+        size_t i = 0;
+        for (const IValue &x : v.toListRef()) check_plain(x, where + "[" + std::to_string(i++) + "]");
+        return;
+    }
+    if (v.isTuple()) {
+        size_t i = 0;
+        for (const IValue &x : v.toTupleRef().elements()) check_plain(x, where + "[" + std::to_string(i++) + "]");
+        return;
+    }
+    if (v.isGenericDict()) {
+        for (const auto &kv : v.toGenericDict()) {
+            const IValue &k = kv.key();
+            if (!(k.isString() || k.isInt() || k.isBool() || k.isDouble()))
+                throw std::invalid_argument(where + ": a dict key of type " + std::string(k.tagKind()) +
+                                            " (keys are str, int, float or bool)");
+            check_plain(kv.value(), where + "[" + key_text(k) + "]");
+        }
+        return;
+    }
+    throw std::invalid_argument(where + ": a value of type " + std::string(v.tagKind()) +
+                                " cannot be saved (extras hold None, bool, int, float, complex, str, dense tensors, "
+                                "devices, and lists, tuples and dicts of them: what torch.load(weights_only=True) accepts)");
+}
+
+// The tree as it is written: every list untyped (List[Any]), recursively.
+// Only handles are copied, never tensor data, unless host_copy asks for a
+// copy of every tensor in host memory (an asynchronous save's snapshot;
+// IValue::deepcopy() cannot copy every plain value, complex numbers for one).
+IValue plain(const IValue &v, bool host_copy = false) {
+    if (v.isList()) {
+        GenericList out(c10::AnyType::get());
+        out.reserve(v.toListRef().size());
+        for (const IValue &x : v.toListRef()) out.push_back(plain(x, host_copy));
+        return out;
+    }
+    if (v.isTuple()) {
+        std::vector<IValue> el;
+        for (const IValue &x : v.toTupleRef().elements()) el.push_back(plain(x, host_copy));
+        return c10::ivalue::Tuple::create(std::move(el));
+    }
+    if (v.isGenericDict()) {
+        GenericDict out(c10::AnyType::get(), c10::AnyType::get());
+        for (const auto &kv : v.toGenericDict()) out.insert(kv.key(), plain(kv.value(), host_copy));
+        return out;
+    }
+    if (host_copy && v.isTensor() && v.toTensor().defined())
+        return v.toTensor().detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true);
+    return v;
+}
+
+// Lists come back from a file untyped; a non-empty list whose elements all
+// are ints, floats, bools, strings or tensors gets that element type back
+// (so extra("ids").toIntList() works after a load as before the save), and
+// a dict whose keys are all strings is Dict[str, Any].
+IValue typed(const IValue &v) {
+    if (v.isList()) {
+        std::vector<IValue> el;
+        for (const IValue &x : v.toListRef()) el.push_back(typed(x));
+        auto all = [&](bool (IValue::*is)() const) {
+            for (const IValue &x : el)
+                if (!(x.*is)()) return false;
+            return !el.empty();
+        };
+        c10::TypePtr t = c10::AnyType::get();
+        if (all(&IValue::isInt)) t = c10::IntType::get();
+        else if (all(&IValue::isDouble)) t = c10::FloatType::get();
+        else if (all(&IValue::isBool)) t = c10::BoolType::get();
+        else if (all(&IValue::isString)) t = c10::StringType::get();
+        else if (all(&IValue::isTensor)) t = c10::TensorType::get();
+        GenericList out(t);
+        for (IValue &x : el) out.push_back(std::move(x));
+        return out;
+    }
+    if (v.isTuple()) {
+        std::vector<IValue> el;
+        for (const IValue &x : v.toTupleRef().elements()) el.push_back(typed(x));
+        return c10::ivalue::Tuple::create(std::move(el));
+    }
+    if (v.isGenericDict()) {
+        bool str_keys = true;
+        for (const auto &kv : v.toGenericDict()) str_keys = str_keys && kv.key().isString();
+        c10::TypePtr key_type = c10::AnyType::get();
+        if (str_keys) key_type = c10::StringType::get();
+        GenericDict out(key_type, c10::AnyType::get());
+        for (const auto &kv : v.toGenericDict()) out.insert(kv.key(), typed(kv.value()));
+        return out;
+    }
+    return v;
 }
 
 // A ReadAdapterInterface over a descriptor (pread), so records are read one
@@ -249,6 +370,7 @@ training_state &training_state::add_scheduler(torch::optim::LRScheduler &schedul
 }
 
 void training_state::set_extra(const std::string &key, const c10::IValue &value) {
+    check_plain(value, "ckptdb_torch: extra '" + key + "'");
     impl_->extras.insert_or_assign(IValue(key), value);
 }
 bool training_state::has_extra(const std::string &key) const { return impl_->extras.contains(IValue(key)); }
@@ -289,7 +411,21 @@ at::Tensor out_tensor(const at::Tensor &t, bool host_copy) {
     return d;
 }
 
-std::string param_key(const at::Tensor &p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+// The key of a parameter in Optimizer::state(): its TensorImpl, as a pointer
+// (LibTorch 2.x since the map became flat_hash_map<void *, ...>) or as the
+// pointer's text (older releases).
+using state_key = std::decay_t<decltype(std::declval<torch::optim::Optimizer &>().state())>::key_type;
+template <typename K>
+K param_key_as(const at::Tensor &p) {
+    if constexpr (std::is_same_v<K, std::string>) {
+        std::ostringstream s;
+        s << p.unsafeGetTensorImpl();
+        return s.str();
+    } else {
+        return p.unsafeGetTensorImpl();
+    }
+}
+state_key param_key(const at::Tensor &p) { return param_key_as<state_key>(p); }
 
 IValue optimizer_dict(torch::optim::Optimizer &opt, opt_kind kind, bool host_copy) {
     GenericDict state(c10::IntType::get(), c10::DictType::create(c10::StringType::get(), c10::AnyType::get()));
@@ -387,7 +523,7 @@ IValue rng_tree() {
     }
     c10::List<at::Tensor> cuda;
     if (torch::cuda::is_available()) {
-        for (size_t i = 0; i < torch::cuda::device_count(); i++) {
+        for (size_t i = 0; i < size_t(torch::cuda::device_count()); i++) {
             auto gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, c10::DeviceIndex(i)));
             std::lock_guard<std::mutex> lock(gen.mutex());
             cuda.push_back(gen.get_state());
@@ -438,7 +574,7 @@ IValue training_state::impl::build(int64_t epoch, int64_t step, bool host_copy, 
     }
     root.insert("rng", rng ? rng_tree() : IValue());
     root.insert("scaler", scaler_tree(scaler));
-    root.insert("extra", host_copy ? IValue(extras).deepcopy() : IValue(extras.copy()));
+    root.insert("extra", host_copy ? plain(extras, true) : IValue(extras.copy()));
     return root;
 }
 
@@ -454,9 +590,11 @@ namespace {
 // would throw), so after a failure the remaining bytes are discarded.
 void write_archive(const IValue &root, const std::function<void(const void *, size_t)> &sink) {
     std::string pickle;
-    torch::jit::Pickler pickler([&](const char *p, size_t n) { pickle.append(p, n); }, nullptr, nullptr, nullptr);
+    // Untagged, untyped lists: what torch.load(weights_only=True) reads (see plain()).
+    torch::jit::Pickler pickler([&](const char *p, size_t n) { pickle.append(p, n); }, nullptr, nullptr, nullptr,
+                                nullptr, /*tag_aggregates=*/false);
     pickler.protocol();
-    pickler.pushIValue(root);
+    pickler.pushIValue(plain(root));
     pickler.stop();
 
     std::exception_ptr failed;
@@ -518,7 +656,7 @@ namespace {
 
 IValue read_archive(const std::string &path) {
     caffe2::serialize::PyTorchStreamReader reader(std::make_shared<fd_adapter>(path));
-    return torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, at::Device(at::kCPU),
+    return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU),
                                              reader);
 }
 
@@ -619,7 +757,7 @@ void plan_optimizer(plan &pl, load_report &rep, torch::optim::Optimizer &opt, op
     }
     // Per-parameter state: everything is checked here, built in the actions.
     GenericDict sd = as_dict(*st, name + ".state");
-    std::vector<std::pair<std::string, std::unique_ptr<torch::optim::OptimizerParamState>>> states;
+    std::vector<std::pair<state_key, std::unique_ptr<torch::optim::OptimizerParamState>>> states;
     for (const auto &kv : sd) {
         int64_t idx = as_int(kv.key(), name + ".state");
         std::string where = name + ".state." + std::to_string(idx);
@@ -759,7 +897,11 @@ load_report training_state::impl::load(const IValue &rootv, const std::string &w
         scaler = g;
     }
     std::optional<GenericDict> extra;
-    if (auto x = get(root, "extra"); x && !x->isNone()) extra = as_dict(*x, "extra");
+    if (auto x = get(root, "extra"); x && !x->isNone()) {
+        extra = as_dict(typed(*x), "extra");
+        for (const auto &kv : *extra)
+            if (!kv.key().isString()) bad_format("extra", "a key is not a string");
+    }
 
     if (opts.strict && !rep.clean())
         throw load_error(what + " does not match the training state (nothing was loaded): " + rep.to_string(), rep);
@@ -776,7 +918,7 @@ load_report training_state::impl::load(const IValue &rootv, const std::string &w
         std::lock_guard<std::mutex> lock(gen.mutex());
         gen.set_state(cpu_rng);
     }
-    if (!cuda_rng.empty() && torch::cuda::is_available() && cuda_rng.size() == torch::cuda::device_count()) {
+    if (!cuda_rng.empty() && torch::cuda::is_available() && cuda_rng.size() == size_t(torch::cuda::device_count())) {
         for (size_t i = 0; i < cuda_rng.size(); i++) {
             auto gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, c10::DeviceIndex(i)));
             std::lock_guard<std::mutex> lock(gen.mutex());
@@ -805,7 +947,7 @@ resume_info load_verified(training_state::impl &im, grad_scaler_state &scaler, c
                                          " bytes, the catalog recorded " + std::to_string(checkpoint.size));
     try {
         caffe2::serialize::PyTorchStreamReader reader(adapter);
-        root = torch::jit::readArchiveAndTensors("data", "", "", c10::nullopt, c10::nullopt, at::Device(at::kCPU),
+        root = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU),
                                                  reader);
     } catch (const c10::Error &e) {
         throw load_error("checkpoint " + checkpoint.name + " cannot be read as a training state: " +

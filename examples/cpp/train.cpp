@@ -196,6 +196,19 @@ uint64_t fnv(uint64_t h, const void *data, size_t n) {
     return h;
 }
 
+// Optimizer::state()'s key of a parameter: its TensorImpl, a pointer in
+// current LibTorch, the pointer's text in older releases.
+template <class Map>
+typename Map::key_type state_key(const Map &, const torch::Tensor &p) {
+    if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%p", static_cast<void *>(p.unsafeGetTensorImpl()));
+        return buf;
+    } else {
+        return p.unsafeGetTensorImpl();
+    }
+}
+
 uint64_t fnv_tensor(uint64_t h, const torch::Tensor &t) {
     torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
     return fnv(h, c.data_ptr(), size_t(c.numel()) * c.element_size());
@@ -310,7 +323,7 @@ int run(const config &c) {
         double lr = g.options().get_lr();
         ho = fnv(ho, &lr, sizeof lr);
         for (auto &p : g.params()) {
-            auto it = opt.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+            auto it = opt.state().find(state_key(opt.state(), p));
             if (it == opt.state().end()) continue;
             auto &ps = static_cast<torch::optim::AdamParamState &>(*it->second);
             int64_t n = ps.step();

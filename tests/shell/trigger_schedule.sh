@@ -78,6 +78,10 @@ if [[ -n $cpp_trainer ]]; then
     check "LibTorch trainer" "$tmp/cpp.out"
 fi
 
+if [[ -n $python ]] && ! "$python" -c 'import torch' 2>/dev/null; then
+    echo "skipped: the Python trainer ($python has no torch)"
+    python=
+fi
 if [[ -n $python ]]; then
     "$python" "$train_py" --dir "$tmp/py" --epochs $EPOCHS --steps-per-epoch $SPE --width 8 \
         --save-every-epochs $EVERY_EPOCHS --save-every-seconds $EVERY_SECONDS --simulated-step-seconds 1 \

@@ -33,6 +33,7 @@ while :; do
   extra=()
   ((runs % 2 == 0)) && extra=(--async)
   log=$work/run$runs.log
+  : >"$log"  # exists before the first grep below
   "$train" --dir "$work/killed" "${args[@]}" "${extra[@]}" >"$log" 2>&1 &
   pid=$!
   sig=

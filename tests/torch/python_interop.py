@@ -3,7 +3,13 @@ plain dict for Python's torch.load, and Python continues the training from
 it with torch.optim.Adam: one more epoch in Python lands where the C++
 trainer's own next epoch landed.
 
-usage: /usr/bin/python3 python_interop.py TRAINER   (exit 77: no torch here)
+Every load is plain torch.load(path), torch's default arguments: on torch >=
+2.6 that is the safe weights-only unpickler.  Files of write_state (RNG, an
+enabled grad scaler, extras of every plain kind; written by a synchronous
+save, an asynchronous one and training_state::write) load the same way, and
+every value comes back exactly.
+
+usage: python_interop.py TRAINER WRITE_STATE   (exit 77: no torch here)
 """
 import os
 import subprocess
@@ -64,8 +70,96 @@ def check(cond, msg):
         sys.exit(1)
 
 
+def same(a, b, where):
+    """a == b, recursively, with the same Python types; tensors equal in
+    dtype, shape and every value."""
+    check(type(a) is type(b), "%s: %s, expected %s" % (where, type(a).__name__, type(b).__name__))
+    if isinstance(a, torch.Tensor):
+        check(a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), "%s: tensor %r, expected %r" % (where, a, b))
+    elif isinstance(a, dict):
+        check(set(a) == set(b), "%s: keys %s, expected %s" % (where, sorted(map(str, a)), sorted(map(str, b))))
+        for k in a:
+            same(a[k], b[k], "%s[%r]" % (where, k))
+    elif isinstance(a, (list, tuple)):
+        check(len(a) == len(b), "%s: length %d, expected %d" % (where, len(a), len(b)))
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, "%s[%d]" % (where, i))
+    else:
+        check(a == b, "%s: %r, expected %r" % (where, a, b))
+
+
+def check_full_states(writer):
+    """Files of every writer of libckptdb_torch load with plain torch.load;
+    RNG, scaler and extras are exactly what was saved."""
+    torch.manual_seed(1234)
+    torch.rand(3)
+    rng_expected = torch.get_rng_state()
+    extras_expected = {
+        "int": 1 << 40, "neg": -7, "float": 0.1, "str": "na\u00efve \u2713", "bool": True, "none": None,
+        "complex": complex(1.5, -2.0), "device": torch.device("cpu"),
+        "ints": [1, 2, 3], "floats": [0.5, 1e-300], "bools": [True, False], "strs": ["a", "b"],
+        "tensors": [torch.arange(3), torch.ones(2, 2, dtype=torch.float64)],
+        "tuple": (1, "x", 2.5),
+        "nested": {"a": [1, "x"], "b": {3: 4.0}, "t": torch.arange(6, dtype=torch.float64).reshape(2, 3) / 3},
+        "empty_list": [], "empty_dict": {},
+    }
+    scaler_expected = {"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 100,
+                       "_growth_tracker": 7}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([writer, tmp], check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()
+        paths = [line.split(" ", 1)[1] for line in out if line.startswith("file: ")]
+        next_rand = [float.fromhex(x) for line in out if line.startswith("next_rand:") for x in line.split()[1:]]
+        check(len(paths) == 3 and len(next_rand) == 4, "write_state printed %r" % out)
+        states = []
+        for path in paths:
+            try:
+                d = torch.load(path)  # torch's defaults: weights_only=True on torch >= 2.6
+            except Exception as e:
+                check(False, "plain torch.load(%s) failed: %s" % (path, e))
+            # The same with the safe loader asked for by name (also on an older torch).
+            same(torch.load(path, weights_only=True), d, path + " (weights_only=True)")
+            states.append((path, d))
+    for path, d in states:
+        check(type(d) is dict, "%s: %s, not a dict" % (path, type(d)))
+        check(set(d) == {"epoch", "step", "model", "optimizer", "sgd", "scheduler", "rng", "scaler", "extra"},
+              "%s: keys %s" % (path, sorted(d)))
+        same(d["rng"]["torch"], rng_expected, path + ": rng.torch")
+        same(d["rng"]["cuda"], [], path + ": rng.cuda")
+        same(d["scaler"], scaler_expected, path + ": scaler")
+        same(d["extra"], extras_expected, path + ": extra")
+        same({k: v for k, v in d.items() if k not in ("epoch", "step")},
+             {k: v for k, v in states[0][1].items() if k not in ("epoch", "step")},
+             path + " against " + states[0][0])
+    check([(d["epoch"], d["step"]) for _, d in states] == [(3, 30), (4, 40), (5, 50)],
+          "epoch/step %s" % [(d["epoch"], d["step"]) for _, d in states])
+
+    # They load into torch's own objects and the RNG continues as in C++.
+    d = states[0][1]
+    model = torch.nn.Linear(3, 2)
+    model.load_state_dict(d["model"], strict=True)
+    adam = torch.optim.Adam(model.parameters(), lr=0.01)
+    adam.load_state_dict(d["optimizer"])
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sgd.load_state_dict(d["sgd"])
+    check(all(s["momentum_buffer"] is not None for s in sgd.state.values()) and len(sgd.state) == 2,
+          "SGD momentum buffers %r" % sgd.state_dict()["state"])
+    sched = torch.optim.lr_scheduler.StepLR(adam, step_size=2, gamma=0.5)
+    sched.load_state_dict(d["scheduler"])
+    check(sched.last_epoch == 3, "scheduler last_epoch %d" % sched.last_epoch)
+    scaler = torch.amp.GradScaler("cpu")
+    scaler.load_state_dict(d["scaler"])
+    check(scaler.get_scale() == 1024.0 and scaler.state_dict()["_growth_tracker"] == 7,
+          "GradScaler state %r" % scaler.state_dict())
+    torch.set_rng_state(d["rng"]["torch"])
+    got = torch.rand(4).tolist()
+    check(got == next_rand, "torch.rand(4) after the loaded RNG state: %r, C++ drew %r" % (got, next_rand))
+    print("ok: plain torch.load reads the sync, async and write() files; RNG, scaler and %d extras exact"
+          % len(extras_expected))
+
+
 def main():
     trainer = sys.argv[1]
+    check_full_states(sys.argv[2])
     torch.set_num_threads(1)
     seed, samples, batch, hidden, epochs = 1, 256, 32, 64, 7
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,6 +168,7 @@ def main():
                         "--batch", str(batch), "--hidden", str(hidden), "--seed", str(seed),
                         "--lr-step", "3", "--save-every-epochs", "1", "--save-every-seconds", "0"],
                        check=True, stdout=subprocess.DEVNULL)
+        # Plain torch.load: torch's default arguments (weights_only=True on torch >= 2.6).
         before = torch.load(os.path.join(ckpts, "epoch_006.pt"))
         after = torch.load(os.path.join(ckpts, "epoch_007.pt"))
 

@@ -16,6 +16,8 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <sstream>
+#include <type_traits>
 
 #include "../unit/support.hpp"
 
@@ -59,9 +61,22 @@ bool same(const std::map<std::string, torch::Tensor> &a, torch::nn::Module &m) {
     return true;
 }
 
+// Optimizer::state() is keyed by the parameter's TensorImpl (a pointer in
+// current LibTorch, the pointer's text in older releases).
+template <class Map>
+typename Map::key_type state_key(const Map &, const torch::Tensor &p) {
+    if constexpr (std::is_same_v<typename Map::key_type, std::string>) {
+        std::ostringstream s;
+        s << p.unsafeGetTensorImpl();
+        return s.str();
+    } else {
+        return p.unsafeGetTensorImpl();
+    }
+}
+
 template <class State>
 const State &param_state(torch::optim::Optimizer &opt, const torch::Tensor &p) {
-    return static_cast<const State &>(*opt.state().at(c10::guts::to_string(p.unsafeGetTensorImpl())));
+    return static_cast<const State &>(*opt.state().at(state_key(opt.state(), p)));
 }
 
 bool contains(const std::string &hay, const std::string &needle) { return hay.find(needle) != std::string::npos; }
@@ -398,4 +413,102 @@ TEST_CASE("an error of a background save surfaces at the next call and the save 
     auto e = saver.wait();
     REQUIRE(e);
     CHECK(e->step == 3);
+}
+
+// Every file must load with torch.load's weights-only unpickler (torch >=
+// 2.6's default): no torch.jit._pickle calls (typed lists, type tags) in
+// data.pkl.  tests/torch/python_interop.py loads such files in Python.
+TEST_CASE("extras of every plain kind round-trip, typed lists included, and the pickle calls no torch.jit helper") {
+    t::TempDir dir;
+    torch::manual_seed(3);
+    Net net;
+    torch::optim::SGD opt(net.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    train(net, opt, 2);
+    ckptdb::training_state st;
+    st.add_module(net).add_optimizer(opt);
+    c10::impl::GenericDict inner(c10::StringType::get(), c10::AnyType::get());
+    inner.insert("t", torch::arange(4, torch::kInt64));
+    inner.insert("l", c10::List<int64_t>({7, 8}));
+    st.set_extra("ints", c10::List<int64_t>({1, 2, int64_t(1) << 40}));
+    st.set_extra("floats", c10::List<double>({0.5, 1e-300}));
+    st.set_extra("bools", c10::List<bool>({true, false}));
+    st.set_extra("strs", c10::List<std::string>({"a", "b"}));
+    st.set_extra("tensors", c10::List<at::Tensor>({torch::ones({2}), torch::zeros({1}, torch::kFloat64)}));
+    st.set_extra("tuple", c10::ivalue::Tuple::create({c10::IValue(int64_t(1)), c10::IValue(std::string("x"))}));
+    st.set_extra("dict", inner);
+    st.set_extra("none", c10::IValue());
+    st.set_extra("complex", c10::complex<double>(1.5, -2.0));
+    st.set_extra("device", c10::Device(c10::kCPU));
+
+    std::string bytes;
+    st.write([&](const void *p, size_t n) { bytes.append(static_cast<const char *>(p), n); }, 1, 2);
+    CHECK(bytes.find("data.pkl") != std::string::npos);
+    CHECK(bytes.find("torch.jit") == std::string::npos);
+    CHECK(bytes.find("build_intlist") == std::string::npos);
+    CHECK(bytes.find("restore_type_tag") == std::string::npos);
+
+    ckptdb::catalog db(dir.path);
+    st.save(db, "epoch", 1, 2);
+    Net net2;
+    torch::optim::SGD opt2(net2.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    ckptdb::training_state st2;
+    st2.add_module(net2).add_optimizer(opt2);
+    REQUIRE(st2.resume(db).has_value());
+    CHECK(st2.extra_keys().size() == 10);
+    CHECK(st2.extra("ints").toIntVector() == std::vector<int64_t>({1, 2, int64_t(1) << 40}));
+    CHECK(st2.extra("floats").toDoubleVector() == std::vector<double>({0.5, 1e-300}));
+    CHECK(st2.extra("bools").toBoolList().vec() == std::vector<bool>({true, false}));
+    CHECK(st2.extra("strs").toList().get(1).toStringRef() == "b");
+    auto tl = st2.extra("tensors").toTensorVector();
+    REQUIRE(tl.size() == 2);
+    CHECK(torch::equal(tl[0], torch::ones({2})));
+    CHECK(tl[1].dtype() == torch::kFloat64);
+    auto tup = st2.extra("tuple").toTupleRef().elements();
+    REQUIRE(tup.size() == 2);
+    CHECK(tup[0].toInt() == 1);
+    CHECK(tup[1].toStringRef() == "x");
+    auto d = st2.extra("dict").toGenericDict();
+    CHECK(torch::equal(d.at("t").toTensor(), torch::arange(4, torch::kInt64)));
+    CHECK(d.at("l").toIntVector() == std::vector<int64_t>({7, 8}));
+    CHECK(st2.extra("none").isNone());
+    CHECK(st2.extra("complex").toComplexDouble() == c10::complex<double>(1.5, -2.0));
+    CHECK(st2.extra("device").toDevice() == c10::Device(c10::kCPU));
+    auto p1 = net.parameters(), p2 = net2.parameters();
+    for (size_t i = 0; i < p1.size(); i++)
+        CHECK(torch::equal(param_state<torch::optim::SGDParamState>(opt, p1[i]).momentum_buffer(),
+                           param_state<torch::optim::SGDParamState>(opt2, p2[i]).momentum_buffer()));
+}
+
+TEST_CASE("an extra the safe loader would refuse is rejected by set_extra, naming the key and the place") {
+    ckptdb::training_state st;
+    auto message = [&](const std::string &key, const c10::IValue &v) -> std::string {
+        try {
+            st.set_extra(key, v);
+        } catch (const std::invalid_argument &e) {
+            return e.what();
+        }
+        return "(accepted)";
+    };
+    // A generator (an object torch.load(weights_only=True) cannot rebuild), nested in a dict and a list.
+    c10::impl::GenericList l(c10::AnyType::get());
+    l.push_back(int64_t(1));
+    l.push_back(at::detail::createCPUGenerator());
+    c10::impl::GenericDict d(c10::StringType::get(), c10::AnyType::get());
+    d.insert("gen", l);
+    std::string m = message("state", d);
+    CHECK(contains(m, "extra 'state'['gen'][1]"));
+    CHECK(contains(m, "Generator"));
+    m = message("undef", at::Tensor());
+    CHECK(contains(m, "extra 'undef'"));
+    CHECK(contains(m, "undefined tensor"));
+    c10::impl::GenericDict tk(c10::TensorType::get(), c10::AnyType::get());
+    tk.insert(torch::ones({1}), int64_t(1));
+    m = message("tensor_keys", tk);
+    CHECK(contains(m, "extra 'tensor_keys'"));
+    CHECK(contains(m, "dict key of type Tensor"));
+    CHECK(message("sparse", torch::eye(2).to_sparse()).find("non-dense") != std::string::npos);
+    // None of them was stored; a plain value still is.
+    CHECK(st.extra_keys().empty());
+    CHECK(message("ok", c10::List<double>({1.0})) == "(accepted)");
+    CHECK(st.has_extra("ok"));
 }
