@@ -27,14 +27,6 @@ def make():
     return model, torch.optim.SGD(model.parameters(), lr=0.1)
 
 
-@pytest.fixture(autouse=True)
-def no_preempt_flag():
-    ckptdb.clear_preempt()
-    yield
-    ckptdb.restore_signals()
-    ckptdb.clear_preempt()
-
-
 def run_loop(mgr, now, epochs, spe, seconds_per_step, end_of_epoch, start=(0, 0)):
     """The README's loop; the clock advances by seconds_per_step per step."""
     epoch, step = start

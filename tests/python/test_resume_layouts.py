@@ -13,17 +13,11 @@ import torch
 
 import ckptdb
 from ckptdb import torch as ct
+from torch_support import make_training, same
 
 
 def make(width=16, extra_layer=False):
-    torch.manual_seed(0)
-    layers = [torch.nn.Linear(8, width), torch.nn.ReLU(), torch.nn.Linear(width, 2)]
-    if extra_layer:
-        layers.append(torch.nn.Linear(2, 2))
-    model = torch.nn.Sequential(*layers)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    return model, opt, sched
+    return make_training(8, width, 2, extra_layer)
 
 
 def trained():
@@ -34,24 +28,6 @@ def trained():
         opt.step()
     sched.step()
     return model, opt, sched
-
-
-def same(a, b):
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-@pytest.fixture(autouse=True)
-def no_preempt_flag():
-    ckptdb.clear_preempt()
-    yield
-    ckptdb.restore_signals()
-    ckptdb.clear_preempt()
 
 
 def libtorch_layout(model, opt, sched, epoch, step):

@@ -18,14 +18,11 @@ import torch
 
 import ckptdb
 from ckptdb import torch as ct
+from torch_support import make_training
 
 
 def make():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    return model, opt, sched
+    return make_training(8, 16, 2)
 
 
 def train(model, opt, steps=2):
@@ -33,14 +30,6 @@ def train(model, opt, steps=2):
         opt.zero_grad()
         model(torch.randn(4, 8)).pow(2).mean().backward()
         opt.step()
-
-
-@pytest.fixture(autouse=True)
-def no_preempt_flag():
-    ckptdb.clear_preempt()
-    yield
-    ckptdb.restore_signals()
-    ckptdb.clear_preempt()
 
 
 @pytest.fixture

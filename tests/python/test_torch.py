@@ -15,14 +15,11 @@ import torch
 
 import ckptdb
 from ckptdb import torch as ct
+from torch_support import make_training, same
 
 
 def make():
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    return model, opt, sched
+    return make_training(16, 32, 4)
 
 
 def train(model, opt, sched, steps):
@@ -42,24 +39,6 @@ class Scaler:
 
     def load_state_dict(self, st):
         self.scale = st["scale"]
-
-
-def same(a, b):
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-@pytest.fixture(autouse=True)
-def no_preempt_flag():
-    ckptdb.clear_preempt()
-    yield
-    ckptdb.restore_signals()
-    ckptdb.clear_preempt()
 
 
 @pytest.mark.parametrize("mode", ["write", "fd"])
