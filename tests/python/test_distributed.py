@@ -10,10 +10,10 @@ import socket
 import subprocess
 import sys
 
-import numpy
 import torch
 
 import ckptdb
+from torch_support import same
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "dist_worker.py")
@@ -62,18 +62,6 @@ def digest(out):
     return m[0]
 
 
-def deep_equal(a, b):
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, numpy.ndarray):
-        return numpy.array_equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(deep_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(deep_equal(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def consistent_after_recovery(d):
     with ckptdb.Catalog(d) as cat:  # the open runs recovery
         assert not [n for n in os.listdir(d) if n.startswith(".ckptdb-tmp")]
@@ -117,7 +105,7 @@ def test_ddp_rank0_saves_all_ranks_resume_alike_and_a_kill_mid_save_loses_only_t
     a = torch.load(os.path.join(tmp_path, "ref", "step_000020.pt"))
     b = torch.load(os.path.join(d, "step_000020.pt"))
     assert a.keys() == b.keys() and "rng_per_rank" in a
-    assert deep_equal(a, b)
+    assert same(a, b)
 
 SHARD_ARGS = ["--epochs", "2", "--steps-per-epoch", "10", "--save-every-epochs", "0", "--save-every-steps", "5",
               "--width", "64", "--sharded"]

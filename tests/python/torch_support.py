@@ -1,6 +1,7 @@
 """Helpers of the python suite's torch tests: a tiny training setup built
 from its sizes (no download, seeded), and exact comparison of states."""
 
+import numpy
 import torch
 
 
@@ -18,9 +19,12 @@ def make_training(inp, width, out, extra_layer=False):
 
 
 def same(a, b):
-    """Equal tensors, dicts, lists and values, recursively and exactly."""
+    """Equal tensors (and dtypes), numpy arrays, dicts, lists and values,
+    recursively and exactly."""
     if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, numpy.ndarray):
+        return numpy.array_equal(a, b)
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
