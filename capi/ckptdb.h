@@ -72,12 +72,10 @@ extern "C" {
 /* Version                                                                   */
 /* ------------------------------------------------------------------------ */
 
-#define CKPTDB_VERSION_MAJOR 0
-#define CKPTDB_VERSION_MINOR 1
-#define CKPTDB_VERSION_PATCH 0
-#define CKPTDB_VERSION_STRING "0.1.0"
-#define CKPTDB_VERSION_NUMBER \
-    (CKPTDB_VERSION_MAJOR * 10000 + CKPTDB_VERSION_MINOR * 100 + CKPTDB_VERSION_PATCH)
+/* CKPTDB_VERSION_MAJOR, _MINOR, _PATCH, _STRING and _NUMBER (major * 10000 +
+ * minor * 100 + patch), generated from the version in meson.build's
+ * project(), the one place it is written. */
+#include "ckptdb_version.h"
 
 /* The version of the library actually loaded (compare with the macros). */
 CKPTDB_API const char *ckptdb_version(void);

@@ -47,12 +47,12 @@ torch_mode=auto  # for a new build directory
 say "Configuring $BUILD_DIR"
 if [[ ! -f $BUILD_DIR/build.ninja ]]; then
     read -r -a meson_args <<<"$MESON_ARGS"
-    out=$(meson setup "$BUILD_DIR" "$REPO" -Dpython="$py" -Dtorch=$torch_mode "${meson_args[@]}" 2>&1) ||
+    out=$(meson setup "$BUILD_DIR" "$REPO" -Dtest_python="$py" -Dtorch=$torch_mode "${meson_args[@]}" 2>&1) ||
         { echo "$out" >&2; die "meson setup failed"; }
     echo "configured $BUILD_DIR (${MESON_ARGS:-no extra options})"
 else
-    out=$(meson configure "$BUILD_DIR" -Dpython="$py" 2>&1) ||
-        { echo "$out" >&2; die "meson configure failed"; }
+    out=$(meson setup --reconfigure "$BUILD_DIR" -Dtest_python="$py" 2>&1) ||
+        { echo "$out" >&2; die "meson setup --reconfigure failed (a build directory of an older tree, whose test interpreter option was -Dpython: remove $BUILD_DIR)"; }
 fi
 grep -h '^Message: LibTorch' "$BUILD_DIR/meson-logs/meson-log.txt" 2>/dev/null | tail -n 1 | sed 's/^Message: /using /' || true
 # The LibTorch trainer is a target only when meson found LibTorch.

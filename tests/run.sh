@@ -20,13 +20,21 @@ py=$(tools/setup.sh)
 torch_mode=enabled
 [ "${CKPTDB_NO_TORCH:-0}" = 0 ] || torch_mode=disabled
 
+# configure DIR OPTION...: set up DIR, or reconfigure it with these options.
+# A directory configured by an older tree whose options no longer fit (the
+# test interpreter's option was `python`, now `test_python`) is made anew.
+configure() {
+  local dir=$1; shift
+  if [ -f "$dir/build.ninja" ]; then
+    meson setup --reconfigure "$dir" "$@" && return 0
+    echo "== $dir: reconfiguring failed (options of an older tree?); setting it up anew"
+    rm -rf "$dir"
+  fi
+  meson setup "$dir" "$@"
+}
+
 build="${BUILD_DIR:-build}"
-opts=(-Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=$torch_mode)
-if [ -f "$build/build.ninja" ]; then
-  meson configure "$build" "${opts[@]}"
-else
-  meson setup "$build" "${opts[@]}"
-fi
+configure "$build" -Dwerror=true -Dtests=true -Dtest_python="$py" -Dtorch=$torch_mode
 ninja -C "$build"
 
 status=0
@@ -48,27 +56,20 @@ logs=("$build/meson-logs/testlog.json")
 if [ "${SANITIZERS:-1}" != 0 ]; then
   echo "== ASan + UBSan pass"
   san="${build}-asan"
-  if [ -f "$san/build.ninja" ]; then
-    meson configure "$san" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=address,undefined -Db_lundef=false
-  else
-    meson setup "$san" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
-  fi
+  configure "$san" -Dwerror=true -Dtests=true -Dtest_python="$py" -Dtorch=disabled -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
   ninja -C "$san"
-  # The Python interpreter and the Slurm daemons are not instrumented; those
-  # suites run once, in the first pass.
+  # The Python interpreter and the Slurm daemons are not instrumented, and
+  # the install suite builds with its own toolchains (pip, CMake, a parent
+  # Meson project); those suites run once, in the first pass.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     CKPTDB_PROPERTY_SEQUENCES=1000 CKPTDB_CRASH_ITERATIONS=60 CKPTDB_STRESS_SAVES=25 \
-    meson test -C "$san" --no-rebuild --print-errorlogs --no-suite python --no-suite slurm || status=$?
+    meson test -C "$san" --no-rebuild --print-errorlogs --no-suite python --no-suite slurm --no-suite install || status=$?
   logs+=("$san/meson-logs/testlog.json")
 
   # The multi-threaded suites under ThreadSanitizer; any report fails.
   echo "== TSan pass"
   tsan="${build}-tsan"
-  if [ -f "$tsan/build.ninja" ]; then
-    meson configure "$tsan" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false
-  else
-    meson setup "$tsan" -Dwerror=true -Dtests=true -Dpython="$py" -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
-  fi
+  configure "$tsan" -Dwerror=true -Dtests=true -Dtest_python="$py" -Dtorch=disabled -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
   ninja -C "$tsan" tests/stress/stress_threads
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CKPTDB_STRESS_SAVES=25 \
     meson test -C "$tsan" --no-rebuild --print-errorlogs stress-threads || status=$?

@@ -7,7 +7,7 @@
 #
 # Idempotent: when everything is there it installs nothing and takes well
 # under a second.  Progress goes to stderr; the one line on stdout is the
-# path of the environment's interpreter, for meson's -Dpython=.
+# path of the environment's interpreter, for meson's -Dtest_python=.
 #
 # Environment:
 #   CKPTDB_VENV=DIR      the virtual environment (default: <repo>/.venv,
@@ -30,11 +30,15 @@ die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
 
 # --- Debian packages -------------------------------------------------------
 # Build: meson, ninja, a C/C++ compiler, pkg-config; libraries: SQLite,
-# xxHash, nlohmann-json, doctest, CLI11 (the ckptdb command); tools the tests
-# and the demo run: sqlite3, xxh128sum, nm (binutils); python3 and its venv
-# module make the virtual environment.
+# xxHash, nlohmann-json, doctest, CLI11 (the ckptdb command); help2man (the
+# man page, made from the built command's --help); tools the tests and the
+# demo run: sqlite3, xxh128sum, nm (binutils), cmake (the install suite
+# builds a CMake project against the installed ckptdb); python3 and its
+# venv module make the virtual environments (.venv, and the install suite's
+# fresh one for `pip install .`).
 packages=(meson ninja-build pkg-config g++ binutils python3 python3-venv
-          libsqlite3-dev sqlite3 libxxhash-dev xxhash nlohmann-json3-dev doctest-dev libcli11-dev)
+          libsqlite3-dev sqlite3 libxxhash-dev xxhash nlohmann-json3-dev doctest-dev libcli11-dev
+          help2man cmake)
 if [[ ${CKPTDB_NO_APT:-0} == 1 ]]; then
     log "CKPTDB_NO_APT=1: not checking Debian packages (${packages[*]})"
 elif ! command -v dpkg-query >/dev/null 2>&1; then
