@@ -1,8 +1,9 @@
 """ckptdb: a checkpoint catalog for training jobs that get killed.
 
 A pure-ctypes binding of libckptdb (the C ABI in capi/ckptdb.h).  The
-library is loaded by its SONAME (libckptdb.so.0) or from the path in
-$CKPTDB_LIBRARY.  PyTorch helpers live in ckptdb.torch (imported on demand;
+library is the path in $CKPTDB_LIBRARY, else the one the package was
+installed with (inside it, for `pip install`), else found by its SONAME
+(libckptdb.so.0).  PyTorch helpers live in ckptdb.torch (imported on demand;
 this package itself needs only the standard library).  Catalog events go
 to logging.getLogger("ckptdb").
 
@@ -21,7 +22,9 @@ from .errors import (Busy, Corrupt, DatabaseError, Error, Exists, InvalidArgumen
 from .signals import (clear_preempt, install_signals, preempt_requested, request_preempt, restore_signals,
                       Trigger)
 
-__version__ = "0.1.0"
+#: The version of the libckptdb loaded: the project's one version (meson.build's
+#: project()), also what importlib.metadata.version("ckptdb") gives for a pip install.
+__version__: str = version()
 
 __all__ = ["Catalog", "Checkpoint", "Event", "FileInfo", "PruneItem", "Retention", "Save", "Trigger", "version", "rebuild", "sync",
            "install_signals", "restore_signals", "preempt_requested", "request_preempt", "clear_preempt",

@@ -13,6 +13,7 @@ save written and committed on a background thread lets the training loop run.
 
 import ctypes
 import ctypes.util
+import importlib
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_int64, c_size_t, c_uint,
                     c_void_p)
@@ -55,14 +56,15 @@ def _load():
     path = os.environ.get("CKPTDB_LIBRARY")
     if path:
         return ctypes.CDLL(path, use_errno=True)
+    try:  # an installed package: the library it was installed with (inside it, for a wheel)
+        installed = str(importlib.import_module("._installed", __package__).LIBRARY)
+    except ImportError:  # the source tree
+        installed = ""
+    if installed and os.path.exists(installed):
+        return ctypes.CDLL(installed, use_errno=True)
     try:
         return ctypes.CDLL(SONAME, use_errno=True)
     except OSError:
-        pass
-    try:  # an installed package knows where meson installed the library
-        from ._installed import LIBRARY
-        return ctypes.CDLL(LIBRARY, use_errno=True)
-    except (ImportError, OSError):
         pass
     raise ImportError(
         "ckptdb: cannot load %s (install libckptdb, add its directory to LD_LIBRARY_PATH, "

@@ -1,5 +1,7 @@
 """Pythonic objects over the C ABI: Catalog, Save, Checkpoint, Retention."""
 
+from __future__ import annotations
+
 import collections
 import ctypes
 import io
@@ -9,6 +11,8 @@ import os
 import sys
 import threading
 from ctypes import byref, c_char_p, c_int, c_int64, c_size_t, c_void_p
+from types import TracebackType
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union, overload
 
 from . import _lib
 from ._lib import enc, lib, s
@@ -18,6 +22,16 @@ __all__ = ["Catalog", "Checkpoint", "Save", "Retention", "FileInfo", "PruneItem"
            "version", "logger", "EVENT_LEVELS"]
 
 logger = logging.getLogger("ckptdb")
+
+#: A directory or file name: str or os.PathLike.
+StrPath = Union[str, "os.PathLike[str]"]
+#: A checkpoint named by its id, its name or its Checkpoint.
+CheckpointRef = Union[int, str, "Checkpoint"]
+#: A retention policy: a Retention, its keyword arguments as a dict, or
+#: "default" (the library's default policy).
+Policy = Union["Retention", Mapping[str, Any], str]
+#: progress(done_bytes, total_bytes); a true return stops the operation.
+Progress = Callable[[int, int], object]
 
 # The level each catalog event is logged at on the "ckptdb" logger; an event
 # not listed (a later library may add some) is logged at INFO.
@@ -38,8 +52,13 @@ class Event(collections.namedtuple("Event", "event checkpoint_id detail director
     directory."""
 
     __slots__ = ()
+    event: str
+    checkpoint_id: int
+    detail: str
+    directory: str
 
-    def message(self):
+    def message(self) -> str:
+        """The line logged for this event: "ckptdb DIR: committed checkpoint 3"."""
         what = self.event if not self.checkpoint_id else "%s checkpoint %d" % (self.event, self.checkpoint_id)
         if self.event == "pruned" and self.detail:
             what += " (rule %s)" % self.detail
@@ -80,9 +99,25 @@ class Checkpoint:
 
     __slots__ = ("id", "name", "path", "kind", "epoch", "step", "size", "checksum", "status", "pinned", "run_id",
                  "file_count", "created_at", "committed_at", "deleted_at", "metadata")
+    id: int
+    name: str
+    path: str  #: absolute path of the (first) file
+    kind: str
+    epoch: int
+    step: int
+    size: int
+    checksum: str  #: XXH3-128, as xxh128sum prints it
+    status: str  #: "writing", "complete", "corrupt", "aborted" or "pruned"
+    pinned: bool
+    run_id: int
+    file_count: int
+    created_at: str
+    committed_at: str
+    deleted_at: str
+    metadata: Dict[str, Any]
 
     @classmethod
-    def _from(cls, e):
+    def _from(cls, e: Any) -> "Checkpoint":
         c = cls()
         c.id = e.id
         c.name = s(e.name)
@@ -106,14 +141,14 @@ class Checkpoint:
             c.metadata = {}
         return c
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Checkpoint(id=%d, name=%r, kind=%r, epoch=%d, step=%d, status=%r)" % (
             self.id, self.name, self.kind, self.epoch, self.step, self.status)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Checkpoint) and all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
 
 class FileInfo:
@@ -121,20 +156,23 @@ class FileInfo:
 
     __slots__ = ("rank", "name", "path", "size", "checksum")
 
-    def __init__(self, rank, name, path, size, checksum):
+    def __init__(self, rank: int, name: str, path: str, size: int, checksum: str) -> None:
         self.rank, self.name, self.path, self.size, self.checksum = rank, name, path, size, checksum
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "FileInfo(rank=%d, name=%r, size=%d)" % (self.rank, self.name, self.size)
 
 
 class PruneItem:
+    """A checkpoint that prune deleted (or would delete, dry_run), and the
+    retention rule that let it go."""
+
     __slots__ = ("id", "name", "size", "rule")
 
-    def __init__(self, id, name, size, rule):
+    def __init__(self, id: int, name: str, size: int, rule: str) -> None:
         self.id, self.name, self.size, self.rule = id, name, size, rule
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "PruneItem(id=%d, name=%r, rule=%r)" % (self.id, self.name, self.rule)
 
 
@@ -146,8 +184,9 @@ class Retention:
     replaces that list as a whole.  best_mode: "min" or "max".
     """
 
-    def __init__(self, keep_last=None, keep_last_default=-1, keep_every_n_epochs=0, keep_interval_seconds=0,
-                 best_metric=None, best_mode="min", best_k=1, max_bytes=0):
+    def __init__(self, keep_last: Optional[Mapping[str, int]] = None, keep_last_default: int = -1,
+                 keep_every_n_epochs: int = 0, keep_interval_seconds: int = 0, best_metric: Optional[str] = None,
+                 best_mode: str = "min", best_k: int = 1, max_bytes: int = 0) -> None:
         if best_mode not in ("min", "max"):
             raise ValueError("ckptdb.Retention: best_mode must be 'min' or 'max', not %r" % (best_mode,))
         self.keep_last = dict(keep_last) if keep_last is not None else None
@@ -159,7 +198,7 @@ class Retention:
         self.best_k = int(best_k)
         self.max_bytes = int(max_bytes)
 
-    def _c(self):
+    def _c(self) -> Tuple[Any, Any]:
         """The C struct, and the objects it points into (kept alive by the caller)."""
         r = _lib.Retention()
         lib.ckptdb_retention_init(byref(r), _lib.RETENTION_VERSION)
@@ -266,24 +305,27 @@ class Save(io.RawIOBase):
     cannot also be written through write().
     """
 
-    def __init__(self, handle, mode):
+    def __init__(self, handle: Any, mode: str) -> None:
         super().__init__()
-        self._h = handle
+        self._h: Any = handle
         self._lock = threading.Lock()
         self._mode = mode
-        self._fd = None
-        self._path = None
-        self.entry = None
+        self._fd: Optional[int] = None
+        self._path: Optional[str] = None
+        #: The committed checkpoint, once commit() returned.
+        self.entry: Optional[Checkpoint] = None
         if mode == "fd":
             fd = c_int(-1)
             lib.ckptdb_save_fd(byref(fd), self._h)
             self._fd = fd.value
 
     # -- io.RawIOBase ------------------------------------------------------
-    def writable(self):
+    def writable(self) -> bool:
+        """True: a save is written, never read."""
         return True
 
-    def write(self, data):
+    def write(self, data: Any) -> int:
+        """Append bytes (any buffer) to the checkpoint; returns how many."""
         with self._lock:
             if self._h is None:
                 raise ValueError("ckptdb: write to a save that was committed or aborted")
@@ -302,17 +344,18 @@ class Save(io.RawIOBase):
             del keep
             return n
 
-    def flush(self):
-        pass
+    def flush(self) -> None:
+        """Nothing to do: bytes go to the file as they are written."""
 
-    def fileno(self):
+    def fileno(self) -> int:
+        """The temp file's descriptor (mode "fd" only)."""
         if self._fd is None:
             raise io.UnsupportedOperation("ckptdb: fileno() is available in mode 'fd' only")
         return self._fd
 
     # -- the save ----------------------------------------------------------
     @property
-    def temp_path(self):
+    def temp_path(self) -> str:
         """Absolute path of the temp file (the caller writes it, then commits)."""
         with self._lock:
             if self._path is None:
@@ -321,7 +364,7 @@ class Save(io.RawIOBase):
                 self._path = s(p.value)
             return self._path
 
-    def commit(self):
+    def commit(self) -> Checkpoint:
         """Make the checkpoint durable and visible; returns its Checkpoint."""
         with self._lock:
             if self._h is None:
@@ -334,7 +377,7 @@ class Save(io.RawIOBase):
                 self._release()
             return self.entry
 
-    def abort(self):
+    def abort(self) -> None:
         """Give up the save: its temp file is removed, its row marked aborted."""
         with self._lock:
             if self._h is None:
@@ -344,30 +387,30 @@ class Save(io.RawIOBase):
             finally:
                 self._release()
 
-    def _release(self):
+    def _release(self) -> None:
         h, self._h, self._fd = self._h, None, None
         if h:
             lib.ckptdb_save_free(h)
         io.RawIOBase.close(self)
 
-    def close(self):
+    def close(self) -> None:
         """Closing the file object without a commit aborts the save."""
         if getattr(self, "_h", None) is not None:
             self.abort()
         else:
             io.RawIOBase.close(self)
 
-    def __enter__(self):
+    def __enter__(self) -> "Save":
         return self
 
-    def __exit__(self, et, ev, tb):
+    def __exit__(self, et: Optional[Type[BaseException]], ev: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
         if et is None:
             self.commit()
         else:
             self.abort()
-        return False
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             if getattr(self, "_h", None) is not None:
                 self.abort()
@@ -393,9 +436,11 @@ class Catalog:
     them (the library guards the shared connection itself).
     """
 
-    def __init__(self, directory, retention=None, readonly=False, create=True, catalog_name=None, last_link=None,
-                 busy_timeout_ms=0, requeue_on_preempt=False, on_event=None):
-        self._h = None
+    def __init__(self, directory: StrPath, retention: Optional[Policy] = None, readonly: bool = False,
+                 create: bool = True, catalog_name: Optional[str] = None, last_link: Optional[str] = None,
+                 busy_timeout_ms: int = 0, requeue_on_preempt: bool = False,
+                 on_event: Optional[Callable[[str, int, str], object]] = None) -> None:
+        self._h: Any = None
         self._lock = threading.RLock()
         o = _lib.OpenOptions()
         lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
@@ -410,13 +455,14 @@ class Catalog:
         # transaction committed.
         # The callback holds no reference to self (no cycle: a dropped Catalog
         # still closes at once).
-        self.event_errors = errors = []  # exceptions raised by on_event (each also logged at ERROR)
+        self.event_errors: List[BaseException] = []
+        errors = self.event_errors  # exceptions raised by on_event (each also logged at ERROR)
         where = [os.fspath(directory)]
 
-        def user(ev, _f=on_event):
+        def user(ev: Event, _f: Any = on_event) -> None:
             _f(ev.event, ev.checkpoint_id, ev.detail)
 
-        def cb(ev, cid, detail, _payload):
+        def cb(ev: bytes, cid: int, detail: bytes, _payload: Any) -> None:
             _dispatch(Event(s(ev), cid, s(detail), where[0]), user if on_event is not None else None, errors)
         self._event_cb = _lib.EVENT_CB(cb)
         o.on_event = self._event_cb
@@ -424,43 +470,47 @@ class Catalog:
         lib.ckptdb_open(byref(h), enc(os.fspath(directory)), byref(o))
         self._h = h
         self.readonly = readonly
-        self.directory = where[0] = s(lib.ckptdb_dir(h))
+        #: The checkpoint directory, absolute.
+        self.directory: str = s(lib.ckptdb_dir(h))
+        where[0] = self.directory
         self._retention_keep = None
         if retention is not None:
             self.set_retention(retention)
 
     # -- lifetime ----------------------------------------------------------
-    def close(self):
+    def close(self) -> None:
+        """Close the handle (also done at the end of a with block, or when collected)."""
         with self._lock:
             h, self._h = self._h, None
             if h:
                 lib.ckptdb_close(h)
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """True once close() ran."""
         return self._h is None
 
-    def __enter__(self):
+    def __enter__(self) -> "Catalog":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             if getattr(self, "_h", None):
                 self.close()
         except Exception:
             pass
 
-    def _handle(self):
+    def _handle(self) -> Any:
         if self._h is None:
             raise ValueError("ckptdb: the catalog is closed")
         return self._h
 
     # -- saving ------------------------------------------------------------
-    def save(self, kind="manual", epoch=0, step=0, metrics=None, metadata=None, name=None, mode="write"):
+    def save(self, kind: str = "manual", epoch: int = 0, step: int = 0, metrics: Optional[Mapping[str, Any]] = None,
+             metadata: Optional[Mapping[str, Any]] = None, name: Optional[str] = None, mode: str = "write") -> Save:
         """Begin a save; use it as `with cat.save(...) as f: torch.save(state, f)`.
 
         metrics and metadata are dicts merged into the row's JSON metadata.
@@ -481,7 +531,9 @@ class Catalog:
             lib.ckptdb_save_free(h)
             raise
 
-    def commit_shards(self, files, kind="manual", epoch=0, step=0, metrics=None, metadata=None):
+    def commit_shards(self, files: Sequence[Mapping[str, Any]], kind: str = "manual", epoch: int = 0, step: int = 0,
+                      metrics: Optional[Mapping[str, Any]] = None,
+                      metadata: Optional[Mapping[str, Any]] = None) -> Checkpoint:
         """Commit one checkpoint made of the finished shards of every rank
         (files[i] is rank i: dicts with name, temp_name, size, checksum, as
         ShardWriter.finish() returns them), in one transaction.  Returns its
@@ -504,13 +556,15 @@ class Catalog:
                                      len(files))
             return Checkpoint._from(e)
 
-    def save_bytes(self, data, kind="manual", epoch=0, step=0, **kw):
+    def save_bytes(self, data: Any, kind: str = "manual", epoch: int = 0, step: int = 0, **kw: Any) -> Checkpoint:
+        """Save a bytes-like object as one checkpoint and commit it (keywords as save())."""
         with self.save(kind, epoch, step, **kw) as f:
             f.write(data)
+        assert f.entry is not None
         return f.entry
 
     # -- finding -----------------------------------------------------------
-    def latest(self, kind=None, verify="full"):
+    def latest(self, kind: Optional[str] = None, verify: str = "full") -> Optional[Checkpoint]:
         """The newest complete checkpoint whose files verify (verify: "full",
         "size" or "none"), or None.  One that fails is marked corrupt and the
         next newest is tried."""
@@ -526,7 +580,7 @@ class Catalog:
                 _lib.raise_for(rc, "ckptdb_latest")
             return Checkpoint._from(e)
 
-    def get(self, id_or_name):
+    def get(self, id_or_name: Union[int, str]) -> Checkpoint:
         """One checkpoint by id or by name (any status); raises NotFound."""
         with self._lock:
             e = _lib.Entry.new()
@@ -536,7 +590,8 @@ class Catalog:
                 lib.ckptdb_get_by_name(byref(e), self._handle(), enc(id_or_name))
             return Checkpoint._from(e)
 
-    def entries(self, kind=None, status=None):
+    def entries(self, kind: Optional[str] = None,
+                status: Union[str, Iterable[str], None] = None) -> List[Checkpoint]:
         """Every checkpoint, oldest id first; status: a name or a list of names."""
         f = _lib.Filter()
         f.version = _lib.FILTER_VERSION
@@ -549,7 +604,7 @@ class Catalog:
                 mask |= 1 << _lib.STATUS_CODES[n]
             f.status_mask = mask
         f.kind = enc(kind)
-        out = []
+        out: List[Checkpoint] = []
         with self._lock:
             cur = _lib.cursor_p()
             lib.ckptdb_cursor_open(byref(cur), self._handle(), byref(f))
@@ -567,12 +622,12 @@ class Catalog:
                 lib.ckptdb_cursor_free(cur)
         return out
 
-    def files(self, id_or_name):
+    def files(self, id_or_name: CheckpointRef) -> List[FileInfo]:
         """The files of a checkpoint, by rank."""
         cid = self._id(id_or_name)
-        out = []
+        out: List[FileInfo] = []
 
-        def cb(f, _p):
+        def cb(f: Any, _p: Any) -> int:
             f = f.contents
             out.append(FileInfo(f.rank, s(f.name), s(f.path), f.size, s(f.checksum)))
             return 0
@@ -581,12 +636,12 @@ class Catalog:
             lib.ckptdb_files(self._handle(), cid, _lib.FILE_CB(cb), None)
         return out
 
-    def events(self, checkpoint=None):
+    def events(self, checkpoint: Optional[CheckpointRef] = None) -> List[Dict[str, Any]]:
         """Event log rows (dicts), oldest first, optionally of one checkpoint."""
         cid = self._id(checkpoint) if checkpoint is not None else 0
-        out = []
+        out: List[Dict[str, Any]] = []
 
-        def cb(e, _p):
+        def cb(e: Any, _p: Any) -> int:
             e = e.contents
             out.append({"id": e.id, "at": s(e.at), "run_id": e.run_id, "checkpoint_id": e.checkpoint_id,
                         "event": s(e.event), "detail": s(e.detail)})
@@ -596,20 +651,22 @@ class Catalog:
             lib.ckptdb_events(self._handle(), cid, 0, _lib.EVENT_ROW_CB(cb), None)
         return out
 
-    def runs(self):
-        out = []
+    def runs(self) -> List[Dict[str, Any]]:
+        """The runs table (dicts, oldest first): every process that wrote to the
+        catalog, its host, Slurm job, what it resumed from, how it ended."""
+        out: List[Dict[str, Any]] = []
 
-        def cb(r, _p):
+        def cb(r: Any, _p: Any) -> int:
             r = r.contents
-            out.append({k: (s(getattr(r, k)) if t is c_char_p else getattr(r, k))
-                        for k, t in _lib.Run._fields_ if k != "struct_size"})
+            out.append({f[0]: (s(getattr(r, f[0])) if f[1] is c_char_p else getattr(r, f[0]))
+                        for f in _lib.Run._fields_ if f[0] != "struct_size"})
             return 0
 
         with self._lock:
             lib.ckptdb_runs(self._handle(), _lib.RUN_CB(cb), None)
         return out
 
-    def _id(self, id_or_name):
+    def _id(self, id_or_name: CheckpointRef) -> int:
         if isinstance(id_or_name, Checkpoint):
             return id_or_name.id
         if isinstance(id_or_name, int):
@@ -617,7 +674,14 @@ class Catalog:
         return self.get(id_or_name).id
 
     # -- verifying and reading ---------------------------------------------
-    def verify(self, id_or_name=None, progress=None):
+    @overload
+    def verify(self, id_or_name: None = None, progress: Optional[Progress] = None) -> Tuple[int, int]: ...
+
+    @overload
+    def verify(self, id_or_name: CheckpointRef, progress: Optional[Progress] = None) -> bool: ...
+
+    def verify(self, id_or_name: Optional[CheckpointRef] = None,
+               progress: Optional[Progress] = None) -> Union[bool, Tuple[int, int]]:
         """Verify one checkpoint (True when whole; False when corrupt, and now
         marked so), or with no argument every complete one: returns
         (checked, corrupt).  progress(done, total) sees the bytes hashed of
@@ -642,7 +706,7 @@ class Catalog:
                 _lib.raise_for(rc, "ckptdb_verify")
             return True
 
-    def read(self, id_or_name, rank=None):
+    def read(self, id_or_name: CheckpointRef, rank: Optional[int] = None) -> bytes:
         """The whole first file of a checkpoint (or the file of one rank of a
         sharded one), checked against its checksum (raises Corrupt when the
         bytes do not match)."""
@@ -654,7 +718,7 @@ class Catalog:
             else:
                 lib.ckptdb_reader_open_rank(byref(r), self._handle(), cid, int(rank))
         try:
-            chunks = []
+            chunks: List[bytes] = []
             buf = ctypes.create_string_buffer(1 << 20)
             n = c_size_t(0)
             while True:
@@ -665,11 +729,13 @@ class Catalog:
         finally:
             lib.ckptdb_reader_close(r)
 
-    def mark_resumed(self, id_or_name):
+    def mark_resumed(self, id_or_name: CheckpointRef) -> None:
+        """Record in the catalog that this run resumed from this checkpoint."""
         with self._lock:
             lib.ckptdb_mark_resumed(self._handle(), self._id(id_or_name))
 
-    def load_latest(self, map_location="cpu", kind=None, weights_only=True, normalize=False):
+    def load_latest(self, map_location: Any = "cpu", kind: Optional[str] = None, weights_only: bool = True,
+                    normalize: bool = False) -> Optional[Tuple[Any, Checkpoint]]:
         """torch.load of the newest checkpoint that verifies, or None.
         Returns (state, Checkpoint).  Records the resume in the catalog
         unless the catalog is read-only.
@@ -695,7 +761,7 @@ class Catalog:
         return state, e
 
     # -- retention ---------------------------------------------------------
-    def set_retention(self, policy):
+    def set_retention(self, policy: Optional[Policy]) -> None:
         """Rotation after every commit (None turns it off; "default": the
         library's default policy)."""
         with self._lock:
@@ -706,23 +772,24 @@ class Catalog:
                 if policy != "default":
                     raise ValueError("ckptdb: retention must be a Retention, 'default' or None")
                 policy = Retention()
-            if isinstance(policy, dict):
+            if not isinstance(policy, Retention):  # a mapping of Retention's keywords
                 policy = Retention(**policy)
             r, keep = policy._c()
             lib.ckptdb_set_retention(self._handle(), byref(r))
             del keep
 
-    def prune(self, policy=None, dry_run=False):
+    def prune(self, policy: Union[Retention, Mapping[str, Any], None] = None,
+              dry_run: bool = False) -> List[PruneItem]:
         """Apply a policy (None: the handle's, else the default); returns the
         list of PruneItem it deleted (or would delete, with dry_run)."""
-        out = []
+        out: List[PruneItem] = []
 
-        def cb(it, _p):
+        def cb(it: Any, _p: Any) -> int:
             it = it.contents
             out.append(PruneItem(it.id, s(it.name), it.size, s(it.rule)))
             return 0
 
-        if isinstance(policy, dict):
+        if policy is not None and not isinstance(policy, Retention):  # a mapping of Retention's keywords
             policy = Retention(**policy)
         r, keep = policy._c() if policy is not None else (None, None)
         with self._lock:
@@ -731,39 +798,44 @@ class Catalog:
         del keep
         return out
 
-    def pin(self, id_or_name, pinned=True):
+    def pin(self, id_or_name: CheckpointRef, pinned: bool = True) -> None:
+        """Pin a checkpoint (never pruned), or unpin it with pinned=False."""
         with self._lock:
             if isinstance(id_or_name, str):
                 lib.ckptdb_pin_by_name(self._handle(), enc(id_or_name), 1 if pinned else 0)
             else:
                 lib.ckptdb_pin(self._handle(), self._id(id_or_name), 1 if pinned else 0)
 
-    def unpin(self, id_or_name):
+    def unpin(self, id_or_name: CheckpointRef) -> None:
+        """Unpin a checkpoint: retention may prune it again."""
         self.pin(id_or_name, False)
 
-    def progress(self, epoch, step):
+    def progress(self, epoch: int, step: int) -> None:
         """Record how far this run has trained (steps lost to preemption)."""
         with self._lock:
             lib.ckptdb_run_progress(self._handle(), int(epoch), int(step))
 
-    def fsck(self, repair=False):
-        out = []
+    def fsck(self, repair: bool = False) -> List[Dict[str, Any]]:
+        """Check the directory against the catalog (and fix it with repair=True):
+        items with kind, name, checkpoint_id, detail and action."""
+        out: List[Dict[str, Any]] = []
 
         with self._lock:
             lib.ckptdb_fsck(self._handle(), 1 if repair else 0, _items_cb(out), None, None)
         return out
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Catalog(%r%s)" % (getattr(self, "directory", "?"), ", closed" if self._h is None else "")
 
 
-def version():
+def version() -> str:
+    """The version of the libckptdb loaded (ckptdb_version)."""
     return s(lib.ckptdb_version())
 
 
 
-def _items_cb(out):
-    def cb(it, _p):
+def _items_cb(out: List[Dict[str, Any]]) -> Any:
+    def cb(it: Any, _p: Any) -> int:
         it = it.contents
         out.append({"kind": s(it.kind), "name": s(it.name), "checkpoint_id": it.checkpoint_id,
                     "detail": s(it.detail), "action": s(it.action)})
@@ -771,20 +843,21 @@ def _items_cb(out):
     return _lib.FSCK_CB(cb)
 
 
-def rebuild(directory, catalog_name=None):
+def rebuild(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict[str, Any]]:
     """Rebuild a lost or unreadable catalog from the checkpoint files present
     (ckptdb_rebuild); an existing catalog file is moved aside, never
     overwritten.  Returns the items (kind "rebuilt" or "unknown_file")."""
     o = _lib.OpenOptions()
     lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
     o.catalog_name = enc(catalog_name)
-    out = []
+    out: List[Dict[str, Any]] = []
     rows = c_int64(0)
     lib.ckptdb_rebuild(enc(os.fspath(directory)), byref(o), _items_cb(out), None, byref(rows))
     return out
 
 
-def sync(src, dst, delete_pruned=False, progress=None):
+def sync(src: StrPath, dst: StrPath, delete_pruned: bool = False,
+         progress: Optional[Progress] = None) -> Tuple[int, int, List[Dict[str, Any]]]:
     """Copy every complete checkpoint of src that dst lacks, verified, with a
     consistent catalog (ckptdb_sync).  progress(done, total) sees the bytes;
     a true return stops it.  Returns (copied, bytes, items)."""
@@ -795,7 +868,7 @@ def sync(src, dst, delete_pruned=False, progress=None):
     if progress is not None:
         pcb = _lib.PROGRESS_CB(lambda done, total, _p: 1 if progress(done, total) else 0)
         o.progress = pcb
-    out = []
+    out: List[Dict[str, Any]] = []
     icb = _items_cb(out)
     o.on_item = icb
     copied, nbytes = c_int64(0), c_int64(0)

@@ -16,11 +16,18 @@ default name (epoch_010.pt -> epoch_010.rank0-of-4.pt ...), with a "-2",
 "-3"... suffix on the base when any of them is taken, and broadcasts them.
 """
 
+from __future__ import annotations
+
 import io
 import os
 import threading
 import time
 from ctypes import byref, c_int
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, Checkpoint, StrPath
 
 from . import _lib
 from ._lib import enc, lib, s
@@ -39,16 +46,17 @@ class ShardWriter(io.RawIOBase):
     no commit took it.  mode "write" (ckptdb_shard_write) or "fd" (os.write
     on the library's own descriptor, which must not be closed)."""
 
-    def __init__(self, directory, name, mode="write"):
+    def __init__(self, directory: StrPath, name: str, mode: str = "write") -> None:
         super().__init__()
         if not _lib.HAS_SHARDS:
             raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no sharded saves (ckptdb_shard_begin)")
         if mode not in ("write", "fd"):
             raise ValueError("ckptdb: shard mode must be 'write' or 'fd', not %r" % (mode,))
         self._lock = threading.Lock()
-        self._h = None
-        self._fd = None
-        self.info = None
+        self._h: Any = None
+        self._fd: Optional[int] = None
+        #: What finish() returned: name, temp_name, size, checksum.
+        self.info: Optional[Dict[str, Any]] = None
         h = _lib.shard_p()
         lib.ckptdb_shard_begin(byref(h), enc(os.fspath(directory)), enc(name))
         self._h = h
@@ -57,10 +65,12 @@ class ShardWriter(io.RawIOBase):
             lib.ckptdb_shard_fd(byref(fd), h)
             self._fd = fd.value
 
-    def writable(self):
+    def writable(self) -> bool:
+        """True: a shard is written, never read."""
         return True
 
-    def write(self, data):
+    def write(self, data: Any) -> int:
+        """Append bytes (any buffer) to this rank's file; returns how many."""
         with self._lock:
             if self._h is None or self.info is not None:
                 raise ValueError("ckptdb: write to a shard that was finished or freed")
@@ -76,10 +86,11 @@ class ShardWriter(io.RawIOBase):
             del keep
             return n
 
-    def flush(self):
-        pass
+    def flush(self) -> None:
+        """Nothing to do: bytes go to the file as they are written."""
 
-    def finish(self):
+    def finish(self) -> Dict[str, Any]:
+        """fsync the file; returns its name, temp_name, size and checksum for the commit."""
         with self._lock:
             if self._h is None:
                 raise ValueError("ckptdb: the shard was freed")
@@ -90,32 +101,34 @@ class ShardWriter(io.RawIOBase):
                              "checksum": s(i.checksum)}
             return dict(self.info)
 
-    def free(self):
+    def free(self) -> None:
+        """Release the shard (after rank 0's commit): a temp file no commit took is removed."""
         with self._lock:
             h, self._h, self._fd = self._h, None, None
             if h:
                 lib.ckptdb_shard_free(h)
         io.RawIOBase.close(self)
 
-    def close(self):
+    def close(self) -> None:
+        """Same as free()."""
         self.free()
 
-    def __enter__(self):
+    def __enter__(self) -> "ShardWriter":
         return self
 
-    def __exit__(self, et, ev, tb):
+    def __exit__(self, et: Optional[Type[BaseException]], ev: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
         if et is not None:
             self.free()
-        return False
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.free()
         except Exception:
             pass
 
 
-def _default_base(kind, epoch, step):
+def _default_base(kind: str, epoch: int, step: int) -> str:
     if kind == "epoch":
         return "epoch_%03d" % epoch
     if kind == "step":
@@ -127,7 +140,8 @@ def _default_base(kind, epoch, step):
     return "%s_%06d" % (kind, step)
 
 
-def shard_names(directory, kind, epoch, step, world, cat=None, base=None):
+def shard_names(directory: StrPath, kind: str, epoch: int, step: int, world: int, cat: Optional[Catalog] = None,
+                base: Optional[str] = None) -> List[str]:
     """The file names of a sharded checkpoint, one per rank, none of them
     taken by a file in the directory or by a live checkpoint."""
     base = base or _default_base(kind, epoch, step)
@@ -142,7 +156,7 @@ def shard_names(directory, kind, epoch, step, world, cat=None, base=None):
     raise Error(5, "ckptdb: no free name for a sharded checkpoint of kind %r in %s" % (kind, directory))
 
 
-def _live(cat, name):
+def _live(cat: Catalog, name: str) -> bool:
     try:
         return cat.get(name).status in ("writing", "complete", "corrupt")
     except NotFound:
@@ -162,7 +176,9 @@ def _broadcast(dist, obj):
     return box[0]
 
 
-def save_sharded(directory, state, kind, epoch, step, cat=None, metrics=None, metadata=None, mode="write"):
+def save_sharded(directory: StrPath, state: Any, kind: str, epoch: int, step: int, cat: Optional[Catalog] = None,
+                 metrics: Optional[Mapping[str, Any]] = None, metadata: Optional[Mapping[str, Any]] = None,
+                 mode: str = "write") -> Optional[Checkpoint]:
     """Every rank calls it with its own state; returns the committed
     Checkpoint on every rank (or raises the same error on every rank).
     Rank 0 passes its open Catalog (cat); other ranks never open it."""
@@ -203,7 +219,9 @@ def save_sharded(directory, state, kind, epoch, step, cat=None, metrics=None, me
     return outcome["entry"]
 
 
-def load_sharded(directory, cat=None, map_location="cpu", kind=None, weights_only=True, prepare=None):
+def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location: Any = "cpu",
+                 kind: Optional[str] = None, weights_only: bool = True,
+                 prepare: Optional[Callable[[Any, Checkpoint, str], Any]] = None) -> Optional[Tuple[Any, Checkpoint]]:
     """Every rank calls it; rank 0 (with its open Catalog) picks the newest
     checkpoint whose every file verifies and broadcasts it; each rank loads
     its own file (ckptdb.torch.load_checkpoint: torch's safe loader unless

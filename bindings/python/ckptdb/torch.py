@@ -24,6 +24,8 @@ weights_only=False; see load_checkpoint.  Resume reads every layout that
 checkpoint_layout names.
 """
 
+from __future__ import annotations
+
 import collections.abc
 import os
 import pickle
@@ -33,6 +35,10 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, Checkpoint, Event, Policy, StrPath
 
 from .errors import StateMismatch, UnknownLayout, UnsafeCheckpoint, UnsupportedTorch
 
@@ -73,7 +79,7 @@ _FORMATS = (FORMAT, FORMAT_V1)
 # State
 # ---------------------------------------------------------------------------
 
-def unwrap(model):
+def unwrap(model: Any) -> Any:
     """The module inside DistributedDataParallel / DataParallel wrappers."""
     return getattr(model, "module", model) if isinstance(
         model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) else model
@@ -90,7 +96,7 @@ def _numpy_state(numpy):
             "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
 
 
-def capture_rng():
+def capture_rng() -> Dict[str, Any]:
     """Every RNG a training loop draws from: torch (CPU and CUDA), numpy's
     global RandomState when numpy is present, and Python's random; as
     tensors and plain types (torch.load(weights_only=True) reads them)."""
@@ -110,7 +116,7 @@ def _ints(x):
     return [int(v) for v in (x.tolist() if isinstance(x, torch.Tensor) else x)]
 
 
-def restore_rng(st):
+def restore_rng(st: Mapping[str, Any]) -> None:
     """Restore what capture_rng captured: the dict of this format, of the
     earlier one ("ckptdb.torch/1": numpy and random state as Python
     objects) or of the LibTorch binding ({"torch", "cuda"})."""
@@ -141,8 +147,11 @@ def restore_rng(st):
             numpy.random.set_state(n)
 
 
-def build_state(epoch, step, model=None, optimizer=None, scheduler=None, scaler=None, extra=None, rng=True):
-    st = {"format": FORMAT, "epoch": int(epoch), "step": int(step)}
+def build_state(epoch: int, step: int, model: Any = None, optimizer: Any = None, scheduler: Any = None,
+                scaler: Any = None, extra: Any = None, rng: bool = True) -> Dict[str, Any]:
+    """The dict a checkpoint holds (format ckptdb.torch/2): epoch, step, the
+    state_dicts of the objects given, extra, and every RNG state (rng=True)."""
+    st: Dict[str, Any] = {"format": FORMAT, "epoch": int(epoch), "step": int(step)}
     if model is not None:
         st["model"] = unwrap(model).state_dict()
     if optimizer is not None:
@@ -158,7 +167,7 @@ def build_state(epoch, step, model=None, optimizer=None, scheduler=None, scaler=
     return st
 
 
-def snapshot(obj):
+def snapshot(obj: Any) -> Any:
     """A deep copy of a state with every tensor copied to CPU memory, so the
     training loop may go on changing the originals while it is written."""
     if isinstance(obj, torch.Tensor):
@@ -231,7 +240,7 @@ def _numpy_legacy_globals():
     return out
 
 
-def load_checkpoint(path, map_location="cpu", weights_only=True):
+def load_checkpoint(path: StrPath, map_location: Any = "cpu", weights_only: bool = True) -> Any:
     """torch.load of one checkpoint file, the way every ckptdb resume does it.
 
     weights_only=True (the default): torch's safe loader; a file it refuses
@@ -292,7 +301,7 @@ def _describe_keys(obj, limit=12):
     return ", ".join(repr(k) for k in ks[:limit]) + (", ..." if len(ks) > limit else "")
 
 
-def checkpoint_layout(obj, path=None):
+def checkpoint_layout(obj: Any, path: Optional[str] = None) -> str:
     """The layout of a loaded checkpoint, decided by one rule (in order):
 
     1. "ckptdb": a dict whose "format" is "ckptdb.torch/1" or
@@ -338,7 +347,7 @@ def checkpoint_layout(obj, path=None):
                         % (where, _describe_keys(obj) or "(none)"), "checkpoint_layout")
 
 
-def normalize_state(obj, entry=None, path=None):
+def normalize_state(obj: Any, entry: Optional[Checkpoint] = None, path: Optional[str] = None) -> Dict[str, Any]:
     """A loaded checkpoint of any layout (checkpoint_layout) as one dict:
     ckptdb's own, {"format": FORMAT, "layout", "epoch", "step", "model",
     "optimizer", "scheduler", "scaler", "rng", "extra", "rng_per_rank"}
@@ -382,8 +391,15 @@ class ResumeResult(tuple):
     on a fresh start) and .skipped (objects given whose state the file
     lacks: left as they were)."""
 
-    def __new__(cls, epoch=0, step=0, missing_keys=(), unexpected_keys=(), layout=None, checkpoint=None,
-                skipped=()):
+    missing_keys: List[str]
+    unexpected_keys: List[str]
+    layout: Optional[str]
+    checkpoint: Optional[Checkpoint]
+    skipped: List[str]
+
+    def __new__(cls, epoch: int = 0, step: int = 0, missing_keys: Iterable[str] = (),
+                unexpected_keys: Iterable[str] = (), layout: Optional[str] = None,
+                checkpoint: Optional[Checkpoint] = None, skipped: Iterable[str] = ()) -> "ResumeResult":
         self = super().__new__(cls, (int(epoch), int(step)))
         self.missing_keys = list(missing_keys)
         self.unexpected_keys = list(unexpected_keys)
@@ -392,10 +408,17 @@ class ResumeResult(tuple):
         self.skipped = list(skipped)
         return self
 
-    epoch = property(lambda self: self[0])
-    step = property(lambda self: self[1])
+    @property
+    def epoch(self) -> int:
+        """The epoch resumed at (0 on a fresh start)."""
+        return int(self[0])
 
-    def __repr__(self):
+    @property
+    def step(self) -> int:
+        """The global step resumed at (0 on a fresh start)."""
+        return int(self[1])
+
+    def __repr__(self) -> str:
         return "ResumeResult(epoch=%d, step=%d, missing_keys=%r, unexpected_keys=%r, layout=%r)" % (
             self[0], self[1], self.missing_keys, self.unexpected_keys, self.layout)
 
@@ -476,7 +499,8 @@ def _apply(norm, path, model=None, optimizer=None, scheduler=None, scaler=None, 
     return ResumeResult(norm["epoch"], norm["step"], missing, unexpected, norm["layout"], checkpoint, skipped)
 
 
-def apply_state(st, model=None, optimizer=None, scheduler=None, scaler=None, rng=True, strict=True):
+def apply_state(st: Mapping[str, Any], model: Any = None, optimizer: Any = None, scheduler: Any = None,
+                scaler: Any = None, rng: bool = True, strict: bool = True) -> ResumeResult:
     """Load a checkpoint of any layout (checkpoint_layout) into the given
     objects; returns a ResumeResult ((epoch, step) with the model's missing
     and unexpected keys).  A strict mismatch raises StateMismatch before
@@ -488,8 +512,9 @@ def apply_state(st, model=None, optimizer=None, scheduler=None, scaler=None, rng
 # Resume
 # ---------------------------------------------------------------------------
 
-def auto_resume(cat, model, optimizer=None, scheduler=None, scaler=None, map_location="cpu", kind=None,
-                rng=True, strict=True, weights_only=True):
+def auto_resume(cat: Catalog, model: Any, optimizer: Any = None, scheduler: Any = None, scaler: Any = None,
+                map_location: Any = "cpu", kind: Optional[str] = None, rng: bool = True, strict: bool = True,
+                weights_only: bool = True) -> ResumeResult:
     """Load the newest checkpoint whose bytes verify (a corrupt one is
     marked so and the next newest is tried) into the given objects and
     record the resume.  Any layout of checkpoint_layout is read.  Returns a
@@ -521,14 +546,18 @@ class AsyncSaver:
     background thread (the library's calls release the GIL).  An error of a
     background save is raised by the next save() or wait()."""
 
-    def __init__(self, cat):
+    def __init__(self, cat: Catalog) -> None:
         self.cat = cat
         self._thread = None
         self._error = None
         self._last = None
         self.copy_seconds = 0.0
 
-    def save(self, state, kind, epoch, step, metrics=None, name=None, copied=False):
+    def save(self, state: Any, kind: str, epoch: int, step: int, metrics: Optional[Mapping[str, Any]] = None,
+             name: Optional[str] = None, copied: bool = False) -> None:
+        """Copy the state to CPU memory here (unless copied=True: it already is
+        a copy), then write and commit it on a background thread.  Waits for
+        the save in flight first, raising its error."""
         self.wait()
         t0 = time.perf_counter()
         snap = state if copied else snapshot(state)
@@ -546,7 +575,7 @@ class AsyncSaver:
         self._thread = threading.Thread(target=work, name="ckptdb-async-save", daemon=False)
         self._thread.start()
 
-    def wait(self):
+    def wait(self) -> Optional[Checkpoint]:
         """Wait for the save in flight; returns its Checkpoint (or None) and
         raises the error of a failed one."""
         t = self._thread
@@ -559,7 +588,8 @@ class AsyncSaver:
         return self._last
 
     @property
-    def in_flight(self):
+    def in_flight(self) -> bool:
+        """True while a save runs on the background thread."""
         return self._thread is not None and self._thread.is_alive()
 
 
@@ -628,11 +658,13 @@ class CheckpointManager:
     (ckptdb.distributed); then model/optimizer are each rank's own.
     """
 
-    def __init__(self, directory, model=None, optimizer=None, scheduler=None, scaler=None, every_epochs=5,
-                 every_seconds=900.0, every_steps=0, keep_epoch=5, keep_time=3, retention=None,
-                 signals=(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1), async_save=False, map_location="cpu",
-                 requeue_on_preempt=False, sharded=False, extra=None, clock=None, weights_only=True,
-                 on_event=None):
+    def __init__(self, directory: StrPath, model: Any = None, optimizer: Any = None, scheduler: Any = None,
+                 scaler: Any = None, every_epochs: int = 5, every_seconds: float = 900.0, every_steps: int = 0,
+                 keep_epoch: int = 5, keep_time: int = 3, retention: Optional[Policy] = None,
+                 signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1), async_save: bool = False,
+                 map_location: Any = "cpu", requeue_on_preempt: bool = False, sharded: bool = False,
+                 extra: Any = None, clock: Optional[Callable[[], float]] = None, weights_only: bool = True,
+                 on_event: Optional[Callable[[Event], object]] = None) -> None:
         self.directory = os.fspath(directory)
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.extra = extra
@@ -668,7 +700,7 @@ class CheckpointManager:
         self.async_saver = AsyncSaver(self.cat) if (async_save and self.cat is not None and not sharded) else None
 
     # -- resume ------------------------------------------------------------
-    def resume(self, strict=True, weights_only=None):
+    def resume(self, strict: bool = True, weights_only: Optional[bool] = None) -> ResumeResult:
         """Load the newest checkpoint that verifies (agreed by all ranks)
         into the manager's objects; returns a ResumeResult: (epoch, step),
         (0, 0) when starting fresh, with the model's missing and unexpected
@@ -733,7 +765,8 @@ class CheckpointManager:
         self._last = (result.step, e.kind, result.epoch)
 
     # -- the loop ----------------------------------------------------------
-    def step(self, epoch, step, metrics=None, end_of_epoch=False):
+    def step(self, epoch: int, step: int, metrics: Optional[Mapping[str, Any]] = None,
+             end_of_epoch: bool = False) -> bool:
         """Call after every completed step (epoch = completed epochs, step =
         global step).  Saves when the trigger says so; returns True when the
         loop should stop (a preemption signal arrived and its checkpoint is
@@ -743,7 +776,7 @@ class CheckpointManager:
         saves at once."""
         return self._maybe_save(epoch, step, False, metrics, only_preempt=end_of_epoch)
 
-    def epoch_end(self, epoch, step, metrics=None):
+    def epoch_end(self, epoch: int, step: int, metrics: Optional[Mapping[str, Any]] = None) -> bool:
         """Call after every completed epoch (epoch = completed epochs, from 1)."""
         stop = self._maybe_save(epoch, step, True, metrics)
         if self.cat is not None:
@@ -782,7 +815,8 @@ class CheckpointManager:
             return True
         return False
 
-    def save(self, kind, epoch, step, metrics=None, name=None):
+    def save(self, kind: str, epoch: int, step: int, metrics: Optional[Mapping[str, Any]] = None,
+             name: Optional[str] = None) -> Optional[Checkpoint]:
         """Save now (every rank calls it under torch.distributed)."""
         if self.sharded:
             from . import distributed as cdist
@@ -808,7 +842,9 @@ class CheckpointManager:
             self.dist.barrier()
         return self.last_saved
 
-    def wait(self):
+    def wait(self) -> Optional[Checkpoint]:
+        """Wait for an asynchronous save in flight (raising its error); returns
+        the last checkpoint saved, or None."""
         if self.async_saver is not None:
             e = self.async_saver.wait()
             if e is not None:
@@ -816,11 +852,11 @@ class CheckpointManager:
         return self.last_saved
 
     @property
-    def preempted(self):
+    def preempted(self) -> int:
         """The preemption signal received (0 if none)."""
         return preempt_requested()
 
-    def close(self):
+    def close(self) -> None:
         """Wait for a save in flight and close the catalog (the run ends
         clean, or preempted when a signal arrived)."""
         try:
@@ -830,12 +866,11 @@ class CheckpointManager:
                 self.cat.close()
             self.trigger.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "CheckpointManager":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
-        return False
 
 
 __all__ += ["Error", "clear_preempt"]
