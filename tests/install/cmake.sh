@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Suite install, test cmake-package: `meson install` of this build into a
+# temporary directory, then the README's CMakeLists.txt builds the README's
+# main.c against ckptdb::ckptdb and its train.cpp against ckptdb::torch and
+# Torch, with CMAKE_PREFIX_PATH naming only the installed prefix and the torch
+# wheel's cmake directory, and runs both twice (the second run resumes).
+# Also: what was installed (headers, libraries, pkg-config, CMake files,
+# schema, cookbook, man page, completion, the Python package where the
+# configured interpreter looks), and that no absolute prefix is written into
+# the CMake files (the install is moved: it lies under DESTDIR).
+#   cmake.sh BUILD_DIR WORK_DIR README PREFIX LIBDIR PYDIR PYTHON TORCH(0|1) TEST_PYTHON MAN(0|1)
+set -euo pipefail
+build=$1 work=$2 readme=$3 prefix=$4 libdir=$5 pydir=$6 python=$7 torch=$8 test_python=$9 man=${10}
+here=$(cd "$(dirname "$0")" && pwd)
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+rm -rf "$work"
+mkdir -p "$work"
+root=$work/root
+meson install -C "$build" --no-rebuild --destdir "$root" >"$work/install.log" 2>&1 ||
+    { cat "$work/install.log"; fail "meson install"; }
+p=$root$prefix
+[[ $libdir = /* ]] || libdir=$prefix/$libdir
+[[ $pydir = /* ]] || pydir=$prefix/$pydir
+l=$root$libdir
+
+echo "== installed files"
+need=("$p/include/ckptdb.h" "$p/include/ckptdb.hpp" "$p/include/ckptdb_version.h"
+      "$l/libckptdb.so.0" "$l/pkgconfig/ckptdb.pc"
+      "$l/cmake/ckptdb/ckptdbConfig.cmake" "$l/cmake/ckptdb/ckptdbConfigVersion.cmake"
+      "$p/bin/ckptdb" "$p/share/bash-completion/completions/ckptdb"
+      "$p/share/ckptdb/schema/0001_initial.sql" "$p/share/ckptdb/cookbook/best_by_metric.sql"
+)
+[ -n "$python" ] && need+=("$root$pydir/ckptdb/__init__.py" "$root$pydir/ckptdb/py.typed" "$root$pydir/ckptdb/_installed.py")
+[ "$man" = 1 ] && need+=("$p/share/man/man1/ckptdb.1")
+[ "$torch" = 1 ] && need+=("$p/include/ckptdb_torch.hpp" "$l/libckptdb_torch.so.0" "$l/pkgconfig/ckptdb_torch.pc")
+for f in "${need[@]}"; do
+    [ -e "$f" ] || fail "not installed: ${f#$root}"
+done
+echo "${#need[@]} files in place"
+n=$(ls "$p/share/ckptdb/cookbook" | wc -l)
+[ "$n" -eq "$(ls "$here/../../sql/cookbook" | wc -l)" ] || fail "the cookbook has $n files installed"
+if grep -n -F "$prefix" "$l/cmake/ckptdb/"*.cmake; then
+    fail "the CMake files name the prefix $prefix: not relocatable"
+fi
+grep -q "CKPTDB_VERSION_STRING \"$(sed -n 's/^Version: //p' "$l/pkgconfig/ckptdb.pc")\"" "$p/include/ckptdb_version.h" ||
+    fail "ckptdb_version.h and ckptdb.pc disagree on the version"
+
+if [ -n "$python" ]; then
+echo "== the Python package where the configured interpreter ($python) looks, moved (DESTDIR)"
+( cd "$work" && env -u CKPTDB_LIBRARY -u LD_LIBRARY_PATH PYTHONPATH="$root$pydir" PYTHONDONTWRITEBYTECODE=1 "$python" -c '
+import ckptdb, ckptdb._lib as l, os, sys
+root = sys.argv[1]
+assert ckptdb.__file__.startswith(root), ckptdb.__file__
+assert l.lib._name.startswith(root), l.lib._name
+print("loaded", l.lib._name, "version", ckptdb.__version__)
+' "$root" ) || fail "the installed Python package does not load its library"
+fi
+
+echo "== CMake project from the README"
+proj=$work/proj
+mkdir -p "$proj"
+for f in CMakeLists.txt main.c train.cpp; do
+    "$test_python" "$here/readme.py" "$readme" --extract "$f" "$proj"
+done
+cpp=$p
+if [ "$torch" = 1 ]; then
+    tc=$("$test_python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+    cpp="$p;$tc"
+fi
+# Nothing else may help find it: no environment, no package registry.
+env -u CMAKE_PREFIX_PATH -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH \
+    cmake -S "$proj" -B "$proj/out" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$cpp" \
+    -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF \
+    >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; fail "cmake configure"; }
+grep -q "ckptdb_DIR:PATH=$l/cmake/ckptdb" "$proj/out/CMakeCache.txt" || fail "ckptdb was not found in the prefix"
+cmake --build "$proj/out" -j 2 >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "cmake --build"; }
+
+run_twice() {  # run_twice EXE WANT1 WANT2
+    local d=$work/run-$(basename "$1") out i want
+    mkdir -p "$d"
+    for i in 1 2; do
+        if [ $i = 1 ]; then want=$2; else want=$3; fi
+        out=$(cd "$d" && env -u LD_LIBRARY_PATH "$1" 2>&1) || { echo "$out"; fail "$(basename "$1") run $i"; }
+        echo "$out" | sed "s/^/  $(basename "$1") run $i: /"
+        grep -qF "$want" <<<"$out" || fail "$(basename "$1") run $i: expected '$want'"
+    done
+}
+run_twice "$proj/out/resume_c" "saved epoch checkpoint at step 12" "resumed from epoch_003.pt at step 12"
+ldd "$proj/out/resume_c" | grep -q "libckptdb.so.0 => $l/" || fail "resume_c does not load the installed libckptdb"
+if [ "$torch" = 1 ]; then
+    [ -x "$proj/out/train_torch" ] || fail "ckptdb::torch was not defined: train_torch not built"
+    run_twice "$proj/out/train_torch" "saved epoch_004.pt" "resumed from epoch_004.pt at epoch 4"
+else
+    [ ! -e "$proj/out/train_torch" ] || fail "train_torch built without the LibTorch binding"
+    echo "LibTorch binding not built here: the LibTorch part is skipped"
+fi
+echo "cmake-package: ok"
