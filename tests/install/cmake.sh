@@ -76,6 +76,19 @@ env -u CMAKE_PREFIX_PATH -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH \
 grep -q "ckptdb_DIR:PATH=$l/cmake/ckptdb" "$proj/out/CMakeCache.txt" || fail "ckptdb was not found in the prefix"
 cmake --build "$proj/out" -j 2 >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "cmake --build"; }
 
+# The version file: a newer version asked for is refused, this one accepted;
+# with only the prefix on CMAKE_PREFIX_PATH (no Torch: a C user needs none).
+mkdir -p "$work/version"
+for want in "99.0 fail" "0.1 ok" "0.1.0 ok"; do
+    set -- $want
+    printf 'cmake_minimum_required(VERSION 3.18)\nproject(v C)\nfind_package(ckptdb %s REQUIRED)\n' "$1" \
+        >"$work/version/CMakeLists.txt"
+    if env -u CMAKE_PREFIX_PATH cmake -S "$work/version" -B "$work/version/out-$1" -DCMAKE_PREFIX_PATH="$p" \
+        >"$work/version-$1.log" 2>&1; then got=ok; else got=fail; fi
+    [ "$got" = "$2" ] || { cat "$work/version-$1.log"; fail "find_package(ckptdb $1): $got, expected $2"; }
+done
+echo "ckptdbConfigVersion.cmake: 99.0 refused, 0.1 and 0.1.0 accepted"
+
 run_twice() {  # run_twice EXE WANT1 WANT2
     local d=$work/run-$(basename "$1") out i want
     mkdir -p "$d"
