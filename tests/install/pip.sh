@@ -20,10 +20,10 @@ venv=$work/venv
 "$base_python" -m venv "$venv" || fail "python -m venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input)
 
-echo "== pip install $src"
-# meson-python's build directory lives in the work directory (kept for a
-# look after a failure); everything else is pip's default.
-"${pip[@]}" install "$src" -Cbuild-dir="$work/mesonpy-build" >"$work/pip.log" 2>&1 ||
+echo "== pip install . (in $src)"
+# Exactly the README's command, from the source tree; pip's output is kept
+# in pip.log.
+(cd "$src" && "${pip[@]}" install .) >"$work/pip.log" 2>&1 ||
     { tail -n 80 "$work/pip.log"; fail "pip install"; }
 tail -n 2 "$work/pip.log"
 
