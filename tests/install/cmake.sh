@@ -13,6 +13,9 @@ set -euo pipefail
 build=$1 work=$2 readme=$3 prefix=$4 libdir=$5 pydir=$6 python=$7 torch=$8 test_python=$9 man=${10}
 here=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# What a user has: meson test points LD_LIBRARY_PATH at this build's
+# libraries, which would hide where the programs built here load theirs from.
+unset LD_LIBRARY_PATH
 
 rm -rf "$work"
 mkdir -p "$work"

@@ -10,6 +10,9 @@ set -euo pipefail
 src=$1 work=$2 readme=$3 test_python=$4
 here=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# What a user has: meson test points LD_LIBRARY_PATH at this build's
+# libraries, which would hide where the programs built here load theirs from.
+unset LD_LIBRARY_PATH
 
 rm -rf "$work"
 parent=$work/parent
