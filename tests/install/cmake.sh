@@ -50,6 +50,20 @@ grep -q "CKPTDB_VERSION_STRING \"$(sed -n 's/^Version: //p' "$l/pkgconfig/ckptdb
     fail "ckptdb_version.h and ckptdb.pc disagree on the version"
 
 if [ -n "$python" ]; then
+echo "== tools/site_dir.py: the package directory is on the interpreter's sys.path"
+for interp in "$python" /usr/bin/python3; do
+    [ -x "$interp" ] || continue
+    "$interp" - "$here/../../tools/site_dir.py" <<'PY' || fail "site_dir.py with $interp"
+import os, subprocess, sys
+tool = sys.argv[1]
+path = [os.path.realpath(p) for p in sys.path if p]
+for prefix in (sys.prefix, "/usr/local", "/usr"):
+    d = subprocess.run([sys.executable, tool, prefix], capture_output=True, text=True, check=True).stdout.strip()
+    assert d or prefix != sys.prefix, "nothing for the interpreter's own prefix %s" % prefix
+    assert not d or os.path.realpath(os.path.join(prefix, d)) in path, (prefix, d)
+    print("  %s, prefix %s: %s" % (sys.executable, prefix, d or "(not on its path: meson's default)"))
+PY
+done
 echo "== the Python package where the configured interpreter ($python) looks, moved (DESTDIR)"
 ( cd "$work" && env -u CKPTDB_LIBRARY -u LD_LIBRARY_PATH PYTHONPATH="$root$pydir" PYTHONDONTWRITEBYTECODE=1 "$python" -c '
 import ckptdb, ckptdb._lib as l, os, sys
