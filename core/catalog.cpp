@@ -33,6 +33,32 @@ const char *status_text(int code) {
     }
 }
 
+// A new catalog appears whole or not at all: made with its schema under a
+// temp name, closed (its WAL folded into the file and fsynced), then renamed
+// into place without replacing anything. A kill leaves no catalog file
+// without a schema; another process creating it at the same time wins.
+static void create_catalog(const Dir &dir, const std::string &name, const DbOptions &dbo) {
+    const std::string tmp = random_temp_name();
+    try {
+        {
+            Db fresh(dir.join(tmp), dbo);
+            fresh.checkpoint_wal(true);  // everything in the file itself before its WAL goes
+        }
+        for (const char *suffix : {"-wal", "-shm"}) unlink_name(dir, tmp + suffix);
+        try {
+            rename_noreplace(dir, tmp, name);
+        } catch (const Error &e) {
+            if (e.code() != CKPTDB_EEXISTS) throw;
+            unlink_name(dir, tmp);
+            return;
+        }
+        sync_dir(dir);
+    } catch (...) {
+        for (const char *suffix : {"", "-wal", "-shm", "-journal"}) unlink_name(dir, tmp + suffix);
+        throw;
+    }
+}
+
 Catalog::Catalog(Dir dir, const OpenOptions &opts) : dir_(std::move(dir)), opts_(opts), self_(self_identity()) {}
 
 std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOptions &opts) {
@@ -54,6 +80,8 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
     dbo.create = opts.create;
     dbo.rollback_journal = on_network_fs(cat->dir_.fd.get());
     dbo.busy_timeout_ms = opts.busy_timeout_ms;
+    if (!opts.readonly && opts.create && !name_exists(cat->dir_, opts.catalog_name))
+        create_catalog(cat->dir_, opts.catalog_name, dbo);
     cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo);
     if (!opts.readonly) {
         try {

@@ -75,10 +75,44 @@ Db::Db(const std::string &path, const DbOptions &opts) : path_(path) {
         sqlite3_busy_timeout(db_, opts.busy_timeout_ms);
         check_and_migrate(opts);
     } catch (...) {
+        bool hot = opts.readonly && sqlite3_extended_errcode(db_) == SQLITE_READONLY_ROLLBACK;
         sqlite3_close_v2(db_);
         db_ = nullptr;
-        throw;
+        if (!hot) throw;
+        // A writer was killed inside a transaction of a rollback journal
+        // (a network file system's catalog, or one switched out of WAL):
+        // the journal is hot and only a read-write connection may roll it
+        // back. That restores the last committed state, which is what any
+        // reader must see; it changes nothing that was committed.
+        roll_back_hot_journal(path, opts);
+        rc = sqlite3_open_v2(path.c_str(), &db_, flags, io::sqlite_vfs());
+        try {
+            if (rc != SQLITE_OK) fail_sqlite(rc, "cannot open the catalog");
+            sqlite3_extended_result_codes(db_, 1);
+            sqlite3_busy_timeout(db_, opts.busy_timeout_ms);
+            check_and_migrate(opts);
+        } catch (...) {
+            sqlite3_close_v2(db_);
+            db_ = nullptr;
+            throw;
+        }
     }
+}
+
+void Db::roll_back_hot_journal(const std::string &path, const DbOptions &opts) {
+    sqlite3 *rw = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &rw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
+                             io::sqlite_vfs());
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(rw, opts.busy_timeout_ms);
+        rc = sqlite3_exec(rw, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr);
+    }
+    std::string why = rw ? sqlite3_errmsg(rw) : sqlite3_errstr(rc);
+    sqlite3_close_v2(rw);
+    if (rc != SQLITE_OK)
+        fail(CKPTDB_EREADONLY, "catalog '" + path + "' has a hot rollback journal left by a writer that was killed, "
+                               "and it cannot be rolled back from here (" + why +
+                               "); open it once by a user who may write the directory");
 }
 
 Db::~Db() {
@@ -158,6 +192,14 @@ void Db::check_and_migrate(const DbOptions &opts) {
     exec(("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str());
     exec(("PRAGMA user_version=" + std::to_string(sql::kSchemaVersion)).c_str());
     tx.commit();
+}
+
+void Db::checkpoint_wal(bool truncate) {
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db_, "main", truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
+                                       &log, &done);
+    if (rc != SQLITE_OK) fail_sqlite(rc, "cannot checkpoint the catalog's WAL into its file");
+    if (truncate && log > 0) fail(CKPTDB_EBUSY, "catalog '" + path_ + "': the WAL could not be folded into the file");
 }
 
 sqlite3_stmt *Db::stmt(sql::Stmt which) {

@@ -65,6 +65,10 @@ public:
     };
 
     void exec(const char *sql);
+    // Copies the WAL's committed frames into the catalog file (PASSIVE: as
+    // far as readers allow, never waiting; TRUNCATE: all of them, then the
+    // WAL emptied, or throws). A no-op with a rollback journal.
+    void checkpoint_wal(bool truncate);
     int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
     int changes() const { return sqlite3_changes(db_); }
     const std::string &path() const { return path_; }
@@ -75,6 +79,7 @@ public:
 
 private:
     void check_and_migrate(const DbOptions &opts);
+    static void roll_back_hot_journal(const std::string &path, const DbOptions &opts);
     sqlite3_stmt *stmt(sql::Stmt which);
 
     sqlite3 *db_ = nullptr;
