@@ -633,23 +633,32 @@ typedef struct ckptdb_sync_options {
     int delete_pruned;        /* remove from dst the checkpoints src no longer keeps */
     ckptdb_progress_cb progress;  /* bytes copied and verified of all to copy; NULL: none */
     void *progress_payload;
-    ckptdb_fsck_cb on_item;   /* every checkpoint: kind "copied", "present", "deleted", "failed"; NULL: none */
+    ckptdb_fsck_cb on_item;   /* every checkpoint: kind "copied", "present", "deleted", "failed", "skipped",
+                                 "kept"; NULL: none */
     void *item_payload;
 } ckptdb_sync_options;
 
 #define CKPTDB_SYNC_OPTIONS_VERSION 1
 #define CKPTDB_SYNC_OPTIONS_INIT { CKPTDB_SYNC_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL }
 
-/* Copy every complete checkpoint of src that dst lacks into dst (created if
- * missing), each through a temp file, fsynced, renamed, and verified by
- * reading the copy back; then install in dst a catalog made from a
- * consistent snapshot of src's (SQLite's backup API), in which every
- * complete row names a verified file.  Idempotent and resumable: killed at
- * any point, dst's catalog never names a partial file and the next run
- * finishes.  A checkpoint whose source bytes fail their checksum is
- * reported ("failed") and is corrupt in dst's catalog.  Refuses when dst is
- * inside src or src inside dst (CKPTDB_EINVAL).  dst on a network file
- * system gets a rollback journal.  out_copied / out_bytes may be NULL. */
+/* Merge every complete checkpoint of src that dst lacks into dst's own
+ * catalog (dst and its catalog are created if missing): each is copied
+ * through locked temp files, fsynced, verified by reading the copy back, and
+ * committed on its own; then dst follows src's commit order and times.
+ * Killed at any point, dst is an ordinary catalog (recovery finishes or
+ * aborts the copy in flight) and the next run goes on.  Never replaced in
+ * dst: a different file under the same name or one dst's catalog does not
+ * own (item "failed", left alone, no row), a checkpoint committed in dst
+ * directly (the call fails with CKPTDB_EEXISTS naming them, changing
+ * nothing), a save in flight in dst (CKPTDB_EBUSY, changing nothing).  A
+ * checkpoint src prunes while the sync runs is item "skipped".  With
+ * delete_pruned, dst's copy of a checkpoint src pruned by one of its rules is
+ * pruned in dst (item "deleted"): never one src found corrupt, never dst's
+ * newest or a pinned one, and nothing when any copy failed (item "kept").  A
+ * checkpoint whose source bytes fail their checksum is item "failed" and the
+ * call returns CKPTDB_ECORRUPT after the others were copied.  Refuses when
+ * dst is inside src or src inside dst (CKPTDB_EINVAL).  dst on a network
+ * file system gets a rollback journal.  out_copied / out_bytes may be NULL. */
 CKPTDB_API int ckptdb_sync(const char *src, const char *dst, const ckptdb_sync_options *opts,
                            int64_t *out_copied, int64_t *out_bytes);
 

@@ -1,19 +1,33 @@
-// sync: every complete checkpoint of src that dst lacks is copied through a
-// temp file (hashed while copying, fsynced, read back and hashed again,
-// renamed); only then is dst's catalog replaced, in one SQLite transaction,
-// by a snapshot of src's taken with the backup API at the start. Killed at
-// any point, dst's catalog never names a partial file; the next run removes
-// leftover temp files and finds what was already copied.
+// sync: merges a source directory's complete checkpoints into a destination
+// catalog, which stays the destination's own (opened like any catalog: WAL,
+// recovery, busy timeout; never replaced, never switched to another journal
+// mode). Each checkpoint the destination lacks is copied through the save
+// protocol of a sharded commit: locked temp files, hashed while copied,
+// fsynced, read back and hashed again, then committed (rows sealed, renamed,
+// directory fsynced, complete). Killed at any point, the destination is a
+// catalog like any other: the next open's recovery finishes or aborts the
+// copy in flight. Then, in one transaction, the destination's order follows
+// the source's commit order, and with --delete the checkpoints the source
+// pruned by one of its rules are pruned in the destination too.
+//
+// What sync never does: replace a checkpoint the destination holds (a
+// different file under the same name, one the catalog does not own, one
+// committed in the destination directly), delete anything but the
+// destination's own verified copy of a checkpoint the source let go by a
+// rule, or delete anything while a copy failed.
 #include "sync.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -24,30 +38,61 @@
 #include "hooks.hpp"
 #include "io.hpp"
 #include "names.hpp"
+#include "shard.hpp"
 
 namespace ckptdb {
 
 namespace {
 
-struct Sqlite {
-    sqlite3 *db = nullptr;
-    ~Sqlite() { sqlite3_close_v2(db); }
-    void exec(const std::string &sql) {
-        char *err = nullptr;
-        if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-            std::string m = err ? err : sqlite3_errmsg(db);
-            sqlite3_free(err);
-            fail(CKPTDB_EDB, "sync: " + m);
-        }
+// A checkpoint row with its files, from either side.
+struct Row {
+    int64_t id = 0, seq = 0, epoch = 0, step = 0;
+    std::string status, kind, metadata, created_at, committed_at, prune_rule, deleted_at;
+    bool pinned = false;
+    std::vector<FileRow> files;  // by rank
+    // The identity of a checkpoint across directories: its files' names and checksums.
+    std::string sig() const {
+        std::string s;
+        for (const FileRow &f : files) s += std::to_string(f.rank) + ":" + f.name + ":" + f.checksum + "|";
+        return s;
+    }
+    int64_t bytes() const {
+        int64_t n = 0;
+        for (const FileRow &f : files) n += f.size > 0 ? f.size : 0;
+        return n;
     }
 };
 
-struct Want {
-    int64_t id;
-    std::string name;
-    int64_t size;
-    std::string checksum;
-};
+std::vector<Row> rows_of(Db &db) {
+    std::vector<Row> out;
+    Db::Query q(db, sql::Stmt::sync_rows);
+    while (q.step()) {
+        int64_t id = q.i64(0);
+        if (out.empty() || out.back().id != id) {
+            Row r;
+            r.id = id;
+            r.status = q.text(1);
+            r.seq = q.i64(2);
+            r.kind = q.text(3);
+            r.epoch = q.i64(4);
+            r.step = q.i64(5);
+            r.metadata = q.text(6);
+            r.created_at = q.text(7);
+            r.committed_at = q.text(8);
+            r.pinned = q.i64(9) != 0;
+            r.prune_rule = q.text(10);
+            r.deleted_at = q.text(11);
+            out.push_back(std::move(r));
+        }
+        FileRow f;
+        f.rank = q.i64(12);
+        f.name = q.text(13);
+        f.size = q.i64(14);
+        f.checksum = q.text(15);
+        out.back().files.push_back(std::move(f));
+    }
+    return out;
+}
 
 std::string real_dir(const std::string &p) {
     char buf[PATH_MAX];
@@ -59,55 +104,16 @@ bool inside(const std::string &a, const std::string &b) {  // a is b or below it
     return a == b || (a.size() > b.size() && a.compare(0, b.size(), b) == 0 && (b == "/" || a[b.size()] == '/'));
 }
 
-// Copies src_dir/name to dst_dir through a temp file; returns the checksum
-// of the bytes read back from dst (empty when the source did not match).
-std::string copy_verified(const Dir &sd, const Dir &dd, const Want &w, const SyncOptions &opts, int64_t &done,
-                          int64_t total) {
-    int err = 0;
-    UniqueFd in = open_read(sd, w.name, err);
-    if (!in) fail_os("cannot read", sd.join(w.name), err);
-    std::string tmp = random_temp_name();
-    UniqueFd out = create_exclusive(dd, tmp);
-    const std::string tmp_path = dd.join(tmp);
-    try {
-        Hasher src_hash;
-        std::unique_ptr<char[]> buf(new char[4 << 20]);
-        int64_t n_total = 0, flushed = 0;
-        for (;;) {
-            ssize_t n = io::ops().read(in.get(), buf.get(), 4 << 20);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                fail_os("cannot read", sd.join(w.name), errno);
-            }
-            if (n == 0) break;
-            src_hash.update(buf.get(), static_cast<size_t>(n));
-            write_all(out.get(), buf.get(), static_cast<size_t>(n), tmp_path);
-            n_total += n;
-            start_writeback(out.get(), n_total, flushed, tmp_path);
-            done += n / 2;  // half for the copy, half for the read-back
-            if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
-        }
-        if (n_total != w.size || src_hash.hex() != w.checksum) {
-            unlink_name(dd, tmp);
-            return "";
-        }
-        sync_fd(out.get(), tmp_path);
-        Hasher back;
-        int64_t base = done;
-        int64_t m = hash_fd(out.get(), back, tmp_path, [&](int64_t d) {
-            done = base + d / 2;
-            return !opts.progress || opts.progress(done, total);
-        });
-        if (m != w.size || back.hex() != w.checksum)
-            fail(CKPTDB_EIO, "the copy '" + tmp_path + "' read back with another checksum");
-        out.reset();
-        rename_noreplace(dd, tmp, w.name);
-        return w.checksum;
-    } catch (...) {
-        unlink_name(dd, tmp);
-        throw;
-    }
+bool known_in_source(const std::string &status) {
+    return status == "complete" || status == "corrupt" || status == "pruned";
 }
+
+// Why a copy did not happen, for the report: "skipped" (the source let it go
+// meanwhile: not a failure) or "failed".
+struct NotCopied {
+    std::string kind, why;
+    int err = 0;  // an OS error reading the source (not a checksum mismatch)
+};
 
 }  // namespace
 
@@ -134,186 +140,288 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
                 fail(CKPTDB_EINVAL, "cannot sync '" + s_real + "' into '" + dst + "', which is inside it");
         }
     }
-    Dir dd = open_dir(dst, true);
 
-    // 1. A consistent snapshot of the source catalog, in memory.
-    Sqlite snap;
-    if (sqlite3_open(":memory:", &snap.db) != SQLITE_OK) fail(CKPTDB_ENOMEM, "cannot open an in-memory database");
-    scat->backup_into(snap.db);
+    // 1. The source's rows, from one statement: a consistent view.
+    std::vector<Row> srows;
+    scat->read([&](Db &db) { srows = rows_of(db); });
+    std::set<std::string> s_sigs;
+    for (const Row &r : srows)
+        if (known_in_source(r.status)) s_sigs.insert(r.sig());
 
-    // 2. What the destination catalog already vouches for (if there is one).
-    std::map<std::string, std::string> vouched;  // name -> checksum of a complete row in dst's old catalog
-    if (name_exists(dd, opts.catalog_name)) {
-        OpenOptions ro = so;
-        std::shared_ptr<Catalog> old = Catalog::open(dst, ro);
-        for (int64_t after = 0;;) {
-            std::vector<Entry> page = old->entries_page(after, 0, std::nullopt, 256);
-            for (const Entry &e : page) {
-                after = e.id;
-                for (const FileRow &f : old->files(e.id)) {
-                    if (e.status == CKPTDB_STATUS_COMPLETE) vouched[f.name] = f.checksum;
-                }
-            }
-            if (page.size() < 256) break;
+    // 2. The destination's catalog, opened like any other (recovery of dead
+    // writers included, which never touches a live save's temp file); then,
+    // under its write lock, refuse what sync must not run over.
+    OpenOptions dopts;
+    dopts.catalog_name = opts.catalog_name;
+    dopts.last_link = opts.last_link;
+    std::shared_ptr<Catalog> dcat = Catalog::open(dst, dopts);
+    const Dir &dd = dcat->dir();
+    std::vector<Row> drows;
+    dcat->write([&](Db &db) {
+        drows = rows_of(db);
+        std::string own;
+        for (const Row &r : drows) {
+            if (r.status == "writing")
+                fail(CKPTDB_EBUSY, "a save is in flight in '" + dd.path + "' (checkpoint " + std::to_string(r.id) +
+                                       ", '" + r.files.front().name +
+                                       "'): a process is saving there; sync changed nothing. Run it again once "
+                                       "that process has ended");
+            if (r.status == "complete" && !s_sigs.count(r.sig())) own += (own.empty() ? "" : ", ") + r.files.front().name;
         }
-    }
-    // Leftover temp files of an interrupted sync: nobody owns them.
-    for (const std::string &n : list_names(dd))
-        if (is_temp_name(n)) unlink_name(dd, n);
+        if (!own.empty())
+            fail(CKPTDB_EEXISTS, "'" + dd.path + "' holds checkpoints that '" + s_real +
+                                     "' does not know (committed there directly?): " + own +
+                                     "; sync would put the source's older checkpoints above them, so it changed "
+                                     "nothing. Move them out of the destination, or sync into another directory");
+    });
 
-    // 3. Copy what dst lacks.
-    std::vector<Want> wants;
-    {
-        sqlite3_stmt *st = nullptr;
-        sqlite3_prepare_v2(snap.db,
-                           "SELECT c.id, f.name, coalesce(f.size, -1), coalesce(f.checksum, '') FROM checkpoints c "
-                           "JOIN files f ON f.checkpoint_id = c.id WHERE c.status = 'complete' ORDER BY c.commit_seq",
-                           -1, &st, nullptr);
-        while (sqlite3_step(st) == SQLITE_ROW)
-            wants.push_back({sqlite3_column_int64(st, 0), reinterpret_cast<const char *>(sqlite3_column_text(st, 1)),
-                             sqlite3_column_int64(st, 2), reinterpret_cast<const char *>(sqlite3_column_text(st, 3))});
-        sqlite3_finalize(st);
+    // 3. What the destination lacks.
+    std::map<std::string, const Row *> d_by_sig;
+    std::map<std::string, const Row *> d_by_name;  // live rows, by every file name
+    for (const Row &r : drows) {
+        if (r.status == "pruned") continue;
+        d_by_sig[r.sig()] = &r;
+        for (const FileRow &f : r.files) d_by_name[f.name] = &r;
     }
     SyncResult res;
-    std::vector<Want> to_copy;
-    std::set<int64_t> failed_ids;
-    for (const Want &w : wants) {
-        if (!name_problem(w.name).empty() || w.size < 0 || w.checksum.size() != 32) {
-            failed_ids.insert(w.id);
-            if (opts.on_item) opts.on_item({"failed", w.name, w.id, "invalid row in the source catalog", ""});
+    auto report = [&](const std::string &kind, const Row &r, const std::string &detail) {
+        if (opts.on_item) opts.on_item({kind, r.files.front().name, r.id, detail, ""});
+    };
+    std::vector<const Row *> to_copy;
+    std::vector<const Row *> scomplete;
+    for (const Row &r : srows) {
+        if (r.status != "complete") continue;
+        scomplete.push_back(&r);
+        std::string bad;
+        for (const FileRow &f : r.files) {
+            if (!name_problem(f.name).empty() || dcat->reserved_name(f.name)) bad = "an invalid file name";
+            else if (f.size < 0 || !is_hex32(f.checksum)) bad = "no size and checksum";
+        }
+        if (!bad.empty()) {
+            res.left_alone++;
+            report("failed", r, "the source catalog's row has " + bad + "; not copied");
             continue;
         }
-        struct stat st;
-        bool there = io::ops().fstatat(dd.fd.get(), w.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-        if (there && S_ISREG(st.st_mode) && st.st_size == w.size) {
-            auto v = vouched.find(w.name);
-            bool same = v != vouched.end() && v->second == w.checksum;
-            if (!same) {  // a copy from an interrupted run: check its bytes
-                int err = 0;
-                UniqueFd fd = open_read(dd, w.name, err);
-                Hasher h;
-                same = fd && hash_fd(fd.get(), h, dd.join(w.name)) == w.size && h.hex() == w.checksum;
+        auto same = d_by_sig.find(r.sig());
+        if (same != d_by_sig.end()) {
+            if (same->second->status == "complete") {
+                report("present", r, "already in the destination");
+            } else {
+                res.left_alone++;
+                report("failed", r, "the destination's copy is marked " + same->second->status + "; left alone");
             }
-            if (same) {
-                if (opts.on_item) opts.on_item({"present", w.name, w.id, "already in the destination", ""});
-                continue;
-            }
-        }
-        if (there) {
-            failed_ids.insert(w.id);
-            if (opts.on_item)
-                opts.on_item({"failed", w.name, w.id, "a different file with this name is in the destination; left alone", ""});
             continue;
         }
-        to_copy.push_back(w);
+        std::string clash;
+        for (const FileRow &f : r.files) {
+            if (d_by_name.count(f.name))
+                clash = "a different checkpoint named '" + f.name + "' is in the destination; left alone";
+            else if (name_exists(dd, f.name))
+                clash = "a file named '" + f.name + "' that the destination's catalog does not own is there; left alone";
+            if (!clash.empty()) break;
+        }
+        if (!clash.empty()) {
+            res.left_alone++;
+            report("failed", r, clash);
+            continue;
+        }
+        to_copy.push_back(&r);
     }
+
+    // 4. Copy, one checkpoint at a time, each committed on its own.
     int64_t total = 0, done = 0;
-    for (const Want &w : to_copy) total += w.size;
-    for (const Want &w : to_copy) {
-        std::string got = copy_verified(scat->dir(), dd, w, opts, done, total);
-        if (got.empty()) {
-            failed_ids.insert(w.id);
-            res.failed++;
-            if (opts.on_item)
-                opts.on_item({"failed", w.name, w.id, "the source file does not match its checksum; not copied", ""});
+    for (const Row *r : to_copy) total += r->bytes();
+    std::map<int64_t, int64_t> copied_ids;  // source id -> destination id
+    std::unique_ptr<char[]> buf(new char[4 << 20]);
+    std::string read_error;  // the first source file that could not be read: the sync fails, after the rest
+    int read_errno = 0;
+    auto still_complete = [&](int64_t id) {
+        try {
+            return scat->entry(id).status == CKPTDB_STATUS_COMPLETE;
+        } catch (const Error &) {
+            return false;
+        }
+    };
+    for (const Row *r : to_copy) {
+        std::vector<std::unique_ptr<Shard>> shards;
+        std::vector<ShardFile> files;
+        std::optional<NotCopied> why;
+        int64_t base = done;
+        for (const FileRow &f : r->files) {
+            int err = 0;
+            UniqueFd in = open_read(scat->dir(), f.name, err);
+            if (!in) {
+                why = NotCopied{"failed", "cannot read '" + scat->dir().join(f.name) + "': " + std::strerror(err), err};
+                break;
+            }
+            auto sh = Shard::begin(dd.path, f.name);
+            int out = sh->fd();
+            const std::string tmp_path = dd.join(f.name) + " (its temp copy)";
+            Hasher h;
+            int64_t n_total = 0, flushed = 0;
+            bool read_failed = false;
+            for (;;) {
+                ssize_t n = io::ops().read(in.get(), buf.get(), 4 << 20);
+                if (n < 0) {
+                    if (errno == EINTR) continue;
+                    why = NotCopied{"failed", "cannot read '" + scat->dir().join(f.name) + "': " + std::strerror(errno), errno};
+                    read_failed = true;
+                    break;
+                }
+                if (n == 0) break;
+                h.update(buf.get(), static_cast<size_t>(n));
+                write_all(out, buf.get(), static_cast<size_t>(n), tmp_path);
+                n_total += n;
+                start_writeback(out, n_total, flushed, tmp_path);
+                done += n / 2;  // half for the copy, half for the read-back
+                if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
+            }
+            if (read_failed) break;
+            if (n_total != f.size || h.hex() != f.checksum) {
+                why = NotCopied{"failed", "the source file does not match its checksum; not copied"};
+                break;
+            }
+            const ShardFile &got = sh->finish();  // fsync, and the bytes read back and hashed again
+            if (got.size != f.size || got.checksum != f.checksum)
+                fail(CKPTDB_EIO, "the copy of '" + f.name + "' in '" + dd.path + "' read back with another checksum");
+            done = base + r->bytes();
+            files.push_back(got);
+            shards.push_back(std::move(sh));
+        }
+        if (why) {
+            // The source may have let it go meanwhile (a rotation): skipped, not a failure.
+            if (!still_complete(r->id)) why = NotCopied{"skipped", "pruned in the source during the sync"};
+            if (why->kind == "failed") res.failed++;
+            else res.skipped++;
+            if (why->kind == "failed" && why->err != 0 && why->err != ENOENT && read_error.empty()) {
+                read_error = why->why;
+                read_errno = why->err;
+            }
+            report(why->kind, *r, why->why);
+            done = base + r->bytes();
             continue;
         }
+        Entry e;
+        try {
+            e = commit_shards(dcat, r->kind, r->epoch, r->step, r->metadata, files);
+        } catch (const Error &ex) {
+            if (ex.code() != CKPTDB_EEXISTS) throw;
+            res.left_alone++;  // the name was taken in the destination meanwhile
+            report("failed", *r, std::string(ex.what()) + "; left alone");
+            continue;
+        }
+        copied_ids[r->id] = e.id;
         res.copied++;
-        res.bytes += w.size;
+        res.bytes += r->bytes();
         hook("sync_copied");
-        if (opts.on_item) opts.on_item({"copied", w.name, w.id, std::to_string(w.size) + " bytes, verified", ""});
+        report("copied", *r, std::to_string(r->bytes()) + " bytes, verified");
     }
-    sync_dir(dd);  // every copy is durable before a catalog names it
 
-    // 4. The snapshot, adjusted for dst, becomes dst's catalog.
-    snap.exec("BEGIN");
-    for (int64_t id : failed_ids)
-        snap.exec("UPDATE checkpoints SET status = 'corrupt' WHERE id = " + std::to_string(id));
-    // Saves in flight in src have no file in dst.
-    snap.exec("UPDATE checkpoints SET status = 'aborted', deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-              "WHERE status = 'writing'");
-    snap.exec("UPDATE files SET temp_name = NULL");
-    std::vector<std::pair<int64_t, std::string>> to_delete;
-    {
-        // Checkpoints src no longer keeps but dst has: mirrored away with
-        // delete, otherwise kept as complete in dst's catalog.
-        sqlite3_stmt *st = nullptr;
-        sqlite3_prepare_v2(snap.db,
-                           "SELECT c.id, f.name, coalesce(f.size, -1), coalesce(f.checksum, '') FROM checkpoints c "
-                           "JOIN files f ON f.checkpoint_id = c.id WHERE c.status IN ('pruned', 'corrupt') "
-                           "AND NOT EXISTS (SELECT 1 FROM files g JOIN checkpoints l ON l.id = g.checkpoint_id "
-                           "WHERE g.name = f.name AND l.status = 'complete')",
-                           -1, &st, nullptr);
-        std::vector<std::pair<int64_t, std::string>> keep;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            std::string name = reinterpret_cast<const char *>(sqlite3_column_text(st, 1));
-            std::string sum = reinterpret_cast<const char *>(sqlite3_column_text(st, 3));
-            if (failed_ids.count(id)) continue;
-            auto v = vouched.find(name);
-            if (v == vouched.end() || v->second != sum || !name_problem(name).empty()) continue;
-            if (opts.delete_pruned)
-                to_delete.push_back({id, name});
-            else
-                keep.push_back({id, name});
-        }
-        sqlite3_finalize(st);
-        for (auto &k : keep)
-            snap.exec("UPDATE checkpoints SET status = 'complete', deleted_at = NULL, prune_rule = NULL WHERE id = " +
-                      std::to_string(k.first));
-    }
-    snap.exec("COMMIT");
-
-    // The new catalog is written under a temp name and renamed over the old
-    // one, so that a kill leaves either catalog whole. A rollback journal:
-    // right for network file systems, and no -wal beside an archive (opening
-    // it with ckptdb later switches a local copy to WAL).
-    const std::string dpath = dd.join(opts.catalog_name);
-    const std::string tmp_name = random_temp_name();
-    {
-        Sqlite fresh;
-        const std::string tpath = dd.join(tmp_name);
-        if (sqlite3_open_v2(tpath.c_str(), &fresh.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW,
-                            io::sqlite_vfs()) != SQLITE_OK)
-            fail(CKPTDB_EPERM, "cannot create '" + tpath + "': " + sqlite3_errmsg(fresh.db));
-        fresh.exec("PRAGMA journal_mode=DELETE");
-        fresh.exec("PRAGMA synchronous=FULL");
-        sqlite3_backup *b = sqlite3_backup_init(fresh.db, "main", snap.db, "main");
-        if (!b) fail(CKPTDB_EDB, "cannot write '" + tpath + "': " + sqlite3_errmsg(fresh.db));
-        int rc = sqlite3_backup_step(b, -1);
-        sqlite3_backup_finish(b);
-        if (rc != SQLITE_DONE) fail(CKPTDB_EDB, "cannot write '" + tpath + "': " + sqlite3_errstr(rc));
-    }
-    if (name_exists(dd, opts.catalog_name)) {
-        // Fold the old catalog's WAL (or roll back a hot journal) first: a
-        // stale -wal beside the new file would be replayed into it.
-        Sqlite old;
-        if (sqlite3_open_v2(dpath.c_str(), &old.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, io::sqlite_vfs()) == SQLITE_OK) {
-            sqlite3_busy_timeout(old.db, 60000);
-            old.exec("PRAGMA journal_mode=DELETE");
-        }
-    }
-    for (const char *suffix : {"-wal", "-journal"})
-        if (name_exists(dd, opts.catalog_name + suffix))
-            fail(CKPTDB_EBUSY, "'" + dpath + suffix + "' is still there: is the destination catalog in use?");
+    // 5. One transaction: the copies keep the source's times and pins, the
+    // destination's order follows the source's commits, and with delete the
+    // checkpoints the source pruned by a rule are marked pruned here.
     hook("sync_installing");
-    if (io::ops().renameat(dd.fd.get(), tmp_name.c_str(), dd.fd.get(), opts.catalog_name.c_str()) != 0)
-        fail_os("cannot install the catalog", dpath, errno);
-    sync_dir(dd);
+    std::vector<int64_t> to_delete;
+    std::map<int64_t, const Row *> delete_src;
+    bool deletes_held = opts.delete_pruned && (res.failed > 0 || res.left_alone > 0);
+    dcat->write([&](Db &db) {
+        for (const auto &c : copied_ids) {
+            const Row *r = nullptr;
+            for (const Row *s : scomplete)
+                if (s->id == c.first) r = s;
+            Db::Query(db, sql::Stmt::sync_adjust)
+                .bind(1, c.second).bind(2, r->created_at).bind(3, r->committed_at)
+                .bind(4, static_cast<int64_t>(r->pinned ? 1 : 0)).run();
+            dcat->log_event(db, c.second, "synced",
+                            "copied from '" + s_real + "' (checkpoint " + std::to_string(c.first) + " there), verified");
+        }
+        std::vector<Row> now = rows_of(db);
+        std::map<std::string, const Row *> now_by_sig;
+        for (const Row &r : now)
+            if (r.status == "complete" || r.status == "corrupt") now_by_sig[r.sig()] = &r;
+        // The source's order first, then checkpoints only the destination
+        // has (committed there while the sync ran: the newest), in theirs.
+        std::vector<const Row *> src_order;
+        for (const Row &r : srows)
+            if (known_in_source(r.status) && r.seq > 0) src_order.push_back(&r);
+        std::sort(src_order.begin(), src_order.end(), [](const Row *a, const Row *b) { return a->seq < b->seq; });
+        // A mirror keeps the source's commit_seq values where none of the
+        // destination's other rows holds them, else they move above all.
+        std::vector<std::pair<int64_t, int64_t>> placed_seq;  // destination id, source seq
+        std::set<int64_t> placed;
+        for (const Row *s : src_order) {
+            auto d = now_by_sig.find(s->sig());
+            if (d != now_by_sig.end() && placed.insert(d->second->id).second) placed_seq.push_back({d->second->id, s->seq});
+        }
+        std::vector<const Row *> rest;
+        std::set<int64_t> other_seqs;
+        int64_t top = 0;
+        for (const Row &r : now) {
+            top = std::max(top, r.seq);
+            if (placed.count(r.id) || r.seq <= 0) continue;
+            if (r.status == "complete" || r.status == "corrupt") rest.push_back(&r);
+            else other_seqs.insert(r.seq);
+        }
+        {
+            Db::Query q(db, sql::Stmt::max_commit_seq);
+            if (q.step()) top = std::max(top, q.i64(0));
+        }
+        int64_t offset = 0;
+        for (const auto &p : placed_seq)
+            if (other_seqs.count(p.second)) offset = top;
+        std::sort(rest.begin(), rest.end(), [](const Row *a, const Row *b) { return a->seq < b->seq; });
+        std::vector<int64_t> order;
+        for (const auto &p : placed_seq) order.push_back(p.first);
+        for (const Row *r : rest) order.push_back(r->id);
+        for (int64_t id : order) Db::Query(db, sql::Stmt::set_commit_seq).bind(1, id).bind(2, -id).run();
+        int64_t next = 0;
+        for (const auto &p : placed_seq) {
+            next = p.second + offset;
+            Db::Query(db, sql::Stmt::set_commit_seq).bind(1, p.first).bind(2, next).run();
+        }
+        next = std::max(next, other_seqs.empty() ? 0 : *other_seqs.rbegin()) + 1;
+        for (const Row *r : rest) Db::Query(db, sql::Stmt::set_commit_seq).bind(1, r->id).bind(2, next++).run();
 
-    // 5. With delete: remove what the new catalog no longer keeps.
-    for (const auto &d : to_delete) {
-        if (unlink_name(dd, d.second) == 0 && opts.on_item)
-            opts.on_item({"deleted", d.second, d.first, "pruned in the source", ""});
+        if (!opts.delete_pruned || deletes_held) return;
+        // Mirror only what the source let go by one of its rules; never the
+        // destination's newest complete checkpoint, never a pinned one, never
+        // one the source found corrupt (ours may be the last good copy).
+        int64_t newest = 0;
+        for (auto it = order.rbegin(); it != order.rend() && newest == 0; ++it)
+            for (const Row &r : now)
+                if (r.id == *it && r.status == "complete") newest = r.id;
+        for (const Row &s : srows) {
+            if (s.status != "pruned" || s.prune_rule.empty() || s.prune_rule.compare(0, 7, "corrupt") == 0) continue;
+            auto d = now_by_sig.find(s.sig());
+            if (d == now_by_sig.end() || d->second->status != "complete" || d->second->pinned ||
+                d->second->id == newest)
+                continue;
+            Db::Query(db, sql::Stmt::checkpoint_prune).bind(1, d->second->id).bind(2, "source:" + s.prune_rule).run();
+            if (db.changes() != 1) continue;
+            dcat->log_event(db, d->second->id, "pruned", "source:" + s.prune_rule);
+            to_delete.push_back(d->second->id);
+            delete_src[d->second->id] = &s;
+        }
+    });
+    if (deletes_held && opts.on_item)
+        opts.on_item({"kept", "", 0, "nothing deleted: not every checkpoint of the source reached the destination", ""});
+
+    // 6. With delete: unlink what was marked (the catalog's own deletion
+    // path: the exact file it wrote, and only while no live row names it).
+    if (!to_delete.empty()) {
+        dcat->finish_prunes(to_delete);
+        for (int64_t id : to_delete) {
+            const Row *s = delete_src[id];
+            bool gone = true;
+            for (const FileRow &f : s->files) gone = gone && !name_exists(dd, f.name);
+            if (gone && opts.on_item) opts.on_item({"deleted", s->files.front().name, s->id, "pruned in the source (" + s->prune_rule + ")", ""});
+        }
     }
-    if (!to_delete.empty()) sync_dir(dd);
-
-    if (!opts.last_link.empty()) {
-        OpenOptions lo;
-        lo.catalog_name = opts.catalog_name;
-        lo.last_link = opts.last_link;
-        lo.create = false;
-        Catalog::open(dst, lo)->refresh_link();
+    dcat->refresh_link();
+    if (!read_error.empty()) {
+        int code = code_for_errno(read_errno);
+        throw Error(code == CKPTDB_ENOTFOUND ? CKPTDB_EIO : code,
+                    "sync: " + read_error + " (the other checkpoints were copied; nothing was deleted)");
     }
     return res;
 }

@@ -1,5 +1,6 @@
-// Copying a checkpoint directory to shared storage: the files first, each
-// verified, then a consistent snapshot of the catalog.
+// Copying a checkpoint directory to shared storage: every complete
+// checkpoint the destination lacks, each verified and committed into the
+// destination's own catalog (sync.cpp says what it never does).
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,10 @@ struct SyncOptions {
 };
 
 struct SyncResult {
-    int64_t copied = 0, bytes = 0, failed = 0;
+    int64_t copied = 0, bytes = 0;
+    int64_t failed = 0;      // the source's bytes did not match its catalog (or could not be read)
+    int64_t left_alone = 0;  // the destination holds something else under the name, or the row is invalid
+    int64_t skipped = 0;     // the source pruned it while the sync ran
 };
 
 SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncOptions &opts);

@@ -243,3 +243,23 @@ SELECT f.temp_name, c.id, coalesce(r.host, ''), coalesce(r.boot_id, ''), coalesc
        coalesce(r.proc_start, 0), r.ended_at IS NOT NULL OR r.id IS NULL
   FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id LEFT JOIN runs r ON r.id = c.run_id
  WHERE c.status = 'writing' AND f.temp_name IS NOT NULL;
+
+-- name: sync_rows
+-- Every checkpoint a sync compares, with its files (one row per file),
+-- from the source and from the destination alike.
+SELECT c.id, c.status, coalesce(c.commit_seq, 0), c.kind, c.epoch, c.step, c.metadata, c.created_at,
+       coalesce(c.committed_at, ''), c.pinned, coalesce(c.prune_rule, ''), coalesce(c.deleted_at, ''),
+       f.rank, f.name, coalesce(f.size, -1), coalesce(f.checksum, '')
+  FROM checkpoints c JOIN files f ON f.checkpoint_id = c.id
+ WHERE c.status IN ('writing', 'complete', 'corrupt', 'pruned')
+ ORDER BY c.id, f.rank;
+
+-- name: sync_adjust
+-- A copy keeps the source's times and pin.
+UPDATE checkpoints SET created_at = ?2, committed_at = ?3, pinned = ?4 WHERE id = ?1;
+
+-- name: max_commit_seq
+SELECT coalesce(max(commit_seq), 0) FROM checkpoints;
+
+-- name: set_commit_seq
+UPDATE checkpoints SET commit_seq = ?2 WHERE id = ?1;

@@ -249,12 +249,13 @@ TEST_CASE("a sync killed midway never leaves a catalog naming a partial file; th
         t::Child child({"sync", src.path, dst.path, "--pause-at", point});
         REQUIRE(child.line() == std::string("PAUSED ") + point);
         child.kill9();
-        // The old catalog still stands and every complete row it names verifies.
+        // Every complete row names a whole file: the copies committed before
+        // the kill, each on its own, and nothing else.
         for (const auto &row : t::query(t::catalog_path(dst), "SELECT name, checksum FROM checkpoints WHERE status = 'complete'")) {
             std::string name = row.substr(0, row.find('|'));
             CHECK(t::exists(dst / name));
         }
-        CHECK(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'complete'") == "4");
+        CHECK(std::stoi(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'complete'")) >= 4);
         int64_t copied = 0;
         REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), nullptr, &copied, nullptr) == CKPTDB_OK);
         CHECK(copied <= 3);

@@ -1,0 +1,283 @@
+// Never lose a good checkpoint (issue 17): each case an operator hit with
+// sync, prune, rebuild and a lost catalog, as a regression test.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "ckptdb.hpp"
+#include "support.hpp"
+
+namespace {
+
+struct Items {
+    std::vector<std::string> lines;  // "kind name"
+    static int cb(const ckptdb_fsck_item *it, void *p) {
+        static_cast<Items *>(p)->lines.push_back(std::string(it->kind) + " " + it->name);
+        return 0;
+    }
+    bool has(const std::string &line) const { return std::find(lines.begin(), lines.end(), line) != lines.end(); }
+    std::string all() const {
+        std::string out;
+        for (const auto &l : lines) out += l + "; ";
+        return out;
+    }
+};
+
+int sync(const std::string &src, const std::string &dst, bool del, Items *items = nullptr) {
+    ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
+    o.delete_pruned = del ? 1 : 0;
+    if (items) {
+        o.on_item = Items::cb;
+        o.item_payload = items;
+    }
+    return ckptdb_sync(src.c_str(), dst.c_str(), &o, nullptr, nullptr);
+}
+
+void flip_byte(const std::string &path, size_t at) {
+    std::string b = t::read_file(path);
+    b[at] = static_cast<char>(b[at] ^ 0x55);
+    t::write_file(path, b);
+}
+
+// How many rows that a prune or recovery could act on name the file.
+std::string live_rows_naming(const t::TempDir &d, const std::string &name) {
+    return t::query1(t::catalog_path(d),
+                     "SELECT count(*) FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id WHERE f.name = '" +
+                         name + "' AND (c.status IN ('writing', 'complete', 'corrupt') OR "
+                                "(c.status = 'pruned' AND c.deleted_at IS NULL))");
+}
+
+ckptdb_retention keep_epochs(ckptdb_keep_kind *k, int n) {
+    k->kind = "epoch";
+    k->count = n;
+    ckptdb_retention r = CKPTDB_RETENTION_INIT;
+    r.keep_last = k;
+    r.keep_last_count = 1;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("case 1: sync --delete keeps the destination's good copy of what is corrupt or missing in the source") {
+    t::TempDir src, dst;
+    {
+        ckptdb::catalog s(src.path);
+        for (int e = 1; e <= 3; e++) s.save_bytes("epoch", e, e, t::pattern(5000, e));
+    }
+    REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
+    flip_byte(src / "epoch_003.pt", 100);
+    REQUIRE(::unlink((src / "epoch_002.pt").c_str()) == 0);
+    {
+        ckptdb::catalog s(src.path);
+        REQUIRE(s.latest()->name == "epoch_001.pt");  // 3 and 2 are marked corrupt
+        CHECK(s.get(std::string("epoch_003.pt")).status == CKPTDB_STATUS_CORRUPT);
+        CHECK(s.get(std::string("epoch_002.pt")).status == CKPTDB_STATUS_CORRUPT);
+    }
+    Items items;
+    sync(src.path, dst.path, true, &items);
+    for (int e = 1; e <= 3; e++)
+        CHECK_MESSAGE(t::read_file(dst / ("epoch_00" + std::to_string(e) + ".pt")) == t::pattern(5000, e), items.all());
+    ckptdb::catalog d(dst.path);
+    auto l = d.latest();
+    REQUIRE(l.has_value());
+    CHECK(l->name == "epoch_003.pt");
+    CHECK(d.read(l->id) == t::pattern(5000, 3));
+}
+
+TEST_CASE("case 1: sync --delete mirrors what the source pruned by a rule, never its explicit corrupt prune") {
+    t::TempDir src, dst;
+    ckptdb::catalog s(src.path);
+    for (int e = 1; e <= 4; e++) s.save_bytes("epoch", e, e, t::pattern(3000, e));
+    REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
+    flip_byte(src / "epoch_002.pt", 10);
+    CHECK_FALSE(s.verify(s.get(std::string("epoch_002.pt")).id));
+    ckptdb_keep_kind k;
+    ckptdb_retention r = keep_epochs(&k, 2);  // lets epoch 1 go by a rule; epoch 2 is corrupt
+    REQUIRE(ckptdb_prune(s.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(sync(src.path, dst.path, true) == CKPTDB_OK);
+    CHECK_FALSE(t::exists(dst / "epoch_001.pt"));  // pruned by the user's rule: mirrored
+    CHECK(t::read_file(dst / "epoch_002.pt") == t::pattern(3000, 2));  // the last good copy anywhere
+    ckptdb::catalog d(dst.path);
+    CHECK(d.get(std::string("epoch_002.pt")).status == CKPTDB_STATUS_COMPLETE);
+    CHECK(d.latest()->name == "epoch_004.pt");
+}
+
+TEST_CASE("case 2: a destination file no catalog owns is left alone and never becomes a row prune could delete") {
+    t::TempDir src, dst;
+    {
+        ckptdb::catalog s(src.path);
+        for (int e = 1; e <= 3; e++) s.save_bytes("epoch", e, e, t::pattern(4000, e));
+    }
+    t::write_file(dst / "epoch_002.pt", "the user's own file");
+    Items items;
+    int rc = sync(src.path, dst.path, false, &items);
+    CHECK(rc == CKPTDB_OK);
+    CHECK_MESSAGE(items.has("failed epoch_002.pt"), items.all());
+    CHECK(t::read_file(dst / "epoch_002.pt") == "the user's own file");
+    CHECK(live_rows_naming(dst, "epoch_002.pt") == "0");
+    {
+        ckptdb::catalog d(dst.path);
+        ckptdb_retention r = CKPTDB_RETENTION_INIT;
+        REQUIRE(ckptdb_prune(d.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+        Items fix;
+        REQUIRE(ckptdb_fsck(d.handle(), 1, Items::cb, &fix, nullptr) == CKPTDB_OK);
+        CHECK(d.latest()->name == "epoch_003.pt");
+    }
+    REQUIRE(sync(src.path, dst.path, true) == CKPTDB_OK);
+    CHECK(t::read_file(dst / "epoch_002.pt") == "the user's own file");
+}
+
+TEST_CASE("case 7: checkpoints committed directly in the destination are never dropped from its catalog") {
+    t::TempDir src, dst;
+    {
+        ckptdb::catalog s(src.path);
+        for (int e = 1; e <= 3; e++) s.save_bytes("epoch", e, e, t::pattern(2000, e));
+    }
+    REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
+    {
+        ckptdb::catalog d(dst.path);
+        d.save_bytes("epoch", 4, 4, "trained in the destination");
+    }
+    {
+        ckptdb::catalog s(src.path);
+        s.save_bytes("epoch", 5, 5, t::pattern(2000, 5));
+    }
+    int rc = sync(src.path, dst.path, false);
+    if (rc != CKPTDB_OK) CHECK(std::string(ckptdb_last_error()).find("epoch_004.pt") != std::string::npos);
+    ckptdb::catalog d(dst.path);
+    auto own = d.get(std::string("epoch_004.pt"));
+    CHECK(own.status == CKPTDB_STATUS_COMPLETE);
+    CHECK(d.read(own.id) == "trained in the destination");
+    // Resume in the destination does not go back to the source's newest.
+    CHECK(d.latest()->name == (rc == CKPTDB_OK ? "epoch_005.pt" : "epoch_004.pt"));
+    CHECK(d.latest()->name != "epoch_003.pt");
+}
+
+TEST_CASE("case 10: sync into a directory where a save is in flight leaves that save's temp file alone") {
+    t::TempDir src, dst;
+    {
+        ckptdb::catalog s(src.path);
+        for (int e = 1; e <= 2; e++) s.save_bytes("epoch", e, e, t::pattern(2000, e));
+    }
+    REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
+    {
+        ckptdb::catalog s(src.path);
+        s.save_bytes("epoch", 3, 3, t::pattern(2000, 3));
+    }
+    t::Child trainer({"save", dst.path, "100000", "--pause-at", "wrote", "--epoch", "9"});
+    REQUIRE(trainer.line() == "PAUSED wrote");
+    auto temps = t::temp_files(dst.path);
+    REQUIRE(temps.size() == 1);
+    int rc = sync(src.path, dst.path, false);
+    if (rc != CKPTDB_OK) {
+        CHECK(rc == CKPTDB_EBUSY);
+        CHECK(std::string(ckptdb_last_error()).find("in flight") != std::string::npos);
+    }
+    CHECK(t::temp_files(dst.path) == temps);
+    CHECK(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'writing'") == "1");
+    trainer.kill9();
+    REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);  // the writer is gone: recovery, then the sync
+    ckptdb::catalog d(dst.path);
+    CHECK(d.latest()->name == "epoch_003.pt");
+    CHECK(t::temp_files(dst.path).empty());
+}
+
+TEST_CASE("case 11: a file the source prunes during the sync is skipped and reported, not fatal") {
+    t::TempDir src, dst;
+    {
+        ckptdb::catalog s(src.path);
+        for (int e = 1; e <= 4; e++) s.save_bytes("epoch", e, e, t::pattern(3000, e));
+    }
+    struct Ctx {
+        std::string src;
+        bool pruned = false;
+        Items items;
+    } ctx{src.path};
+    ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
+    o.on_item = [](const ckptdb_fsck_item *it, void *p) {
+        auto *c = static_cast<Ctx *>(p);
+        Items::cb(it, &c->items);
+        if (!c->pruned && std::string(it->kind) == "copied") try {
+            // The source's trainer rotates right after the first copy.
+            c->pruned = true;
+            ckptdb::catalog s(c->src);
+            ckptdb_keep_kind k;
+            ckptdb_retention r = keep_epochs(&k, 1);
+            ckptdb_prune(s.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr);
+        } catch (const std::exception &e) {
+            c->items.lines.push_back(std::string("callback failed: ") + e.what());
+        }
+        return 0;
+    };
+    o.item_payload = &ctx;
+    int64_t copied = 0;
+    int rc = ckptdb_sync(src.path.c_str(), dst.path.c_str(), &o, &copied, nullptr);
+    CHECK_MESSAGE(rc == CKPTDB_OK, ckptdb_last_error());
+    REQUIRE(ctx.pruned);
+    CHECK_MESSAGE(ctx.items.has("skipped epoch_002.pt"), ctx.items.all());
+    CHECK_MESSAGE(ctx.items.has("copied epoch_004.pt"), ctx.items.all());
+    ckptdb::catalog d(dst.path);
+    CHECK(d.latest()->name == "epoch_004.pt");
+    CHECK(live_rows_naming(dst, "epoch_002.pt") == "0");
+}
+
+TEST_CASE("case 12: a catalog left with a hot rollback journal still opens read-only") {
+    t::TempDir src, dst;
+    {
+        ckptdb::catalog s(src.path);
+        for (int e = 1; e <= 2; e++) s.save_bytes("epoch", e, e, t::pattern(2000, e));
+    }
+    REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
+    // What a kill inside a journal-mode switch leaves: a writer killed with
+    // its rollback journal on disk (a real process, killed for real).
+    std::string db = t::catalog_path(dst);
+    int in[2], out[2];
+    REQUIRE(::pipe(in) == 0);
+    REQUIRE(::pipe(out) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_addclose(&fa, in[1]);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    pid_t pid = 0;
+    const char *argv[] = {"sqlite3", db.c_str(), nullptr};
+    REQUIRE(::posix_spawnp(&pid, "sqlite3", &fa, nullptr, const_cast<char **>(argv), environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(in[0]);
+    ::close(out[1]);
+    // A small cache spills the transaction's pages into the catalog file,
+    // after syncing the journal's header: the journal is hot from then on.
+    std::string cmds = "PRAGMA journal_mode=DELETE;\nPRAGMA cache_size=2;\nBEGIN IMMEDIATE;\n"
+                       "UPDATE checkpoints SET kind = kind || 'x';\n"
+                       "INSERT INTO events (at, event, detail) VALUES ('x', 'x', randomblob(300000));\n"
+                       "SELECT 'ready';\n";
+    REQUIRE(::write(in[1], cmds.data(), cmds.size()) == static_cast<ssize_t>(cmds.size()));
+    auto hot = [&] {
+        std::string j = t::read_file(db + "-journal");
+        return j.size() >= 8 && j.compare(0, 8, "\xd9\xd5\x05\xf9\x20\xa1\x63\xd7") == 0;
+    };
+    FILE *from = ::fdopen(out[0], "r");
+    REQUIRE(from != nullptr);
+    std::string ready;
+    char line[64];
+    while (ready != "ready\n" && std::fgets(line, sizeof line, from)) ready = line;
+    REQUIRE(ready == "ready\n");  // the statements ran; the transaction is open
+    REQUIRE(hot());
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(in[1]);
+    std::fclose(from);
+    ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+    o.flags = CKPTDB_OPEN_READONLY | CKPTDB_OPEN_NO_CREATE;
+    ckptdb_catalog *h = nullptr;
+    int rc = ckptdb_open(&h, dst.path.c_str(), &o);
+    CHECK_MESSAGE(rc == CKPTDB_OK, ckptdb_last_error());
+    if (h) {
+        ckptdb_entry e = CKPTDB_ENTRY_INIT;
+        CHECK(ckptdb_latest(&e, h, nullptr, CKPTDB_VERIFY_FULL) == CKPTDB_OK);
+        CHECK(std::string(e.kind) == "epoch");  // the killed transaction was rolled back
+    }
+    ckptdb_close(h);
+    REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
+}
