@@ -489,7 +489,10 @@ int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload, in
                 ckptdb::Check c = db->cat->check_files(e, true);
                 checked++;
                 int result = CKPTDB_OK;
-                if (!c.ok) {
+                if (!c.ok && c.io_error) {
+                    // A read error says nothing about the bytes: reported, never marked corrupt.
+                    result = CKPTDB_EIO;
+                } else if (!c.ok) {
                     corrupt++;
                     db->cat->mark_corrupt(e.id, c.reason);
                     e.status = CKPTDB_STATUS_CORRUPT;
@@ -552,12 +555,19 @@ int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, int64_t id,
 void ckptdb_reader_close(ckptdb_reader *reader) { delete reader; }
 
 int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version) {
-    const ckptdb_retention defaults = CKPTDB_RETENTION_INIT;
-    return init_options(policy, version, CKPTDB_RETENTION_VERSION, defaults, "ckptdb_retention");
+    return guard([&] {
+        need(policy, "policy");
+        check_version(version, CKPTDB_RETENTION_VERSION, "ckptdb_retention");
+        // A version 1 caller's struct ends before prune_corrupt.
+        const ckptdb_retention defaults = CKPTDB_RETENTION_INIT;
+        std::memcpy(policy, &defaults, version >= 2 ? sizeof defaults : offsetof(ckptdb_retention, prune_corrupt));
+        policy->version = version;
+    });
 }
 
 static ckptdb::Retention to_retention(const ckptdb_retention &p) {
     check_version(p.version, CKPTDB_RETENTION_VERSION, "ckptdb_retention");
+    // (prune_corrupt is read at the end, from version 2 on.)
     ckptdb::Retention r = ckptdb::Retention::defaults();
     if (p.keep_last) {
         r.keep_last.clear();
@@ -580,6 +590,7 @@ static ckptdb::Retention to_retention(const ckptdb_retention &p) {
     r.best_max = p.best_mode == CKPTDB_BEST_MAX;
     r.best_k = p.best_k;
     r.max_bytes = p.max_bytes;
+    r.prune_corrupt = p.version >= 2 && p.prune_corrupt != 0;
     r.validate();
     return r;
 }
@@ -725,6 +736,7 @@ int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_progress_cb cb
             if (e.status == CKPTDB_STATUS_CORRUPT) db->cat->restore(id);
             return;
         }
+        if (c.io_error) throw Error(CKPTDB_EIO, "checkpoint " + std::to_string(id) + " could not be read: " + c.reason);
         if (e.status == CKPTDB_STATUS_COMPLETE) db->cat->mark_corrupt(id, c.reason);
         throw Error(CKPTDB_ECORRUPT, "checkpoint " + std::to_string(id) + " is corrupt: " + c.reason);
     });

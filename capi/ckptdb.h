@@ -457,8 +457,8 @@ typedef struct ckptdb_keep_kind {
  * complete checkpoint, pinned ones, the best K, the one a live run resumed
  * from until that run commits a newer one, and saves in flight.  The byte
  * budget deletes the oldest checkpoints that no protection covers (rules
- * notwithstanding) until the directory fits.  Corrupt checkpoints are always
- * pruned (rule "corrupt"). */
+ * notwithstanding) until the directory fits.  Corrupt checkpoints are kept
+ * (quarantined) unless prune_corrupt asks for them. */
 typedef struct ckptdb_retention {
     unsigned int version;             /* CKPTDB_RETENTION_VERSION */
     const ckptdb_keep_kind *keep_last; /* NULL: epoch 5, time 3, preempt 0, manual 0 */
@@ -470,10 +470,17 @@ typedef struct ckptdb_retention {
     int best_mode;                    /* CKPTDB_BEST_MIN or CKPTDB_BEST_MAX */
     int best_k;                       /* how many best to protect (>= 1 when best_metric is set) */
     int64_t max_bytes;                /* byte budget for all checkpoint files; 0: none */
+    /* Version 2: delete corrupt checkpoints too (rule "corrupt").  Each is
+     * hashed again first: one whose bytes verify now is complete again, one
+     * that cannot be read is kept; only a confirmed mismatch is deleted.
+     * Only ckptdb_prune honours it; rotation after a commit never deletes a
+     * corrupt checkpoint.  0 (default): corrupt checkpoints are quarantined,
+     * their files kept for inspection. */
+    int prune_corrupt;
 } ckptdb_retention;
 
-#define CKPTDB_RETENTION_VERSION 1
-#define CKPTDB_RETENTION_INIT { CKPTDB_RETENTION_VERSION, NULL, 0, -1, 0, 0, NULL, CKPTDB_BEST_MIN, 1, 0 }
+#define CKPTDB_RETENTION_VERSION 2
+#define CKPTDB_RETENTION_INIT { CKPTDB_RETENTION_VERSION, NULL, 0, -1, 0, 0, NULL, CKPTDB_BEST_MIN, 1, 0, 0 }
 CKPTDB_API int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version);
 
 /* Set (copy) the handle's policy; NULL removes it.  With a policy, every

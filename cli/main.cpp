@@ -736,6 +736,7 @@ struct PruneOpts {
     std::vector<std::string> keep;
     std::string keep_default, every_n_epochs, interval, best, best_mode, best_k, max_bytes;
     bool dry_run = false;
+    bool corrupt = false;
 };
 
 struct PruneRow {
@@ -788,6 +789,7 @@ int cmd_prune(const Common &c, const PruneOpts &o) {
         r.best_k = parse_count("--best-k", o.best_k, 1);
     }
     if (!o.max_bytes.empty()) r.max_bytes = parse_size("--max-bytes", o.max_bytes), custom = true;
+    if (o.corrupt) r.prune_corrupt = 1, custom = true;
 
     Catalog cat(c.dir, o.dry_run ? Mode::ReadOnly : Mode::ReadWrite);
     std::vector<PruneRow> rows;
@@ -1236,6 +1238,9 @@ int run(int argc, char **argv) {
     prune->add_option("--best-k", po.best_k, "how many best to keep (default 1)")->type_name("K");
     prune->add_option("--max-bytes", po.max_bytes, "byte budget for the directory (4096, 512K, 8M, 1.5G)")
         ->type_name("SIZE");
+    prune->add_flag("--corrupt", po.corrupt,
+                    "delete corrupt checkpoints too, each hashed again first (one that verifies now is kept); "
+                    "without it they are kept for inspection");
     prune->add_flag("--dry-run", po.dry_run, "show what would go and by which rule; change nothing");
     add_json(prune);
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -207,6 +208,10 @@ private:
     std::vector<int64_t> unlinked_;
     std::vector<int64_t> unlinked_unsynced_;  // unlinked, directory not fsynced since
     std::string rotate_error_;
+    // Corrupt checkpoints a prune of corrupt ones confirmed by hashing them
+    // again (confirm_corrupt), for the plan that follows under the same lock.
+    std::set<int64_t> confirmed_corrupt_;
+    void confirm_corrupt();
 };
 
 }  // namespace ckptdb

@@ -42,6 +42,9 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
         }
         Db::Query q(db, sql::Stmt::file_names_known);
         while (q.step()) {
+            // A pruned row whose deletion is recorded no longer owns the
+            // name: a file there now is someone else's.
+            if (q.text(2) == "pruned" && !q.text(3).empty()) continue;
             auto &slot = known[q.text(0)];
             // A live row wins over the pruned history of the same name.
             if (slot.second.empty() || slot.second == "pruned") slot = {q.i64(1), q.text(2)};

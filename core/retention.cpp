@@ -4,6 +4,7 @@
 #include "retention.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -115,10 +116,13 @@ std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_
         auto path = r.metric_path();
         q.bind_opt(5, path ? path->c_str() : nullptr).bind(6, static_cast<int64_t>(r.best_max ? 1 : 0));
         q.bind(7, static_cast<int64_t>(r.best_k)).bind(8, r.max_bytes).bind(9, extra_bytes);
+        q.bind(10, static_cast<int64_t>(r.prune_corrupt ? 1 : 0));
         while (q.step()) {
             PruneItem it{q.i64(0), q.text(1), q.i64(2), q.text(3)};
             if (it.rule.compare(0, 7, "victim:") == 0) {
                 it.rule = it.rule.substr(7);
+                // A corrupt one goes only once hashing it again confirmed it.
+                if (it.rule == "corrupt" && !dry_run && !confirmed_corrupt_.count(it.id)) continue;
                 victims.push_back(std::move(it));
             } else {
                 remaining += it.size;
@@ -155,13 +159,38 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
         read([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, true, fits, usage); });
         return victims;
     }
-    write([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, false, fits, usage); });
+    if (r.prune_corrupt) confirm_corrupt();
+    try {
+        write([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, false, fits, usage); });
+    } catch (...) {
+        confirmed_corrupt_.clear();
+        throw;
+    }
+    confirmed_corrupt_.clear();
     hook("pruned_marked");
     std::vector<int64_t> ids;
     for (const PruneItem &v : victims) ids.push_back(v.id);
     finish_prunes(ids);
     refresh_link();
     return victims;
+}
+
+void Catalog::confirm_corrupt() {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    confirmed_corrupt_.clear();
+    for (int64_t after = 0;;) {
+        std::vector<Entry> page = entries_page(after, 1u << CKPTDB_STATUS_CORRUPT, std::nullopt, 256);
+        for (const Entry &e : page) {
+            after = e.id;
+            if (e.pinned) continue;
+            Check c = check_files(e, true);
+            if (c.ok)
+                restore(e.id);  // the verdict was wrong (or the bytes came back): complete again, kept
+            else if (!c.io_error)
+                confirmed_corrupt_.insert(e.id);  // an unreadable one is kept: nothing is known about its bytes
+        }
+        if (page.size() < 256) break;
+    }
 }
 
 std::vector<int64_t> Catalog::rotate_in_tx(Db &db) {
@@ -197,26 +226,45 @@ void Catalog::finish_prunes(const std::vector<int64_t> &ids, bool sync_now) {
     if (ids.empty()) return;
     std::vector<int64_t> done;
     for (int64_t id : ids) {
-        std::string status;
-        read([&](Db &db) {
-            Db::Query q(db, sql::Stmt::status_of);
-            q.bind(1, id);
-            if (q.step()) status = q.text(0);
+        // Check and unlink under the catalog's write lock: no other process
+        // can give the name to a new checkpoint in between (a save records
+        // its row, which needs that lock, before its file takes the name).
+        // The transaction writes nothing; it is held, not committed to.
+        bool all_gone = false;
+        write([&](Db &db) {
+            {
+                Db::Query q(db, sql::Stmt::prune_is_pending);
+                q.bind(1, id);
+                if (!q.step()) return;  // pinned meanwhile, already unlinked, or not ours to delete
+            }
+            all_gone = true;
+            for (const FileRow &f : files(id)) {
+                if (!name_problem(f.name).empty()) continue;  // a tampered name is never touched
+                {
+                    Db::Query q(db, sql::Stmt::name_taken);
+                    q.bind(1, f.name);
+                    if (q.step()) continue;  // the name belongs to a live checkpoint now
+                }
+                hook("prune_checked");
+                // Only the file the catalog wrote: a regular file (links not
+                // followed) of the size it recorded. Anything else under the
+                // name is someone else's and stays.
+                int err = 0;
+                UniqueFd fd = open_read(dir_, f.name, err);
+                if (!fd) {
+                    if (err != ENOENT) all_gone = false;
+                    continue;
+                }
+                struct stat st;
+                if (io::ops().fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != f.size) {
+                    all_gone = false;
+                    continue;
+                }
+                fd.reset();
+                err = unlink_name(dir_, f.name);
+                if (err != 0 && err != ENOENT) all_gone = false;
+            }
         });
-        if (status != "pruned") continue;  // pinned meanwhile, or not ours to delete
-        bool all_gone = true;
-        for (const FileRow &f : files(id)) {
-            if (!name_problem(f.name).empty()) continue;  // a tampered name is never touched
-            bool taken = false;
-            read([&](Db &db) {
-                Db::Query q(db, sql::Stmt::name_taken);
-                q.bind(1, f.name);
-                taken = q.step();
-            });
-            if (taken) continue;  // the name belongs to a live checkpoint now
-            int err = unlink_name(dir_, f.name);
-            if (err != 0 && err != ENOENT) all_gone = false;
-        }
         if (all_gone) done.push_back(id);
     }
     if (done.empty()) return;

@@ -19,6 +19,9 @@ struct Retention {
     bool best_max = false;
     int best_k = 1;
     int64_t max_bytes = 0;
+    // Delete corrupt checkpoints too, each confirmed by hashing it again
+    // (Catalog::prune only; rotation never deletes a corrupt checkpoint).
+    bool prune_corrupt = false;
 
     // The seed's defaults: last 5 epoch, 3 time; preempt and manual only
     // until a newer complete checkpoint exists; every other kind kept.

@@ -103,6 +103,9 @@ SELECT c.id, r.host, r.boot_id, r.pid, r.proc_start, r.ended_at
 -- name: status_of
 SELECT status FROM checkpoints WHERE id = ?1;
 
+-- name: prune_is_pending
+SELECT 1 FROM checkpoints WHERE id = ?1 AND status = 'pruned' AND deleted_at IS NULL;
+
 -- name: writing_temp_names
 SELECT f.temp_name FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
  WHERE c.status = 'writing' AND f.temp_name IS NOT NULL;
@@ -138,6 +141,8 @@ SELECT size FROM checkpoints WHERE status = 'complete' AND kind = ?1 AND commit_
 --   ?4 keep the first checkpoint committed in each ?4-second interval (0: off)
 --   ?5 JSON path of the metric (NULL: off); ?6 1 when larger is better; ?7 best K
 --   ?8 byte budget (0: none); ?9 bytes to make room for (a save about to begin)
+--   ?10 1 to list corrupt checkpoints as victims (an explicit prune of them;
+--       the caller confirms each by hashing it again before it is marked)
 -- Rows whose metric is missing or not a number rank after all others.
 WITH
 c AS (
@@ -185,7 +190,7 @@ SELECT id, name, size,
             ELSE 'kept:' || keep END
   FROM kept
 UNION ALL
-SELECT id, name, coalesce(size, 0), 'victim:corrupt' FROM checkpoints WHERE status = 'corrupt' AND pinned = 0
+SELECT id, name, coalesce(size, 0), 'victim:corrupt' FROM checkpoints WHERE status = 'corrupt' AND pinned = 0 AND ?10 = 1
 ORDER BY 1;
 
 -- name: checkpoint_prune

@@ -10,7 +10,7 @@
 //       prints "OK" or "ERR <code> <message>"; exit status = code
 //   crash_helper recover DIR --pause-at POINT
 //       opens the catalog (running recovery), pausing at POINT
-//   crash_helper prune DIR [--pause-at POINT]
+//   crash_helper prune DIR [--corrupt] [--pause-at POINT | --stop-at POINT]
 //       runs the default retention policy
 //   crash_helper loop DIR COUNT [--seed X]
 //       COUNT small saves of mixed kinds under the default retention policy;
@@ -36,11 +36,17 @@
 #include "writer.hpp"
 
 static std::string g_pause_at;
+static bool g_stop = false;  // --stop-at: stop (SIGSTOP) there, go on when continued
 
 static void pause_hook(const char *point) {
     if (g_pause_at != point) return;
-    std::printf("PAUSED %s\n", point);
+    std::printf("%s %s\n", g_stop ? "STOPPED" : "PAUSED", point);
     std::fflush(stdout);
+    if (g_stop) {
+        g_pause_at.clear();  // once
+        ::raise(SIGSTOP);
+        return;
+    }
     for (;;) ::pause();
 }
 
@@ -75,6 +81,11 @@ int main(int argc, char **argv) {
     args.erase(args.begin(), args.begin() + 2);
     if (auto p = flag(args, "--pause-at")) {
         g_pause_at = *p;
+        ckptdb::g_test_hook = pause_hook;
+    }
+    if (auto p = flag(args, "--stop-at")) {
+        g_pause_at = *p;
+        g_stop = true;
         ckptdb::g_test_hook = pause_hook;
     }
     try {
@@ -124,7 +135,9 @@ int main(int argc, char **argv) {
         }
         if (mode == "prune") {
             auto cat = ckptdb::Catalog::open(dir, ckptdb::OpenOptions());
-            auto victims = cat->prune(ckptdb::Retention::defaults(), false);
+            ckptdb::Retention r = ckptdb::Retention::defaults();
+            r.prune_corrupt = bool_flag(args, "--corrupt");
+            auto victims = cat->prune(r, false);
             std::printf("PRUNED %zu\n", victims.size());
             return 0;
         }

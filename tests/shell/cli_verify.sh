@@ -78,8 +78,14 @@ expect 4 verify "$d"
 one_line_error "no complete checkpoint"
 expect 4 latest "$d"
 
-# Only complete or corrupt checkpoints can be verified.
+# Corrupt checkpoints are kept by an ordinary prune, deleted by --corrupt
+# (each hashed again first). Only complete or corrupt ones can be verified.
 expect 0 prune "$d"
+out_lacks "corrupt$"
+[ "$(status 1)" = corrupt ] || fail "an ordinary prune took the corrupt epoch_001.pt"
+[ -f "$d/epoch_001.pt" ] || fail "an ordinary prune deleted the corrupt epoch_001.pt's file"
+ok
+expect 0 prune --corrupt "$d"
 out_has "corrupt$"
 [ "$(status 1)" = pruned ] || fail "prune did not take the corrupt epoch_001.pt"
 expect 1 verify "$d" 1

@@ -163,10 +163,16 @@ sql "BEGIN;
        VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 2, 'corrupt', 'checksum mismatch (test setup)');
      COMMIT;"
 
+# ... and its bytes really are damaged: a prune of corrupt checkpoints hashes
+# each again and deletes only a confirmed one.
+printf '\001' | dd of="$dir/ckpts/$(sqlite3 "$dir/ckpts/ckptdb.sqlite" "SELECT name FROM checkpoints WHERE id = 2")" \
+  bs=1 seek=0 conv=notrunc status=none
+
 # Run 20: the default policy (last 5 epoch, last 3 time, preempt only while
-# newest, other kinds all) prunes corrupt epoch 2, epochs 3 and 4 (epoch 1
-# is pinned), time_000350.pt and the preempt save.
-run_helper 20 prune "$dir/ckpts"
+# newest, other kinds all) asked to take corrupt ones too prunes corrupt
+# epoch 2, epochs 3 and 4 (epoch 1 is pinned), time_000350.pt and the
+# preempt save.
+run_helper 20 prune "$dir/ckpts" --corrupt
 [ "$(cat "$dir/out")" = "PRUNED 5" ] || fail "prune: $(cat "$dir/out")"
 
 # Test setup: epoch 5 found corrupt after the prune; its file stays on disk.

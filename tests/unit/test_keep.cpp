@@ -281,3 +281,81 @@ TEST_CASE("case 12: a catalog left with a hot rollback journal still opens read-
     ckptdb_close(h);
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
 }
+
+TEST_CASE("case 3: a prune stopped between its check and its unlink never deletes a save acknowledged meanwhile") {
+    t::TempDir d;
+    {
+        ckptdb::catalog c(d.path);
+        for (int e = 1; e <= 6; e++) c.save_bytes("epoch", e, e, t::pattern(1000, e));  // default policy: epoch 1 goes
+    }
+    t::Child prune({"prune", d.path, "--stop-at", "prune_checked"});
+    REQUIRE(prune.line() == "STOPPED prune_checked");
+    // Another process recovers and saves the same default name again.
+    bool acked = false;
+    try {
+        ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+        o.busy_timeout_ms = 300;
+        ckptdb::catalog c(d.path, &o);
+        if (!t::exists(d / "epoch_001.pt")) {
+            auto e = c.save_bytes("epoch", 1, 1, "acknowledged after the prune began");
+            REQUIRE(e.name == "epoch_001.pt");
+            acked = true;
+        }
+    } catch (const ckptdb::error &e) {
+        CHECK(e.code() == CKPTDB_EBUSY);  // refused while the prune holds the catalog: not acknowledged
+    }
+    ::kill(prune.pid, SIGCONT);
+    CHECK(prune.exit_code() == 0);
+    ckptdb::catalog c(d.path);
+    if (!acked) {
+        auto e = c.save_bytes("epoch", 1, 1, "acknowledged after the prune began");
+        REQUIRE(e.name == "epoch_001.pt");
+    }
+    CHECK(t::read_file(d / "epoch_001.pt") == "acknowledged after the prune began");
+    auto e = c.get(std::string("epoch_001.pt"));
+    CHECK(e.status == CKPTDB_STATUS_COMPLETE);
+    CHECK(c.verify(e.id));
+}
+
+TEST_CASE("case 4: a corrupt checkpoint is quarantined; only an explicit corrupt prune deletes it, confirmed first") {
+    t::TempDir d;
+    ckptdb::catalog c(d.path);
+    for (int e = 1; e <= 3; e++) c.save_bytes("epoch", e, e, t::pattern(2000, e));
+    // A damaged hex digit in the catalog's checksum: the file is intact.
+    {
+        sqlite3 *db = nullptr;
+        REQUIRE(sqlite3_open(t::catalog_path(d).c_str(), &db) == SQLITE_OK);
+        sqlite3_busy_timeout(db, 5000);
+        REQUIRE(sqlite3_exec(db,
+                             "UPDATE checkpoints SET checksum = CASE substr(checksum, 1, 1) WHEN 'a' THEN 'b' ELSE 'a' "
+                             "END || substr(checksum, 2) WHERE name = 'epoch_003.pt'; "
+                             "UPDATE files SET checksum = (SELECT checksum FROM checkpoints WHERE name = 'epoch_003.pt') "
+                             "WHERE name = 'epoch_003.pt'",
+                             nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    REQUIRE(c.latest()->name == "epoch_002.pt");  // 3 is marked corrupt (a false verdict)
+    REQUIRE(c.get(std::string("epoch_003.pt")).status == CKPTDB_STATUS_CORRUPT);
+    // An ordinary prune (the rotation's policy) keeps the corrupt one's file.
+    ckptdb_retention r = CKPTDB_RETENTION_INIT;
+    int64_t count = 0;
+    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, &count, nullptr) == CKPTDB_OK);
+    CHECK(count == 0);
+    CHECK(t::read_file(d / "epoch_003.pt") == t::pattern(2000, 3));
+    CHECK(c.get(std::string("epoch_003.pt")).status == CKPTDB_STATUS_CORRUPT);
+    // Pruning corrupt ones explicitly hashes each again first: one whose
+    // bytes are back (a transient fault) is complete again and kept.
+    flip_byte(d / "epoch_001.pt", 7);  // truly damaged
+    REQUIRE_FALSE(c.verify(c.get(std::string("epoch_001.pt")).id));
+    flip_byte(d / "epoch_002.pt", 7);
+    REQUIRE_FALSE(c.verify(c.get(std::string("epoch_002.pt")).id));
+    flip_byte(d / "epoch_002.pt", 7);
+    REQUIRE(ckptdb_pin_by_name(c.handle(), "epoch_003.pt", 1) == CKPTDB_OK);  // the user keeps that one
+    r.prune_corrupt = 1;
+    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, &count, nullptr) == CKPTDB_OK);
+    CHECK(count == 1);
+    CHECK_FALSE(t::exists(d / "epoch_001.pt"));  // confirmed corrupt: deleted
+    CHECK(t::read_file(d / "epoch_002.pt") == t::pattern(2000, 2));
+    CHECK(c.get(std::string("epoch_002.pt")).status == CKPTDB_STATUS_COMPLETE);
+    CHECK(t::exists(d / "epoch_003.pt"));
+}

@@ -191,7 +191,7 @@ TEST_CASE("the checkpoint a live run resumed from is kept until that run commits
     CHECK(complete_names(d) == "rolled.pt");
 }
 
-TEST_CASE("corrupt checkpoints are pruned with the rule 'corrupt'") {
+TEST_CASE("corrupt checkpoints are kept unless a prune asks for them; then they go with the rule 'corrupt'") {
     t::TempDir d;
     ckptdb::catalog c(d.path);
     auto a = c.save_bytes("manual", 0, 1, "aaaa", std::string("a.pt"));
@@ -203,6 +203,9 @@ TEST_CASE("corrupt checkpoints are pruned with the rule 'corrupt'") {
     ckptdb_keep_kind keep[] = {{"manual", -1}};
     r.keep_last = keep;
     r.keep_last_count = 1;
+    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    CHECK(t::exists(a.path));  // quarantined
+    r.prune_corrupt = 1;
     REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
     CHECK(rule_of(d, "a.pt") == "corrupt");
     CHECK_FALSE(t::exists(a.path));
