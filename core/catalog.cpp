@@ -38,7 +38,10 @@ const char *status_text(int code) {
 // into place without replacing anything. A kill leaves no catalog file
 // without a schema; another process creating it at the same time wins.
 static void create_catalog(const Dir &dir, const std::string &name, const DbOptions &dbo) {
-    const std::string tmp = random_temp_name();
+    // Not a temp name of the library: recovery in another process removes
+    // those, and would take this file (or its WAL) while it is being built.
+    // One a kill leaves behind is reported by fsck as an unknown file.
+    const std::string tmp = name + ".new-" + random_temp_name().substr(12);
     try {
         {
             Db fresh(dir.join(tmp), dbo);
