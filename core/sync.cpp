@@ -2,7 +2,7 @@
 // catalog, which stays the destination's own (opened like any catalog: WAL,
 // recovery, busy timeout; never replaced, never switched to another journal
 // mode). Each checkpoint the destination lacks is copied through the save
-// protocol of a sharded commit: locked temp files, hashed while copied,
+// protocol of a sharded commit (commit_shards): locked temp files, hashed while copied,
 // fsynced, read back and hashed again, then committed (rows sealed, renamed,
 // directory fsynced, complete). Killed at any point, the destination is a
 // catalog like any other: the next open's recovery finishes or aborts the
@@ -18,6 +18,7 @@
 #include "sync.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -243,7 +244,20 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         }
     };
     for (const Row *r : to_copy) {
-        std::vector<std::unique_ptr<Shard>> shards;
+        // Each file: a temp file created exclusively and held under an
+        // exclusive flock until the commit took it (so that recovery in
+        // another process never takes it for an orphan), hashed while
+        // copied, fsynced, then read back and hashed again.
+        struct Temp {
+            const Dir *dir = nullptr;
+            std::string name;
+            UniqueFd fd;
+            bool taken = false;
+            ~Temp() {
+                if (!taken && fd) unlink_name(*dir, name);
+            }
+        };
+        std::vector<std::unique_ptr<Temp>> temps;
         std::vector<ShardFile> files;
         std::optional<NotCopied> why;
         int64_t base = done;
@@ -254,9 +268,17 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
                 why = NotCopied{"failed", "cannot read '" + scat->dir().join(f.name) + "': " + std::strerror(err), err};
                 break;
             }
-            auto sh = Shard::begin(dd.path, f.name);
-            int out = sh->fd();
-            const std::string tmp_path = dd.join(f.name) + " (its temp copy)";
+            auto tmp = std::make_unique<Temp>();
+            tmp->dir = &dd;
+            tmp->name = random_temp_name();
+            tmp->fd = create_exclusive(dd, tmp->name);
+            int lk;
+            do lk = ::flock(tmp->fd.get(), LOCK_EX);
+            while (lk != 0 && errno == EINTR);
+            if (lk != 0) fail_os("cannot lock", dd.join(tmp->name), errno);
+            int out = tmp->fd.get();
+            const std::string tmp_path = dd.join(tmp->name);
+            temps.push_back(std::move(tmp));
             Hasher h;
             int64_t n_total = 0, flushed = 0;
             bool read_failed = false;
@@ -281,12 +303,18 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
                 why = NotCopied{"failed", "the source file does not match its checksum; not copied"};
                 break;
             }
-            const ShardFile &got = sh->finish();  // fsync, and the bytes read back and hashed again
-            if (got.size != f.size || got.checksum != f.checksum)
+            sync_fd(out, tmp_path);
+            Hasher back;
+            int64_t m = hash_fd(out, back, tmp_path);
+            if (m != f.size || back.hex() != f.checksum)
                 fail(CKPTDB_EIO, "the copy of '" + f.name + "' in '" + dd.path + "' read back with another checksum");
             done = base + r->bytes();
+            ShardFile got;
+            got.name = f.name;
+            got.temp_name = temps.back()->name;
+            got.size = m;
+            got.checksum = back.hex();
             files.push_back(got);
-            shards.push_back(std::move(sh));
         }
         if (why) {
             // The source may have let it go meanwhile (a rotation): skipped, not a failure.
@@ -310,6 +338,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             report("failed", *r, std::string(ex.what()) + "; left alone");
             continue;
         }
+        for (auto &t : temps) t->taken = true;  // renamed to their final names by the commit
         copied_ids[r->id] = e.id;
         res.copied++;
         res.bytes += r->bytes();
