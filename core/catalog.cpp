@@ -5,10 +5,13 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <set>
+#include <vector>
 
 #include "ckptdb.h"
 #include "error.hpp"
 #include "names.hpp"
+#include "shard.hpp"
 #include "signals.hpp"
 
 namespace ckptdb {
@@ -33,6 +36,31 @@ const char *status_text(int code) {
     }
 }
 
+// What a catalog creation a kill stopped left behind: <catalog>.new-<hex>
+// (and its -wal, -shm, -journal), removed once no live creator holds it.
+static void remove_dead_creations(const Dir &dir, const std::string &catalog) {
+    const std::string prefix = catalog + ".new-";
+    std::vector<std::string> bases, extras;
+    for (const std::string &n : list_names(dir)) {
+        if (n.compare(0, prefix.size(), prefix) != 0) continue;
+        std::string hex = n.substr(prefix.size(), 32);
+        if (!is_hex32(hex)) continue;
+        std::string rest = n.substr(prefix.size() + 32);
+        if (rest.empty()) bases.push_back(n);
+        else if (rest == "-wal" || rest == "-shm" || rest == "-journal") extras.push_back(n);
+    }
+    std::set<std::string> dead;
+    for (const std::string &b : bases)
+        if (!temp_in_use(dir, b)) dead.insert(b);
+    // A creator makes its file before SQLite makes the others, and removes
+    // them before it renames the file: one without its file is a leftover.
+    for (const std::string &e : extras) {
+        std::string b = e.substr(0, prefix.size() + 32);
+        if (dead.count(b) || !name_exists(dir, b)) unlink_name(dir, e);
+    }
+    for (const std::string &b : dead) unlink_name(dir, b);
+}
+
 // A new catalog appears whole or not at all: made with its schema under a
 // temp name, closed (its WAL folded into the file and fsynced), then renamed
 // into place without replacing anything. A kill leaves no catalog file
@@ -41,7 +69,10 @@ static void create_catalog(const Dir &dir, const std::string &name, const DbOpti
     // Not a temp name of the library: recovery in another process removes
     // those, and would take this file (or its WAL) while it is being built.
     // One a kill leaves behind is reported by fsck as an unknown file.
+    // It is held under an exclusive flock while it is built: recovery
+    // removes only such files nobody holds (remove_dead_creations).
     const std::string tmp = name + ".new-" + random_temp_name().substr(12);
+    UniqueFd held = create_locked_temp(dir, tmp);
     try {
         {
             Db fresh(dir.join(tmp), dbo);
@@ -88,6 +119,7 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
     cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo);
     if (!opts.readonly) {
         try {
+            remove_dead_creations(cat->dir_, opts.catalog_name);
             cat->recover();
         } catch (const Error &e) {
             // On a full disk the catalog cannot record what recovery
@@ -123,7 +155,8 @@ Catalog::~Catalog() {
         // Requeued: preempted, and Slurm accepted to requeue the job.
         // Preempted: a preemption signal reached this process, or it saved a
         // preempt checkpoint; otherwise it ended by closing the catalog.
-        std::string reason = requeued_ ? "requeued"
+        std::string reason = !exit_reason_.empty() ? exit_reason_
+                             : requeued_ ? "requeued"
                              : committed_preempt_ || signals::requested() != 0 ? "preempted"
                                                                                : "clean";
         write([&](Db &db) {

@@ -99,6 +99,10 @@ public:
 
     // Inside write(): the id of this process's run row, inserting it on first use.
     int64_t run_id_in_tx(Db &db);
+    // How this process's run ends when the catalog closes, where it is not a
+    // trainer's run (a sync writes copies, it does not train): overrides the
+    // reason judged on close (clean, preempted, requeued).
+    void set_exit_reason(const std::string &reason) { exit_reason_ = reason; }
     // Inside write(): appends an event row.
     void log_event(Db &db, int64_t checkpoint_id, const std::string &event, const std::string &detail);
 
@@ -193,6 +197,7 @@ private:
     std::optional<Retention> retention_;
     bool committed_preempt_ = false;
     bool requeued_ = false;  // Slurm accepted the requeue: the run ends "requeued"
+    std::string exit_reason_;  // set by the caller (sync: "synced"); else judged on close
     int64_t run_id_ = 0;
     int64_t pending_run_id_ = 0;
     struct Pending {

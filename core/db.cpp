@@ -259,6 +259,10 @@ std::string Db::Query::text(int col) const {
 
 bool Db::Query::is_null(int col) const { return sqlite3_column_type(st_, col) == SQLITE_NULL; }
 
+Db::ReadTx::ReadTx(Db &db) : db_(db) { db_.exec("BEGIN DEFERRED"); }
+
+Db::ReadTx::~ReadTx() { sqlite3_exec(db_.db_, "ROLLBACK", nullptr, nullptr, nullptr); }
+
 Db::Tx::Tx(Db &db) : db_(db) {
     db_.exec("BEGIN IMMEDIATE");
     open_ = true;

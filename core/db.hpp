@@ -64,6 +64,18 @@ public:
         bool open_ = false;
     };
 
+    // BEGIN (deferred) ... ROLLBACK: several reads from one snapshot.
+    class ReadTx {
+    public:
+        explicit ReadTx(Db &db);
+        ~ReadTx();
+        ReadTx(const ReadTx &) = delete;
+        ReadTx &operator=(const ReadTx &) = delete;
+
+    private:
+        Db &db_;
+    };
+
     void exec(const char *sql);
     // Copies the WAL's committed frames into the catalog file (PASSIVE: as
     // far as readers allow, never waiting; TRUNCATE: all of them, then the

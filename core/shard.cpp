@@ -27,6 +27,8 @@ int flock_retry(int fd, int op) {
     return rc == 0 ? 0 : errno;
 }
 
+}  // namespace
+
 // Creates name exclusively and holds an exclusive flock on it. Where the
 // file system has O_TMPFILE the file is locked before it gets its name, so
 // no other process ever sees it unlocked.
@@ -52,8 +54,6 @@ UniqueFd create_locked_temp(const Dir &dir, const std::string &name) {
     }
     return f;
 }
-
-}  // namespace
 
 bool temp_in_use(const Dir &dir, const std::string &name) {
     int err = 0;
@@ -143,7 +143,8 @@ const ShardFile &Shard::finish() {
 }
 
 Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind, int64_t epoch, int64_t step,
-                    const std::optional<std::string> &metadata, const std::vector<ShardFile> &files) {
+                    const std::optional<std::string> &metadata, const std::vector<ShardFile> &files,
+                    const std::function<void(Db &, int64_t)> &in_commit) {
     // Everything is checked before anything changes.
     if (cat->readonly()) fail(CKPTDB_EREADONLY, "cannot save: the catalog was opened read-only");
     check_kind(kind);
@@ -230,6 +231,7 @@ Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind
             Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, id).run();
             if (db.changes() != 1) fail(CKPTDB_EDB, "checkpoint " + std::to_string(id) + " is no longer being written");
             Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id).run();
+            if (in_commit) in_commit(db, id);
             cat->log_event(db, id, "committed",
                            std::to_string(total) + " bytes in " + std::to_string(files.size()) + " file(s)");
             marked = cat->rotate_in_tx(db);

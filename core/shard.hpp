@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,11 +61,19 @@ private:
 };
 
 // Commits the files (files[i] is rank i) as one checkpoint. Bad input and
-// name conflicts fail before anything changes on disk.
+// name conflicts fail before anything changes on disk. in_commit, when
+// given, runs inside the transaction that marks the checkpoint complete
+// (sync attributes a copy to its source run there).
 Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind, int64_t epoch, int64_t step,
-                    const std::optional<std::string> &metadata, const std::vector<ShardFile> &files);
+                    const std::optional<std::string> &metadata, const std::vector<ShardFile> &files,
+                    const std::function<void(Db &, int64_t)> &in_commit = {});
 
 // A temp file that a live Shard holds locked (then it is not an orphan).
 bool temp_in_use(const Dir &dir, const std::string &name);
+
+// Creates name exclusively and holds an exclusive flock on it for as long as
+// the returned descriptor is open (temp_in_use sees it); never unlocked
+// while it has its name, where the file system has O_TMPFILE.
+UniqueFd create_locked_temp(const Dir &dir, const std::string &name);
 
 }  // namespace ckptdb

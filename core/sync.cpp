@@ -47,7 +47,7 @@ namespace {
 
 // A checkpoint row with its files, from either side.
 struct Row {
-    int64_t id = 0, seq = 0, epoch = 0, step = 0;
+    int64_t id = 0, seq = 0, epoch = 0, step = 0, run = 0;
     std::string status, kind, metadata, created_at, committed_at, prune_rule, deleted_at;
     bool pinned = false;
     std::vector<FileRow> files;  // by rank
@@ -83,6 +83,7 @@ std::vector<Row> rows_of(Db &db) {
             r.pinned = q.i64(9) != 0;
             r.prune_rule = q.text(10);
             r.deleted_at = q.text(11);
+            r.run = q.i64(16);
             out.push_back(std::move(r));
         }
         FileRow f;
@@ -91,6 +92,28 @@ std::vector<Row> rows_of(Db &db) {
         f.size = q.i64(14);
         f.checksum = q.text(15);
         out.back().files.push_back(std::move(f));
+    }
+    return out;
+}
+
+// A run of the source, carried with the checkpoints it saved: every column
+// but its id and resumed_from, as SQLite gives them (NULL stays NULL).
+struct CarriedRun {
+    int64_t id = 0, resumed_from = 0;
+    std::vector<std::optional<std::string>> cols;
+};
+constexpr int kRunCols = 15;
+
+std::map<int64_t, CarriedRun> runs_of(Db &db) {
+    std::map<int64_t, CarriedRun> out;
+    Db::Query q(db, sql::Stmt::sync_runs);
+    while (q.step()) {
+        CarriedRun r;
+        for (int i = 0; i < kRunCols; i++)
+            r.cols.push_back(q.is_null(i) ? std::nullopt : std::optional<std::string>(q.text(i)));
+        r.id = q.i64(kRunCols);
+        r.resumed_from = q.i64(kRunCols + 1);
+        out[r.id] = std::move(r);
     }
     return out;
 }
@@ -144,7 +167,12 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
 
     // 1. The source's rows, from one statement: a consistent view.
     std::vector<Row> srows;
-    scat->read([&](Db &db) { srows = rows_of(db); });
+    std::map<int64_t, CarriedRun> sruns;
+    scat->read([&](Db &db) {
+        Db::ReadTx snapshot(db);
+        srows = rows_of(db);
+        sruns = runs_of(db);
+    });
     std::set<std::string> s_sigs;
     for (const Row &r : srows)
         if (known_in_source(r.status)) s_sigs.insert(r.sig());
@@ -156,6 +184,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     dopts.catalog_name = opts.catalog_name;
     dopts.last_link = opts.last_link;
     std::shared_ptr<Catalog> dcat = Catalog::open(dst, dopts);
+    dcat->set_exit_reason("synced");  // this process writes copies; it is not a training run
     const Dir &dd = dcat->dir();
     std::vector<Row> drows;
     dcat->write([&](Db &db) {
@@ -233,6 +262,42 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     int64_t total = 0, done = 0;
     for (const Row *r : to_copy) total += r->bytes();
     std::map<int64_t, int64_t> copied_ids;  // source id -> destination id
+    // The source's runs, by source id -> the destination's run: the same
+    // process's row (host, boot, pid, start time) if the destination has it,
+    // else a copy made in the transaction that completes the first copy of
+    // one of its checkpoints.
+    std::map<int64_t, int64_t> run_map;
+    auto dest_run = [&](Db &db, int64_t src_run, std::map<int64_t, int64_t> &made) -> int64_t {
+        if (src_run == 0) return 0;
+        if (auto m = run_map.find(src_run); m != run_map.end()) return m->second;
+        if (auto m = made.find(src_run); m != made.end()) return m->second;
+        auto s = sruns.find(src_run);
+        if (s == sruns.end()) return 0;
+        const CarriedRun &rr = s->second;
+        int64_t id = 0;
+        {
+            Db::Query q(db, sql::Stmt::run_find_identity);
+            for (int i = 0; i < 5; i++) q.bind_opt(i + 1, rr.cols[i] ? rr.cols[i]->c_str() : nullptr);
+            q.bind(6, dcat->run_id_in_tx(db));
+            if (q.step()) id = q.i64(0);
+        }
+        if (id != 0) {
+            // columns: 5 ended_at, 14 exit_reason, 11 last_epoch, 12 last_step, 13 progress_at
+            Db::Query q(db, sql::Stmt::run_update_end);
+            q.bind(1, id);
+            int at = 2;
+            for (int i : {5, 14, 11, 12, 13}) q.bind_opt(at++, rr.cols[i] ? rr.cols[i]->c_str() : nullptr);
+            q.run();
+        }
+        if (id == 0) {
+            Db::Query q(db, sql::Stmt::run_insert_copy);
+            for (int i = 0; i < kRunCols; i++) q.bind_opt(i + 1, rr.cols[i] ? rr.cols[i]->c_str() : nullptr);
+            q.run();
+            id = db.last_insert_rowid();
+        }
+        made[src_run] = id;
+        return id;
+    };
     std::unique_ptr<char[]> buf(new char[4 << 20]);
     std::string read_error;  // the first source file that could not be read: the sync fails, after the rest
     int read_errno = 0;
@@ -271,11 +336,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             auto tmp = std::make_unique<Temp>();
             tmp->dir = &dd;
             tmp->name = random_temp_name();
-            tmp->fd = create_exclusive(dd, tmp->name);
-            int lk;
-            do lk = ::flock(tmp->fd.get(), LOCK_EX);
-            while (lk != 0 && errno == EINTR);
-            if (lk != 0) fail_os("cannot lock", dd.join(tmp->name), errno);
+            tmp->fd = create_locked_temp(dd, tmp->name);
             int out = tmp->fd.get();
             const std::string tmp_path = dd.join(tmp->name);
             temps.push_back(std::move(tmp));
@@ -330,8 +391,14 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             continue;
         }
         Entry e;
+        std::map<int64_t, int64_t> made;
         try {
-            e = commit_shards(dcat, r->kind, r->epoch, r->step, r->metadata, files);
+            e = commit_shards(dcat, r->kind, r->epoch, r->step, r->metadata, files, [&](Db &db, int64_t id) {
+                made.clear();
+                if (int64_t run = dest_run(db, r->run, made))
+                    Db::Query(db, sql::Stmt::checkpoint_set_run).bind(1, id).bind(2, run).run();
+            });
+            run_map.insert(made.begin(), made.end());
         } catch (const Error &ex) {
             if (ex.code() != CKPTDB_EEXISTS) throw;
             res.left_alone++;  // the name was taken in the destination meanwhile
@@ -368,6 +435,22 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         std::map<std::string, const Row *> now_by_sig;
         for (const Row &r : now)
             if (r.status == "complete" || r.status == "corrupt") now_by_sig[r.sig()] = &r;
+        // The runs carried: which checkpoint each resumed from, in the
+        // destination's ids, where the destination does not know it yet.
+        std::map<std::string, int64_t> any_by_sig;
+        for (const Row &r : now) any_by_sig.emplace(r.sig(), r.id);
+        for (const Row &r : now)
+            if (r.status == "complete" || r.status == "corrupt") any_by_sig[r.sig()] = r.id;
+        std::map<int64_t, const Row *> src_by_id;
+        for (const Row &r : srows) src_by_id[r.id] = &r;
+        for (const auto &m : run_map) {
+            const CarriedRun &rr = sruns.at(m.first);
+            auto from = src_by_id.find(rr.resumed_from);
+            if (from == src_by_id.end()) continue;
+            auto d = any_by_sig.find(from->second->sig());
+            if (d != any_by_sig.end())
+                Db::Query(db, sql::Stmt::run_set_resumed_if_unknown).bind(1, m.second).bind(2, d->second).run();
+        }
         // The source's order first, then checkpoints only the destination
         // has (committed there while the sync ran: the newest), in theirs.
         std::vector<const Row *> src_order;

@@ -254,7 +254,7 @@ SELECT f.temp_name, c.id, coalesce(r.host, ''), coalesce(r.boot_id, ''), coalesc
 -- from the source and from the destination alike.
 SELECT c.id, c.status, coalesce(c.commit_seq, 0), c.kind, c.epoch, c.step, c.metadata, c.created_at,
        coalesce(c.committed_at, ''), c.pinned, coalesce(c.prune_rule, ''), coalesce(c.deleted_at, ''),
-       f.rank, f.name, coalesce(f.size, -1), coalesce(f.checksum, '')
+       f.rank, f.name, coalesce(f.size, -1), coalesce(f.checksum, ''), coalesce(c.run_id, 0)
   FROM checkpoints c JOIN files f ON f.checkpoint_id = c.id
  WHERE c.status IN ('writing', 'complete', 'corrupt', 'pruned')
  ORDER BY c.id, f.rank;
@@ -268,3 +268,36 @@ SELECT coalesce(max(commit_seq), 0) FROM checkpoints;
 
 -- name: set_commit_seq
 UPDATE checkpoints SET commit_seq = ?2 WHERE id = ?1;
+
+-- name: sync_runs
+-- The runs a sync carries with the checkpoints it copies (every column but
+-- id and resumed_from, which are the destination's own ids; then those two).
+SELECT host, boot_id, pid, proc_start, started_at, ended_at, slurm_job_id, slurm_array_job_id,
+       slurm_array_task_id, slurm_restart_count, slurm_procid, last_epoch, last_step, progress_at,
+       exit_reason, id, coalesce(resumed_from, 0)
+  FROM runs;
+
+-- name: run_find_identity
+-- The same run, if this catalog has it already: the same process (host, boot,
+-- pid and its start time) that opened its catalog at the same moment, and not
+-- the run of the sync itself (?6).
+SELECT id FROM runs WHERE host = ?1 AND boot_id = ?2 AND pid = ?3 AND proc_start = ?4 AND started_at = ?5
+   AND id <> ?6 ORDER BY id LIMIT 1;
+
+-- name: run_update_end
+-- A carried run that has ended in the source since it was carried: its end
+-- and progress, where the destination still shows it open or judged it crashed.
+UPDATE runs SET ended_at = ?2, exit_reason = ?3, last_epoch = ?4, last_step = ?5, progress_at = ?6
+ WHERE id = ?1 AND ?2 IS NOT NULL AND (ended_at IS NULL OR exit_reason = 'crashed');
+
+-- name: run_insert_copy
+INSERT INTO runs (host, boot_id, pid, proc_start, started_at, ended_at, slurm_job_id, slurm_array_job_id,
+                  slurm_array_task_id, slurm_restart_count, slurm_procid, last_epoch, last_step, progress_at,
+                  exit_reason)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15);
+
+-- name: checkpoint_set_run
+UPDATE checkpoints SET run_id = ?2 WHERE id = ?1;
+
+-- name: run_set_resumed_if_unknown
+UPDATE runs SET resumed_from = ?2 WHERE id = ?1 AND resumed_from IS NULL;

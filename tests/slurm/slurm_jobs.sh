@@ -80,6 +80,12 @@ def s(v): return "-" if v is None else str(v)
 print(" ".join(":".join(s(r[k]) for k in ("id", "slurm_job_id", "slurm_restart_count", "resumed_from",
     "exit_reason", "steps_lost")) for r in json.load(sys.stdin)["runs"]))'
 }
+training_runs() { # DIR: job:restarts:resumed_from:exit_reason:steps_lost per run, without the runs of syncs
+  "$cli" history "$1" --json | python3 -c 'import json, sys
+def s(v): return "-" if v is None else str(v)
+print(" ".join(":".join(s(r[k]) for k in ("slurm_job_id", "slurm_restart_count", "resumed_from",
+    "exit_reason", "steps_lost")) for r in json.load(sys.stdin)["runs"] if r["exit_reason"] != "synced"))'
+}
 
 # ----------------------------------------------------------------------- (a)
 part_a() {
@@ -160,7 +166,8 @@ part_b() {
   commit_s=$(secs_between "$t_cancel" "$(q "SELECT committed_at FROM checkpoints WHERE id=$pre")")
   python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 10 else 1)" "$commit_s" ||
     fail "(b) the preempt checkpoint was committed $commit_s s after scancel, KillWait is 10 s"
-  expect "(b) run 1 closed before the kill" "$(q "SELECT exit_reason, ended_at IS NOT NULL FROM runs WHERE id=1")" \
+  expect "(b) job $job's training run closed before the kill" \
+    "$(q "SELECT exit_reason, ended_at IS NOT NULL FROM runs WHERE slurm_job_id='$job' AND exit_reason <> 'synced'")" \
     "preempted|1"
 
   job2=$(sub) || fail "(b) second sbatch failed"
@@ -177,8 +184,12 @@ part_b() {
   grep -q '^train-sync: pushed to ' "$out2" || fail "(b) job $job2 did not push"
   [ -z "$(ls -A "$work/b/scratch")" ] || fail "(b) node-local directories left: $(ls "$work/b/scratch")"
   # (c) for (b): both jobs in the shared catalog.
-  expect "(b) runs: id:job:restarts:resumed_from:exit:steps_lost" "$(history_summary "$shared")" \
-    "1:$job:-:-:preempted:0 2:$job2:-:$pre:clean:0"
+  # The training runs came with their checkpoints (sync carries them); each
+  # sync that copied something is a run of its own, ended "synced", with no saves.
+  expect "(b) training runs: job:restarts:resumed_from:exit:steps_lost" "$(training_runs "$shared")" \
+    "$job:-:-:preempted:0 $job2:-:$pre:clean:0"
+  expect "(b) checkpoints attributed to a sync's run" \
+    "$(q "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE r.exit_reason = 'synced'")" 0
   echo "(b) figures: scancel_to_commit_s=$commit_s signal_to_commit_ms=$(field signal_to_commit_ms "$stopped") steps_lost=0"
   echo "ok: (b) scancel at step $s_step -> preempt checkpoint $pre committed ${commit_s}s later (KillWait 10 s)," \
     "pushed; job $job2 pulled, resumed from it and finished; runs 'preempted' then 'clean', 0 steps lost"

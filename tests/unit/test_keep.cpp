@@ -2,6 +2,10 @@
 // sync, prune, rebuild and a lost catalog, as a regression test.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "ckptdb.hpp"
@@ -358,4 +362,63 @@ TEST_CASE("case 4: a corrupt checkpoint is quarantined; only an explicit corrupt
     CHECK(t::read_file(d / "epoch_002.pt") == t::pattern(2000, 2));
     CHECK(c.get(std::string("epoch_002.pt")).status == CKPTDB_STATUS_COMPLETE);
     CHECK(t::exists(d / "epoch_003.pt"));
+}
+
+TEST_CASE("sync carries the runs of the checkpoints it copies: a pull, a resume and a push keep the run history") {
+    t::TempDir shared, local;
+    {
+        ckptdb::catalog s(shared.path);
+        for (int e = 1; e <= 2; e++) s.save_bytes("epoch", e, e, t::pattern(3000, e));
+    }
+    REQUIRE(sync(shared.path, local.path, false) == CKPTDB_OK);  // the pull
+    {
+        ckptdb::catalog l(local.path);  // the next job resumes there and saves
+        auto from = l.latest();
+        REQUIRE(from);
+        CHECK(from->name == "epoch_002.pt");
+        l.mark_resumed(from->id);
+        l.save_bytes("epoch", 3, 3, t::pattern(3000, 3));
+    }
+    REQUIRE(sync(local.path, shared.path, true) == CKPTDB_OK);  // the push
+    REQUIRE(sync(local.path, shared.path, true) == CKPTDB_OK);  // again: nothing to copy, nothing new
+    const std::string db = t::catalog_path(shared);
+    CHECK(t::query1(db, "SELECT count(*) FROM runs WHERE exit_reason IS NOT 'synced'") == "2");
+    CHECK(t::query1(db, "SELECT count(*) FROM runs WHERE exit_reason = 'synced'") == "1");
+    CHECK(t::query1(db, "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id "
+                        "WHERE r.exit_reason = 'synced'") == "0");
+    std::string first = t::query1(db, "SELECT run_id FROM checkpoints WHERE name = 'epoch_001.pt'");
+    CHECK(t::query1(db, "SELECT run_id FROM checkpoints WHERE name = 'epoch_002.pt'") == first);
+    std::string second = t::query1(db, "SELECT run_id FROM checkpoints WHERE name = 'epoch_003.pt'");
+    CHECK(second != first);
+    CHECK(t::query1(db, "SELECT resumed_from FROM runs WHERE id = " + second) ==
+          t::query1(db, "SELECT id FROM checkpoints WHERE name = 'epoch_002.pt'"));
+    CHECK(t::query1(db, "SELECT exit_reason FROM runs WHERE id = " + second) == "clean");
+    CHECK(t::query1(db, "SELECT count(*) FROM runs WHERE ended_at IS NULL") == "0");
+}
+
+TEST_CASE("a catalog creation a kill stopped leaves nothing behind once nobody holds it") {
+    t::TempDir d;
+    { ckptdb::catalog c(d.path); }
+    const std::string dead = "ckptdb.sqlite.new-0123456789abcdef0123456789abcdef";
+    const std::string live = "ckptdb.sqlite.new-fedcba9876543210fedcba9876543210";
+    t::write_file(d / dead, "half a catalog");
+    t::write_file(d / (dead + "-wal"), "its wal");
+    t::write_file(d / "ckptdb.sqlite.new-00000000000000000000000000000000-shm", "a lone shm");
+    t::write_file(d / live, "being built");
+    t::write_file(d / (live + "-wal"), "its wal");
+    t::write_file(d / "ckptdb.sqlite.new-user-notes", "not ours");
+    int fd = ::open((d / live).c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX) == 0);  // as the creator holds it
+    { ckptdb::catalog c(d.path); }
+    CHECK_FALSE(t::exists(d / dead));
+    CHECK_FALSE(t::exists(d / (dead + "-wal")));
+    CHECK_FALSE(t::exists(d / "ckptdb.sqlite.new-00000000000000000000000000000000-shm"));
+    CHECK(t::exists(d / live));
+    CHECK(t::exists(d / (live + "-wal")));
+    CHECK(t::exists(d / "ckptdb.sqlite.new-user-notes"));
+    ::close(fd);
+    { ckptdb::catalog c(d.path); }
+    CHECK_FALSE(t::exists(d / live));
+    CHECK_FALSE(t::exists(d / (live + "-wal")));
 }
