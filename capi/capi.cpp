@@ -778,6 +778,19 @@ int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck
     });
 }
 
+int ckptdb_adopt(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
+                 int64_t *out_rows) {
+    if (out_rows) *out_rows = 0;
+    int stopped = 0;
+    return guard([&] {
+        need(dir, "dir");
+        int64_t rows = ckptdb::Catalog::rebuild(
+            dir, open_options(opts), [&](const ckptdb::FsckItem &it) { emit_item(cb, payload, it, stopped); },
+            ckptdb::Catalog::Adoption::adopt);
+        if (out_rows) *out_rows = rows;
+    });
+}
+
 int ckptdb_sync(const char *src, const char *dst, const ckptdb_sync_options *opts, int64_t *out_copied,
                 int64_t *out_bytes) {
     if (out_copied) *out_copied = 0;

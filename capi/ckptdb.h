@@ -617,19 +617,32 @@ CKPTDB_API int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, vo
                            int64_t *out_problems);
 
 /* Rebuild a catalog for dir from the checkpoint files present, when the
- * catalog is lost or unreadable.  An existing catalog file (and its -wal,
- * -shm) is moved aside to "<catalog>.broken-<UTC time>", never overwritten.
- * Every regular file whose name follows the default patterns
- * (epoch_010.pt, step_000500.pt, time_<unix>.pt, preempt_000500.pt,
- * <kind>_<step>.pt, with an optional -N suffix) becomes a complete row with
- * its size and a computed checksum, committed in the order of the files'
- * modification times (the newest file becomes the newest checkpoint: the
- * only hint left once the catalog is gone); other files are reported
- * as "unknown_file" and left alone.  cb (may be NULL) sees every file with
- * kind "rebuilt" or "unknown_file".  opts: as for ckptdb_open (NULL:
- * defaults). */
+ * catalog is lost, empty or unreadable.  The new catalog is built whole under
+ * a temp name and installed by one rename: killed at any point, dir has its
+ * old catalog or the whole new one.  An existing catalog file stays beside
+ * it as "<catalog>.broken-<UTC time>" (with its -wal, -shm), never
+ * overwritten.  Every regular file with a checkpoint's extension (.pt .pth
+ * .ckpt .bin .safetensors .distcp, and a regular last link) is hashed; one
+ * that is a zip archive (torch's format) must be whole by its
+ * end-of-central-directory record, else its row is "corrupt" (quarantined,
+ * never resumed).  Rows follow the files' modification times, then names (the
+ * newest file is the newest checkpoint: the only order left without a
+ * catalog), which each row's metadata ("adopted") and event record.  Default
+ * names (epoch_010.pt, step_000500.pt, ...) give kind, epoch and step;
+ * others get kind "adopted".  Every row is pinned: kept out of rotation until
+ * the user releases it (ckptdb_pin(..., 0)).  Other files are reported as
+ * "unknown_file" and left alone.  cb (may be NULL) sees every file, with kind
+ * "rebuilt" or "unknown_file".  opts: as for ckptdb_open (NULL: defaults). */
 CKPTDB_API int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
                               int64_t *out_rows);
+
+/* Adopt a directory written without ckptdb (torch.save to epoch_N.pt and a
+ * regular last.pt, say): builds its catalog from the files there exactly as
+ * ckptdb_rebuild does (hashed, zip archives checked whole, pinned, ordered by
+ * modification time and name, recorded), with kind "adopted" on cb's items.
+ * CKPTDB_EEXISTS, changing nothing, where dir already has a catalog. */
+CKPTDB_API int ckptdb_adopt(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
+                            int64_t *out_rows);
 
 /* ------------------------------------------------------------------------ */
 /* Sync to shared storage                                                    */

@@ -984,6 +984,27 @@ int cmd_fsck(const Common &c, bool repair) {
     return problems ? kCorrupt : kOk;
 }
 
+int cmd_adopt(const Common &c) {
+    std::vector<FsckRow> items;
+    int64_t rows = 0;
+    int rc = ckptdb_adopt(c.dir.c_str(), nullptr, collect_fsck, &items, &rows);
+    if (rc != CKPTDB_OK) fail_lib(rc);
+    int64_t corrupt = 0;
+    for (const auto &it : items)
+        if (it.kind == "adopted" && it.action.find("quarantined") != std::string::npos) ++corrupt;
+    if (c.json) {
+        json arr = json::array();
+        for (const auto &r : items) arr.push_back(fsck_json(r));
+        print_json(json{{"adopted", rows}, {"corrupt", corrupt}, {"findings", arr}});
+    } else {
+        if (!items.empty()) print_fsck_rows(items);
+        std::printf("adopted %" PRId64 " checkpoint%s (%" PRId64 " corrupt, quarantined), ordered by modification "
+                    "time; all pinned: 'ckptdb unpin %s ID' releases one to rotation\n",
+                    rows, rows == 1 ? "" : "s", corrupt, c.dir.c_str());
+    }
+    return kOk;
+}
+
 struct RunRec {
     int64_t id, pid, slurm_restart_count, resumed_from, last_step, last_saved_step, saves, steps_lost;
     std::string host, started_at, ended_at, exit_reason, slurm_job_id, slurm_array_job_id, slurm_array_task_id;
@@ -1261,6 +1282,12 @@ int run(int argc, char **argv) {
                    "catalog (the old one is kept aside); unknown files are never deleted");
     add_json(fsck);
 
+    auto *adopt = app.add_subcommand(
+        "adopt", "Take in a directory written without ckptdb (torch.save files, a regular last.pt): every file "
+                 "hashed, torn zip archives quarantined, rows ordered by modification time and pinned");
+    add_dir(adopt);
+    add_json(adopt);
+
     auto *history = app.add_subcommand("history", "Runs that saved here: host, Slurm job, resumes, how each ended");
     add_dir(history);
     add_json(history);
@@ -1312,6 +1339,7 @@ int run(int argc, char **argv) {
     if (*pin) return cmd_pin(c, target, true);
     if (*unpin) return cmd_pin(c, target, false);
     if (*fsck) return cmd_fsck(c, repair);
+    if (*adopt) return cmd_adopt(c);
     if (*history) return cmd_history(c);
     if (*du) return cmd_du(c);
     if (*sync) return cmd_sync(src, dst, del, c.json);

@@ -38,7 +38,7 @@ const char *status_text(int code) {
 
 // What a catalog creation a kill stopped left behind: <catalog>.new-<hex>
 // (and its -wal, -shm, -journal), removed once no live creator holds it.
-static void remove_dead_creations(const Dir &dir, const std::string &catalog) {
+void remove_dead_creations(const Dir &dir, const std::string &catalog) {
     const std::string prefix = catalog + ".new-";
     std::vector<std::string> bases, extras;
     for (const std::string &n : list_names(dir)) {
@@ -51,14 +51,13 @@ static void remove_dead_creations(const Dir &dir, const std::string &catalog) {
     }
     std::set<std::string> dead;
     for (const std::string &b : bases)
-        if (!temp_in_use(dir, b)) dead.insert(b);
+        if (remove_unheld(dir, b)) dead.insert(b);
     // A creator makes its file before SQLite makes the others, and removes
     // them before it renames the file: one without its file is a leftover.
     for (const std::string &e : extras) {
         std::string b = e.substr(0, prefix.size() + 32);
         if (dead.count(b) || !name_exists(dir, b)) unlink_name(dir, e);
     }
-    for (const std::string &b : dead) unlink_name(dir, b);
 }
 
 // A new catalog appears whole or not at all: made with its schema under a
@@ -71,11 +70,13 @@ static void create_catalog(const Dir &dir, const std::string &name, const DbOpti
     // One a kill leaves behind is reported by fsck as an unknown file.
     // It is held under an exclusive flock while it is built: recovery
     // removes only such files nobody holds (remove_dead_creations).
-    const std::string tmp = name + ".new-" + random_temp_name().substr(12);
-    UniqueFd held = create_locked_temp(dir, tmp);
+    std::string tmp;
+    UniqueFd held = create_locked_traced(dir, [&] { return name + ".new-" + random_temp_name().substr(12); }, tmp);
     try {
         {
-            Db fresh(dir.join(tmp), dbo);
+            DbOptions init = dbo;
+            init.init_schema = true;
+            Db fresh(dir.join(tmp), init);
             fresh.checkpoint_wal(true);  // everything in the file itself before its WAL goes
         }
         for (const char *suffix : {"-wal", "-shm"}) unlink_name(dir, tmp + suffix);
@@ -114,8 +115,23 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
     dbo.create = opts.create;
     dbo.rollback_journal = on_network_fs(cat->dir_.fd.get());
     dbo.busy_timeout_ms = opts.busy_timeout_ms;
-    if (!opts.readonly && opts.create && !name_exists(cat->dir_, opts.catalog_name))
+    if (!opts.readonly && opts.create && !name_exists(cat->dir_, opts.catalog_name)) {
+        // Never an empty catalog beside checkpoints: resume would start from
+        // step 0, and a rebuild could no longer take those files back.
+        std::vector<std::string> found = checkpoint_looking_files(cat->dir_, opts);
+        if (!found.empty()) {
+            std::string list;
+            for (size_t i = 0; i < found.size() && i < 5; i++) list += (i ? ", " : "") + found[i];
+            if (found.size() > 5) list += " and " + std::to_string(found.size() - 5) + " more";
+            fail(CKPTDB_ENOTCATALOG,
+                 "'" + cat->dir_.path + "' holds checkpoint files but no catalog ('" + opts.catalog_name +
+                     "' is missing): " + list +
+                     ". No empty catalog was started beside them. If ckptdb wrote them and its catalog was lost, "
+                     "'ckptdb fsck --repair " + cat->dir_.path + "' rebuilds it; if they were written without "
+                     "ckptdb, 'ckptdb adopt " + cat->dir_.path + "' takes them in; or move them elsewhere");
+        }
         create_catalog(cat->dir_, opts.catalog_name, dbo);
+    }
     cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo);
     if (!opts.readonly) {
         try {

@@ -142,8 +142,12 @@ public:
     // --- checking and repair (fsck.cpp) ---
     std::vector<FsckItem> fsck(bool repair);
     // A new catalog for dir from the files present; the old catalog moved aside.
+    // Builds a catalog from the checkpoint files in dir (adopt_checkpoints):
+    // rebuild for a lost or unreadable catalog (moved aside), adopt for a
+    // directory written without ckptdb (refused where a catalog exists).
+    enum class Adoption { rebuild, adopt };
     static int64_t rebuild(const std::string &dir, const OpenOptions &opts,
-                           const std::function<void(const FsckItem &)> &report);
+                           const std::function<void(const FsckItem &)> &report, Adoption how = Adoption::rebuild);
     // A consistent copy of the catalog into dest (SQLite's backup API).
     void backup_into(sqlite3 *dest);
 
@@ -218,5 +222,15 @@ private:
     std::set<int64_t> confirmed_corrupt_;
     void confirm_corrupt();
 };
+
+// The files of dir that look like checkpoints (regular files, no links,
+// valid names, a checkpoint's extension: .pt .pth .ckpt .bin .safetensors
+// .distcp; a regular last link too), other than the catalog's and the
+// library's own: what a catalog must know before it may be started empty.
+std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOptions &opts);
+
+// Removes what a catalog creation that a kill stopped left behind
+// (<catalog>.new-<hex> and its -wal, -shm, -journal) once no creator holds it.
+void remove_dead_creations(const Dir &dir, const std::string &catalog);
 
 }  // namespace ckptdb

@@ -57,7 +57,11 @@ Db::Db(const std::string &path, const DbOptions &opts) : path_(path) {
     if (!exists && (!opts.create || opts.readonly))
         fail(CKPTDB_ENOTFOUND, "catalog '" + path + "' does not exist");
 
-    int flags = opts.readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    // Only a catalog being built is created here (Catalog::open makes a new
+    // one under a temp name first); an existing catalog that vanished is an
+    // error, not a new empty file.
+    int flags = opts.readonly ? SQLITE_OPEN_READONLY
+                              : (SQLITE_OPEN_READWRITE | (opts.init_schema ? SQLITE_OPEN_CREATE : 0));
     flags |= SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path.c_str(), &db_, flags, io::sqlite_vfs());
     if (rc != SQLITE_OK) {
@@ -147,6 +151,12 @@ void Db::check_and_migrate(const DbOptions &opts) {
     int64_t objects = pragma_int(*this, db_, "SELECT count(*) FROM sqlite_master");
     if (app_id != kApplicationId && (objects > 0 || version != 0))
         fail(CKPTDB_ENOTCATALOG, "'" + path_ + "' is an SQLite database but not a ckptdb catalog; it was left untouched");
+    if (objects == 0 && version == 0 && !opts.init_schema)
+        fail(CKPTDB_ENOTCATALOG, "catalog '" + path_ +
+                                     "' is empty (no ckptdb schema): the catalog was lost, truncated or never "
+                                     "finished. It was left untouched, and no empty catalog is started beside the "
+                                     "directory's checkpoints. 'ckptdb fsck --repair' rebuilds it from the files "
+                                     "there");
     if (version > sql::kSchemaVersion)
         fail(CKPTDB_EVERSION, "catalog '" + path_ + "' has schema version " + std::to_string(version) +
                                   ", newer than this library's " + std::to_string(sql::kSchemaVersion) +

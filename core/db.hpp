@@ -17,6 +17,9 @@ struct DbOptions {
     bool readonly = false;
     bool create = true;
     bool rollback_journal = false;  // network file systems: no WAL
+    // Give a file with no schema the catalog's: only for a catalog being
+    // built under its temp name. Any other schema-less file is a lost catalog.
+    bool init_schema = false;
     int busy_timeout_ms = 60000;
 };
 

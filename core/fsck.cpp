@@ -9,9 +9,14 @@
 #include <ctime>
 #include <map>
 #include <regex>
+#include <cstring>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "catalog.hpp"
+#include "db.hpp"
+#include "fsio.hpp"
+#include "hooks.hpp"
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hash.hpp"
@@ -130,41 +135,169 @@ static bool parse_default_name(const std::string &name, std::string &kind, int64
     return true;
 }
 
-int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
-                         const std::function<void(const FsckItem &)> &report) {
-    if (opts.readonly) fail(CKPTDB_EINVAL, "cannot rebuild a catalog read-only");
-    Dir dir = open_dir(path, false);
-    // Keep the old catalog aside, never overwritten: <catalog>.broken-<UTC>.
-    char stamp[32];
-    std::time_t now = std::time(nullptr);
-    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", std::gmtime(&now));
-    const std::string aside = opts.catalog_name + ".broken-" + stamp;
-    if (name_exists(dir, opts.catalog_name)) {
-        rename_noreplace(dir, opts.catalog_name, aside);
-        for (const char *suffix : {"-wal", "-shm", "-journal"})
-            if (name_exists(dir, opts.catalog_name + suffix))
-                rename_noreplace(dir, opts.catalog_name + suffix, aside + suffix);
-        sync_dir(dir);
-    }
+namespace {
 
-    struct Found {
-        std::string name, kind;
-        int64_t epoch, step;
-        struct timespec mtime;
-    };
-    std::vector<Found> found;
+bool checkpoint_extension(const std::string &n) {
+    for (const char *ext : {".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".distcp"}) {
+        size_t l = std::strlen(ext);
+        if (n.size() > l && n.compare(n.size() - l, l, ext) == 0) return true;
+    }
+    return false;
+}
+
+bool catalog_own(const std::string &n, const OpenOptions &opts) {
+    return n.compare(0, opts.catalog_name.size(), opts.catalog_name) == 0 || is_temp_name(n);
+}
+
+uint64_t le(const unsigned char *p, int bytes) {
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+bool pread_all(int fd, unsigned char *buf, size_t len, int64_t off) {
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = io::ops().pread(fd, buf + got, len - got, static_cast<off_t>(off + static_cast<int64_t>(got)));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        got += static_cast<size_t>(n);
+    }
+    return true;
+}
+
+// Whether a file that is a zip archive (torch.save's format since 1.6) is
+// whole: its end-of-central-directory record (zip64 too) is at the end and
+// names a central directory that ends where the record begins. A torn write
+// loses the end first. *zip says whether the file is a zip archive at all.
+std::string zip_problem(int fd, int64_t size, bool *zip) {
+    unsigned char head[4];
+    *zip = size >= 4 && pread_all(fd, head, 4, 0) && std::memcmp(head, "PK\x03\x04", 4) == 0;
+    if (!*zip) return "";
+    const int64_t n = std::min<int64_t>(size, 22 + 65535);
+    std::vector<unsigned char> tail(static_cast<size_t>(n));
+    if (!pread_all(fd, tail.data(), tail.size(), size - n)) return "cannot read its end";
+    int64_t at = -1;
+    for (int64_t i = n - 22; i >= 0; i--)
+        if (std::memcmp(&tail[static_cast<size_t>(i)], "PK\x05\x06", 4) == 0 &&
+            static_cast<int64_t>(le(&tail[static_cast<size_t>(i) + 20], 2)) == n - i - 22) {
+            at = i;
+            break;
+        }
+    if (at < 0) return "a zip archive (torch's format) with no end-of-central-directory record: it was cut short";
+    const int64_t eocd = size - n + at;
+    uint64_t cd_size = le(&tail[static_cast<size_t>(at) + 12], 4), cd_off = le(&tail[static_cast<size_t>(at) + 16], 4);
+    int64_t cd_end = eocd;
+    // A zip64 archive (torch writes one always) has its zip64 end record
+    // and locator between the central directory and the end record.
+    unsigned char loc[20];
+    bool zip64 = eocd >= 20 && pread_all(fd, loc, 20, eocd - 20) && std::memcmp(loc, "PK\x06\x07", 4) == 0;
+    if (!zip64 && (cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu))
+        return "a zip64 archive whose zip64 locator is missing";
+    if (zip64) {
+        unsigned char rec[56];
+        int64_t rec_off = static_cast<int64_t>(le(loc + 8, 8));
+        if (rec_off < 0 || rec_off + 56 > eocd - 20 || !pread_all(fd, rec, 56, rec_off) ||
+            std::memcmp(rec, "PK\x06\x06", 4) != 0)
+            return "a zip64 archive whose zip64 end record is missing";
+        cd_size = le(rec + 40, 8);
+        cd_off = le(rec + 48, 8);
+        cd_end = rec_off;
+    }
+    if (cd_off > static_cast<uint64_t>(cd_end) || cd_off + cd_size != static_cast<uint64_t>(cd_end))
+        return "a zip archive whose central directory does not end where its end record begins";
+    unsigned char sig[4];
+    if (cd_size > 0 && (!pread_all(fd, sig, 4, static_cast<int64_t>(cd_off)) || std::memcmp(sig, "PK\x01\x02", 4) != 0))
+        return "a zip archive whose central directory is not where its end record says";
+    return "";
+}
+
+std::string utc(const struct timespec &t) {
+    char buf[40];
+    std::tm tm{};
+    gmtime_r(&t.tv_sec, &tm);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[48];
+    std::snprintf(out, sizeof out, "%s.%03ldZ", buf, t.tv_nsec / 1000000);
+    return out;
+}
+
+}  // namespace
+
+std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOptions &opts) {
+    std::vector<std::string> out;
     for (const std::string &n : list_names(dir)) {
-        if (n == opts.catalog_name || n.compare(0, opts.catalog_name.size(), opts.catalog_name) == 0 ||
-            is_temp_name(n) || n == opts.last_link)
-            continue;
+        if (catalog_own(n, opts) || !name_problem(n).empty()) continue;
+        if (!checkpoint_extension(n) && n != opts.last_link) continue;
         struct stat st;
         if (io::ops().fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-        Found f{n, "", 0, 0, st.st_mtim};
-        if (!name_problem(n).empty() || !parse_default_name(n, f.kind, f.epoch, f.step)) {
-            if (report) report({"unknown_file", n, 0, "not a default checkpoint name; left alone", ""});
-            continue;
+        out.push_back(n);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// Rebuild and adopt build the whole new catalog under a temp name, held
+// locked (remove_dead_creations takes it once its builder is gone), and
+// install it by one rename: killed at any point, the directory has its old
+// catalog or the whole new one. Every file is hashed; a zip archive must be
+// whole by its end record, else its row is corrupt (quarantined: never
+// resumed, never deleted by a rule). Every adopted row is pinned (out of
+// rotation until the user releases it: ckptdb unpin) and records, in its
+// metadata and its event, the order assumed and why.
+int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
+                         const std::function<void(const FsckItem &)> &report, Adoption how) {
+    if (opts.readonly) fail(CKPTDB_EINVAL, "cannot rebuild a catalog read-only");
+    {
+        std::string p = name_problem(opts.catalog_name);
+        if (!p.empty()) fail(CKPTDB_EINVAL, "invalid catalog file name '" + opts.catalog_name + "': it " + p);
+    }
+    const bool adopt = how == Adoption::adopt;
+    const char *verb = adopt ? "adopted" : "rebuilt";
+    Dir dir = open_dir(path, false);
+    remove_dead_creations(dir, opts.catalog_name);
+    const bool had_catalog = name_exists(dir, opts.catalog_name);
+    if (adopt && had_catalog)
+        fail(CKPTDB_EEXISTS, "'" + dir.path + "' already has a catalog ('" + opts.catalog_name +
+                                 "'): adopt is for directories written without ckptdb, and changed nothing. "
+                                 "'ckptdb fsck --repair' rebuilds a catalog that is lost or unreadable");
+
+    struct Found {
+        std::string name, kind, checksum, status, check;
+        int64_t epoch = 0, step = 0, size = 0;
+        struct timespec mtime {};
+    };
+    std::vector<Found> found;
+    std::vector<std::string> files = checkpoint_looking_files(dir, opts);
+    std::set<std::string> taken(files.begin(), files.end());
+    for (const std::string &n : list_names(dir)) {
+        if (catalog_own(n, opts) || taken.count(n)) continue;
+        if (report) report({"unknown_file", n, 0, "not a checkpoint file by its name or type; left alone", ""});
+    }
+    for (const std::string &n : files) {
+        int err = 0;
+        UniqueFd fd = open_read(dir, n, err);
+        if (!fd) fail_os("cannot read", dir.join(n), err);
+        struct stat st;
+        if (io::ops().fstat(fd.get(), &st) != 0) fail_os("cannot stat", dir.join(n), errno);
+        if (!S_ISREG(st.st_mode)) continue;  // replaced since the listing
+        Found f;
+        f.name = n;
+        f.mtime = st.st_mtim;
+        Hasher h;
+        f.size = hash_fd(fd.get(), h, dir.join(n));
+        f.checksum = h.hex();
+        bool zip = false;
+        std::string torn = zip_problem(fd.get(), f.size, &zip);
+        f.status = torn.empty() ? "complete" : "corrupt";
+        f.check = !torn.empty() ? torn
+                  : zip         ? "a whole zip archive (its end-of-central-directory record is in place)"
+                                : "not a zip archive: hashed, but its wholeness could not be checked";
+        if (!parse_default_name(n, f.kind, f.epoch, f.step)) {
+            f.kind = "adopted";
+            f.epoch = f.step = 0;
         }
-        found.push_back(f);
+        found.push_back(std::move(f));
     }
     // Oldest first, so that the newest file becomes the newest commit.
     std::sort(found.begin(), found.end(), [](const Found &a, const Found &b) {
@@ -173,32 +306,94 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
         return a.name < b.name;
     });
 
-    std::shared_ptr<Catalog> cat = open(path, opts);
-    int64_t rows = 0;
-    for (const Found &f : found) {
-        int err = 0;
-        UniqueFd fd = open_read(cat->dir(), f.name, err);
-        if (!fd) fail_os("cannot read", cat->dir().join(f.name), err);
-        Hasher h;
-        int64_t size = hash_fd(fd.get(), h, cat->dir().join(f.name));
-        std::string sum = h.hex();
-        cat->write([&](Db &db) {
-            int64_t run = cat->run_id_in_tx(db);
-            Db::Query(db, sql::Stmt::checkpoint_insert_complete)
-                .bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, size).bind(6, sum)
-                .bind(7, run)
-                .run();
-            int64_t id = db.last_insert_rowid();
-            Db::Query(db, sql::Stmt::file_insert_sealed).bind(1, id).bind(2, int64_t(0)).bind(3, f.name)
-                .bind(4, size).bind(5, sum).run();
-            cat->log_event(db, id, "rebuilt", "adopted from the directory: " + std::to_string(size) + " bytes, xxh128 " + sum);
-            if (report) report({"rebuilt", f.name, id, f.kind + " epoch " + std::to_string(f.epoch) + " step " +
-                                                          std::to_string(f.step), "added"});
-        });
-        rows++;
+    std::string tmp;
+    UniqueFd held = create_locked_traced(
+        dir, [&] { return opts.catalog_name + ".new-" + random_temp_name().substr(12); }, tmp);
+    hook("rebuild_temp_created");
+    try {
+        {
+            DbOptions dbo;
+            dbo.init_schema = true;
+            dbo.busy_timeout_ms = opts.busy_timeout_ms;
+            dbo.rollback_journal = on_network_fs(dir.fd.get());
+            Db db(dir.join(tmp), dbo);
+            Db::Tx tx(db);
+            int64_t seq = 0;
+            for (const Found &f : found) {
+                nlohmann::json meta = {{"adopted",
+                                        {{"by", adopt ? "ckptdb adopt" : "ckptdb fsck --repair (rebuild)"},
+                                         {"order", "file modification time, then name: the only order left "
+                                                   "without a catalog"},
+                                         {"mtime", utc(f.mtime)},
+                                         {"position", seq + 1},
+                                         {"check", f.check},
+                                         {"pinned", "kept out of rotation until released (ckptdb unpin)"}}}};
+                Db::Query(db, sql::Stmt::checkpoint_insert_adopted)
+                    .bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size)
+                    .bind(6, f.checksum).bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump())
+                    .bind(10, ++seq)
+                    .run();
+                int64_t id = db.last_insert_rowid();
+                Db::Query(db, sql::Stmt::file_insert_sealed).bind(1, id).bind(2, int64_t(0)).bind(3, f.name)
+                    .bind(4, f.size).bind(5, f.checksum).run();
+                Db::Query ev(db, sql::Stmt::event_insert);
+                ev.bind_null(1).bind(2, id).bind(3, std::string(verb));
+                ev.bind(4, std::string(verb) + " from the directory, position " + std::to_string(seq) +
+                               " by modification time (" + utc(f.mtime) + "), then name; " +
+                               std::to_string(f.size) + " bytes, xxh128 " + f.checksum + "; " + f.check +
+                               "; pinned until released");
+                ev.run();
+                if (report)
+                    report({verb, f.name, id,
+                            f.status == "corrupt" ? "corrupt: " + f.check
+                                                  : "kind " + f.kind + ", epoch " + std::to_string(f.epoch) + ", step " +
+                                                        std::to_string(f.step) + ", pinned",
+                            f.status == "corrupt" ? "added, quarantined" : "added"});
+                hook("rebuild_row");
+            }
+            tx.commit();
+            db.checkpoint_wal(true);
+        }
+        for (const char *suffix : {"-wal", "-shm"}) unlink_name(dir, tmp + suffix);
+        hook("rebuild_built");
+        if (had_catalog) {
+            // The old catalog stays beside it, never overwritten:
+            // <catalog>.broken-<UTC> (a link to the same file), with its
+            // -wal, -shm and journal moved there before the new file
+            // takes the name (SQLite would pair them with it).
+            char stamp[32];
+            std::time_t now = std::time(nullptr);
+            std::tm tm{};
+            gmtime_r(&now, &tm);
+            std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+            std::string aside = opts.catalog_name + ".broken-" + stamp;
+            for (int i = 2; name_exists(dir, aside); i++)
+                aside = opts.catalog_name + ".broken-" + stamp + "-" + std::to_string(i);
+            if (::linkat(dir.fd.get(), opts.catalog_name.c_str(), dir.fd.get(), aside.c_str(), 0) != 0)
+                fail_os("cannot keep the old catalog as", dir.join(aside), errno);
+            for (const char *suffix : {"-wal", "-shm", "-journal"})
+                if (name_exists(dir, opts.catalog_name + suffix))
+                    rename_noreplace(dir, opts.catalog_name + suffix, aside + suffix);
+            sync_dir(dir);
+            hook("rebuild_aside");
+        }
+        if (had_catalog) {
+            if (io::ops().renameat(dir.fd.get(), tmp.c_str(), dir.fd.get(), opts.catalog_name.c_str()) != 0)
+                fail_os("cannot install the rebuilt catalog as", dir.join(opts.catalog_name), errno);
+        } else {
+            rename_noreplace(dir, tmp, opts.catalog_name);
+        }
+        sync_dir(dir);
+        hook("rebuild_installed");
+    } catch (...) {
+        if (name_exists(dir, tmp))
+            for (const char *suffix : {"", "-wal", "-shm", "-journal"}) unlink_name(dir, tmp + suffix);
+        throw;
     }
+    held.reset();
+    std::shared_ptr<Catalog> cat = open(path, opts);
     cat->refresh_link();
-    return rows;
+    return static_cast<int64_t>(found.size());
 }
 
 }  // namespace ckptdb

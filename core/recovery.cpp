@@ -153,7 +153,7 @@ void Catalog::recover() {
             while (q.step()) owned.insert(q.text(0));
         });
         for (const std::string &t : temps)
-            if (!owned.count(t) && !temp_in_use(dir_, t)) unlink_name(dir_, t);
+            if (!owned.count(t)) remove_unheld(dir_, t);
     }
     refresh_link();
     // Removing a temp file needs no directory fsync: one that reappears

@@ -55,6 +55,42 @@ UniqueFd create_locked_temp(const Dir &dir, const std::string &name) {
     return f;
 }
 
+namespace {
+bool same_file(const Dir &dir, const std::string &name, int fd) {
+    struct stat a, b;
+    if (io::ops().fstat(fd, &a) != 0) return false;
+    if (io::ops().fstatat(dir.fd.get(), name.c_str(), &b, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+}  // namespace
+
+UniqueFd create_locked_traced(const Dir &dir, const std::function<std::string()> &make_name, std::string &name) {
+    for (int attempt = 0;; attempt++) {
+        name = make_name();
+        UniqueFd f = create_exclusive(dir, name);
+        if (int err = flock_retry(f.get(), LOCK_EX)) {
+            unlink_name(dir, name);
+            fail_os("cannot lock", dir.join(name), err);
+        }
+        if (same_file(dir, name, f.get())) return f;
+        if (attempt >= 100) fail(CKPTDB_EIO, "temp files in '" + dir.path + "' keep vanishing as they are made");
+    }
+}
+
+bool remove_unheld(const Dir &dir, const std::string &name) {
+    int err = 0;
+    UniqueFd f = open_read(dir, name, err);
+    if (!f) {
+        // A link (the last link's temp name) cannot be held: it goes.
+        struct stat st;
+        return io::ops().fstatat(dir.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
+               unlink_name(dir, name) == 0;
+    }
+    if (flock_retry(f.get(), LOCK_EX | LOCK_NB) != 0) return false;
+    if (!same_file(dir, name, f.get())) return false;
+    return unlink_name(dir, name) == 0;
+}
+
 bool temp_in_use(const Dir &dir, const std::string &name) {
     int err = 0;
     UniqueFd f = open_read(dir, name, err);

@@ -76,4 +76,16 @@ bool temp_in_use(const Dir &dir, const std::string &name);
 // while it has its name, where the file system has O_TMPFILE.
 UniqueFd create_locked_temp(const Dir &dir, const std::string &name);
 
+// The same through the traced I/O layer alone (create, then flock), for the
+// files whose every operation the crash harness replays: a name is tried
+// until the file behind it is the one this process created and locked (one
+// that remove_unheld took in between is gone, and another name is made).
+UniqueFd create_locked_traced(const Dir &dir, const std::function<std::string()> &make_name, std::string &name);
+
+// Removes name where no process holds it: takes its exclusive flock itself,
+// checks the name still refers to that file, and unlinks it while holding
+// the lock (a creator that locks after this sees its name gone). False when
+// it is held or already gone.
+bool remove_unheld(const Dir &dir, const std::string &name);
+
 }  // namespace ckptdb

@@ -335,8 +335,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             }
             auto tmp = std::make_unique<Temp>();
             tmp->dir = &dd;
-            tmp->name = random_temp_name();
-            tmp->fd = create_locked_temp(dd, tmp->name);
+            tmp->fd = create_locked_traced(dd, random_temp_name, tmp->name);
             int out = tmp->fd.get();
             const std::string tmp_path = dd.join(tmp->name);
             temps.push_back(std::move(tmp));

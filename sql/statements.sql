@@ -301,3 +301,9 @@ UPDATE checkpoints SET run_id = ?2 WHERE id = ?1;
 
 -- name: run_set_resumed_if_unknown
 UPDATE runs SET resumed_from = ?2 WHERE id = ?1 AND resumed_from IS NULL;
+
+-- name: checkpoint_insert_adopted
+-- A file a rebuild or an adopt takes in: pinned, in the order it assumed.
+INSERT INTO checkpoints (name, kind, epoch, step, size, checksum, status, created_at, committed_at, run_id,
+                         metadata, commit_seq, pinned)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), NULL, ?9, ?10, 1);

@@ -113,6 +113,16 @@ TEST_CASE("case 2: a destination file no catalog owns is left alone and never be
         for (int e = 1; e <= 3; e++) s.save_bytes("epoch", e, e, t::pattern(4000, e));
     }
     t::write_file(dst / "epoch_002.pt", "the user's own file");
+    // A directory with checkpoint files and no catalog: sync refuses, naming
+    // them, and starts no catalog there.
+    CHECK(sync(src.path, dst.path, false) == CKPTDB_ENOTCATALOG);
+    CHECK(std::string(ckptdb_last_error()).find("epoch_002.pt") != std::string::npos);
+    CHECK_FALSE(t::exists(t::catalog_path(dst)));
+    CHECK(t::read_file(dst / "epoch_002.pt") == "the user's own file");
+    // Beside a catalog (one that exists before the file came), the file is left alone.
+    REQUIRE(::rename((dst / "epoch_002.pt").c_str(), (dst / "aside").c_str()) == 0);
+    { ckptdb::catalog d(dst.path); }
+    REQUIRE(::rename((dst / "aside").c_str(), (dst / "epoch_002.pt").c_str()) == 0);
     Items items;
     int rc = sync(src.path, dst.path, false, &items);
     CHECK(rc == CKPTDB_OK);

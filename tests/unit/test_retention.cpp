@@ -371,6 +371,15 @@ TEST_CASE("the last-link can be renamed or turned off, and never replaces a user
     CHECK(t::names(b.path).count("last.pt") == 0);
     t::write_file(u / "last.pt", "the old recipe's copy");
     {
+        // A regular last.pt is the old recipe's checkpoint: no catalog is
+        // started beside it until it is adopted.
+        ckptdb_catalog *refused = nullptr;
+        CHECK(ckptdb_open(&refused, u.path.c_str(), nullptr) == CKPTDB_ENOTCATALOG);
+        int64_t rows = 0;
+        REQUIRE(ckptdb_adopt(u.path.c_str(), nullptr, nullptr, nullptr, &rows) == CKPTDB_OK);
+        CHECK(rows == 1);
+    }
+    {
         ckptdb::catalog c(u.path);
         c.save_bytes("epoch", 1, 1, "x");
     }

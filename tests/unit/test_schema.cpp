@@ -87,12 +87,18 @@ TEST_CASE("an SQLite database of another application is refused and left untouch
     CHECK(t::read_file(t::catalog_path(d)) == before);
 }
 
-TEST_CASE("an empty version-0 catalog file is migrated to the current version") {
+TEST_CASE("an empty catalog file is a lost catalog: refused, left untouched, never given a fresh schema") {
     t::TempDir d;
     t::write_file(t::catalog_path(d), "");
-    CHECK(open_code(d.path) == CKPTDB_OK);
-    CHECK(t::query1(t::catalog_path(d), "PRAGMA user_version") == std::to_string(ckptdb_schema_version()));
-    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == "0");
+    CHECK(open_code(d.path) == CKPTDB_ENOTCATALOG);
+    CHECK(std::string(ckptdb_last_error()).find("fsck --repair") != std::string::npos);
+    CHECK(t::read_file(t::catalog_path(d)).empty());
+    ckptdb_open_options ro = CKPTDB_OPEN_OPTIONS_INIT;
+    ro.flags = CKPTDB_OPEN_READONLY | CKPTDB_OPEN_NO_CREATE;
+    ckptdb_catalog *db = nullptr;
+    CHECK(ckptdb_open(&db, d.path.c_str(), &ro) == CKPTDB_ENOTCATALOG);
+    CHECK(std::string(ckptdb_last_error()).find("read-write") == std::string::npos);
+    CHECK(t::read_file(t::catalog_path(d)).empty());
 }
 
 TEST_CASE("a catalog behind a symbolic link is refused, not followed") {
