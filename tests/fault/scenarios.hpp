@@ -4,7 +4,10 @@
 // body, run with it armed; the body reports every commit that returned OK.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <optional>
@@ -169,6 +172,43 @@ inline std::vector<Scenario> all() {
                  },
                  [](const std::string &root, const Ack &) {
                      return run_guarded([&](Result &) { ckptdb::sync_dirs(dir_a(root), dir_b(root), ckptdb::SyncOptions()); });
+                 }});
+    // Rebuild of a catalog lost as an empty file (the old file is kept
+    // aside), and adopt of a directory written without ckptdb (plain files,
+    // a regular last.pt): each builds the whole catalog and installs it by
+    // one rename.
+    v.push_back({"rebuild",
+                 [](const std::string &root) {
+                     {
+                         auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         for (int i = 1; i <= 4; i++) save_one(cat, i, 3000);
+                     }
+                     for (const char *suffix : {"-wal", "-shm"})
+                         std::remove((dir_a(root) + "/ckptdb.sqlite" + suffix).c_str());
+                     std::FILE *f = std::fopen((dir_a(root) + "/ckptdb.sqlite").c_str(), "w");
+                     if (f) std::fclose(f);
+                 },
+                 [](const std::string &root, const Ack &) {
+                     return run_guarded([&](Result &) { ckptdb::Catalog::rebuild(dir_a(root), ckptdb::OpenOptions(), nullptr); });
+                 }});
+    v.push_back({"adopt",
+                 [](const std::string &root) {
+                     ::mkdir(dir_a(root).c_str(), 0755);
+                     for (int i = 1; i <= 4; i++) {
+                         std::string name = i == 4 ? "last.pt" : "epoch_00" + std::to_string(i) + ".pt";
+                         std::string b = bytes_for(i, 3000);
+                         std::FILE *f = std::fopen((dir_a(root) + "/" + name).c_str(), "w");
+                         if (f) {
+                             std::fwrite(b.data(), 1, b.size(), f);
+                             std::fclose(f);
+                         }
+                     }
+                 },
+                 [](const std::string &root, const Ack &) {
+                     return run_guarded([&](Result &) {
+                         ckptdb::Catalog::rebuild(dir_a(root), ckptdb::OpenOptions(), nullptr,
+                                                  ckptdb::Catalog::Adoption::adopt);
+                     });
                  }});
     return v;
 }

@@ -432,3 +432,124 @@ TEST_CASE("a catalog creation a kill stopped leaves nothing behind once nobody h
     CHECK_FALSE(t::exists(d / live));
     CHECK_FALSE(t::exists(d / (live + "-wal")));
 }
+
+namespace {
+
+// A small zip archive (one stored entry), laid out as torch.save's files are:
+// local header, data, central directory, end-of-central-directory record.
+std::string make_zip(const std::string &payload) {
+    auto u16 = [](std::string &s, uint32_t v) { s += char(v & 0xff); s += char((v >> 8) & 0xff); };
+    auto u32 = [&](std::string &s, uint32_t v) { u16(s, v & 0xffff); u16(s, v >> 16); };
+    const std::string name = "archive/data.pkl";
+    std::string z = "PK\x03\x04";
+    u16(z, 20); u16(z, 0); u16(z, 0); u16(z, 0); u16(z, 0); u32(z, 0);
+    u32(z, uint32_t(payload.size())); u32(z, uint32_t(payload.size()));
+    u16(z, uint16_t(name.size())); u16(z, 0);
+    z += name + payload;
+    const uint32_t cd_off = uint32_t(z.size());
+    std::string cd = "PK\x01\x02";
+    u16(cd, 20); u16(cd, 20); u16(cd, 0); u16(cd, 0); u16(cd, 0); u16(cd, 0); u32(cd, 0);
+    u32(cd, uint32_t(payload.size())); u32(cd, uint32_t(payload.size()));
+    u16(cd, uint16_t(name.size())); u16(cd, 0); u16(cd, 0); u16(cd, 0); u16(cd, 0); u32(cd, 0); u32(cd, 0);
+    cd += name;
+    z += cd;
+    z += "PK\x05\x06";
+    u16(z, 0); u16(z, 0); u16(z, 1); u16(z, 1); u32(z, uint32_t(cd.size())); u32(z, cd_off); u16(z, 0);
+    return z;
+}
+
+void touch_order(const std::string &path, int second) {  // a distinct modification time per file
+    struct timespec ts[2] = {{1700000000 + second, 0}, {1700000000 + second, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), ts, 0) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("case 5: a lost catalog (deleted or emptied) is never silently recreated beside good checkpoints") {
+    for (bool emptied : {false, true}) {
+        t::TempDir d;
+        {
+            ckptdb::catalog c(d.path);
+            for (int e = 1; e <= 3; e++) c.save_bytes("epoch", e, e * 10, t::pattern(2000, e));
+        }
+        for (const char *suffix : {"", "-wal", "-shm"}) ::unlink((t::catalog_path(d) + suffix).c_str());
+        if (emptied) t::write_file(t::catalog_path(d), "");
+        ckptdb_catalog *db = nullptr;
+        CHECK(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_ENOTCATALOG);
+        std::string why = ckptdb_last_error();
+        CHECK_MESSAGE(why.find(emptied ? "empty" : "epoch_001.pt") != std::string::npos, why);
+        CHECK(why.find("fsck --repair") != std::string::npos);
+        CHECK(t::exists(t::catalog_path(d)) == emptied);  // nothing made, nothing changed
+        if (emptied) CHECK(t::read_file(t::catalog_path(d)).empty());
+        // The explicit repair takes every file back; resume finds the newest.
+        int64_t rows = 0;
+        REQUIRE(ckptdb_rebuild(d.path.c_str(), nullptr, nullptr, nullptr, &rows) == CKPTDB_OK);
+        CHECK(rows == 3);
+        ckptdb::catalog c(d.path);
+        CHECK(c.latest()->name == "epoch_003.pt");
+        if (emptied) {
+            bool aside = false;
+            for (const auto &n : t::names(d.path)) aside = aside || n.rfind("ckptdb.sqlite.broken-", 0) == 0;
+            CHECK(aside);
+        }
+    }
+}
+
+TEST_CASE("case 9: adopting is conservative: torn archives quarantined, everything pinned, the order recorded") {
+    t::TempDir d;
+    const std::string whole1 = make_zip(t::pattern(3000, 1)), whole2 = make_zip(t::pattern(3000, 2));
+    t::write_file(d / "epoch_001.pt", whole1);
+    t::write_file(d / "epoch_002.pt", whole2);
+    for (int m = 1; m <= 8; m++) t::write_file(d / ("manual_00" + std::to_string(m) + ".pt"), whole1);
+    std::string torn = make_zip(t::pattern(3000, 7));
+    t::write_file(d / "epoch_007.pt", torn.substr(0, torn.size() - 30));  // cut short
+    t::write_file(d / "last.pt", whole2);  // the recipe's copy of the newest state
+    t::write_file(d / "notes.txt", "not a checkpoint");
+    touch_order(d / "epoch_001.pt", 1);
+    for (int m = 1; m <= 8; m++) touch_order(d / ("manual_00" + std::to_string(m) + ".pt"), 1 + m);
+    touch_order(d / "epoch_002.pt", 20);
+    touch_order(d / "last.pt", 21);
+    touch_order(d / "epoch_007.pt", 30);  // the newest file is the torn one
+
+    ckptdb_catalog *db = nullptr;
+    CHECK(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_ENOTCATALOG);
+    CHECK(std::string(ckptdb_last_error()).find("ckptdb adopt") != std::string::npos);
+    Items items;
+    int64_t rows = 0;
+    REQUIRE(ckptdb_adopt(d.path.c_str(), nullptr, Items::cb, &items, &rows) == CKPTDB_OK);
+    CHECK(rows == 12);
+    CHECK(items.has("unknown_file notes.txt"));
+    CHECK(ckptdb_adopt(d.path.c_str(), nullptr, nullptr, nullptr, &rows) == CKPTDB_EEXISTS);
+    {
+        ckptdb::catalog c(d.path);
+        CHECK(c.get(std::string("epoch_007.pt")).status == CKPTDB_STATUS_CORRUPT);
+        CHECK(c.latest()->name == "last.pt");  // not the torn newest file
+        ckptdb_retention r = CKPTDB_RETENTION_INIT;  // the default rules
+        REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    }
+    for (int m = 1; m <= 8; m++) CHECK(t::read_file(d / ("manual_00" + std::to_string(m) + ".pt")) == whole1);
+    CHECK(t::read_file(d / "epoch_001.pt") == whole1);
+    CHECK(t::exists(d / "epoch_007.pt"));
+    const std::string cat = t::catalog_path(d);
+    CHECK(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE pinned = 1") == "12");
+    CHECK(t::query1(cat, "SELECT group_concat(name, ' ') FROM (SELECT name FROM checkpoints ORDER BY commit_seq)") ==
+          "epoch_001.pt manual_001.pt manual_002.pt manual_003.pt manual_004.pt manual_005.pt manual_006.pt "
+          "manual_007.pt manual_008.pt epoch_002.pt last.pt epoch_007.pt");
+    CHECK(t::query1(cat, "SELECT json_extract(metadata, '$.adopted.order') FROM checkpoints WHERE name = 'last.pt'")
+              .find("modification time") != std::string::npos);
+    CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'adopted'") == "12");
+    // Released by the user, an adopted checkpoint is rotated like any other.
+    {
+        ckptdb::catalog c(d.path);
+        REQUIRE(ckptdb_pin(c.handle(), c.get(std::string("manual_001.pt")).id, 0) == CKPTDB_OK);
+        ckptdb_keep_kind k;
+        k.kind = "manual";
+        k.count = 0;
+        ckptdb_retention r = CKPTDB_RETENTION_INIT;
+        r.keep_last = &k;
+        r.keep_last_count = 1;
+        REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    }
+    CHECK_FALSE(t::exists(d / "manual_001.pt"));
+    CHECK(t::exists(d / "manual_002.pt"));
+}
