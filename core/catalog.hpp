@@ -146,6 +146,11 @@ public:
     // rebuild for a lost or unreadable catalog (moved aside), adopt for a
     // directory written without ckptdb (refused where a catalog exists).
     enum class Adoption { rebuild, adopt };
+    // Checkpoint-looking files the catalog does not know, modified after its
+    // newest commit: commits the catalog lost (its WAL, say), or files put
+    // there behind its back. Reported on open (event "catalog_behind") and by
+    // fsck ("newer_than_catalog"); never deleted.
+    std::vector<std::string> newer_than_catalog();
     static int64_t rebuild(const std::string &dir, const OpenOptions &opts,
                            const std::function<void(const FsckItem &)> &report, Adoption how = Adoption::rebuild);
     // A consistent copy of the catalog into dest (SQLite's backup API).

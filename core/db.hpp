@@ -46,6 +46,7 @@ public:
         bool step();  // true while there is a row
         void run();   // step to completion
         int64_t i64(int col) const;
+        double f64(int col) const;
         std::string text(int col) const;
         bool is_null(int col) const;
 

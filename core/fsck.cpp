@@ -56,6 +56,8 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
         }
     });
 
+    std::vector<std::string> newer_list = newer_than_catalog();
+    std::set<std::string> newer(newer_list.begin(), newer_list.end());
     for (const std::string &n : names) {
         if (reserved_name(n)) continue;
         if (n.compare(0, opts_.catalog_name.size() + 8, opts_.catalog_name + ".broken-") == 0) continue;
@@ -77,7 +79,13 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
             continue;
         }
         auto k = known.find(n);
-        if (k == known.end()) {
+        if (k == known.end() && newer.count(n)) {
+            out.push_back({"newer_than_catalog", n, 0,
+                           "a checkpoint file the catalog does not know, newer than its newest commit (commits "
+                           "lost with the catalog's WAL? a file put here by hand?); never deleted. 'ckptdb adopt' "
+                           "does not apply to a catalog that exists; compare with 'ckptdb ls' before resuming",
+                           ""});
+        } else if (k == known.end()) {
             out.push_back({"unknown_file", n, 0, "the catalog does not know this file; it is never deleted", ""});
         } else if (k->second.second == "pruned") {
             out.push_back({"pending_prune", n, k->second.first, "pruned, but the file is still there", ""});
@@ -234,6 +242,28 @@ std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOpti
         out.push_back(n);
     }
     std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<std::string> Catalog::newer_than_catalog() {
+    std::vector<std::string> files = checkpoint_looking_files(dir_, opts_);
+    if (files.empty()) return {};
+    std::set<std::string> known;
+    double newest = 0;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::file_names_known);
+        while (q.step()) known.insert(q.text(0));
+        Db::Query n(db, sql::Stmt::newest_commit_unix);
+        if (n.step()) newest = n.f64(0);
+    });
+    std::vector<std::string> out;
+    for (const std::string &f : files) {
+        if (known.count(f) || f == opts_.last_link) continue;
+        struct stat st;
+        if (io::ops().fstatat(dir_.fd.get(), f.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        double mtime = static_cast<double>(st.st_mtim.tv_sec) + static_cast<double>(st.st_mtim.tv_nsec) / 1e9;
+        if (mtime > newest) out.push_back(f);
+    }
     return out;
 }
 

@@ -156,6 +156,16 @@ void Catalog::recover() {
             if (!owned.count(t)) remove_unheld(dir_, t);
     }
     refresh_link();
+    std::vector<std::string> newer = newer_than_catalog();
+    if (!newer.empty()) {
+        std::string list;
+        for (size_t i = 0; i < newer.size() && i < 5; i++) list += (i ? ", " : "") + newer[i];
+        if (newer.size() > 5) list += " and " + std::to_string(newer.size() - 5) + " more";
+        pending_.push_back({"catalog_behind", 0,
+                            "'" + dir_.path + "' holds checkpoint files newer than the catalog's newest commit that "
+                            "it does not know: " + list + " (commits lost with its WAL?); 'ckptdb fsck' lists them"});
+        emit_pending();
+    }
     // Removing a temp file needs no directory fsync: one that reappears
     // after a power loss is removed by the next recovery.
 }

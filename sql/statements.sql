@@ -307,3 +307,8 @@ UPDATE runs SET resumed_from = ?2 WHERE id = ?1 AND resumed_from IS NULL;
 INSERT INTO checkpoints (name, kind, epoch, step, size, checksum, status, created_at, committed_at, run_id,
                          metadata, commit_seq, pinned)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), NULL, ?9, ?10, 1);
+
+-- name: newest_commit_unix
+-- When the newest commit the catalog knows happened, in Unix seconds (0: none).
+SELECT coalesce((julianday(max(committed_at)) - 2440587.5) * 86400.0, 0) FROM checkpoints
+ WHERE committed_at IS NOT NULL;

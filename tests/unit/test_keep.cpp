@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 
 #include "ckptdb.hpp"
 #include "support.hpp"
@@ -552,4 +553,46 @@ TEST_CASE("case 9: adopting is conservative: torn archives quarantined, everythi
     }
     CHECK_FALSE(t::exists(d / "manual_001.pt"));
     CHECK(t::exists(d / "manual_002.pt"));
+}
+
+TEST_CASE("case 8: the WAL is folded into the catalog file as it goes, and files newer than the catalog are reported") {
+    t::TempDir d, lost;
+    std::set<std::string> files;
+    {
+        ckptdb::catalog c(d.path);  // kept open: no close folds the WAL in
+        for (int i = 1; i <= 39; i++) files.insert(c.save_bytes("step", 0, i, t::pattern(1000, i)).name);
+        // The catalog file alone, as a crash that loses the -wal leaves it.
+        t::write_file(t::catalog_path(lost), t::read_file(t::catalog_path(d)));
+        for (const auto &n : files) t::write_file(lost / n, t::read_file(d / n));
+    }
+    const int kept = std::stoi(t::query1(t::catalog_path(lost), "SELECT count(*) FROM checkpoints WHERE status = 'complete'"));
+    CHECK_MESSAGE(kept >= 39 - 6, "the catalog file alone holds ", kept, " of 39 commits");
+    // What the lost WAL held is newer than anything the catalog knows: reported on open and by fsck.
+    struct Seen {
+        std::string detail;
+        static void cb(const char *event, int64_t, const char *detail, void *p) {
+            if (std::string(event) == "catalog_behind") static_cast<Seen *>(p)->detail = detail;
+        }
+    } seen;
+    ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+    o.on_event = Seen::cb;
+    o.event_payload = &seen;
+    // Rows of any status own their names (a save the WAL had begun is in flight,
+    // or recovery finishes it); the files no row names are the unknown ones,
+    // and one more is put there by hand.
+    const int unknown = 39 - std::stoi(t::query1(t::catalog_path(lost), "SELECT count(*) FROM checkpoints")) + 1;
+    t::write_file(lost / "step_000040.pt", "put here behind the catalog's back");
+    ckptdb::catalog c(lost.path, &o);
+    CHECK_MESSAGE(seen.detail.find("step_000040.pt") != std::string::npos, seen.detail);
+    Items items;
+    REQUIRE(ckptdb_fsck(c.handle(), 0, Items::cb, &items, nullptr) == CKPTDB_OK);
+    int newer = 0;
+    for (const auto &l : items.lines) newer += l.rfind("newer_than_catalog ", 0) == 0;
+    CHECK_MESSAGE(newer == unknown, items.all());
+    CHECK(items.has("newer_than_catalog step_000040.pt"));
+    // Nothing is reported where the catalog knows every file.
+    Seen quiet;
+    o.event_payload = &quiet;
+    { ckptdb::catalog again(d.path, &o); }
+    CHECK(quiet.detail.empty());
 }
