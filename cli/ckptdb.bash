@@ -4,7 +4,7 @@
 # bash-completion); or `source` it.  tests/shell/cli_completion.sh checks it
 # against every subcommand's --help.
 
-_ckptdb_subcommands="ls show latest verify prune pin unpin fsck history du sync"
+_ckptdb_subcommands="ls show latest verify prune pin unpin fsck adopt history du sync"
 
 _ckptdb_options() {
     case $1 in
@@ -12,10 +12,10 @@ _ckptdb_options() {
     show) echo "-h --help --json" ;;
     latest) echo "-h --help --kind --no-verify --path --json" ;;
     verify) echo "-h --help --all --json" ;;
-    prune) echo "-h --help --keep --keep-default --every-n-epochs --interval --best --best-mode --best-k --max-bytes --dry-run --json" ;;
+    prune) echo "-h --help --keep --keep-default --every-n-epochs --interval --best --best-mode --best-k --max-bytes --corrupt --dry-run --json" ;;
     pin | unpin) echo "-h --help --json" ;;
     fsck) echo "-h --help --repair --json" ;;
-    history | du) echo "-h --help --json" ;;
+    adopt | history | du) echo "-h --help --json" ;;
     sync) echo "-h --help --delete --json" ;;
     esac
 }

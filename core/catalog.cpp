@@ -130,7 +130,17 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
                      "'ckptdb fsck --repair " + cat->dir_.path + "' rebuilds it; if they were written without "
                      "ckptdb, 'ckptdb adopt " + cat->dir_.path + "' takes them in; or move them elsewhere");
         }
-        create_catalog(cat->dir_, opts.catalog_name, dbo);
+        // A -wal or journal whose catalog is gone must never meet a new one
+        // (SQLite would replay it into it): that catalog was lost. A creator
+        // makes its catalog before any -wal, so a -wal seen first and then
+        // no catalog is a stray.
+        for (const char *suffix : {"-wal", "-journal"})
+            if (name_exists(cat->dir_, opts.catalog_name + suffix) && !name_exists(cat->dir_, opts.catalog_name))
+                fail(CKPTDB_ENOTCATALOG, "'" + cat->dir_.path + "' holds '" + opts.catalog_name + suffix +
+                                             "' but not the catalog it belongs to: the catalog was lost. Nothing "
+                                             "was changed; 'ckptdb fsck --repair " + cat->dir_.path +
+                                             "' keeps them aside and rebuilds the catalog from the files there");
+        if (!name_exists(cat->dir_, opts.catalog_name)) create_catalog(cat->dir_, opts.catalog_name, dbo);
     }
     cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo);
     if (!opts.readonly) {

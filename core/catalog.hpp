@@ -234,6 +234,12 @@ private:
 // library's own: what a catalog must know before it may be started empty.
 std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOptions &opts);
 
+// Keeps a catalog's files aside, never overwritten, before another file
+// takes its name: the catalog as <catalog>.broken-<UTC> (a second link to
+// it), its -wal, -shm and journal moved there (SQLite would pair them with
+// the new file). Also for a -wal or journal whose catalog is gone.
+void keep_catalog_aside(const Dir &dir, const std::string &catalog);
+
 // Removes what a catalog creation that a kill stopped left behind
 // (<catalog>.new-<hex> and its -wal, -shm, -journal) once no creator holds it.
 void remove_dead_creations(const Dir &dir, const std::string &catalog);

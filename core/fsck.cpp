@@ -225,9 +225,10 @@ std::string utc(const struct timespec &t) {
     std::tm tm{};
     gmtime_r(&t.tv_sec, &tm);
     std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    char out[48];
-    std::snprintf(out, sizeof out, "%s.%03ldZ", buf, t.tv_nsec / 1000000);
-    return out;
+    int ms = static_cast<int>((t.tv_nsec / 1000000) % 1000);
+    char frac[8];
+    std::snprintf(frac, sizeof frac, ".%03dZ", ms < 0 ? 0 : ms);
+    return std::string(buf) + frac;
 }
 
 }  // namespace
@@ -265,6 +266,30 @@ std::vector<std::string> Catalog::newer_than_catalog() {
         if (mtime > newest) out.push_back(f);
     }
     return out;
+}
+
+void keep_catalog_aside(const Dir &dir, const std::string &catalog) {
+    const bool main = name_exists(dir, catalog);
+    bool extras = false;
+    for (const char *suffix : {"-wal", "-shm", "-journal"}) extras = extras || name_exists(dir, catalog + suffix);
+    if (!main && !extras) return;
+    char stamp[32];
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    std::string aside = catalog + ".broken-" + stamp;
+    auto taken = [&](const std::string &a) {
+        for (const char *suffix : {"", "-wal", "-shm", "-journal"})
+            if (name_exists(dir, a + suffix)) return true;
+        return false;
+    };
+    for (int i = 2; taken(aside); i++) aside = catalog + ".broken-" + stamp + "-" + std::to_string(i);
+    if (main && ::linkat(dir.fd.get(), catalog.c_str(), dir.fd.get(), aside.c_str(), 0) != 0)
+        fail_os("cannot keep the old catalog as", dir.join(aside), errno);
+    for (const char *suffix : {"-wal", "-shm", "-journal"})
+        if (name_exists(dir, catalog + suffix)) rename_noreplace(dir, catalog + suffix, aside + suffix);
+    sync_dir(dir);
 }
 
 // Rebuild and adopt build the whole new catalog under a temp name, held
@@ -386,27 +411,8 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
         }
         for (const char *suffix : {"-wal", "-shm"}) unlink_name(dir, tmp + suffix);
         hook("rebuild_built");
-        if (had_catalog) {
-            // The old catalog stays beside it, never overwritten:
-            // <catalog>.broken-<UTC> (a link to the same file), with its
-            // -wal, -shm and journal moved there before the new file
-            // takes the name (SQLite would pair them with it).
-            char stamp[32];
-            std::time_t now = std::time(nullptr);
-            std::tm tm{};
-            gmtime_r(&now, &tm);
-            std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-            std::string aside = opts.catalog_name + ".broken-" + stamp;
-            for (int i = 2; name_exists(dir, aside); i++)
-                aside = opts.catalog_name + ".broken-" + stamp + "-" + std::to_string(i);
-            if (::linkat(dir.fd.get(), opts.catalog_name.c_str(), dir.fd.get(), aside.c_str(), 0) != 0)
-                fail_os("cannot keep the old catalog as", dir.join(aside), errno);
-            for (const char *suffix : {"-wal", "-shm", "-journal"})
-                if (name_exists(dir, opts.catalog_name + suffix))
-                    rename_noreplace(dir, opts.catalog_name + suffix, aside + suffix);
-            sync_dir(dir);
-            hook("rebuild_aside");
-        }
+        keep_catalog_aside(dir, opts.catalog_name);
+        hook("rebuild_aside");
         if (had_catalog) {
             if (io::ops().renameat(dir.fd.get(), tmp.c_str(), dir.fd.get(), opts.catalog_name.c_str()) != 0)
                 fail_os("cannot install the rebuilt catalog as", dir.join(opts.catalog_name), errno);

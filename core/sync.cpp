@@ -368,7 +368,10 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             int64_t m = hash_fd(out, back, tmp_path);
             if (m != f.size || back.hex() != f.checksum)
                 fail(CKPTDB_EIO, "the copy of '" + f.name + "' in '" + dd.path + "' read back with another checksum");
-            done = base + r->bytes();
+            done = base;
+            for (const ShardFile &g : files) done += g.size;
+            done += f.size;
+            if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
             ShardFile got;
             got.name = f.name;
             got.temp_name = temps.back()->name;

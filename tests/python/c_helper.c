@@ -45,7 +45,7 @@ static int layout(void) {
     F(ckptdb_retention, version); F(ckptdb_retention, keep_last); F(ckptdb_retention, keep_last_count);
     F(ckptdb_retention, keep_last_default); F(ckptdb_retention, keep_every_n_epochs);
     F(ckptdb_retention, keep_interval_seconds); F(ckptdb_retention, best_metric); F(ckptdb_retention, best_mode);
-    F(ckptdb_retention, best_k); F(ckptdb_retention, max_bytes);
+    F(ckptdb_retention, best_k); F(ckptdb_retention, max_bytes); F(ckptdb_retention, prune_corrupt);
     S(ckptdb_prune_item);
     F(ckptdb_prune_item, id); F(ckptdb_prune_item, name); F(ckptdb_prune_item, size); F(ckptdb_prune_item, rule);
     S(ckptdb_file);

@@ -396,3 +396,22 @@ def test_verify_progress_sync_and_rebuild(tmp_path):
     with ckptdb.Catalog(dst) as cat:
         assert [e.name for e in cat.entries(status="complete")] == ["epoch_001.pt", "epoch_002.pt"]
         assert cat.get("epoch_002.pt").checksum == b.checksum
+
+
+def test_adopt_a_plain_directory_and_refuse_a_lost_catalog(tmp_path):
+    d = tmp_path / "plain"
+    d.mkdir()
+    for i, name in enumerate(["epoch_001.pt", "epoch_002.pt", "last.pt"]):
+        (d / name).write_bytes(bytes([i]) * 1000)
+        os.utime(d / name, (1700000000 + i, 1700000000 + i))
+    with pytest.raises(ckptdb.Error) as e:  # no empty catalog beside them
+        ckptdb.Catalog(d)
+    assert "epoch_001.pt" in str(e.value) and "ckptdb adopt" in str(e.value)
+    assert not (d / "ckptdb.sqlite").exists()
+    items = ckptdb.adopt(d)
+    assert [i["name"] for i in items if i["kind"] == "adopted"] == ["epoch_001.pt", "epoch_002.pt", "last.pt"]
+    with ckptdb.Catalog(d) as cat:
+        assert cat.latest().name == "last.pt"
+        assert all(e.pinned for e in cat.entries(status="complete"))
+    with pytest.raises(ckptdb.Exists):
+        ckptdb.adopt(d)  # it has a catalog now

@@ -166,10 +166,11 @@ def test_sharded_four_ranks_resume_falls_back_as_a_whole_past_a_corrupt_shard(tm
     # train.py passes end_of_epoch, so it was saved by epoch_end(1, 10)
     assert {(a, b) for a, b, _ in got} == {("1", "10")}
     with ckptdb.Catalog(d, readonly=True) as cat:
-        # found corrupt at the resume, then pruned by the next commit's rotation (rule "corrupt")
-        assert cat.get(latest.id).status == "pruned"
-        assert [ev["event"] for ev in cat.events(latest.id)][-2:] == ["corrupt", "pruned"]
-        assert not [n for n in os.listdir(d) if n.startswith("step_000015.")]
+        # found corrupt at the resume, then quarantined: rotation never deletes
+        # a corrupt checkpoint (only an explicit `ckptdb prune --corrupt` does)
+        assert cat.get(latest.id).status == "corrupt"
+        assert [ev["event"] for ev in cat.events(latest.id)][-1] == "corrupt"
+        assert len([n for n in os.listdir(d) if n.startswith("step_000015.")]) == 4
         assert cat.latest().step == 20 and cat.latest().file_count == 4
         [ten] = [e for e in cat.entries(status="complete") if e.step == 10]
         assert cat.runs()[-1]["resumed_from"] == ten.id

@@ -207,7 +207,7 @@ TEST_CASE("case 11: a file the source prunes during the sync is skipped and repo
         std::string src;
         bool pruned = false;
         Items items;
-    } ctx{src.path};
+    } ctx{src.path, false, Items()};
     ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
     o.on_item = [](const ckptdb_fsck_item *it, void *p) {
         auto *c = static_cast<Ctx *>(p);

@@ -47,7 +47,7 @@ BEST_MAX = 1
 OPEN_OPTIONS_VERSION = 1
 SAVE_OPTIONS_VERSION = 1
 FILTER_VERSION = 1
-RETENTION_VERSION = 1
+RETENTION_VERSION = 2
 TRIGGER_OPTIONS_VERSION = 1
 SYNC_OPTIONS_VERSION = 1
 
@@ -117,7 +117,7 @@ class Retention(Structure):
     _fields_ = [("version", c_uint), ("keep_last", POINTER(KeepKind)), ("keep_last_count", c_size_t),
                 ("keep_last_default", c_int), ("keep_every_n_epochs", c_int64),
                 ("keep_interval_seconds", c_int64), ("best_metric", c_char_p), ("best_mode", c_int),
-                ("best_k", c_int), ("max_bytes", c_int64)]
+                ("best_k", c_int), ("max_bytes", c_int64), ("prune_corrupt", c_int)]
 
 
 class PruneItem(Structure):
@@ -291,6 +291,7 @@ _proto("ckptdb_runs", c_int, [catalog_p, RUN_CB, c_void_p])
 _proto("ckptdb_fsck", c_int, [catalog_p, c_int, FSCK_CB, c_void_p, P(c_int64)])
 _proto("ckptdb_verify_progress", c_int, [catalog_p, c_int64, PROGRESS_CB, c_void_p])
 _proto("ckptdb_rebuild", c_int, [c_char_p, P(OpenOptions), FSCK_CB, c_void_p, P(c_int64)])
+_proto("ckptdb_adopt", c_int, [c_char_p, P(OpenOptions), FSCK_CB, c_void_p, P(c_int64)])
 _proto("ckptdb_sync", c_int, [c_char_p, c_char_p, P(SyncOptions), P(c_int64), P(c_int64)])
 _proto("ckptdb_signals_install", c_int, [P(c_int), c_size_t, c_int])
 _proto("ckptdb_signals_restore", c_int, [])

@@ -38,9 +38,9 @@ Progress = Callable[[int, int], object]
 EVENT_LEVELS = {
     "begun": logging.DEBUG, "committed": logging.INFO, "resumed": logging.INFO, "pruned": logging.INFO,
     "pinned": logging.INFO, "unpinned": logging.INFO, "restored": logging.INFO, "run_ended": logging.INFO,
-    "rebuilt": logging.INFO, "requeued": logging.WARNING, "aborted": logging.WARNING, "corrupt": logging.WARNING,
+    "rebuilt": logging.INFO, "adopted": logging.INFO, "synced": logging.INFO, "requeued": logging.WARNING, "aborted": logging.WARNING, "corrupt": logging.WARNING,
     "recovered": logging.WARNING, "link_failed": logging.WARNING, "prune_failed": logging.WARNING,
-    "requeue_failed": logging.ERROR, "recovery_failed": logging.ERROR,
+    "catalog_behind": logging.WARNING, "requeue_failed": logging.ERROR, "recovery_failed": logging.ERROR,
 }
 
 
@@ -182,11 +182,14 @@ class Retention:
     keep_last: {kind: K} (K = -1 keeps all of that kind); None: the library's
     default (epoch 5, time 3, preempt and manual until superseded).  A dict
     replaces that list as a whole.  best_mode: "min" or "max".
+    prune_corrupt: delete corrupt checkpoints too (rule "corrupt"), each
+    hashed again first; only Catalog.prune honours it.  False (default):
+    corrupt checkpoints are quarantined, their files kept.
     """
 
     def __init__(self, keep_last: Optional[Mapping[str, int]] = None, keep_last_default: int = -1,
                  keep_every_n_epochs: int = 0, keep_interval_seconds: int = 0, best_metric: Optional[str] = None,
-                 best_mode: str = "min", best_k: int = 1, max_bytes: int = 0) -> None:
+                 best_mode: str = "min", best_k: int = 1, max_bytes: int = 0, prune_corrupt: bool = False) -> None:
         if best_mode not in ("min", "max"):
             raise ValueError("ckptdb.Retention: best_mode must be 'min' or 'max', not %r" % (best_mode,))
         self.keep_last = dict(keep_last) if keep_last is not None else None
@@ -197,6 +200,7 @@ class Retention:
         self.best_mode = best_mode
         self.best_k = int(best_k)
         self.max_bytes = int(max_bytes)
+        self.prune_corrupt = bool(prune_corrupt)
 
     def _c(self) -> Tuple[Any, Any]:
         """The C struct, and the objects it points into (kept alive by the caller)."""
@@ -217,6 +221,7 @@ class Retention:
         r.best_mode = _lib.BEST_MAX if self.best_mode == "max" else _lib.BEST_MIN
         r.best_k = self.best_k
         r.max_bytes = self.max_bytes
+        r.prune_corrupt = 1 if self.prune_corrupt else 0
         return r, keep
 
 
@@ -853,6 +858,22 @@ def rebuild(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict
     out: List[Dict[str, Any]] = []
     rows = c_int64(0)
     lib.ckptdb_rebuild(enc(os.fspath(directory)), byref(o), _items_cb(out), None, byref(rows))
+    return out
+
+
+def adopt(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Take in a directory written without ckptdb (torch.save files, a regular
+    last.pt) by building its catalog (ckptdb_adopt): every file hashed, torn
+    zip archives marked corrupt, rows ordered by modification time and pinned
+    until released (Catalog.pin(id, False)).  Raises ckptdb.Exists
+    where the directory already has a catalog.  Returns the items (kind
+    "adopted" or "unknown_file")."""
+    o = _lib.OpenOptions()
+    lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
+    o.catalog_name = enc(catalog_name)
+    out: List[Dict[str, Any]] = []
+    rows = c_int64(0)
+    lib.ckptdb_adopt(enc(os.fspath(directory)), byref(o), _items_cb(out), None, byref(rows))
     return out
 
 
