@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "ckptdb.hpp"
@@ -595,4 +596,103 @@ TEST_CASE("case 8: the WAL is folded into the catalog file as it goes, and files
     o.event_payload = &quiet;
     { ckptdb::catalog again(d.path, &o); }
     CHECK(quiet.detail.empty());
+}
+
+TEST_CASE("property: no checkpoint complete and whole in either directory before a sync is lost from both after it") {
+    // Random saves, prunes, corruption, deletions and killed syncs on both
+    // sides (a fixed seed per run; CKPTDB_PROPERTY_SEED replays one).
+    const char *env_seed = std::getenv("CKPTDB_PROPERTY_SEED");
+    const unsigned seed0 = env_seed ? static_cast<unsigned>(std::atoi(env_seed)) : 20261130u;
+    unsigned seed = seed0;
+    INFO("seed ", seed0, " (CKPTDB_PROPERTY_SEED replays it)");
+    auto rnd = [&](unsigned n) {
+        seed = seed * 1103515245u + 12345u;
+        return (seed >> 16) % n;
+    };
+    t::TempDir src, dst;
+    std::map<std::string, std::string> content;  // name -> the bytes its save wrote
+    int next = 1;
+    // The checkpoints whose catalog row is complete and whose file holds its bytes.
+    auto good = [&](const t::TempDir &d) {
+        std::set<std::string> out;
+        if (!t::exists(t::catalog_path(d))) return out;
+        for (const auto &r : t::query(t::catalog_path(d), "SELECT name FROM checkpoints WHERE status = 'complete'")) {
+            const std::string &n = r;
+            if (content.count(n) && t::exists(d / n) && t::read_file(d / n) == content[n]) out.insert(n);
+        }
+        return out;
+    };
+    auto some_file = [&](const t::TempDir &d) -> std::string {
+        std::vector<std::string> c;
+        for (const auto &n : t::names(d.path))
+            if (content.count(n)) c.push_back(n);
+        return c.empty() ? std::string() : c[rnd(static_cast<unsigned>(c.size()))];
+    };
+    int syncs = 0, killed = 0, refused = 0;
+    for (int round = 0; round < 60; round++) {
+        unsigned op = rnd(10);
+        if (op <= 2) {  // a save in the source (with its rotation: keep 3 epochs)
+            ckptdb::catalog s(src.path);
+            std::string bytes = t::pattern(1500 + next * 7, next);
+            auto e = s.save_bytes("epoch", next, next, bytes);
+            content[e.name] = bytes;
+            next++;
+            ckptdb_keep_kind k;
+            ckptdb_retention r = keep_epochs(&k, 3);
+            REQUIRE(ckptdb_prune(s.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+        } else if (op == 3 && rnd(4) == 0 && t::exists(t::catalog_path(dst))) {  // a save made in the destination
+            ckptdb::catalog d(dst.path);
+            std::string bytes = t::pattern(900 + next * 5, next);
+            auto e = d.save_bytes("manual", 0, next, bytes);
+            content[e.name] = bytes;
+            next++;
+        } else if (op == 4) {  // one byte of a file flipped, on either side
+            const t::TempDir &d = rnd(2) ? src : dst;
+            std::string n = some_file(d);
+            if (!n.empty() && t::read_file(d / n).size() > 10) flip_byte(d / n, 10);
+        } else if (op == 5) {  // a file removed by hand, on either side
+            const t::TempDir &d = rnd(2) ? src : dst;
+            std::string n = some_file(d);
+            if (!n.empty()) ::unlink((d / n).c_str());
+        } else if (op == 6 && t::exists(t::catalog_path(src))) {  // a resume in the source finds corruption
+            ckptdb::catalog s(src.path);
+            (void)s.latest();
+        } else {  // a sync, sometimes with --delete, sometimes killed after its first copy
+            if (!t::exists(t::catalog_path(src))) continue;
+            std::set<std::string> before = good(src), in_dst = good(dst);
+            before.insert(in_dst.begin(), in_dst.end());
+            bool del = rnd(2) == 0;
+            if (rnd(3) == 0) {
+                std::vector<std::string> args{"sync", src.path, dst.path};
+                if (del) args.push_back("--delete");
+                args.push_back("--pause-at");
+                args.push_back("sync_copied");
+                t::Child child(args);
+                std::string l = child.line();
+                if (l.rfind("PAUSED", 0) == 0) {
+                    child.kill9();
+                    killed++;
+                } else {
+                    child.wait();
+                }
+            } else {
+                int rc = sync(src.path, dst.path, del);
+                if (rc != CKPTDB_OK) refused++;
+            }
+            syncs++;
+            std::set<std::string> after = good(src), a_dst = good(dst);
+            after.insert(a_dst.begin(), a_dst.end());
+            // Only the user's own rules let a checkpoint go: one the source
+            // pruned by a retention rule may leave the destination with --delete.
+            std::set<std::string> let_go;
+            if (del)
+                for (const auto &n : t::query(t::catalog_path(src), "SELECT name FROM checkpoints WHERE status = "
+                                                                    "'pruned' AND prune_rule NOT LIKE 'corrupt%'"))
+                    let_go.insert(n);
+            for (const auto &n : before)
+                CHECK_MESSAGE((after.count(n) || let_go.count(n)), "round ", round, ": ", n, " was lost from both");
+        }
+    }
+    CHECK(syncs > 5);
+    MESSAGE("syncs ", syncs, ", killed ", killed, ", refused ", refused);
 }
