@@ -51,16 +51,19 @@ save() {
 # killed_save CKPT RUN BYTES [flags]: a save SIGKILLed after its first write.
 killed_save() {
   local ckpt=$1 run=$2 bytes=$3; shift 3
-  "$helper" save "$dir/ckpts" "$bytes" --seed "$ckpt" --pause-at wrote "$@" > "$dir/paused" 2>&1 &
+  # Its first line, read from a FIFO: no deadline, so a loaded machine only
+  # makes this slower, never wrong.
+  rm -f "$dir/paused.fifo"
+  mkfifo "$dir/paused.fifo"
+  "$helper" save "$dir/ckpts" "$bytes" --seed "$ckpt" --pause-at wrote "$@" > "$dir/paused.fifo" 2> "$dir/paused.err" &
   bg=$!
-  for _ in $(seq 1 400); do
-    grep -q '^PAUSED wrote$' "$dir/paused" && break
-    kill -0 "$bg" 2>/dev/null || fail "the save to be killed exited early: $(cat "$dir/paused")"
-    sleep 0.025
-  done
-  grep -q '^PAUSED wrote$' "$dir/paused" || fail "the save to be killed never paused: $(cat "$dir/paused")"
+  local line="" fd
+  exec {fd}< "$dir/paused.fifo"
+  IFS= read -r line <&"$fd" || true
+  [ "$line" = "PAUSED wrote" ] || fail "the save to be killed did not pause: '$line' $(cat "$dir/paused.err")"
   kill -9 "$bg"
   wait "$bg" 2>/dev/null || true
+  exec {fd}<&-
   PID[$run]=$bg
   bg=""
   local got
