@@ -153,7 +153,7 @@ typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
 typedef struct ckptdb_open_options {
     unsigned int version;          /* CKPTDB_OPEN_OPTIONS_VERSION */
     unsigned int flags;            /* CKPTDB_OPEN_* */
-    const char *catalog_name;      /* file name of the catalog in the directory; NULL: "ckptdb.sqlite" */
+    const char *catalog_name;      /* file name of the catalog in the directory; NULL: "ckptdb.sqlite"; the rules of a checkpoint name (no "/", nothing starting ".ckptdb") */
     int busy_timeout_ms;           /* <= 0: 60000 */
     ckptdb_event_cb on_event;      /* NULL: none */
     void *event_payload;
@@ -232,7 +232,8 @@ typedef struct ckptdb_save ckptdb_save;
 typedef struct ckptdb_save_options {
     unsigned int version;   /* CKPTDB_SAVE_OPTIONS_VERSION */
     const char *name;       /* NULL: the default name of the kind (see ckptdb_save_begin) */
-    const char *metadata;   /* NULL: "{}"; else a JSON object (metrics, config) */
+    const char *metadata;   /* NULL: "{}"; else a JSON object (metrics, config): at most 1 MiB,
+                             * objects and arrays nested at most 64 deep (else CKPTDB_EINVAL) */
 } ckptdb_save_options;
 
 #define CKPTDB_SAVE_OPTIONS_VERSION 1

@@ -98,8 +98,10 @@ Catalog::Catalog(Dir dir, const OpenOptions &opts) : dir_(std::move(dir)), opts_
 
 std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOptions &opts) {
     std::string p = name_problem(opts.catalog_name);
-    if (!p.empty() && opts.catalog_name.compare(0, 7, ".ckptdb") != 0)
-        fail(CKPTDB_EINVAL, "invalid catalog file name '" + opts.catalog_name + "': it " + p);
+    // The same rules as a checkpoint name: inside the directory, and never
+    // a name the library uses for its own temp files (.ckptdb*), which
+    // recovery removes.
+    if (!p.empty()) fail(CKPTDB_EINVAL, "invalid catalog file name '" + opts.catalog_name + "': it " + p);
     if (opts.busy_timeout_ms <= 0) fail(CKPTDB_EINVAL, "busy timeout must be positive");
     if (!opts.last_link.empty()) {
         std::string lp = name_problem(opts.last_link);

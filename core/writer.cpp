@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -20,6 +21,30 @@ HookFn g_test_hook = nullptr;
 
 std::string normalized_metadata(const std::optional<std::string> &metadata) {
     if (!metadata) return "{}";
+    // Limits first, on the text: the JSON library parses, prints and frees
+    // nested values recursively, so a deep enough document would overflow
+    // the stack. Metadata is a row's description; data goes in the file.
+    if (metadata->size() > kMaxMetadataBytes)
+        fail(CKPTDB_EINVAL, "metadata is " + std::to_string(metadata->size()) + " bytes, more than the limit of " +
+                                std::to_string(kMaxMetadataBytes) + " (1 MiB); put large data in the checkpoint itself");
+    {
+        size_t depth = 0, deepest = 0;
+        bool in_string = false, escaped = false;
+        for (char c : *metadata) {
+            if (in_string) {
+                if (escaped) escaped = false;
+                else if (c == '\\') escaped = true;
+                else if (c == '"') in_string = false;
+                continue;
+            }
+            if (c == '"') in_string = true;
+            else if (c == '{' || c == '[') deepest = std::max(deepest, ++depth);
+            else if ((c == '}' || c == ']') && depth > 0) depth--;
+            if (deepest > kMaxMetadataDepth)
+                fail(CKPTDB_EINVAL, "metadata nests deeper than the limit of " + std::to_string(kMaxMetadataDepth) +
+                                        " levels of objects and arrays");
+        }
+    }
     nlohmann::json j = nlohmann::json::parse(*metadata, nullptr, false);
     if (j.is_discarded()) fail(CKPTDB_EINVAL, "metadata is not valid JSON: '" + metadata->substr(0, 80) + "'");
     if (!j.is_object()) fail(CKPTDB_EINVAL, "metadata must be a JSON object, got " + std::string(j.type_name()));

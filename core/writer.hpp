@@ -15,6 +15,11 @@ namespace ckptdb {
 
 // The metadata as stored: "{}" when none, else a JSON object (re-serialised);
 // anything else fails with CKPTDB_EINVAL.
+// Limits on a save's metadata (CKPTDB_EINVAL beyond them): its size in bytes
+// and how deeply its objects and arrays nest.
+constexpr size_t kMaxMetadataBytes = 1 << 20;
+constexpr size_t kMaxMetadataDepth = 64;
+
 std::string normalized_metadata(const std::optional<std::string> &metadata);
 
 class Save {

@@ -415,3 +415,20 @@ def test_adopt_a_plain_directory_and_refuse_a_lost_catalog(tmp_path):
         assert all(e.pinned for e in cat.entries(status="complete"))
     with pytest.raises(ckptdb.Exists):
         ckptdb.adopt(d)  # it has a catalog now
+
+
+def test_values_that_c_would_change_are_refused_before_the_call(tmp_path):
+    with ckptdb.Catalog(tmp_path / "d") as cat:
+        for bad, what in [(dict(name="evil\0/../../x.pt"), "NUL"), (dict(kind="ep\0och"), "NUL"),
+                          (dict(epoch=2**63), "outside"), (dict(step=-2**63 - 1), "outside"),
+                          (dict(epoch=1.9), "integer"), (dict(step=True), "integer"), (dict(epoch="3"), "integer")]:
+            with pytest.raises(ckptdb.InvalidArgument, match=what):
+                cat.save_bytes(b"x", **bad)
+        assert cat.entries() == []
+        import numpy
+        assert cat.save_bytes(b"x", kind="epoch", epoch=numpy.int64(3), step=2**63 - 1).epoch == 3
+    with pytest.raises(ckptdb.InvalidArgument, match="NUL"):
+        ckptdb.Catalog(str(tmp_path / "e") + "\0/x")
+    with pytest.raises(ckptdb.InvalidArgument, match="catalog file name"):
+        ckptdb.Catalog(tmp_path / "f", catalog_name=".ckptdb/../../x.sqlite")
+    assert not (tmp_path / "x.sqlite").exists()

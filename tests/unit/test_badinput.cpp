@@ -198,3 +198,39 @@ TEST_CASE("status codes have names and a static description") {
     CHECK(std::string(ckptdb_version()) == CKPTDB_VERSION_STRING);
     CHECK(ckptdb_version_number() == CKPTDB_VERSION_NUMBER);
 }
+
+TEST_CASE("metadata beyond its size or nesting limit is refused by name, never a crash or a wrong code") {
+    Fixture f;
+    for (size_t depth : {65u, 20000u, 100000u}) {
+        std::string deep = "{\"a\":" + std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+        f.refused("epoch", 2, 2, nullptr, deep.c_str(), CKPTDB_EINVAL, "nests deeper than the limit of 64");
+    }
+    std::string ok64 = "{\"a\":" + std::string(63, '[') + std::string(63, ']') + "}";
+    ckptdb_save_options o = CKPTDB_SAVE_OPTIONS_INIT;
+    o.metadata = ok64.c_str();
+    ckptdb_save *s = nullptr;
+    CHECK(ckptdb_save_begin(&s, f.db, "epoch", 2, 2, &o) == CKPTDB_OK);  // 64 levels: within the limit
+    ckptdb_save_free(s);
+    std::string brackets_in_strings = "{\"a\":\"" + std::string(200, '[') + "\"}";
+    o.metadata = brackets_in_strings.c_str();
+    s = nullptr;
+    CHECK(ckptdb_save_begin(&s, f.db, "epoch", 3, 3, &o) == CKPTDB_OK);  // brackets inside a string do not nest
+    ckptdb_save_free(s);
+    std::string big = "{\"a\":\"" + std::string((1u << 20), 'x') + "\"}";
+    f.refused("epoch", 4, 4, nullptr, big.c_str(), CKPTDB_EINVAL, "limit of 1048576");
+}
+
+TEST_CASE("a catalog name follows the rules of a checkpoint name, the library's own prefix included") {
+    t::TempDir d, outside;
+    for (const char *bad : {".ckptdb/../../x.sqlite", ".ckptdb-tmp-catalog.sqlite", "../x.sqlite", "a/b.sqlite", ""}) {
+        std::string before = t::snapshot(d);
+        ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+        o.catalog_name = bad;
+        ckptdb_catalog *db = nullptr;
+        CHECK_MESSAGE(ckptdb_open(&db, d.path.c_str(), &o) == CKPTDB_EINVAL, bad);
+        CHECK(std::string(ckptdb_last_error()).find("invalid catalog file name") != std::string::npos);
+        CHECK(t::snapshot(d) == before);
+        CHECK(db == nullptr);
+    }
+    CHECK(t::names(outside.path).empty());
+}

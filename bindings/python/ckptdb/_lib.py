@@ -14,11 +14,12 @@ save written and committed on a background thread lets the training loop run.
 import ctypes
 import ctypes.util
 import importlib
+import operator
 import os
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_int64, c_size_t, c_uint,
                     c_void_p)
 
-from .errors import error_for
+from .errors import InvalidArgument, error_for
 
 SONAME = "libckptdb.so.0"
 
@@ -321,9 +322,36 @@ def s(b):
     return b.decode("utf-8", "surrogateescape") if b is not None else ""
 
 
-def enc(x):
+def enc(x, what="a text argument"):
+    """x as the bytes of a C string (None stays NULL).  A NUL byte would end
+    the C string early (a name "evil\\0/../x" would become "evil"), so it is
+    refused with InvalidArgument naming what."""
     if x is None:
         return None
     if isinstance(x, bytes):
-        return x
-    return os.fsencode(x) if isinstance(x, os.PathLike) else str(x).encode("utf-8", "surrogateescape")
+        b = x
+    else:
+        b = os.fsencode(x) if isinstance(x, os.PathLike) else str(x).encode("utf-8", "surrogateescape")
+    if b"\0" in b:
+        raise InvalidArgument(3, "ckptdb: %s contains a NUL byte: %r" % (what, x))
+    return b
+
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def i64(v, what, lo=INT64_MIN, hi=INT64_MAX):
+    """v as a C integer: an int (or anything with __index__, numpy and
+    0-dim integer tensors included), never a float or bool, within [lo, hi];
+    else InvalidArgument naming what.  ctypes would otherwise truncate 1.9 to
+    1 and wrap 2**63 to a negative number."""
+    if isinstance(v, bool) or isinstance(v, float):
+        raise InvalidArgument(3, "ckptdb: %s must be an integer, got %r" % (what, v))
+    try:
+        n = operator.index(v)
+    except TypeError:
+        raise InvalidArgument(3, "ckptdb: %s must be an integer, got %r" % (what, v)) from None
+    if not lo <= n <= hi:
+        raise InvalidArgument(3, "ckptdb: %s %d is outside [%d, %d]" % (what, n, lo, hi))
+    return n

@@ -193,13 +193,13 @@ class Retention:
         if best_mode not in ("min", "max"):
             raise ValueError("ckptdb.Retention: best_mode must be 'min' or 'max', not %r" % (best_mode,))
         self.keep_last = dict(keep_last) if keep_last is not None else None
-        self.keep_last_default = int(keep_last_default)
-        self.keep_every_n_epochs = int(keep_every_n_epochs)
-        self.keep_interval_seconds = int(keep_interval_seconds)
+        self.keep_last_default = _lib.i64(keep_last_default, "keep_last_default", _lib.INT32_MIN, _lib.INT32_MAX)
+        self.keep_every_n_epochs = _lib.i64(keep_every_n_epochs, "keep_every_n_epochs")
+        self.keep_interval_seconds = _lib.i64(keep_interval_seconds, "keep_interval_seconds")
         self.best_metric = best_metric
         self.best_mode = best_mode
-        self.best_k = int(best_k)
-        self.max_bytes = int(max_bytes)
+        self.best_k = _lib.i64(best_k, "best_k", _lib.INT32_MIN, _lib.INT32_MAX)
+        self.max_bytes = _lib.i64(max_bytes, "max_bytes")
         self.prune_corrupt = bool(prune_corrupt)
 
     def _c(self) -> Tuple[Any, Any]:
@@ -211,7 +211,7 @@ class Retention:
             keep = (_lib.KeepKind * max(1, len(self.keep_last)))()
             for i, (k, n) in enumerate(self.keep_last.items()):
                 keep[i].kind = enc(k)
-                keep[i].count = int(n)
+                keep[i].count = _lib.i64(n, "keep_last[%r]" % (k,), _lib.INT32_MIN, _lib.INT32_MAX)
             r.keep_last = ctypes.cast(keep, ctypes.POINTER(_lib.KeepKind))
             r.keep_last_count = len(self.keep_last)
         r.keep_last_default = self.keep_last_default
@@ -451,8 +451,8 @@ class Catalog:
         lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
         o.flags = ((_lib.OPEN_READONLY if readonly else 0) | (0 if create else _lib.OPEN_NO_CREATE)
                    | (_lib.OPEN_REQUEUE if requeue_on_preempt else 0))
-        o.catalog_name = enc(catalog_name)
-        o.busy_timeout_ms = int(busy_timeout_ms)
+        o.catalog_name = enc(catalog_name, "catalog_name")
+        o.busy_timeout_ms = _lib.i64(busy_timeout_ms, "busy_timeout_ms", _lib.INT32_MIN, _lib.INT32_MAX)
         o.last_link = enc(last_link)
         # Every event reaches the "ckptdb" logger; on_event(event, checkpoint_id,
         # detail) is the user's.  The library calls back on the thread that
@@ -472,7 +472,7 @@ class Catalog:
         self._event_cb = _lib.EVENT_CB(cb)
         o.on_event = self._event_cb
         h = _lib.catalog_p()
-        lib.ckptdb_open(byref(h), enc(os.fspath(directory)), byref(o))
+        lib.ckptdb_open(byref(h), enc(os.fspath(directory), "directory"), byref(o))
         self._h = h
         self.readonly = readonly
         #: The checkpoint directory, absolute.
@@ -526,10 +526,11 @@ class Catalog:
         with self._lock:
             o = _lib.SaveOptions()
             lib.ckptdb_save_options_init(byref(o), _lib.SAVE_OPTIONS_VERSION)
-            o.name = enc(name)
+            o.name = enc(name, "name")
             o.metadata = text.encode("utf-8")
             h = _lib.save_p()
-            lib.ckptdb_save_begin(byref(h), self._handle(), enc(kind), int(epoch), int(step), byref(o))
+            lib.ckptdb_save_begin(byref(h), self._handle(), enc(kind, "kind"), _lib.i64(epoch, "epoch"),
+                                  _lib.i64(step, "step"), byref(o))
         try:
             return Save(h, mode)
         except BaseException:
@@ -550,14 +551,15 @@ class Catalog:
         for i, f in enumerate(files):
             arr[i].name = enc(f["name"])
             arr[i].temp_name = enc(f["temp_name"])
-            arr[i].size = int(f["size"])
+            arr[i].size = _lib.i64(f["size"], "size of rank %d" % i)
             arr[i].checksum = enc(f["checksum"])
         with self._lock:
             o = _lib.SaveOptions()
             lib.ckptdb_save_options_init(byref(o), _lib.SAVE_OPTIONS_VERSION)
             o.metadata = text.encode("utf-8")
             e = _lib.Entry.new()
-            lib.ckptdb_commit_shards(byref(e), self._handle(), enc(kind), int(epoch), int(step), byref(o), arr,
+            lib.ckptdb_commit_shards(byref(e), self._handle(), enc(kind, "kind"), _lib.i64(epoch, "epoch"),
+                                     _lib.i64(step, "step"), byref(o), arr,
                                      len(files))
             return Checkpoint._from(e)
 
@@ -721,7 +723,7 @@ class Catalog:
             if rank is None:
                 lib.ckptdb_reader_open(byref(r), self._handle(), cid)
             else:
-                lib.ckptdb_reader_open_rank(byref(r), self._handle(), cid, int(rank))
+                lib.ckptdb_reader_open_rank(byref(r), self._handle(), cid, _lib.i64(rank, "rank"))
         try:
             chunks: List[bytes] = []
             buf = ctypes.create_string_buffer(1 << 20)
@@ -818,7 +820,7 @@ class Catalog:
     def progress(self, epoch: int, step: int) -> None:
         """Record how far this run has trained (steps lost to preemption)."""
         with self._lock:
-            lib.ckptdb_run_progress(self._handle(), int(epoch), int(step))
+            lib.ckptdb_run_progress(self._handle(), _lib.i64(epoch, "epoch"), _lib.i64(step, "step"))
 
     def fsck(self, repair: bool = False) -> List[Dict[str, Any]]:
         """Check the directory against the catalog (and fix it with repair=True):
@@ -854,10 +856,10 @@ def rebuild(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict
     overwritten.  Returns the items (kind "rebuilt" or "unknown_file")."""
     o = _lib.OpenOptions()
     lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
-    o.catalog_name = enc(catalog_name)
+    o.catalog_name = enc(catalog_name, "catalog_name")
     out: List[Dict[str, Any]] = []
     rows = c_int64(0)
-    lib.ckptdb_rebuild(enc(os.fspath(directory)), byref(o), _items_cb(out), None, byref(rows))
+    lib.ckptdb_rebuild(enc(os.fspath(directory), "directory"), byref(o), _items_cb(out), None, byref(rows))
     return out
 
 
@@ -870,10 +872,10 @@ def adopt(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict[s
     "adopted" or "unknown_file")."""
     o = _lib.OpenOptions()
     lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
-    o.catalog_name = enc(catalog_name)
+    o.catalog_name = enc(catalog_name, "catalog_name")
     out: List[Dict[str, Any]] = []
     rows = c_int64(0)
-    lib.ckptdb_adopt(enc(os.fspath(directory)), byref(o), _items_cb(out), None, byref(rows))
+    lib.ckptdb_adopt(enc(os.fspath(directory), "directory"), byref(o), _items_cb(out), None, byref(rows))
     return out
 
 
@@ -893,5 +895,5 @@ def sync(src: StrPath, dst: StrPath, delete_pruned: bool = False,
     icb = _items_cb(out)
     o.on_item = icb
     copied, nbytes = c_int64(0), c_int64(0)
-    lib.ckptdb_sync(enc(os.fspath(src)), enc(os.fspath(dst)), byref(o), byref(copied), byref(nbytes))
+    lib.ckptdb_sync(enc(os.fspath(src), "source directory"), enc(os.fspath(dst), "destination directory"), byref(o), byref(copied), byref(nbytes))
     return copied.value, nbytes.value, out
