@@ -766,29 +766,27 @@ int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload
     return rc ? rc : stopped;
 }
 
-int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
-                   int64_t *out_rows) {
-    if (out_rows) *out_rows = 0;
-    int stopped = 0;
-    return guard([&] {
-        need(dir, "dir");
-        int64_t rows = ckptdb::Catalog::rebuild(dir, open_options(opts),
-                                                [&](const ckptdb::FsckItem &it) { emit_item(cb, payload, it, stopped); });
-        if (out_rows) *out_rows = rows;
-    });
-}
-
-int ckptdb_adopt(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
-                 int64_t *out_rows) {
+// ckptdb_rebuild and ckptdb_adopt: one procedure (Catalog::rebuild), two refusals.
+static int build_catalog(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
+                         int64_t *out_rows, ckptdb::Catalog::Adoption how) {
     if (out_rows) *out_rows = 0;
     int stopped = 0;
     return guard([&] {
         need(dir, "dir");
         int64_t rows = ckptdb::Catalog::rebuild(
-            dir, open_options(opts), [&](const ckptdb::FsckItem &it) { emit_item(cb, payload, it, stopped); },
-            ckptdb::Catalog::Adoption::adopt);
+            dir, open_options(opts), [&](const ckptdb::FsckItem &it) { emit_item(cb, payload, it, stopped); }, how);
         if (out_rows) *out_rows = rows;
     });
+}
+
+int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
+                   int64_t *out_rows) {
+    return build_catalog(dir, opts, cb, payload, out_rows, ckptdb::Catalog::Adoption::rebuild);
+}
+
+int ckptdb_adopt(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
+                 int64_t *out_rows) {
+    return build_catalog(dir, opts, cb, payload, out_rows, ckptdb::Catalog::Adoption::adopt);
 }
 
 int ckptdb_sync(const char *src, const char *dst, const ckptdb_sync_options *opts, int64_t *out_copied,

@@ -10,6 +10,7 @@
 
 #include "ckptdb.h"
 #include "error.hpp"
+#include "hooks.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 #include "signals.hpp"
@@ -64,32 +65,53 @@ void remove_dead_creations(const Dir &dir, const std::string &catalog) {
 // temp name, closed (its WAL folded into the file and fsynced), then renamed
 // into place without replacing anything. A kill leaves no catalog file
 // without a schema; another process creating it at the same time wins.
-static void create_catalog(const Dir &dir, const std::string &name, const DbOptions &dbo) {
+std::string build_catalog_temp(const Dir &dir, const std::string &name, const DbOptions &dbo,
+                               const std::function<void(Db &)> &fill, UniqueFd &held) {
     // Not a temp name of the library: recovery in another process removes
     // those, and would take this file (or its WAL) while it is being built.
-    // One a kill leaves behind is reported by fsck as an unknown file.
     // It is held under an exclusive flock while it is built: recovery
     // removes only such files nobody holds (remove_dead_creations).
     std::string tmp;
-    UniqueFd held = create_locked_traced(dir, [&] { return name + ".new-" + random_temp_name().substr(12); }, tmp);
+    held = create_locked_traced(dir, [&] { return name + ".new-" + random_temp_name().substr(12); }, tmp);
+    hook("catalog_temp_created");
     try {
         {
             DbOptions init = dbo;
             init.init_schema = true;
-            Db fresh(dir.join(tmp), init);
-            fresh.checkpoint_wal(true);  // everything in the file itself before its WAL goes
+            Db db(dir.join(tmp), init);
+            if (fill) {
+                Db::Tx tx(db);
+                fill(db);
+                tx.commit();
+            }
+            db.checkpoint_wal(true);  // everything in the file itself before its WAL goes
         }
         for (const char *suffix : {"-wal", "-shm"}) unlink_name(dir, tmp + suffix);
+    } catch (...) {
+        remove_catalog_temp(dir, tmp);
+        throw;
+    }
+    return tmp;
+}
+
+void remove_catalog_temp(const Dir &dir, const std::string &tmp) {
+    for (const char *suffix : {"", "-wal", "-shm", "-journal"}) unlink_name(dir, tmp + suffix);
+}
+
+static void create_catalog(const Dir &dir, const std::string &name, const DbOptions &dbo) {
+    UniqueFd held;
+    std::string tmp = build_catalog_temp(dir, name, dbo, nullptr, held);
+    try {
         try {
             rename_noreplace(dir, tmp, name);
         } catch (const Error &e) {
             if (e.code() != CKPTDB_EEXISTS) throw;
-            unlink_name(dir, tmp);
+            unlink_name(dir, tmp);  // another process made it first
             return;
         }
         sync_dir(dir);
     } catch (...) {
-        for (const char *suffix : {"", "-wal", "-shm", "-journal"}) unlink_name(dir, tmp + suffix);
+        remove_catalog_temp(dir, tmp);
         throw;
     }
 }

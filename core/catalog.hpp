@@ -240,6 +240,14 @@ std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOpti
 // the new file). Also for a -wal or journal whose catalog is gone.
 void keep_catalog_aside(const Dir &dir, const std::string &catalog);
 
+// Builds a whole catalog file under <catalog>.new-<hex>, held locked in
+// `held` while the caller installs it: schema, then fill (may be empty) in
+// one transaction, its WAL folded into the file. Returns the temp name; on
+// failure nothing of it is left. Catalog creation and rebuild both use it.
+std::string build_catalog_temp(const Dir &dir, const std::string &catalog, const DbOptions &dbo,
+                               const std::function<void(Db &)> &fill, UniqueFd &held);
+void remove_catalog_temp(const Dir &dir, const std::string &tmp);
+
 // Removes what a catalog creation that a kill stopped left behind
 // (<catalog>.new-<hex> and its -wal, -shm, -journal) once no creator holds it.
 void remove_dead_creations(const Dir &dir, const std::string &catalog);

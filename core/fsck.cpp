@@ -6,20 +6,22 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <map>
-#include <regex>
-#include <cstring>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "catalog.hpp"
-#include "db.hpp"
-#include "fsio.hpp"
-#include "hooks.hpp"
 #include "ckptdb.h"
+#include "db.hpp"
 #include "error.hpp"
+#include "fsio.hpp"
 #include "hash.hpp"
+#include "hooks.hpp"
 #include "io.hpp"
 #include "names.hpp"
 #include "shard.hpp"
@@ -233,38 +235,51 @@ std::string utc(const struct timespec &t) {
 
 }  // namespace
 
-std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOptions &opts) {
-    std::vector<std::string> out;
+namespace {
+
+// The checkpoint-looking files of dir with their stat (one fstatat each).
+std::vector<std::pair<std::string, struct stat>> checkpoint_looking(const Dir &dir, const OpenOptions &opts) {
+    std::vector<std::pair<std::string, struct stat>> out;
     for (const std::string &n : list_names(dir)) {
         if (catalog_own(n, opts) || !name_problem(n).empty()) continue;
         if (!checkpoint_extension(n) && n != opts.last_link) continue;
         struct stat st;
         if (io::ops().fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-        out.push_back(n);
+        out.emplace_back(n, st);
     }
-    std::sort(out.begin(), out.end());
+    std::sort(out.begin(), out.end(), [](const auto &x, const auto &y) { return x.first < y.first; });
+    return out;
+}
+
+}  // namespace
+
+std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOptions &opts) {
+    std::vector<std::string> out;
+    for (auto &f : checkpoint_looking(dir, opts)) out.push_back(std::move(f.first));
     return out;
 }
 
 std::vector<std::string> Catalog::newer_than_catalog() {
-    std::vector<std::string> files = checkpoint_looking_files(dir_, opts_);
+    // Runs on every read-write open: the files' times are compared first, and
+    // only a file newer than the newest commit is looked up (by index).
+    auto files = checkpoint_looking(dir_, opts_);
     if (files.empty()) return {};
-    std::set<std::string> known;
-    double newest = 0;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::file_names_known);
-        while (q.step()) known.insert(q.text(0));
-        Db::Query n(db, sql::Stmt::newest_commit_unix);
-        if (n.step()) newest = n.f64(0);
-    });
     std::vector<std::string> out;
-    for (const std::string &f : files) {
-        if (known.count(f) || f == opts_.last_link) continue;
-        struct stat st;
-        if (io::ops().fstatat(dir_.fd.get(), f.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        double mtime = static_cast<double>(st.st_mtim.tv_sec) + static_cast<double>(st.st_mtim.tv_nsec) / 1e9;
-        if (mtime > newest) out.push_back(f);
-    }
+    read([&](Db &db) {
+        double newest = 0;
+        {
+            Db::Query n(db, sql::Stmt::newest_commit_unix);
+            if (n.step()) newest = n.f64(0);
+        }
+        for (const auto &f : files) {
+            const struct stat &st = f.second;
+            double mtime = static_cast<double>(st.st_mtim.tv_sec) + static_cast<double>(st.st_mtim.tv_nsec) / 1e9;
+            if (mtime <= newest || f.first == opts_.last_link) continue;
+            Db::Query q(db, sql::Stmt::file_name_known);
+            q.bind(1, f.first);
+            if (!q.step()) out.push_back(f.first);
+        }
+    });
     return out;
 }
 
@@ -361,55 +376,46 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
         return a.name < b.name;
     });
 
-    std::string tmp;
-    UniqueFd held = create_locked_traced(
-        dir, [&] { return opts.catalog_name + ".new-" + random_temp_name().substr(12); }, tmp);
-    hook("rebuild_temp_created");
-    try {
-        {
-            DbOptions dbo;
-            dbo.init_schema = true;
-            dbo.busy_timeout_ms = opts.busy_timeout_ms;
-            dbo.rollback_journal = on_network_fs(dir.fd.get());
-            Db db(dir.join(tmp), dbo);
-            Db::Tx tx(db);
-            int64_t seq = 0;
-            for (const Found &f : found) {
-                nlohmann::json meta = {{"adopted",
-                                        {{"by", adopt ? "ckptdb adopt" : "ckptdb fsck --repair (rebuild)"},
-                                         {"order", "file modification time, then name: the only order left "
-                                                   "without a catalog"},
-                                         {"mtime", utc(f.mtime)},
-                                         {"position", seq + 1},
-                                         {"check", f.check},
-                                         {"pinned", "kept out of rotation until released (ckptdb unpin)"}}}};
-                Db::Query(db, sql::Stmt::checkpoint_insert_adopted)
-                    .bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size)
-                    .bind(6, f.checksum).bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump())
-                    .bind(10, ++seq)
-                    .run();
-                int64_t id = db.last_insert_rowid();
-                Db::Query(db, sql::Stmt::file_insert_sealed).bind(1, id).bind(2, int64_t(0)).bind(3, f.name)
-                    .bind(4, f.size).bind(5, f.checksum).run();
-                Db::Query ev(db, sql::Stmt::event_insert);
-                ev.bind_null(1).bind(2, id).bind(3, std::string(verb));
-                ev.bind(4, std::string(verb) + " from the directory, position " + std::to_string(seq) +
-                               " by modification time (" + utc(f.mtime) + "), then name; " +
-                               std::to_string(f.size) + " bytes, xxh128 " + f.checksum + "; " + f.check +
-                               "; pinned until released");
-                ev.run();
-                if (report)
-                    report({verb, f.name, id,
-                            f.status == "corrupt" ? "corrupt: " + f.check
-                                                  : "kind " + f.kind + ", epoch " + std::to_string(f.epoch) + ", step " +
-                                                        std::to_string(f.step) + ", pinned",
-                            f.status == "corrupt" ? "added, quarantined" : "added"});
-                hook("rebuild_row");
-            }
-            tx.commit();
-            db.checkpoint_wal(true);
+    DbOptions dbo;
+    dbo.busy_timeout_ms = opts.busy_timeout_ms;
+    dbo.rollback_journal = on_network_fs(dir.fd.get());
+    UniqueFd held;
+    const std::string tmp = build_catalog_temp(dir, opts.catalog_name, dbo, [&](Db &db) {
+        int64_t seq = 0;
+        for (const Found &f : found) {
+            nlohmann::json meta = {{"adopted",
+                                    {{"by", adopt ? "ckptdb adopt" : "ckptdb fsck --repair (rebuild)"},
+                                     {"order", "file modification time, then name: the only order left "
+                                               "without a catalog"},
+                                     {"mtime", utc(f.mtime)},
+                                     {"position", seq + 1},
+                                     {"check", f.check},
+                                     {"pinned", "kept out of rotation until released (ckptdb unpin)"}}}};
+            Db::Query(db, sql::Stmt::checkpoint_insert_adopted)
+                .bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size)
+                .bind(6, f.checksum).bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump())
+                .bind(10, ++seq)
+                .run();
+            int64_t id = db.last_insert_rowid();
+            Db::Query(db, sql::Stmt::file_insert_sealed).bind(1, id).bind(2, int64_t(0)).bind(3, f.name)
+                .bind(4, f.size).bind(5, f.checksum).run();
+            Db::Query ev(db, sql::Stmt::event_insert);
+            ev.bind_null(1).bind(2, id).bind(3, std::string(verb));
+            ev.bind(4, std::string(verb) + " from the directory, position " + std::to_string(seq) +
+                           " by modification time (" + utc(f.mtime) + "), then name; " +
+                           std::to_string(f.size) + " bytes, xxh128 " + f.checksum + "; " + f.check +
+                           "; pinned until released");
+            ev.run();
+            if (report)
+                report({verb, f.name, id,
+                        f.status == "corrupt" ? "corrupt: " + f.check
+                                              : "kind " + f.kind + ", epoch " + std::to_string(f.epoch) + ", step " +
+                                                    std::to_string(f.step) + ", pinned",
+                        f.status == "corrupt" ? "added, quarantined" : "added"});
+            hook("rebuild_row");
         }
-        for (const char *suffix : {"-wal", "-shm"}) unlink_name(dir, tmp + suffix);
+    }, held);
+    try {
         hook("rebuild_built");
         keep_catalog_aside(dir, opts.catalog_name);
         hook("rebuild_aside");
@@ -422,8 +428,7 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
         sync_dir(dir);
         hook("rebuild_installed");
     } catch (...) {
-        if (name_exists(dir, tmp))
-            for (const char *suffix : {"", "-wal", "-shm", "-journal"}) unlink_name(dir, tmp + suffix);
+        remove_catalog_temp(dir, tmp);
         throw;
     }
     held.reset();

@@ -308,6 +308,11 @@ INSERT INTO checkpoints (name, kind, epoch, step, size, checksum, status, create
                          metadata, commit_seq, pinned)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), NULL, ?9, ?10, 1);
 
+-- name: file_name_known
+-- Whether any checkpoint (in flight, complete, corrupt or pruned) names the file.
+SELECT 1 FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
+ WHERE f.name = ?1 AND c.status IN ('writing', 'complete', 'corrupt', 'pruned') LIMIT 1;
+
 -- name: newest_commit_unix
 -- When the newest commit the catalog knows happened, in Unix seconds (0: none).
 SELECT coalesce((julianday(max(committed_at)) - 2440587.5) * 86400.0, 0) FROM checkpoints

@@ -39,6 +39,12 @@ int sync(const std::string &src, const std::string &dst, bool del, Items *items 
     return ckptdb_sync(src.c_str(), dst.c_str(), &o, nullptr, nullptr);
 }
 
+// Epochs 1..n saved in dir, each t::pattern(bytes, e).
+void save_epochs(const t::TempDir &dir, int n, size_t bytes) {
+    ckptdb::catalog c(dir.path);
+    for (int e = 1; e <= n; e++) c.save_bytes("epoch", e, e, t::pattern(bytes, e));
+}
+
 void flip_byte(const std::string &path, size_t at) {
     std::string b = t::read_file(path);
     b[at] = static_cast<char>(b[at] ^ 0x55);
@@ -66,10 +72,7 @@ ckptdb_retention keep_epochs(ckptdb_keep_kind *k, int n) {
 
 TEST_CASE("case 1: sync --delete keeps the destination's good copy of what is corrupt or missing in the source") {
     t::TempDir src, dst;
-    {
-        ckptdb::catalog s(src.path);
-        for (int e = 1; e <= 3; e++) s.save_bytes("epoch", e, e, t::pattern(5000, e));
-    }
+    save_epochs(src, 3, 5000);
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
     flip_byte(src / "epoch_003.pt", 100);
     REQUIRE(::unlink((src / "epoch_002.pt").c_str()) == 0);
@@ -110,10 +113,7 @@ TEST_CASE("case 1: sync --delete mirrors what the source pruned by a rule, never
 
 TEST_CASE("case 2: a destination file no catalog owns is left alone and never becomes a row prune could delete") {
     t::TempDir src, dst;
-    {
-        ckptdb::catalog s(src.path);
-        for (int e = 1; e <= 3; e++) s.save_bytes("epoch", e, e, t::pattern(4000, e));
-    }
+    save_epochs(src, 3, 4000);
     t::write_file(dst / "epoch_002.pt", "the user's own file");
     // A directory with checkpoint files and no catalog: sync refuses, naming
     // them, and starts no catalog there.
@@ -145,10 +145,7 @@ TEST_CASE("case 2: a destination file no catalog owns is left alone and never be
 
 TEST_CASE("case 7: checkpoints committed directly in the destination are never dropped from its catalog") {
     t::TempDir src, dst;
-    {
-        ckptdb::catalog s(src.path);
-        for (int e = 1; e <= 3; e++) s.save_bytes("epoch", e, e, t::pattern(2000, e));
-    }
+    save_epochs(src, 3, 2000);
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
     {
         ckptdb::catalog d(dst.path);
@@ -171,10 +168,7 @@ TEST_CASE("case 7: checkpoints committed directly in the destination are never d
 
 TEST_CASE("case 10: sync into a directory where a save is in flight leaves that save's temp file alone") {
     t::TempDir src, dst;
-    {
-        ckptdb::catalog s(src.path);
-        for (int e = 1; e <= 2; e++) s.save_bytes("epoch", e, e, t::pattern(2000, e));
-    }
+    save_epochs(src, 2, 2000);
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
     {
         ckptdb::catalog s(src.path);
@@ -200,10 +194,7 @@ TEST_CASE("case 10: sync into a directory where a save is in flight leaves that 
 
 TEST_CASE("case 11: a file the source prunes during the sync is skipped and reported, not fatal") {
     t::TempDir src, dst;
-    {
-        ckptdb::catalog s(src.path);
-        for (int e = 1; e <= 4; e++) s.save_bytes("epoch", e, e, t::pattern(3000, e));
-    }
+    save_epochs(src, 4, 3000);
     struct Ctx {
         std::string src;
         bool pruned = false;
@@ -239,10 +230,7 @@ TEST_CASE("case 11: a file the source prunes during the sync is skipped and repo
 
 TEST_CASE("case 12: a catalog left with a hot rollback journal still opens read-only") {
     t::TempDir src, dst;
-    {
-        ckptdb::catalog s(src.path);
-        for (int e = 1; e <= 2; e++) s.save_bytes("epoch", e, e, t::pattern(2000, e));
-    }
+    save_epochs(src, 2, 2000);
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
     // What a kill inside a journal-mode switch leaves: a writer killed with
     // its rollback journal on disk (a real process, killed for real).
@@ -378,10 +366,7 @@ TEST_CASE("case 4: a corrupt checkpoint is quarantined; only an explicit corrupt
 
 TEST_CASE("sync carries the runs of the checkpoints it copies: a pull, a resume and a push keep the run history") {
     t::TempDir shared, local;
-    {
-        ckptdb::catalog s(shared.path);
-        for (int e = 1; e <= 2; e++) s.save_bytes("epoch", e, e, t::pattern(3000, e));
-    }
+    save_epochs(shared, 2, 3000);
     REQUIRE(sync(shared.path, local.path, false) == CKPTDB_OK);  // the pull
     {
         ckptdb::catalog l(local.path);  // the next job resumes there and saves
