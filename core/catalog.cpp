@@ -221,7 +221,7 @@ Catalog::~Catalog() {
 bool Catalog::reserved_name(const std::string &name) const {
     const std::string &c = opts_.catalog_name;
     return name == c || name == c + "-wal" || name == c + "-shm" || name == c + "-journal" ||
-           (!opts_.last_link.empty() && name == opts_.last_link);
+           (!opts_.last_link.empty() && (name == opts_.last_link || name == link_temp_name()));
 }
 
 void Catalog::write(const std::function<void(Db &)> &fn) {

@@ -182,6 +182,8 @@ public:
     void requeue_after_preempt() noexcept;
     // Points the last-link at the newest complete checkpoint. Never throws.
     void refresh_link();
+    // The fixed name the last link is replaced through ("" without a link).
+    std::string link_temp_name() const;
     void pin(int64_t id, bool pinned);
     void run_progress(int64_t epoch, int64_t step);
     // Unlink the files of pruned rows whose deletion is pending. With

@@ -9,7 +9,7 @@
 //   I1  every complete row names files with the recorded size and XXH3-128;
 //   I2  the newest checkpoint complete before the crash is still resumable
 //       (it, or one committed after it, is complete);
-//   I3  no .ckptdb-tmp- file remains; files unknown to the catalog are listed
+//   I3  no .ckptdb-tmp- file nor temp link (.ckptdb-link-) remains; files unknown to the catalog are listed
 //       (Report::unknown_files) and none that existed before the open was
 //       deleted, except the library's temp names and files of pruned rows;
 //   I4  every acknowledged id is complete, or pruned by a rule;
@@ -359,6 +359,10 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
         if (r.status == "pruned") may_go.insert(r.name);
     for (const auto &e : after) {
         const std::string &n = e.first;
+        if (n.rfind(".ckptdb-link-", 0) == 0) {  // the last link's temp: replaced or removed by recovery
+            v.push_back("I3: the last link's temp link " + n + " remains after recovery");
+            continue;
+        }
         if (n.rfind(".ckptdb-tmp-", 0) == 0) {
             bool live = false;
             for (const auto &f : cat.files)
@@ -373,7 +377,8 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
     }
     for (const auto &e : before) {
         const std::string &n = e.first;
-        if (after.count(n) || e.second == "catalog" || n.rfind(".ckptdb-tmp-", 0) == 0 || may_go.count(n))
+        if (after.count(n) || e.second == "catalog" || n.rfind(".ckptdb-tmp-", 0) == 0 ||
+            n.rfind(".ckptdb-link-", 0) == 0 || may_go.count(n))
             continue;
         if (n == expect.last_link && e.second.rfind("->", 0) == 0) continue;  // replaced or removed link
         v.push_back("I3: recovery deleted " + n + ", which is not one of its temp files nor a pruned file");

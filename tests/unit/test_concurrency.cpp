@@ -90,3 +90,54 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
     MESSAGE(recovered << " saves recovered after kills");
     CHECK(recovered >= 3);
 }
+
+// Issue 18, case 8: recovery in one process removed another process's
+// in-flight temp link of last.pt, and that process's rename failed
+// ("link_failed"). The link is now replaced through one fixed name, only
+// under the catalog's write lock, which recovery never removes.
+static std::string link_target(const std::string &path) {
+    char buf[4096];
+    ssize_t n = ::readlink(path.c_str(), buf, sizeof buf);
+    return n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
+}
+
+TEST_CASE("a process opening the catalog never removes another process's in-flight last.pt temp link") {
+    t::TempDir d;
+    {
+        ckptdb::catalog c(d.path);
+        c.save_bytes("epoch", 1, 1, t::pattern(1000, 1));
+    }
+    REQUIRE(link_target(d / "last.pt") == "epoch_001.pt");
+    t::Child a({"save", d.path, "1000", "--epoch", "2", "--stop-at", "link_made"});
+    REQUIRE(a.line() == "STOPPED link_made");  // committed, its temp link made, not yet renamed
+    auto temp_links = [&] {
+        std::vector<std::string> out;
+        for (const std::string &n : t::names(d.path)) {
+            struct stat st;
+            if (n.compare(0, 7, ".ckptdb") == 0 && ::lstat((d / n).c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+                out.push_back(n);
+        }
+        return out;
+    };
+    auto held = temp_links();
+    REQUIRE(held.size() == 1);
+    // Another process opens (its recovery runs or waits for the lock).
+    ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+    o.busy_timeout_ms = 300;
+    try {
+        ckptdb::catalog b(d.path, &o);
+    } catch (const ckptdb::error &e) {
+        CHECK(e.code() == CKPTDB_EBUSY);
+    }
+    CHECK(temp_links() == held);  // still there for its maker
+    ::kill(a.pid, SIGCONT);
+    CHECK(a.line().rfind("COMMITTED ", 0) == 0);
+    CHECK(a.exit_code() == 0);
+    CHECK(link_target(d / "last.pt") == "epoch_002.pt");
+    CHECK(temp_links().empty());
+    auto cat = t::catalog_path(d);
+    CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'link_failed'") == "0");
+    ckptdb::catalog c(d.path);
+    CHECK(c.latest()->name == "epoch_002.pt");
+    CHECK(temp_links().empty());
+}
