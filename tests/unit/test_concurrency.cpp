@@ -85,10 +85,24 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
               "0");
     }
     CHECK(t::query1(t::catalog_path(d), "PRAGMA integrity_check") == "ok");
-    // The kills did land inside saves: recovery had work to do.
-    int64_t recovered = std::stoll(t::query1(t::catalog_path(d), "SELECT count(*) FROM events WHERE event = 'recovered'"));
-    MESSAGE(recovered << " saves recovered after kills");
-    CHECK(recovered >= 3);
+    // How many random kills landed inside a save depends on the machine's
+    // load, so it is reported, not asserted. Two kills at known points of a
+    // save make sure the rounds above ran with recovery work in the catalog:
+    // one before the seal (aborted), one after it (rolled forward).
+    auto cat = t::catalog_path(d);
+    auto recovered = [&] { return std::stoll(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'recovered'")); };
+    MESSAGE(recovered() << " saves recovered after the random kills");
+    int64_t before = recovered();
+    for (const char *point : {"wrote", "sealed"}) {
+        t::Child k({"save", d.path, "100000", "--kind", "manual", "--pause-at", point});
+        REQUIRE(k.line() == std::string("PAUSED ") + point);
+        k.kill9();
+    }
+    ckptdb::catalog c(d.path);
+    CHECK(recovered() == before + 2);
+    CHECK(t::query1(cat, "SELECT group_concat(status) FROM (SELECT status FROM checkpoints WHERE kind = 'manual' "
+                         "ORDER BY id DESC LIMIT 2)") == "complete,aborted");
+    CHECK(t::temp_files(d.path).empty());
 }
 
 // Issue 18, case 8: recovery in one process removed another process's
