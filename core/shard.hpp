@@ -1,5 +1,5 @@
-// Sharded saves: one file per rank, one checkpoint (DESIGN.md, "Several
-// ranks, several hosts").
+// Sharded saves: one file per rank, one checkpoint (docs/DESIGN.md,
+// "Several ranks, several hosts").
 //
 // Every rank writes its file with a Shard, which never opens the catalog: a
 // temp file in the checkpoint directory, hashed while written, fsynced, and

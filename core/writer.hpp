@@ -1,5 +1,5 @@
 // The durable writer: one save, from the "writing" row to the committed
-// checkpoint, crash-safe at every instant (see DESIGN.md, the save protocol).
+// checkpoint, crash-safe at every instant (docs/DESIGN.md, "Save protocol").
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,8 @@
-// The crash-consistency invariants I1-I6 of DESIGN.md, checked from outside
-// the engine: the catalog is read with SQLite's C API and every file is hashed
-// with xxHash here, independently of core/. Header-only, so doctest suites
-// (linked against libckptdb.so) and helper binaries (linked against the
-// engine) can both use it.
+// The crash-consistency invariants I1-I6 (docs/DESIGN.md, "Invariants"),
+// checked from outside the engine: the catalog is read with SQLite's C API
+// and every file is hashed with xxHash here, independently of core/.
+// Header-only, so doctest suites (linked against libckptdb.so) and helper
+// binaries (linked against the engine) can both use it.
 //
 // check_invariants(dir, expect) opens the directory with ckptdb_open (which
 // runs recovery) and checks:

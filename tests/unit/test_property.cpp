@@ -1,6 +1,6 @@
 // Property test: random sequences of save, commit, abort, pin, prune and
 // reopen under random retention policies. After every step the invariants
-// of DESIGN.md are checked against the catalog and the directory:
+// (docs/DESIGN.md, "Invariants") are checked against the catalog and directory:
 //   - every complete row names a file of the recorded size (I1);
 //   - the newest complete checkpoint before a step is still complete after it,
 //     unless a newer one was committed (I2, I6);
