@@ -237,7 +237,15 @@ Entry Save::commit() {
         hook("dir_synced");
         cat_->write([&](Db &db) {
             Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, id_).run();
-            if (db.changes() != 1) fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
+            if (db.changes() != 1) {
+                // A recovery judged this writer gone (it stalled past its
+                // lease) and, every file being whole, finished the commit
+                // itself: the checkpoint is complete and its file stays.
+                Db::Query st(db, sql::Stmt::status_of);
+                st.bind(1, id_);
+                if (st.step() && st.text(0) == "complete") return;
+                fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
+            }
             Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id_).run();
             cat_->log_event(db, id_, "committed", std::to_string(size_) + " bytes, xxh128 " + sum);
             // Rotation is chosen in the same transaction, once the new

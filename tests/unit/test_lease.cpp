@@ -292,3 +292,29 @@ TEST_CASE("a bad CKPTDB_LEASE_SECONDS fails the open with CKPTDB_EINVAL naming i
     ckptdb::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
 }
+
+TEST_CASE("a writer judged gone while stalled after its rename still commits, and its file stays") {
+    t::TempDir d;
+    // Stopped (SIGSTOP) after the rename and the directory fsync, before the
+    // catalog says complete: a writer that stalled past its lease.
+    t::Child w({"save", d.path, "1048576", "--stop-at", "dir_synced", "--epoch", "2", "--chunk", "65536"});
+    REQUIRE(w.line() == "STOPPED dir_synced");
+    int st = 0;
+    REQUIRE(::waitpid(w.pid, &st, WUNTRACED) == w.pid);
+    REQUIRE(WIFSTOPPED(st));
+    int64_t id = newest_id(d);
+    REQUIRE(t::exists(d / "epoch_002.pt"));
+    move_to_node_b(d, id);
+    set_mtime_ago(d / "epoch_002.pt", 3600);
+    {
+        ckptdb::catalog c(d.path);  // recovery finds the file whole and adopts it
+        CHECK(status_of(d, id) == "complete");
+        CHECK(contains(recovered_detail(d, id), "lease expired: host node-b"));
+    }
+    ::kill(w.pid, SIGCONT);
+    std::string l = w.line();
+    CHECK_MESSAGE(l.rfind("COMMITTED " + std::to_string(id) + " epoch_002.pt", 0) == 0, l);
+    CHECK(w.exit_code() == 0);
+    CHECK(status_of(d, id) == "complete");
+    CHECK(t::read_file(d / "epoch_002.pt") == t::pattern(1 << 20));
+}
