@@ -145,7 +145,8 @@ SELECT size FROM checkpoints WHERE status = 'complete' AND kind = ?1 AND commit_
 --   ?3 milestone: kind 'epoch' with epoch % ?3 = 0 is kept (0: off)
 --   ?4 keep the first checkpoint committed in each ?4-second interval (0: off)
 --   ?5 JSON path of the metric (NULL: off); ?6 1 when larger is better; ?7 best K
---   ?8 byte budget (0: none); ?9 bytes to make room for (a save about to begin)
+--   ?8 byte budget (0: none); ?9 bytes used or wanted outside complete
+--      checkpoints (a save about to begin, temp files of saves in flight)
 --   ?10 1 to list corrupt checkpoints as victims (an explicit prune of them;
 --       the caller confirms each by hashing it again before it is marked)
 -- Rows whose metric is missing or not a number rank after all others.

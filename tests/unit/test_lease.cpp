@@ -123,6 +123,16 @@ std::string own_start_time() {
     return field;
 }
 
+// A budget of max_bytes over epoch checkpoints, every one kept by its rule.
+void set_budget(const ckptdb::catalog &c, int64_t max_bytes) {
+    ckptdb_keep_kind keep[] = {{"epoch", -1}};
+    ckptdb_retention r = CKPTDB_RETENTION_INIT;
+    r.keep_last = keep;
+    r.keep_last_count = 1;
+    r.max_bytes = max_bytes;
+    REQUIRE(ckptdb_set_retention(c.handle(), &r) == CKPTDB_OK);
+}
+
 }  // namespace
 
 TEST_CASE("lease expired: the next open aborts another host's save and removes its temp file") {
@@ -247,6 +257,50 @@ TEST_CASE("no temp file yet: the row's begin time is the heartbeat") {
     std::string detail = recovered_detail(d, id);
     CHECK_MESSAGE(contains(detail, "lease expired: host node-b"), detail);
     CHECK_MESSAGE(contains(detail, "begin time"), detail);
+}
+
+TEST_CASE("the byte budget counts the temp files of saves in flight") {
+    const std::string four_k(4000, 'k');
+    SUBCASE("a save that fits without them is refused, changing nothing") {
+        t::TempDir d;
+        { ckptdb::catalog(d.path).save_bytes("epoch", 1, 1, four_k); }
+        t::Child w({"save", d.path, "6000", "--pause-at", "wrote", "--epoch", "9", "--chunk", "6000"});
+        REQUIRE(w.line() == "PAUSED wrote");
+        REQUIRE(t::read_file(d / only_temp(d)).size() == 6000);
+        ckptdb::catalog c(d.path);
+        // 4000 complete + 4000 expected fits 12000; with the 6000 in flight it does not.
+        set_budget(c, 12000);
+        std::string before = t::snapshot(d);
+        ckptdb_save *sv = nullptr;
+        CHECK(ckptdb_save_begin(&sv, c.handle(), "epoch", 2, 2, nullptr) == CKPTDB_ENOSPC);
+        CHECK(sv == nullptr);
+        std::string msg = ckptdb_last_error();
+        CHECK_MESSAGE(contains(msg, "in the temp files of 1 save(s) in flight"), msg);
+        CHECK(t::snapshot(d) == before);
+    }
+    SUBCASE("room is made by deleting what the budget would otherwise keep") {
+        t::TempDir d;
+        {
+            ckptdb::catalog c(d.path);
+            c.save_bytes("epoch", 1, 1, four_k);
+            c.save_bytes("epoch", 2, 2, four_k);
+        }
+        t::Child w({"save", d.path, "6000", "--pause-at", "wrote", "--epoch", "9", "--chunk", "6000"});
+        REQUIRE(w.line() == "PAUSED wrote");
+        ckptdb::catalog c(d.path);
+        // 8000 complete + 4000 expected fits 16000; with the 6000 in flight
+        // the oldest must go.
+        set_budget(c, 16000);
+        auto s = c.begin("epoch", 3, 3);
+        CHECK_FALSE(t::exists(d / "epoch_001.pt"));
+        CHECK(t::query1(t::catalog_path(d), "SELECT prune_rule FROM checkpoints WHERE name = 'epoch_001.pt'") ==
+              "budget");
+        CHECK(t::exists(d / "epoch_002.pt"));
+        s.write(four_k);
+        s.commit();
+        CHECK(t::exists(d / "epoch_002.pt"));
+        CHECK(t::exists(d / "epoch_003.pt"));
+    }
 }
 
 TEST_CASE("a live writer on this host is judged by its pid, never by the lease") {
