@@ -23,6 +23,7 @@
 #include "hash.hpp"
 #include "hooks.hpp"
 #include "io.hpp"
+#include "lease.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 
@@ -34,19 +35,24 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     // Listing first, then the catalog: a save that starts in between has its
     // row before its temp file, so its temp file is never called an orphan.
     std::vector<std::string> names = list_names(dir_);
+    // Saves in flight, each judged alive or gone by the rule recovery uses.
     struct Owner {
         int64_t id;
         bool alive;
+        std::string why;  // a writer on another host: its lease, or its lock
     };
     std::map<std::string, Owner> owned_temps;
+    {
+        const int64_t lease = lease_seconds();
+        const double now = static_cast<double>(::time(nullptr));
+        for (const WriterRow &w : writer_rows(*this)) {
+            WriterVerdict v = judge_writer(self_, dir_, w, lease, now);
+            for (const FileRow &f : w.files)
+                if (!f.temp_name.empty()) owned_temps[f.temp_name] = {w.id, !v.dead, v.why};
+        }
+    }
     std::map<std::string, std::pair<int64_t, std::string>> known;  // file name -> (checkpoint, status)
     read([&](Db &db) {
-        Db::Query t(db, sql::Stmt::writing_temp_owners);
-        while (t.step()) {
-            bool alive = t.i64(6) == 0 &&
-                         liveness(self_, t.text(2), t.text(3), t.i64(4), t.i64(5)) != Liveness::dead;
-            owned_temps[t.text(0)] = {t.i64(1), alive};
-        }
         Db::Query q(db, sql::Stmt::file_names_known);
         while (q.step()) {
             // A pruned row whose deletion is recorded no longer owns the
@@ -66,7 +72,10 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
         if (is_temp_name(n)) {
             auto o = owned_temps.find(n);
             if (o != owned_temps.end() && o->second.alive) {
-                out.push_back({"writing", n, o->second.id, "the temp file of a save in flight", ""});
+                out.push_back({"writing", n, o->second.id,
+                               "the temp file of a save in flight" +
+                                   (o->second.why.empty() ? std::string() : " (" + o->second.why + ")"),
+                               ""});
                 continue;
             }
             if (o == owned_temps.end() && temp_in_use(dir_, n)) {
@@ -74,8 +83,10 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
                 continue;
             }
             FsckItem it{"temp_file", n, o != owned_temps.end() ? o->second.id : 0,
-                        o != owned_temps.end() ? "left by a save whose process is gone (recovery aborts it)"
-                                               : "a leftover temp file of the library",
+                        o == owned_temps.end()  ? "a leftover temp file of the library"
+                        : o->second.why.empty() ? "left by a save whose process is gone (recovery aborts it)"
+                                                : "left by a save whose writer is gone: " + o->second.why +
+                                                      " (recovery aborts it)",
                         ""};
             out.push_back(it);
             continue;
@@ -114,6 +125,12 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     recover();
     for (FsckItem &it : out) {
         if (it.kind == "temp_file") {
+            if (it.checkpoint_id != 0 && entry(it.checkpoint_id).status == CKPTDB_STATUS_WRITING) {
+                // Judged again by recovery just now and found alive (a writer
+                // on another host renewed its lease meanwhile): its file stays.
+                it.action = "kept: its writer is alive";
+                continue;
+            }
             if (!name_exists(dir_, it.name) && it.checkpoint_id != 0 &&
                 entry(it.checkpoint_id).status == CKPTDB_STATUS_COMPLETE) {
                 it.action = "adopted: recovery finished its commit";

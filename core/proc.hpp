@@ -24,7 +24,8 @@ int64_t proc_start_time(int64_t pid);
 enum class Liveness { alive, dead, unknown };
 
 // dead: same host and boot, and the pid is gone or belongs to a newer
-// process; or same host after a reboot. unknown: another host.
+// process; or same host after a reboot. unknown: another host (a save of
+// another host is judged by its lock and lease: lease.hpp).
 Liveness liveness(const ProcIdentity &self, const std::string &host, const std::string &boot_id, int64_t pid,
                   int64_t proc_start);
 

@@ -1,4 +1,5 @@
-// Recovery on open: saves left "writing" by processes that no longer run are
+// Recovery on open: saves left "writing" by processes that no longer run
+// (judge_writer: by pid on this host, by lease on another) are
 // adopted when every file is sealed (its size and checksum recorded after its
 // fsync) and whole, under its final name or still under its temp name, which
 // is then renamed: the commit is rolled forward. Otherwise they are aborted,
@@ -6,6 +7,7 @@
 // nor a live shard writer (which holds a lock on its file) owns are removed.
 // Every step re-checks the catalog, so two processes recovering at once, or
 // a crash inside recovery, leave the same result.
+#include <ctime>
 #include <set>
 
 #include "catalog.hpp"
@@ -13,6 +15,7 @@
 #include "error.hpp"
 #include "hash.hpp"
 #include "hooks.hpp"
+#include "lease.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 
@@ -31,24 +34,19 @@ void Catalog::recover() {
             log_event(db, id, "recovered", detail);
         });
     };
+    // Read first: a bad CKPTDB_LEASE_SECONDS fails the open before recovery
+    // changes anything.
+    const int64_t lease = lease_seconds();
     struct Stale {
         int64_t id;
+        std::string why;  // for a writer on another host: its lease expired
     };
     std::vector<Stale> stale;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::writing_rows);
-        while (q.step()) {
-            bool dead;
-            if (q.is_null(1)) {
-                dead = true;  // no run row: nobody can own it
-            } else if (!q.is_null(5)) {
-                dead = true;  // the run closed the catalog
-            } else {
-                dead = liveness(self_, q.text(1), q.text(2), q.i64(3), q.i64(4)) == Liveness::dead;
-            }
-            if (dead) stale.push_back({q.i64(0)});
-        }
-    });
+    const double now = static_cast<double>(::time(nullptr));
+    for (const WriterRow &w : writer_rows(*this)) {
+        WriterVerdict v = judge_writer(self_, dir_, w, lease, now);
+        if (v.dead) stale.push_back({w.id, v.why});
+    }
 
     // Whether the file under name has exactly the sealed size and checksum.
     auto matches = [this](const std::string &name, const FileRow &f) {
@@ -96,8 +94,10 @@ void Catalog::recover() {
             sync_dir(dir_);
             hook("recover_adopt");
             resolve(s.id, sql::Stmt::checkpoint_complete,
-                    to_rename.empty() ? "adopted: the writer died after the rename; every file is whole"
-                                      : "adopted: the writer died after sealing every file; the commit was finished");
+                    std::string(to_rename.empty()
+                                    ? "adopted: the writer died after the rename; every file is whole"
+                                    : "adopted: the writer died after sealing every file; the commit was finished") +
+                        (s.why.empty() ? "" : "; " + s.why));
             continue;
         }
         for (const FileRow &f : fs)
@@ -108,7 +108,7 @@ void Catalog::recover() {
             for (const FileRow &f : fs)
                 if (name_problem(f.name).empty() && f.size >= 0 && matches(f.name, f)) unlink_name(dir_, f.name);
         hook("recover_abort");
-        resolve(s.id, sql::Stmt::checkpoint_abort, "aborted: " + why);
+        resolve(s.id, sql::Stmt::checkpoint_abort, "aborted: " + (s.why.empty() ? why : s.why + "; " + why));
     }
 
     // Prunes that marked their victims but died before unlinking them.

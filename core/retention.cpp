@@ -106,17 +106,42 @@ static std::string human(int64_t b) {
     return buf;
 }
 
+// Bytes on disk now in the temp files of saves in flight (their rows are
+// "writing"): the budget counts them with the checkpoints, wherever their
+// writers run. Names are checked before any is looked at; links are not
+// followed.
+static int64_t in_flight_bytes(Db &db, const Dir &dir, int64_t &files) {
+    int64_t bytes = 0;
+    files = 0;
+    Db::Query q(db, sql::Stmt::writing_temp_names);
+    while (q.step()) {
+        std::string t = q.text(0);
+        struct stat st;
+        if (!is_exact_temp_name(t) || io::ops().fstatat(dir.fd.get(), t.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(st.st_mode))
+            continue;
+        bytes += static_cast<int64_t>(st.st_size);
+        files++;
+    }
+    return bytes;
+}
+
 std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run,
                                               bool *fits, std::string *usage) {
     std::vector<PruneItem> victims, protected_items;
-    int64_t remaining = extra_bytes;
+    // The space the directory's checkpoints use: the complete ones (summed
+    // by the plan below) and the temp files of saves in flight, plus the
+    // room asked for.
+    int64_t in_flight_files = 0;
+    const int64_t in_flight = r.max_bytes > 0 ? in_flight_bytes(db, dir_, in_flight_files) : 0;
+    int64_t remaining = extra_bytes + in_flight;
     {
         Db::Query q(db, sql::Stmt::prune_plan);
         q.bind(1, r.keep_last_json()).bind(2, static_cast<int64_t>(r.keep_last_default));
         q.bind(3, r.keep_every_n_epochs).bind(4, r.keep_interval_seconds);
         auto path = r.metric_path();
         q.bind_opt(5, path ? path->c_str() : nullptr).bind(6, static_cast<int64_t>(r.best_max ? 1 : 0));
-        q.bind(7, static_cast<int64_t>(r.best_k)).bind(8, r.max_bytes).bind(9, extra_bytes);
+        q.bind(7, static_cast<int64_t>(r.best_k)).bind(8, r.max_bytes).bind(9, extra_bytes + in_flight);
         q.bind(10, static_cast<int64_t>(r.prune_corrupt ? 1 : 0));
         while (q.step()) {
             PruneItem it{q.i64(0), q.text(1), q.i64(2), q.text(3)};
@@ -143,6 +168,9 @@ std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_
     if (usage && !ok) {
         std::string u = "budget " + human(r.max_bytes) + ", still needed " + human(remaining) +
                         (extra_bytes ? " (including " + human(extra_bytes) + " expected for the new save)" : "") +
+                        (in_flight ? " (including " + human(in_flight) + " in the temp files of " +
+                                         std::to_string(in_flight_files) + " save(s) in flight)"
+                                   : "") +
                         "; protected:";
         for (const PruneItem &p : protected_items)
             u += " " + p.name + " " + human(p.size) + " (" + p.rule.substr(10) + ")";

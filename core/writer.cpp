@@ -13,6 +13,7 @@
 #include "error.hpp"
 #include "hooks.hpp"
 #include "io.hpp"
+#include "lease.hpp"
 #include "names.hpp"
 
 namespace ckptdb {
@@ -104,6 +105,8 @@ std::unique_ptr<Save> Save::begin(std::shared_ptr<Catalog> cat, const std::strin
     hook("begun");
     try {
         s->fd_ = create_exclusive(cat->dir(), s->temp_);
+        hold_writer_lock(s->fd_.get());
+        s->renewed_ = lease_clock();  // the creation stamped the mtime
     } catch (const Error &e) {
         s->err_code_ = e.code();
         s->err_msg_ = e.what();
@@ -150,6 +153,7 @@ void Save::write(const void *data, size_t len) {
         write_all(fd_.get(), data, len, temp_path_);
         // The disk works while the caller is still producing bytes.
         start_writeback(fd_.get(), size_ + static_cast<int64_t>(len), flushed_, temp_path_);
+        renew_lease(fd_.get(), renewed_, false);
     } catch (const Error &e) {
         err_code_ = e.code();
         err_msg_ = e.what();
@@ -194,9 +198,14 @@ Entry Save::commit() {
                 if (!f) fail_os("cannot open", temp_path_, err);
                 fd_ = std::move(f);
             }
+            renew_lease(fd_.get(), renewed_, true);  // hashing a large file takes a while
             size_ = hash_fd(fd_.get(), hash_, temp_path_);
         }
+        // The lease is renewed right before the fsync and again after it, so
+        // that neither a long fsync nor the commit looks like a dead writer.
+        renew_lease(fd_.get(), renewed_, true);
         sync_fd(fd_.get(), temp_path_);
+        renew_lease(fd_.get(), renewed_, true);
         if (state_ == State::streaming) {
             // The bytes went through our descriptor: the temp name must still
             // be that file, or the rename would install whatever was put
@@ -228,7 +237,15 @@ Entry Save::commit() {
         hook("dir_synced");
         cat_->write([&](Db &db) {
             Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, id_).run();
-            if (db.changes() != 1) fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
+            if (db.changes() != 1) {
+                // A recovery judged this writer gone (it stalled past its
+                // lease) and, every file being whole, finished the commit
+                // itself: the checkpoint is complete and its file stays.
+                Db::Query st(db, sql::Stmt::status_of);
+                st.bind(1, id_);
+                if (st.step() && st.text(0) == "complete") return;
+                fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
+            }
             Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id_).run();
             cat_->log_event(db, id_, "committed", std::to_string(size_) + " bytes, xxh128 " + sum);
             // Rotation is chosen in the same transaction, once the new

@@ -55,6 +55,7 @@ private:
     Hasher hash_;
     int64_t size_ = 0;
     int64_t flushed_ = 0;  // bytes handed to writeback with sync_file_range
+    int64_t renewed_ = 0;  // when the lease was last renewed (lease.hpp: renew_lease)
     int err_code_ = 0;
     std::string err_msg_;
 };

@@ -96,7 +96,12 @@ SELECT rank, name, temp_name, size, checksum FROM files
  WHERE checkpoint_id = ?1 ORDER BY rank;
 
 -- name: writing_rows
-SELECT c.id, r.host, r.boot_id, r.pid, r.proc_start, r.ended_at
+-- Every save in flight with the run that began it and its begin time in
+-- Unix seconds (the heartbeat of a writer on another host before its temp
+-- file exists).
+SELECT c.id, r.id IS NOT NULL, r.ended_at IS NOT NULL, coalesce(r.host, ''), coalesce(r.boot_id, ''),
+       coalesce(r.pid, 0), coalesce(r.proc_start, 0),
+       coalesce((julianday(c.created_at) - 2440587.5) * 86400.0, 0)
   FROM checkpoints c LEFT JOIN runs r ON r.id = c.run_id
  WHERE c.status = 'writing';
 
@@ -140,7 +145,8 @@ SELECT size FROM checkpoints WHERE status = 'complete' AND kind = ?1 AND commit_
 --   ?3 milestone: kind 'epoch' with epoch % ?3 = 0 is kept (0: off)
 --   ?4 keep the first checkpoint committed in each ?4-second interval (0: off)
 --   ?5 JSON path of the metric (NULL: off); ?6 1 when larger is better; ?7 best K
---   ?8 byte budget (0: none); ?9 bytes to make room for (a save about to begin)
+--   ?8 byte budget (0: none); ?9 bytes used or wanted outside complete
+--      checkpoints (a save about to begin, temp files of saves in flight)
 --   ?10 1 to list corrupt checkpoints as victims (an explicit prune of them;
 --       the caller confirms each by hashing it again before it is marked)
 -- Rows whose metric is missing or not a number rank after all others.
@@ -242,12 +248,6 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'complete', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'
 
 -- name: file_insert_sealed
 INSERT INTO files (checkpoint_id, rank, name, size, checksum) VALUES (?1, ?2, ?3, ?4, ?5);
-
--- name: writing_temp_owners
-SELECT f.temp_name, c.id, coalesce(r.host, ''), coalesce(r.boot_id, ''), coalesce(r.pid, 0),
-       coalesce(r.proc_start, 0), r.ended_at IS NOT NULL OR r.id IS NULL
-  FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id LEFT JOIN runs r ON r.id = c.run_id
- WHERE c.status = 'writing' AND f.temp_name IS NOT NULL;
 
 -- name: sync_rows
 -- Every checkpoint a sync compares, with its files (one row per file),
