@@ -310,7 +310,14 @@ CKPTDB_API void ckptdb_save_free(ckptdb_save *save);
  * inside the commit, the next open finishes it when every file was recorded,
  * or aborts it and removes its files.  ckptdb_latest and ckptdb_verify check
  * every file of a checkpoint, and a checkpoint with one bad file is skipped
- * as a whole. */
+ * as a whole.
+ * ckptdb_shard_finish seals the temp file with what it computed (the final
+ * name, size and checksum, bound to the file's inode; in the extended
+ * attribute "user.ckptdb.seal", or where the file system refuses user
+ * attributes in a locked sidecar "<temp_name>.seal" that the commit,
+ * ckptdb_shard_free or the next recovery removes); ckptdb_commit_shards
+ * refuses a temp file whose seal is missing or differs from what it is told
+ * for that rank. */
 typedef struct ckptdb_shard ckptdb_shard;
 
 typedef struct ckptdb_shard_info {
@@ -354,8 +361,10 @@ typedef struct ckptdb_shard_file {
  * recorded with every file, then each temp file is renamed to its name, the
  * directory fsynced, and the checkpoint marked complete and rotation run as
  * for ckptdb_save_commit.  The entry's name and path are those of rank 0's
- * file; its size is the sum.  Bad input (a name taken, a temp file missing or
- * of another size than reported) fails before anything changes. */
+ * file; its size is the sum.  Bad input (a name taken, a temp file missing,
+ * of another size than reported, or sealed by its shard for another name,
+ * size or checksum than files[i] gives: CKPTDB_EINVAL naming the rank) fails
+ * before anything changes. */
 CKPTDB_API int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, int64_t epoch,
                                     int64_t step, const ckptdb_save_options *opts, const ckptdb_shard_file *files,
                                     size_t count);

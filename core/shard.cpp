@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "ckptdb.h"
@@ -98,6 +101,125 @@ bool temp_in_use(const Dir &dir, const std::string &name) {
     return flock_retry(f.get(), LOCK_SH | LOCK_NB) == EWOULDBLOCK;
 }
 
+std::string seal_sidecar_name(const std::string &temp_name) { return temp_name + ".seal"; }
+
+namespace {
+
+constexpr size_t kSealMax = 1024;  // "v1 " + two 20-digit numbers + 32 hex digits + a 255-byte name fits
+
+std::string seal_text(const ShardFile &f, ino_t ino) {
+    return "v1 " + std::to_string(f.size) + " " + f.checksum + " " + std::to_string(static_cast<uint64_t>(ino)) + " " +
+           f.name;
+}
+
+struct SealFields {
+    int64_t size = -1;
+    std::string checksum;
+    uint64_t ino = 0;
+    std::string name;
+};
+
+bool parse_digits(const std::string &s, size_t &at, uint64_t &out) {
+    size_t start = at;
+    out = 0;
+    while (at < s.size() && s[at] >= '0' && s[at] <= '9' && at - start < 20) out = out * 10 + uint64_t(s[at++] - '0');
+    return at > start && at < s.size() && s[at++] == ' ';
+}
+
+// The fields of a seal's text; nullopt when it is not one this library wrote.
+std::optional<SealFields> parse_seal(const std::string &s) {
+    if (s.compare(0, 3, "v1 ") != 0) return std::nullopt;
+    SealFields out;
+    size_t at = 3;
+    uint64_t size = 0;
+    if (!parse_digits(s, at, size) || size > uint64_t(INT64_MAX)) return std::nullopt;
+    out.size = static_cast<int64_t>(size);
+    if (s.size() < at + 33 || s[at + 32] != ' ') return std::nullopt;
+    out.checksum = s.substr(at, 32);
+    if (!is_hex32(out.checksum)) return std::nullopt;
+    at += 33;
+    if (!parse_digits(s, at, out.ino)) return std::nullopt;
+    out.name = s.substr(at);
+    if (out.name.empty()) return std::nullopt;
+    return out;
+}
+
+bool sidecar_forced() {
+    const char *v = std::getenv("CKPTDB_TEST_SEAL_SIDECAR");
+    return v && std::strcmp(v, "1") == 0;
+}
+
+}  // namespace
+
+UniqueFd write_seal(const Dir &dir, int fd, const ShardFile &f) {
+    struct stat st;
+    if (io::ops().fstat(fd, &st) != 0) fail_os("cannot stat", dir.join(f.temp_name), errno);
+    std::string text = seal_text(f, st.st_ino);
+    if (!sidecar_forced() && ::fsetxattr(fd, kSealAttr, text.data(), text.size(), 0) == 0) return UniqueFd();
+    // No user attributes here (or any other refusal): the sidecar, locked
+    // before anyone can take it for an orphan.
+    std::string side = seal_sidecar_name(f.temp_name), made;
+    UniqueFd s = create_locked_traced(dir, [&] { return side; }, made);
+    try {
+        write_all(s.get(), text.data(), text.size(), dir.join(side));
+    } catch (...) {
+        unlink_name(dir, side);
+        throw;
+    }
+    return s;
+}
+
+void drop_seal(const Dir &dir, const std::string &temp_name, UniqueFd &sidecar) {
+    if (!sidecar) return;
+    std::string side = seal_sidecar_name(temp_name);
+    if (same_file(dir, side, sidecar.get())) unlink_name(dir, side);
+    sidecar.reset();
+}
+
+bool check_seal(const Dir &dir, int fd, const struct stat &st, const ShardFile &f, size_t rank) {
+    std::string who = "rank " + std::to_string(rank) + "'s temp file '" + f.temp_name + "'";
+    std::string text;
+    bool sidecar = false;
+    char buf[kSealMax];
+    ssize_t n = ::fgetxattr(fd, kSealAttr, buf, sizeof buf);
+    if (n >= 0) {
+        text.assign(buf, static_cast<size_t>(n));
+    } else if (errno == ENODATA || errno == ENOTSUP) {
+        int err = 0;
+        UniqueFd s = open_read(dir, seal_sidecar_name(f.temp_name), err);
+        if (!s)
+            fail(CKPTDB_EINVAL, who + " has no seal (neither the attribute " + kSealAttr + " nor '" +
+                                    seal_sidecar_name(f.temp_name) +
+                                    "'): only a file a shard of this library finished can be committed");
+        sidecar = true;
+        size_t got = 0;
+        for (;;) {
+            ssize_t r = io::ops().read(s.get(), buf + got, sizeof buf - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) fail_os("cannot read the seal", dir.join(seal_sidecar_name(f.temp_name)), errno);
+            if (r == 0 || (got += static_cast<size_t>(r)) == sizeof buf) break;
+        }
+        text.assign(buf, got);
+    } else if (errno == ERANGE) {
+        fail(CKPTDB_EINVAL,
+             who + " has a seal longer than " + std::to_string(kSealMax) + " bytes: not one of this library");
+    } else {
+        fail_os("cannot read the seal of", dir.join(f.temp_name), errno);
+    }
+    std::optional<SealFields> s = parse_seal(text);
+    if (!s) fail(CKPTDB_EINVAL, who + " has a seal this library did not write");
+    if (s->ino != static_cast<uint64_t>(st.st_ino))
+        fail(CKPTDB_EINVAL, who + " carries the seal of another file (inode " + std::to_string(s->ino) +
+                                ", it is inode " + std::to_string(static_cast<uint64_t>(st.st_ino)) + ")");
+    if (s->name != f.name) fail(CKPTDB_EINVAL, who + " was sealed for '" + s->name + "', not '" + f.name + "'");
+    if (s->size != f.size)
+        fail(CKPTDB_EINVAL, who + " was sealed with " + std::to_string(s->size) + " bytes, the commit reports " +
+                                std::to_string(f.size));
+    if (s->checksum != f.checksum)
+        fail(CKPTDB_EINVAL, who + " was sealed with checksum " + s->checksum + ", the commit reports " + f.checksum);
+    return sidecar;
+}
+
 std::unique_ptr<Shard> Shard::begin(const std::string &dir, const std::string &name) {
     check_name(name);
     std::unique_ptr<Shard> s(new Shard());
@@ -117,6 +239,7 @@ Shard::~Shard() {
         io::ops().fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) == 0 &&
         by_name.st_ino == by_fd.st_ino && by_name.st_dev == by_fd.st_dev)
         unlink_name(dir_, info_.temp_name);
+    drop_seal(dir_, info_.temp_name, seal_);
     fd_.reset();  // drops the lock
 }
 
@@ -125,6 +248,7 @@ void Shard::fail_with(const Error &e) {
     err_msg_ = e.what();
     state_ = State::failed;
     unlink_name(dir_, info_.temp_name);
+    drop_seal(dir_, info_.temp_name, seal_);
     fd_.reset();
 }
 
@@ -167,12 +291,13 @@ const ShardFile &Shard::finish() {
             fail(CKPTDB_EIO, "the shard's temp file '" + path + "' was replaced by another file");
         if (state_ == State::external) size_ = hash_fd(fd_.get(), hash_, path);
         sync_fd(fd_.get(), path);
+        info_.size = size_;
+        info_.checksum = hash_.hex();
+        seal_ = write_seal(dir_, fd_.get(), info_);
     } catch (const Error &e) {
         fail_with(e);
         throw;
     }
-    info_.size = size_;
-    info_.checksum = hash_.hex();
     state_ = State::finished;
     hook("shard_synced");
     return info_;
@@ -189,6 +314,7 @@ Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind
     if (files.empty()) fail(CKPTDB_EINVAL, "a sharded save needs at least one file");
     const Dir &dir = cat->dir();
     std::set<std::string> names, temps;
+    std::vector<bool> sidecars(files.size(), false);
     int64_t total = 0;
     for (size_t r = 0; r < files.size(); r++) {
         const ShardFile &f = files[r];
@@ -203,10 +329,15 @@ Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind
         if (f.size < 0) fail(CKPTDB_EINVAL, who + ": size must be >= 0, got " + std::to_string(f.size));
         if (!is_hex32(f.checksum))
             fail(CKPTDB_EINVAL, who + ": checksum must be 32 lower-case hex digits, got '" + f.checksum + "'");
+        // Opened without following a symlink; only its seal is read.
+        int err = 0;
+        UniqueFd tf = open_read(dir, f.temp_name, err);
+        if (!tf && (err == EINVAL || err == ELOOP))
+            fail(CKPTDB_EINVAL, who + ": '" + dir.join(f.temp_name) + "' is not a regular file");
+        if (!tf) fail_os(who + ": cannot find its temp file", dir.join(f.temp_name), err);
         struct stat st;
-        if (io::ops().fstatat(dir.fd.get(), f.temp_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-            fail_os(who + ": cannot find its temp file", dir.join(f.temp_name), errno);
-        if (!S_ISREG(st.st_mode)) fail(CKPTDB_EINVAL, who + ": '" + dir.join(f.temp_name) + "' is not a regular file");
+        if (io::ops().fstat(tf.get(), &st) != 0) fail_os("cannot stat", dir.join(f.temp_name), errno);
+        sidecars[r] = check_seal(dir, tf.get(), st, f, r);
         if (st.st_size != f.size)
             fail(CKPTDB_EINVAL, who + ": '" + dir.join(f.temp_name) + "' has " + std::to_string(st.st_size) +
                                     " bytes, the shard reported " + std::to_string(f.size));
@@ -288,6 +419,10 @@ Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind
         }
         throw;
     }
+    // The files are the checkpoint's now: their sidecar seals have served
+    // (a shard that still holds one finds it gone).
+    for (size_t r = 0; r < files.size(); r++)
+        if (sidecars[r]) unlink_name(dir, seal_sidecar_name(files[r].temp_name));
     hook("committed");
     cat->after_commit(kind, marked);
     return cat->entry(id);

@@ -11,7 +11,15 @@
 // that commit the checkpoint does not exist; after it, it is complete with
 // every file. A crash in between is resolved by recovery: once every file is
 // sealed the commit is rolled forward, otherwise the checkpoint is aborted.
+//
+// A finished temp file carries a seal (write_seal): the final name, size and
+// checksum its writer computed, bound to the file's inode. commit_shards
+// takes a temp file only when the caller reports exactly what it was sealed
+// with, so two ranks' temp names swapped in the gather never commit a
+// checkpoint whose files hold the other rank's bytes.
 #pragma once
+
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <functional>
@@ -54,14 +62,49 @@ private:
     State state_ = State::streaming;
     ShardFile info_;
     UniqueFd fd_;
+    UniqueFd seal_;  // the sidecar seal, where the file system refused the attribute
     Hasher hash_;
     int64_t size_ = 0, flushed_ = 0;
     int err_code_ = 0;
     std::string err_msg_;
 };
 
-// Commits the files (files[i] is rank i) as one checkpoint. Bad input and
-// name conflicts fail before anything changes on disk. in_commit, when
+// The seal of a temp file, one home for its format: the text
+// "v1 <size> <checksum> <inode> <name>" in the extended attribute
+// kSealAttr of the temp file. Where the file system refuses user attributes
+// (or CKPTDB_TEST_SEAL_SIDECAR=1 is in the environment, for the tests of
+// that path) the same text goes into a sidecar file "<temp name>.seal"
+// beside it, created exclusively and held under an exclusive flock by the
+// writer for as long as its temp file is its own: recovery in another
+// process leaves a held sidecar alone and removes it as an orphan temp file
+// once the writer is gone. The seal is not fsynced: it matters only until
+// the commit, and a temp file that outlives a power loss is an orphan. The
+// attribute stays on the committed file (it names that file); nothing reads
+// it after the commit.
+inline constexpr const char *kSealAttr = "user.ckptdb.seal";
+std::string seal_sidecar_name(const std::string &temp_name);
+
+// Seals the temp file f.temp_name, open as fd, with f's name, size and
+// checksum. Returns the sidecar's locked descriptor when the sidecar holds
+// the seal (an empty one when the attribute does): keep it open while the
+// temp file is the caller's, then pass it to drop_seal.
+UniqueFd write_seal(const Dir &dir, int fd, const ShardFile &f);
+
+// Removes the sidecar seal of temp_name when that name still refers to the
+// file sidecar holds (a commit may have removed it already), and closes it.
+void drop_seal(const Dir &dir, const std::string &temp_name, UniqueFd &sidecar);
+
+// Refuses with CKPTDB_EINVAL, naming the rank, the temp file and the
+// mismatch, a temp file whose seal is missing, unreadable, made for another
+// inode, or records another name, size or checksum than f. fd is the temp
+// file opened relative to dir without following symlinks, st its fstat;
+// only the seal is read, never the bytes. Returns true when the seal was a
+// sidecar (which the commit removes once it took the file).
+bool check_seal(const Dir &dir, int fd, const struct stat &st, const ShardFile &f, size_t rank);
+
+// Commits the files (files[i] is rank i) as one checkpoint. Bad input, a
+// temp file whose seal does not match what files[i] reports (check_seal)
+// and name conflicts fail before anything changes on disk. in_commit, when
 // given, runs inside the transaction that marks the checkpoint complete
 // (sync attributes a copy to its source run there).
 Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind, int64_t epoch, int64_t step,

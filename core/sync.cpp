@@ -3,7 +3,7 @@
 // recovery, busy timeout; never replaced, never switched to another journal
 // mode). Each checkpoint the destination lacks is copied through the save
 // protocol of a sharded commit (commit_shards): locked temp files, hashed while copied,
-// fsynced, read back and hashed again, then committed (rows sealed, renamed,
+// fsynced, read back and hashed again, sealed, then committed (rows sealed, renamed,
 // directory fsynced, complete). Killed at any point, the destination is a
 // catalog like any other: the next open's recovery finishes or aborts the
 // copy in flight. Then, in one transaction, the destination's order follows
@@ -312,14 +312,16 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         // Each file: a temp file created exclusively and held under an
         // exclusive flock until the commit took it (so that recovery in
         // another process never takes it for an orphan), hashed while
-        // copied, fsynced, then read back and hashed again.
+        // copied, fsynced, read back and hashed again, then sealed like a
+        // shard's (the commit takes it only for the name it was copied for).
         struct Temp {
             const Dir *dir = nullptr;
             std::string name;
-            UniqueFd fd;
+            UniqueFd fd, seal;
             bool taken = false;
             ~Temp() {
                 if (!taken && fd) unlink_name(*dir, name);
+                drop_seal(*dir, name, seal);
             }
         };
         std::vector<std::unique_ptr<Temp>> temps;
@@ -377,6 +379,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             got.temp_name = temps.back()->name;
             got.size = m;
             got.checksum = back.hex();
+            temps.back()->seal = write_seal(dd, out, got);
             files.push_back(got);
         }
         if (why) {

@@ -1,12 +1,21 @@
 // Sharded saves: every rank writes its own file without the catalog, rank 0
 // commits them as one checkpoint. The commit is all or nothing, a crash of
 // rank 0 inside it is resolved by the next open, a live rank's temp file is
-// never taken for an orphan, and resume treats the files as one.
+// never taken for an orphan, and resume treats the files as one. Each temp
+// file carries its writer's seal (name, size, checksum, inode): a commit
+// that reports anything else for a rank is refused.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/xattr.h>
+
+#include <cerrno>
+#include <cstdlib>
 #include <sstream>
+#include <utility>
 
 #include "ckptdb.h"
+#include "ckptdb.hpp"
 #include "support.hpp"
 
 namespace {
@@ -97,6 +106,39 @@ struct HeldShard {
     std::string arg() const { return name + ":" + temp + ":" + std::to_string(size) + ":" + sum; }
 };
 
+// Seals go to sidecar files while it lives, in this process and in the
+// helpers it starts, as where the file system refuses user attributes.
+struct SidecarSeals {
+    explicit SidecarSeals(bool on = true) {
+        if (on) ::setenv("CKPTDB_TEST_SEAL_SIDECAR", "1", 1);
+    }
+    ~SidecarSeals() { ::unsetenv("CKPTDB_TEST_SEAL_SIDECAR"); }
+};
+
+const char *const kSealAttr = "user.ckptdb.seal";
+
+std::string sidecar(const std::string &temp) { return temp + ".seal"; }
+
+// The seal attribute of a file ("" when it has none).
+std::string seal_attr(const std::string &path) {
+    char buf[2048];
+    ssize_t n = ::getxattr(path.c_str(), kSealAttr, buf, sizeof buf);
+    return n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
+}
+
+bool contains(const std::string &hay, const std::string &needle) { return hay.find(needle) != std::string::npos; }
+
+// What a refused commit must leave: the same directory and catalog, no
+// checkpoint row, every temp file still there, no final name.
+void unchanged(const t::TempDir &d, const std::string &before, const std::vector<const Shard *> &shards) {
+    CHECK(t::snapshot(d) == before);
+    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints WHERE status != 'complete'") == "0");
+    for (const Shard *s : shards) {
+        CHECK(t::exists(d / s->info.temp_name));
+        CHECK_FALSE(t::exists(d / s->info.name));
+    }
+}
+
 }  // namespace
 
 TEST_CASE("a sharded save commits every rank's file as one checkpoint") {
@@ -144,6 +186,8 @@ TEST_CASE("bad input to a sharded commit fails clearly and changes nothing") {
         REQUIRE(commit(c, {a.file(), b.file()}, 1) == CKPTDB_OK);
     }
     Shard a(d.path, "epoch_002.rank0.pt", 2000, 3), b(d.path, "epoch_002.rank1.pt", 2000, 4);
+    // A shard begun under the name of a live checkpoint (begin never reads the catalog).
+    Shard again(d.path, "epoch_001.rank1.pt", 2000, 5);
     std::string before = t::snapshot(d);
     ckptdb_shard_file fa = a.file(), fb = b.file();
 
@@ -152,8 +196,8 @@ TEST_CASE("bad input to a sharded commit fails clearly and changes nothing") {
         std::vector<ckptdb_shard_file> files;
         int code;
     };
-    ckptdb_shard_file taken = fb, dup = fb, missing = fb, wrong_size = fb, bad_sum = fb, outside = fb, foreign = fb;
-    taken.name = "epoch_001.rank1.pt";
+    ckptdb_shard_file taken = again.file(), dup = fb, missing = fb, wrong_size = fb, bad_sum = fb, outside = fb,
+                      foreign = fb;
     dup.name = fa.name;
     missing.temp_name = ".ckptdb-tmp-00000000000000000000000000000000";
     wrong_size.size = fb.size + 1;
@@ -273,8 +317,11 @@ TEST_CASE("a shard writer killed mid-write leaves nothing behind after the next 
 }
 
 TEST_CASE("rank 0 killed inside the commit: the next open finishes it once every file was recorded") {
+    for (bool side : {false, true})
     for (const char *point : {"sealed", "renamed", "dir_synced"}) {
+        CAPTURE(side);
         CAPTURE(point);
+        SidecarSeals seals(side);
         t::TempDir d;
         { Cat c(d.path); }
         HeldShard r0(d.path, "e1.r0.pt", 300000, 1), r1(d.path, "e1.r1.pt", 200000, 2),
@@ -326,4 +373,189 @@ TEST_CASE("rank 0 killed inside the commit with a file lost: aborted as a whole,
     CHECK_FALSE(t::exists(d / "e1.r0.pt"));
     CHECK_FALSE(t::exists(d / "e1.r1.pt"));
     CHECK(t::temp_files(d.path).empty());
+}
+
+TEST_CASE("two ranks' temp names swapped: the commit is refused naming the rank, and nothing changes") {
+    // Same sizes (a size check alone passes them) and different sizes.
+    for (auto sizes : {std::make_pair(4096, 4096), std::make_pair(4096, 9000)}) {
+        CAPTURE(sizes.second);
+        t::TempDir d;
+        Cat c(d.path);
+        Shard r0(d.path, "step_10.rank0-of-2.pt", static_cast<size_t>(sizes.first), 1),
+            r1(d.path, "step_10.rank1-of-2.pt", static_cast<size_t>(sizes.second), 2);
+        ckptdb_shard_file f0 = r0.file(), f1 = r1.file();
+        std::swap(f0.temp_name, f1.temp_name);
+        std::string before = t::snapshot(d);
+        CHECK(commit(c, {f0, f1}, 1) == CKPTDB_EINVAL);
+        std::string msg = ckptdb_last_error();
+        CAPTURE(msg);
+        CHECK(contains(msg, std::string("rank 0's temp file '") + r1.info.temp_name +
+                                "' was sealed for 'step_10.rank1-of-2.pt', not 'step_10.rank0-of-2.pt'"));
+        unchanged(d, before, {&r0, &r1});
+        CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == "0");
+
+        // The right pairing commits, and resume verifies every file.
+        ckptdb_entry e = CKPTDB_ENTRY_INIT;
+        REQUIRE(commit(c, {r0.file(), r1.file()}, 1, &e) == CKPTDB_OK);
+        ckptdb_entry l = CKPTDB_ENTRY_INIT;
+        REQUIRE(ckptdb_latest(&l, c.db, nullptr, CKPTDB_VERIFY_FULL) == CKPTDB_OK);
+        CHECK(l.id == e.id);
+        int rc = 0;
+        CHECK(read_rank(c, e.id, 0, &rc) == r0.bytes);
+        CHECK(read_rank(c, e.id, 1, &rc) == r1.bytes);
+        CHECK(t::temp_files(d.path).empty());
+    }
+}
+
+TEST_CASE("checksums swapped between two ranks, temp names right: refused") {
+    t::TempDir d;
+    Cat c(d.path);
+    Shard r0(d.path, "e1.r0.pt", 5000, 1), r1(d.path, "e1.r1.pt", 5000, 2);
+    ckptdb_shard_file f0 = r0.file(), f1 = r1.file();
+    std::swap(f0.checksum, f1.checksum);
+    std::string before = t::snapshot(d);
+    CHECK(commit(c, {f0, f1}, 1) == CKPTDB_EINVAL);
+    std::string msg = ckptdb_last_error();
+    CAPTURE(msg);
+    CHECK(contains(msg, std::string("rank 0's temp file '") + r0.info.temp_name + "' was sealed with checksum " +
+                            r0.info.checksum + ", the commit reports " + r1.info.checksum));
+    unchanged(d, before, {&r0, &r1});
+    CHECK(commit(c, {r0.file(), r1.file()}, 1) == CKPTDB_OK);
+}
+
+TEST_CASE("a temp file without its seal, or with another file's, is refused") {
+    for (bool side : {false, true}) {
+        CAPTURE(side);
+        SidecarSeals seals(side);
+        t::TempDir d;
+        Cat c(d.path);
+        Shard r0(d.path, "e1.r0.pt", 3000, 1), r1(d.path, "e1.r1.pt", 3000, 2);
+        std::string temp1 = d / r1.info.temp_name;
+        if (side) {
+            REQUIRE(t::exists(d / sidecar(r1.info.temp_name)));
+            REQUIRE(::unlink((d / sidecar(r1.info.temp_name)).c_str()) == 0);
+        } else {
+            REQUIRE(::removexattr(temp1.c_str(), kSealAttr) == 0);
+        }
+        std::string before = t::snapshot(d);
+        CHECK(commit(c, {r0.file(), r1.file()}, 1) == CKPTDB_EINVAL);
+        std::string msg = ckptdb_last_error();
+        CAPTURE(msg);
+        CHECK(contains(msg, std::string("rank 1's temp file '") + r1.info.temp_name + "' has no seal"));
+        unchanged(d, before, {&r0, &r1});
+    }
+
+    // A file made by hand under a temp name, with the right bytes and even a
+    // copy of a shard's seal: the seal names another inode.
+    t::TempDir d;
+    Cat c(d.path);
+    Shard r0(d.path, "e1.r0.pt", 3000, 1), r1(d.path, "e1.r1.pt", 3000, 2);
+    const std::string forged = ".ckptdb-tmp-0123456789abcdef0123456789abcdef";
+    t::write_file(d / forged, r1.bytes);
+    ckptdb_shard_file f1 = r1.file();
+    f1.temp_name = forged.c_str();
+    std::string before = t::snapshot(d);
+    CHECK(commit(c, {r0.file(), f1}, 1) == CKPTDB_EINVAL);
+    CHECK(contains(ckptdb_last_error(), "rank 1's temp file '" + forged + "' has no seal"));
+    CHECK(t::snapshot(d) == before);
+    std::string seal = seal_attr(d / r1.info.temp_name);
+    REQUIRE(seal.size() > 40);
+    REQUIRE(::setxattr((d / forged).c_str(), kSealAttr, seal.data(), seal.size(), 0) == 0);
+    CHECK(commit(c, {r0.file(), f1}, 1) == CKPTDB_EINVAL);
+    CHECK(contains(ckptdb_last_error(), "rank 1's temp file '" + forged + "' carries the seal of another file"));
+    CHECK(t::snapshot(d) == before);
+    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == "0");
+}
+
+TEST_CASE("sidecar seals: held while the shard lives, removed by the commit, by free and by recovery") {
+    SidecarSeals seals;
+    t::TempDir d;
+    Cat c(d.path);
+    {
+        Shard r0(d.path, "e1.r0.pt", 70000, 1), r1(d.path, "e1.r1.pt", 3000, 2);
+        for (const Shard *s : {&r0, &r1}) {
+            CHECK(t::exists(d / sidecar(s->info.temp_name)));
+            CHECK(seal_attr(d / s->info.temp_name).empty());
+        }
+        CHECK(t::temp_files(d.path).size() == 4);
+        // Recovery in another process and in this one leaves held sidecars alone.
+        CHECK(t::run_helper({"open", d.path}) == "OK");
+        { Cat other(d.path); }
+        CHECK(t::temp_files(d.path).size() == 4);
+        // A sidecar binds to its temp file's inode: rank 1's file moved
+        // under rank 0's temp name is not rank 0's file.
+        t::TempDir d2;
+        Cat c2(d2.path);
+        {
+            Shard a(d2.path, "x.r0.pt", 3000, 3), b(d2.path, "x.r1.pt", 3000, 4);
+            REQUIRE(::rename((d2 / b.info.temp_name).c_str(), (d2 / a.info.temp_name).c_str()) == 0);
+            ckptdb_shard_file fa = a.file();
+            fa.checksum = b.info.checksum;
+            CHECK(commit(c2, {fa}, 1) == CKPTDB_EINVAL);
+            CHECK(contains(ckptdb_last_error(), std::string("rank 0's temp file '") + a.info.temp_name +
+                                                    "' carries the seal of another file"));
+            CHECK(t::query1(t::catalog_path(d2), "SELECT count(*) FROM checkpoints") == "0");
+        }
+
+        ckptdb_entry e = CKPTDB_ENTRY_INIT;
+        REQUIRE(commit(c, {r0.file(), r1.file()}, 1, &e) == CKPTDB_OK);
+        CHECK(t::temp_files(d.path).empty());  // the shards still live: the commit removed their sidecars
+        ckptdb_entry l = CKPTDB_ENTRY_INIT;
+        REQUIRE(ckptdb_latest(&l, c.db, nullptr, CKPTDB_VERIFY_FULL) == CKPTDB_OK);
+        CHECK(l.id == e.id);
+        int rc = 0;
+        CHECK(read_rank(c, e.id, 0, &rc) == r0.bytes);
+        CHECK(read_rank(c, e.id, 1, &rc) == r1.bytes);
+    }
+    CHECK(t::temp_files(d.path).empty());
+    {
+        Shard dropped(d.path, "e2.r0.pt", 1000, 5);
+        CHECK(t::exists(d / sidecar(dropped.info.temp_name)));
+    }
+    CHECK(t::temp_files(d.path).empty());  // freed without a commit: temp file and sidecar gone
+
+    // A shard writer killed while holding its file: the next open removes both.
+    HeldShard h(d.path, "e3.r0.pt", 5000, 7);
+    CHECK(t::exists(d / sidecar(h.temp)));
+    CHECK(t::run_helper({"open", d.path}) == "OK");
+    CHECK(t::exists(d / sidecar(h.temp)));
+    h.child.kill9();
+    { Cat after(d.path); }
+    CHECK(t::temp_files(d.path).empty());
+    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == "1");
+}
+
+TEST_CASE("sync seals its copies and commits them, with either kind of seal") {
+    for (bool side : {false, true}) {
+        CAPTURE(side);
+        SidecarSeals seals(side);
+        t::TempDir src, dst;
+        {
+            Cat c(src.path);
+            Shard r0(src.path, "e1.r0.pt", 6000, 1), r1(src.path, "e1.r1.pt", 7000, 2);
+            REQUIRE(commit(c, {r0.file(), r1.file()}, 1) == CKPTDB_OK);
+        }
+        {
+            ckptdb::catalog c(src.path);
+            c.save_bytes("epoch", 2, 20, t::pattern(9000, 3));
+        }
+        ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
+        REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), &o, nullptr, nullptr) == CKPTDB_OK);
+        CHECK(t::temp_files(dst.path).empty());
+        CHECK(t::read_file(dst / "e1.r1.pt") == t::read_file(src / "e1.r1.pt"));
+        if (!side) {
+            // The copy was sealed for its name (the attribute stays with the file).
+            std::string seal = seal_attr(dst / "e1.r1.pt");
+            CAPTURE(seal);
+            CHECK(seal.rfind("v1 7000 ", 0) == 0);
+            CHECK(seal.size() > 9);
+            CHECK(seal.substr(seal.size() - 9) == " e1.r1.pt");
+        }
+        Cat c(dst.path);
+        ckptdb_entry l = CKPTDB_ENTRY_INIT;
+        REQUIRE(ckptdb_latest(&l, c.db, nullptr, CKPTDB_VERIFY_FULL) == CKPTDB_OK);
+        CHECK(l.epoch == 2);
+        CHECK(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'complete'") == "2");
+        CHECK(t::query1(t::catalog_path(dst), "SELECT count(*) FROM files") == "3");
+    }
 }
