@@ -1,5 +1,7 @@
 // The extern "C" shims: every function catches everything and turns it into
 // a status code plus the thread's last-error message.
+#include <sys/stat.h>
+
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -16,6 +18,7 @@
 #include "names.hpp"
 #include "shard.hpp"
 #include "sync.hpp"
+#include "trust.hpp"
 #include "writer.hpp"
 
 using ckptdb::Entry;
@@ -110,9 +113,10 @@ static ckptdb::OpenOptions open_options(const ckptdb_open_options *opts) {
     ckptdb::OpenOptions o;
     if (!opts) return o;
     check_version(opts->version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
-    if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | CKPTDB_OPEN_REQUEUE))
+    if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | CKPTDB_OPEN_REQUEUE | CKPTDB_OPEN_TRUST_SHARED))
         throw Error(CKPTDB_EINVAL, "unknown open flags " + std::to_string(opts->flags));
     o.requeue = (opts->flags & CKPTDB_OPEN_REQUEUE) != 0;
+    o.trust_shared = (opts->flags & CKPTDB_OPEN_TRUST_SHARED) != 0;
     o.create = !(opts->flags & CKPTDB_OPEN_NO_CREATE);
     o.readonly = (opts->flags & CKPTDB_OPEN_READONLY) != 0;
     if (opts->catalog_name) o.catalog_name = opts->catalog_name;
@@ -152,6 +156,7 @@ const char *ckptdb_strerror(int code) {
     case CKPTDB_EREADONLY: return "catalog opened read-only";
     case CKPTDB_ENOMEM: return "out of memory";
     case CKPTDB_EDB: return "catalog database error";
+    case CKPTDB_EUNTRUSTED: return "owned or writable by another user (not trusted)";
     case CKPTDB_DONE: return "no more rows";
     default: return "unknown status code";
     }
@@ -553,6 +558,19 @@ int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, int64_t id,
 }
 
 void ckptdb_reader_close(ckptdb_reader *reader) { delete reader; }
+
+int ckptdb_check_trusted_fd(int fd, const char *path, unsigned int flags) {
+    return guard([&] {
+        if (flags & ~CKPTDB_OPEN_TRUST_SHARED) throw Error(CKPTDB_EINVAL, "unknown flags " + std::to_string(flags));
+        std::string name = path ? std::string(path) : "fd " + std::to_string(fd);
+        struct stat st;
+        if (fd < 0 || ::fstat(fd, &st) != 0)
+            throw Error(CKPTDB_EINVAL, "fd " + std::to_string(fd) + (path ? " ('" + name + "')" : std::string()) +
+                                           " is not an open file descriptor");
+        if (!S_ISREG(st.st_mode)) throw Error(CKPTDB_EINVAL, "'" + name + "' is not a regular file");
+        if (!(flags & CKPTDB_OPEN_TRUST_SHARED)) ckptdb::require_trusted(st, "file", name);
+    });
+}
 
 int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version) {
     return guard([&] {

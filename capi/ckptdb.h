@@ -103,6 +103,8 @@ CKPTDB_API int ckptdb_schema_version(void);
 #define CKPTDB_EREADONLY 13   /* a write through a catalog opened read-only */
 #define CKPTDB_ENOMEM 14      /* out of memory */
 #define CKPTDB_EDB 15         /* the catalog database itself failed (message has SQLite's text) */
+#define CKPTDB_EUNTRUSTED 16  /* the directory, catalog or a checkpoint file may have been written by another
+                               * user (see CKPTDB_OPEN_TRUST_SHARED); message has the path, owner and mode */
 #define CKPTDB_DONE 100       /* not an error: an iteration has no more rows */
 
 /* A static, never-NULL description of a status code. */
@@ -149,6 +151,23 @@ typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
  * callback sees both events, so a trainer can log them.  SIGTERM or SIGINT
  * (a time limit, scancel) never requeue: the job was meant to end. */
 #define CKPTDB_OPEN_REQUEUE 0x4u
+/* Ownership checks (like ssh's StrictModes).  Without this flag every open
+ * (read-only too) refuses with CKPTDB_EUNTRUSTED, before reading or changing
+ * anything, a checkpoint directory that is writable by every user without
+ * the sticky bit (mode o+w, not +t as /tmp has), and a directory or catalog
+ * file (and its -wal, -shm, -journal) owned by a user other than the
+ * process's effective user or root; and every checkpoint file the library
+ * opens to read through the handle (ckptdb_latest's and ckptdb_verify's
+ * checks, ckptdb_reader_open, pruning, recovery) is refused the same way
+ * when another user owns it: ckptdb_latest then fails with that error, it
+ * does not fall back to an older checkpoint.  A group-writable directory is
+ * trusted: a group member who replaces a file becomes its owner and is
+ * caught by the owner rule.  With CKPTDB_OPEN_TRUST_SHARED none of these
+ * checks are made: the directory, the catalog and the checkpoint files of
+ * other users in that directory are trusted (a directory shared by a team
+ * on purpose).  The library still never follows a symbolic link and never
+ * opens or deletes anything outside the directory. */
+#define CKPTDB_OPEN_TRUST_SHARED 0x8u
 
 typedef struct ckptdb_open_options {
     unsigned int version;          /* CKPTDB_OPEN_OPTIONS_VERSION */
@@ -448,6 +467,17 @@ CKPTDB_API int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, 
  * CKPTDB_ECORRUPT and marks the checkpoint corrupt. */
 CKPTDB_API int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out_len);
 CKPTDB_API void ckptdb_reader_close(ckptdb_reader *reader);
+
+/* For a caller that opens a checkpoint file itself to load it (a Python
+ * trainer handing the file to torch.load): the same ownership rule the
+ * library applies to the files it reads (see CKPTDB_OPEN_TRUST_SHARED), on
+ * the descriptor fd the caller opened (open it with O_NOFOLLOW, relative to
+ * the directory).  flags: 0, or CKPTDB_OPEN_TRUST_SHARED to trust files of
+ * other users.  CKPTDB_OK when fd is a regular file this process may trust;
+ * CKPTDB_EUNTRUSTED when another user than the effective one or root owns
+ * it; CKPTDB_EINVAL when fd is not a regular file or flags has other bits.
+ * path only names the file in the message (NULL: "fd <n>"). */
+CKPTDB_API int ckptdb_check_trusted_fd(int fd, const char *path, unsigned int flags);
 
 /* ------------------------------------------------------------------------ */
 /* Retention, pruning and pins                                               */

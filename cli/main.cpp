@@ -67,6 +67,9 @@ int exit_for(int rc) {
 
 [[noreturn]] void fail_lib(int rc) { fail(exit_for(rc), lib_message(rc)); }
 
+// --trust-shared: CKPTDB_OPEN_TRUST_SHARED on every catalog the command opens.
+unsigned g_trust_flag = 0;
+
 std::string str(const char *s) { return s ? s : ""; }
 
 json str_or_null(const std::string &s) { return s.empty() ? json(nullptr) : json(s); }
@@ -281,7 +284,7 @@ public:
     // Never creates anything: a missing directory or catalog fails (exit 1).
     Catalog(const std::string &dir, Mode mode, std::vector<EventRec> *events = nullptr) : dir_(dir) {
         ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
-        o.flags = CKPTDB_OPEN_NO_CREATE | (mode == Mode::ReadOnly ? CKPTDB_OPEN_READONLY : 0u);
+        o.flags = CKPTDB_OPEN_NO_CREATE | (mode == Mode::ReadOnly ? CKPTDB_OPEN_READONLY : 0u) | g_trust_flag;
         if (events) {
             o.on_event = collect_event;
             o.event_payload = events;
@@ -875,7 +878,7 @@ int cmd_fsck(const Common &c, bool repair) {
     // an ordinary open runs) changes what is being reported.
     ckptdb_catalog *probe = nullptr;
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
-    o.flags = CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY;
+    o.flags = CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | g_trust_flag;
     int rc = ckptdb_open(&probe, c.dir.c_str(), &o);
     std::string open_err = rc == CKPTDB_OK ? "" : lib_message(rc);
     ckptdb_close(probe);
@@ -1206,7 +1209,12 @@ int run(int argc, char **argv) {
 
     Common c;
     std::string target, kind, src, dst;
-    bool all = false, no_verify = false, path_only = false, repair = false, del = false;
+    bool all = false, no_verify = false, path_only = false, repair = false, del = false, trust_shared = false;
+    app.fallthrough();  // --trust-shared also after the command's name
+    app.add_flag("--trust-shared", trust_shared,
+                 "trust a directory shared on purpose: one writable by every user without the sticky bit, and "
+                 "a directory, catalog or checkpoint files owned by other users (refused otherwise; links are "
+                 "still never followed); not for sync");
     PruneOpts po;
 
     auto add_dir = [&](CLI::App *sub) {
@@ -1331,6 +1339,11 @@ int run(int argc, char **argv) {
         return kUsage;
     }
 
+    if (trust_shared) {
+        // ckptdb_sync takes no open flags: it would check ownership anyway.
+        if (*sync) fail(kUsage, "--trust-shared does not apply to sync, which always checks ownership");
+        g_trust_flag = CKPTDB_OPEN_TRUST_SHARED;
+    }
     if (*ls) return cmd_ls(c, all, kind);
     if (*show) return cmd_show(c, target);
     if (*latest) return cmd_latest(c, kind, no_verify, path_only);

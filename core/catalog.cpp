@@ -1,6 +1,7 @@
 #include "catalog.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,9 +12,11 @@
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hooks.hpp"
+#include "io.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 #include "signals.hpp"
+#include "trust.hpp"
 
 namespace ckptdb {
 
@@ -116,6 +119,28 @@ static void create_catalog(const Dir &dir, const std::string &name, const DbOpti
     }
 }
 
+// The ownership rule (trust.hpp) on the catalog's files that exist and on
+// the directory, before anything in the directory is read or changed; every
+// problem found is named (a replaced catalog first).
+static void check_owners(const Dir &dir, const std::string &catalog) {
+    std::vector<std::string> found;
+    struct stat st;
+    for (const char *suffix : {"", "-wal", "-shm", "-journal"}) {
+        const std::string name = catalog + suffix;
+        if (io::ops().fstatat(dir.fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) continue;
+            fail_os("cannot look up", dir.join(name), errno);
+        }
+        std::string d = distrust(st, *suffix ? "catalog file" : "catalog", dir.join(name));
+        if (!d.empty()) found.push_back(d);
+    }
+    const std::string where = dir.path.empty() ? "/" : dir.path;
+    if (io::ops().fstat(dir.fd.get(), &st) != 0) fail_os("cannot stat", where, errno);
+    std::string d = distrust(st, "checkpoint directory", where);
+    if (!d.empty()) found.push_back(d);
+    if (!found.empty()) fail_untrusted(found);
+}
+
 Catalog::Catalog(Dir dir, const OpenOptions &opts) : dir_(std::move(dir)), opts_(opts), self_(self_identity()) {}
 
 std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOptions &opts) {
@@ -131,6 +156,10 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
         if (opts.last_link == opts.catalog_name) fail(CKPTDB_EINVAL, "the last-link cannot be the catalog file");
     }
     Dir dir = open_dir(path, opts.create && !opts.readonly);
+    if (!opts.trust_shared) {
+        check_owners(dir, opts.catalog_name);
+        dir.owners_checked = true;
+    }
     if (!opts.readonly && ::faccessat(dir.fd.get(), ".", W_OK | X_OK, AT_EACCESS) != 0)
         fail_os("checkpoint directory is not writable:", dir.path, errno);
     std::shared_ptr<Catalog> cat(new Catalog(std::move(dir), opts));

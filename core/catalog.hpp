@@ -45,6 +45,9 @@ struct OpenOptions {
     int busy_timeout_ms = 60000;
     std::string last_link = "last.pt";  // "" for none
     bool requeue = false;                // CKPTDB_OPEN_REQUEUE (slurm.cpp)
+    // CKPTDB_OPEN_TRUST_SHARED: no ownership checks (trust.hpp) on the
+    // directory, the catalog or the files read from the directory.
+    bool trust_shared = false;
     std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
 };
 

@@ -17,6 +17,7 @@
 #include "error.hpp"
 #include "hash.hpp"
 #include "io.hpp"
+#include "trust.hpp"
 
 #ifndef RENAME_NOREPLACE
 #define RENAME_NOREPLACE (1 << 0)
@@ -111,6 +112,7 @@ UniqueFd open_read(const Dir &dir, const std::string &name, int &err) {
         err = EINVAL;
         return UniqueFd();
     }
+    if (dir.owners_checked) require_trusted(st, "file", dir.join(name));
     int flags = ::fcntl(fd, F_GETFL);
     if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     err = 0;

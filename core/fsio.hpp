@@ -48,6 +48,9 @@ private:
 struct Dir {
     UniqueFd fd;
     std::string path;  // absolute, without a trailing slash
+    // Set by Catalog::open unless OpenOptions::trust_shared: open_read
+    // refuses files other users own (trust.hpp).
+    bool owners_checked = false;
     std::string join(const std::string &name) const { return path + "/" + name; }
 };
 
@@ -63,7 +66,10 @@ bool on_network_fs(int dirfd);
 UniqueFd create_exclusive(const Dir &dir, const std::string &name);
 
 // Opens an existing regular file for reading without following symlinks.
-// Returns an empty UniqueFd and sets err when it cannot.
+// Returns an empty UniqueFd and sets err when it cannot. In a directory
+// with owners_checked, a file another user owns (trust.hpp) throws
+// CKPTDB_EUNTRUSTED naming it: every checkpoint file the library reads
+// comes through here.
 UniqueFd open_read(const Dir &dir, const std::string &name, int &err);
 
 // Writes everything (short writes and EINTR handled) or throws.

@@ -8,6 +8,9 @@
 //       prints "COMMITTED <id> <name> <checksum>" on success
 //   crash_helper open DIR [--drop-privs] [--readonly]
 //       prints "OK" or "ERR <code> <message>"; exit status = code
+//   crash_helper latest DIR [--drop-privs] [--trust-shared]
+//       a resume: opens read-only, the newest complete checkpoint fully
+//       verified; prints "LATEST <id> <name>", "NONE" or "ERR <code> <message>"
 //   crash_helper recover DIR --pause-at POINT
 //       opens the catalog (running recovery), pausing at POINT
 //   crash_helper prune DIR [--corrupt] [--pause-at POINT | --stop-at POINT]
@@ -74,7 +77,7 @@ static bool bool_flag(std::vector<std::string> &args, const std::string &name) {
 int main(int argc, char **argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.size() < 2) {
-        std::fprintf(stderr, "usage: crash_helper save|open|recover DIR ...\n");
+        std::fprintf(stderr, "usage: crash_helper save|open|latest|recover DIR ...\n");
         return 2;
     }
     std::string mode = args[0], dir = args[1];
@@ -89,13 +92,26 @@ int main(int argc, char **argv) {
         ckptdb::g_test_hook = pause_hook;
     }
     try {
-        if (mode == "open" || mode == "recover") {
+        if (mode == "open" || mode == "recover" || mode == "latest") {
             if (bool_flag(args, "--drop-privs")) {
                 ::setgroups(0, nullptr);
                 if (::setgid(65534) != 0 || ::setuid(65534) != 0) {
                     std::perror("cannot drop privileges");
                     return 2;
                 }
+            }
+            if (mode == "latest") {
+                ckptdb::OpenOptions o;
+                o.readonly = true;
+                o.create = false;
+                o.trust_shared = bool_flag(args, "--trust-shared");
+                auto cat = ckptdb::Catalog::open(dir, o);
+                auto e = cat->latest(std::nullopt, ckptdb::Catalog::Verify::full);
+                if (e)
+                    std::printf("LATEST %lld %s\n", static_cast<long long>(e->id), e->name.c_str());
+                else
+                    std::printf("NONE\n");
+                return 0;
             }
             ckptdb::OpenOptions o;
             o.readonly = bool_flag(args, "--readonly");

@@ -62,12 +62,13 @@ def test_library_loads_by_soname_and_says_how_to_fix_a_missing_one(tmp_path):
 
 def test_every_status_code_maps_to_one_exception_class():
     seen = set()
-    for code in range(1, 16):
+    for code in range(1, 17):
         cls = ckptdb.errors.error_for(code)
         assert issubclass(cls, ckptdb.Error)
         assert code == 1 or cls is not ckptdb.Error, code
         seen.add(cls)
-    assert len(seen) == 15
+    assert len(seen) == 16
+    assert ckptdb.errors.error_for(16) is ckptdb.errors.UntrustedError
     assert ckptdb.errors.error_for(999) is ckptdb.Error
 
 
@@ -259,6 +260,52 @@ def test_requeue_flag_is_passed_to_open(tmp_path, monkeypatch):
     ckptdb.Catalog(tmp_path / "ck", requeue_on_preempt=True).close()
     ckptdb.Catalog(tmp_path / "ck2", readonly=False, create=True).close()
     assert seen == [_lib.OPEN_REQUEUE, 0]
+
+
+def test_ownership_untrusted_error_and_trust_shared(tmp_path):
+    from ckptdb.catalog import open_checkpoint
+    from ckptdb.errors import UntrustedError
+    base = tmp_path / "base"
+    base.mkdir(mode=0o755)
+    d = base / "ck"
+    with ckptdb.Catalog(d) as cat:
+        older = cat.save_bytes(b"one", kind="epoch", epoch=1, step=1)
+        newer = cat.save_bytes(b"two", kind="epoch", epoch=2, step=2)
+    # Writable by every user without the sticky bit: refused, read-only too, changing nothing.
+    os.chmod(d, 0o777)
+    before = listing(d)
+    for ro in (True, False):
+        with pytest.raises(UntrustedError) as ei:
+            ckptdb.Catalog(d, readonly=ro)
+        assert ei.value.code == 16 and str(d) in ei.value.message and "mode 0777" in ei.value.message
+        assert "trust_shared=True" in ei.value.message
+    assert listing(d) == before
+    with ckptdb.Catalog(d, readonly=True, trust_shared=True) as cat:
+        assert cat.trust_shared and cat.latest().id == newer.id
+    os.chmod(d, 0o755)
+    with open_checkpoint(newer.path) as f:  # a file of this user
+        assert f.read() == b"two"
+    os.symlink(newer.path, d / "link.pt")
+    with pytest.raises(OSError):  # a link is not followed
+        open_checkpoint(d / "link.pt")
+    if os.geteuid() != 0:
+        pytest.skip("the rest needs root (a checkpoint file of another user, uid 65534)")
+    os.chown(newer.path, 65534, 65534)
+    with ckptdb.Catalog(d) as cat:
+        with pytest.raises(UntrustedError) as ei:
+            cat.latest()  # refused, not skipped to the older one
+        assert newer.path in ei.value.message and "uid 65534" in ei.value.message
+        with pytest.raises(UntrustedError):
+            cat.read(newer.id)
+        assert cat.read(older.id) == b"one"
+        assert cat.get(newer.id).status == "complete"
+    with pytest.raises(UntrustedError) as ei:
+        open_checkpoint(newer.path)
+    assert newer.path in ei.value.message
+    with open_checkpoint(newer.path, trust_shared=True) as f:
+        assert f.read() == b"two"
+    with ckptdb.Catalog(d, trust_shared=True) as cat:
+        assert cat.latest().id == newer.id and cat.read(newer.id) == b"two"
 
 
 # ---------------------------------------------------------------------------

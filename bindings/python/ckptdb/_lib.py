@@ -28,6 +28,7 @@ OK = 0
 DONE = 100
 ENOTFOUND = 4
 ECORRUPT = 8
+EUNTRUSTED = 16
 
 # Status of a checkpoint row.
 STATUS_NAMES = {1: "writing", 2: "complete", 3: "corrupt", 4: "aborted", 5: "pruned"}
@@ -37,6 +38,7 @@ STATUS_CODES = {v: k for k, v in STATUS_NAMES.items()}
 OPEN_NO_CREATE = 0x1
 OPEN_READONLY = 0x2
 OPEN_REQUEUE = 0x4  # Slurm: requeue the job on a preemption signal
+OPEN_TRUST_SHARED = 0x8  # no ownership checks: a directory shared on purpose
 
 VERIFY_FULL = 0x0
 VERIFY_SIZE = 0x1
@@ -280,6 +282,7 @@ _proto("ckptdb_verify_all", c_int, [catalog_p, VERIFY_CB, c_void_p, P(c_int64), 
 _proto("ckptdb_reader_open", c_int, [P(reader_p), catalog_p, c_int64])
 _proto("ckptdb_reader_read", c_int, [reader_p, c_void_p, c_size_t, P(c_size_t)])
 _proto("ckptdb_reader_close", None, [reader_p])
+_proto("ckptdb_check_trusted_fd", c_int, [c_int, c_char_p, c_uint])
 _proto("ckptdb_retention_init", c_int, [P(Retention), c_uint])
 _proto("ckptdb_set_retention", c_int, [catalog_p, P(Retention)])
 _proto("ckptdb_prune", c_int, [catalog_p, P(Retention), c_int, PRUNE_CB, c_void_p, P(c_int64), P(c_int64)])

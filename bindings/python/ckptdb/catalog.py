@@ -12,14 +12,15 @@ import sys
 import threading
 from ctypes import byref, c_char_p, c_int, c_int64, c_size_t, c_void_p
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union, overload
+from typing import (Any, BinaryIO, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, Union,
+                    overload)
 
 from . import _lib
 from ._lib import enc, lib, s
 from .errors import Error
 
 __all__ = ["Catalog", "Checkpoint", "Save", "Retention", "FileInfo", "PruneItem", "Event", "rebuild", "sync",
-           "version", "logger", "EVENT_LEVELS"]
+           "open_checkpoint", "version", "logger", "EVENT_LEVELS"]
 
 logger = logging.getLogger("ckptdb")
 
@@ -431,6 +432,13 @@ class Catalog:
     create=False: fail with NotFound when the directory or catalog is missing.
     requeue_on_preempt: pass CKPTDB_OPEN_REQUEUE (under Slurm, a preemption
     signal requeues the job).  last_link: None "last.pt", "" none.
+    trust_shared: pass CKPTDB_OPEN_TRUST_SHARED.  Without it the open
+    raises UntrustedError for a directory writable by every user without
+    the sticky bit, or a directory or catalog owned by another user than
+    this one or root, and so does any read of a checkpoint file another user
+    owns (latest, verify, read, load_latest); with it those are trusted (a
+    directory shared on purpose; links are still never followed and nothing
+    outside the directory is opened).
     Every catalog event goes to logging.getLogger("ckptdb") (EVENT_LEVELS:
     committed/resumed/pruned INFO, corrupt/recovered WARNING, ...), and to
     on_event(event, checkpoint_id, detail) when given; an exception raised
@@ -444,13 +452,14 @@ class Catalog:
     def __init__(self, directory: StrPath, retention: Optional[Policy] = None, readonly: bool = False,
                  create: bool = True, catalog_name: Optional[str] = None, last_link: Optional[str] = None,
                  busy_timeout_ms: int = 0, requeue_on_preempt: bool = False,
-                 on_event: Optional[Callable[[str, int, str], object]] = None) -> None:
+                 on_event: Optional[Callable[[str, int, str], object]] = None, trust_shared: bool = False) -> None:
         self._h: Any = None
         self._lock = threading.RLock()
         o = _lib.OpenOptions()
         lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
         o.flags = ((_lib.OPEN_READONLY if readonly else 0) | (0 if create else _lib.OPEN_NO_CREATE)
-                   | (_lib.OPEN_REQUEUE if requeue_on_preempt else 0))
+                   | (_lib.OPEN_REQUEUE if requeue_on_preempt else 0)
+                   | (_lib.OPEN_TRUST_SHARED if trust_shared else 0))
         o.catalog_name = enc(catalog_name, "catalog_name")
         o.busy_timeout_ms = _lib.i64(busy_timeout_ms, "busy_timeout_ms", _lib.INT32_MIN, _lib.INT32_MAX)
         o.last_link = enc(last_link)
@@ -475,6 +484,7 @@ class Catalog:
         lib.ckptdb_open(byref(h), enc(os.fspath(directory), "directory"), byref(o))
         self._h = h
         self.readonly = readonly
+        self.trust_shared = bool(trust_shared)
         #: The checkpoint directory, absolute.
         self.directory: str = s(lib.ckptdb_dir(h))
         where[0] = self.directory
@@ -760,7 +770,8 @@ class Catalog:
         e = self.latest(kind)
         if e is None:
             return None
-        state = ct.load_checkpoint(e.path, map_location=map_location, weights_only=weights_only)
+        state = ct.load_checkpoint(e.path, map_location=map_location, weights_only=weights_only,
+                                   trust_shared=self.trust_shared)
         if normalize:
             state = ct.normalize_state(state, e)
         if not self.readonly:
@@ -833,6 +844,24 @@ class Catalog:
 
     def __repr__(self) -> str:
         return "Catalog(%r%s)" % (getattr(self, "directory", "?"), ", closed" if self._h is None else "")
+
+
+def open_checkpoint(path: StrPath, trust_shared: bool = False) -> BinaryIO:
+    """Open a checkpoint file for loading, as every resume does: a symbolic
+    link is not followed (OSError ELOOP), and the library's ownership rule
+    (ckptdb_check_trusted_fd) judges the file actually opened: one owned by
+    another user than this one or root raises UntrustedError unless
+    trust_shared=True; a FIFO or device raises InvalidArgument without
+    blocking.  Returns the file, open for binary reading."""
+    p = os.fspath(path)
+    fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        lib.ckptdb_check_trusted_fd(fd, enc(p, "path"), _lib.OPEN_TRUST_SHARED if trust_shared else 0)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def version() -> str:

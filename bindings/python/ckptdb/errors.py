@@ -106,6 +106,18 @@ class DatabaseError(Error):
     code = 15
 
 
+class UntrustedError(Error):
+    """The checkpoint directory, its catalog or a checkpoint file may have
+    been written by another user: a directory writable by every user without
+    the sticky bit, or a directory or file owned by a user other than this
+    process's effective user or root (CKPTDB_EUNTRUSTED).  .message names
+    the path, its owner and mode.  Nothing was read from it; for a directory
+    shared on purpose, pass trust_shared=True (Catalog, CheckpointManager,
+    load_checkpoint)."""
+
+    code = 16
+
+
 # Failures of the Python layer itself (no status code of their own; they are
 # never returned by the library, so error_for() never yields them).
 
@@ -150,7 +162,8 @@ class StateMismatch(Error, RuntimeError):
 
 
 _BY_CODE = {c.code: c for c in (Misuse, InvalidArgument, NotFound, Exists, IOFailure, NoSpace, Corrupt, Busy,
-                                VersionMismatch, NotCatalog, Permission, ReadOnly, NoMemory, DatabaseError)}
+                                VersionMismatch, NotCatalog, Permission, ReadOnly, NoMemory, DatabaseError,
+                                UntrustedError)}
 
 
 def error_for(code: int) -> Type[Error]:

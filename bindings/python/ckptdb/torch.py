@@ -240,8 +240,15 @@ def _numpy_legacy_globals():
     return out
 
 
-def load_checkpoint(path: StrPath, map_location: Any = "cpu", weights_only: bool = True) -> Any:
+def load_checkpoint(path: StrPath, map_location: Any = "cpu", weights_only: bool = True,
+                    trust_shared: bool = False) -> Any:
     """torch.load of one checkpoint file, the way every ckptdb resume does it.
+
+    The file is opened once, without following a symbolic link, and torch
+    reads that descriptor; it must belong to this user or root, else
+    ckptdb.errors.UntrustedError names its owner and nothing is loaded
+    (ckptdb.catalog.open_checkpoint).  trust_shared=True trusts files of
+    other users (a directory shared on purpose).
 
     weights_only=True (the default): torch's safe loader; a file it refuses
     (objects other than tensors and plain types: unpickling it could run
@@ -255,22 +262,25 @@ def load_checkpoint(path: StrPath, map_location: Any = "cpu", weights_only: bool
 
     weights_only=False: the explicit opt-in for trusted files holding other
     objects, passed on to torch.load as given."""
+    from .catalog import open_checkpoint
     path = os.fspath(path)
-    if not weights_only:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = _refusal(e)
-    globs = _numpy_legacy_globals()
-    if globs is not None:
+    with open_checkpoint(path, trust_shared=trust_shared) as f:
+        if not weights_only:
+            return torch.load(f, map_location=map_location, weights_only=False)
         try:
-            with torch.serialization.safe_globals(globs):
-                st = torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError:
-            st = None
-        if isinstance(st, dict) and st.get("format") == FORMAT_V1:
-            return st
+            return torch.load(f, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            reason = _refusal(e)
+        globs = _numpy_legacy_globals()
+        if globs is not None:
+            f.seek(0)
+            try:
+                with torch.serialization.safe_globals(globs):
+                    st = torch.load(f, map_location=map_location, weights_only=True)
+            except pickle.UnpicklingError:
+                st = None
+            if isinstance(st, dict) and st.get("format") == FORMAT_V1:
+                return st
     raise UnsafeCheckpoint(path, reason)
 
 
@@ -528,7 +538,7 @@ def auto_resume(cat: Catalog, model: Any, optimizer: Any = None, scheduler: Any 
     e = cat.latest(kind)
     if e is None:
         return ResumeResult(0, 0)
-    raw = load_checkpoint(e.path, map_location=map_location, weights_only=weights_only)
+    raw = load_checkpoint(e.path, map_location=map_location, weights_only=weights_only, trust_shared=cat.trust_shared)
     result = _apply(normalize_state(raw, e), e.path, model, optimizer, scheduler, scaler, rng=rng, strict=strict,
                     checkpoint=e)
     if not cat.readonly:
@@ -643,6 +653,9 @@ class CheckpointManager:
     Resume reads every layout of checkpoint_layout with torch's safe
     loader (weights_only=True; weights_only=False opts in to full
     unpickling of trusted files) and returns a ResumeResult.
+    trust_shared=True opens the catalog with CKPTDB_OPEN_TRUST_SHARED and
+    loads checkpoint files other users own (a directory shared on purpose);
+    without it those raise ckptdb.errors.UntrustedError (Catalog).
 
     Catalog events go to logging.getLogger("ckptdb"); on_event(event)
     receives each as a ckptdb.Event (event, checkpoint_id, detail,
@@ -664,12 +677,13 @@ class CheckpointManager:
                  signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1), async_save: bool = False,
                  map_location: Any = "cpu", requeue_on_preempt: bool = False, sharded: bool = False,
                  extra: Any = None, clock: Optional[Callable[[], float]] = None, weights_only: bool = True,
-                 on_event: Optional[Callable[[Event], object]] = None) -> None:
+                 on_event: Optional[Callable[[Event], object]] = None, trust_shared: bool = False) -> None:
         self.directory = os.fspath(directory)
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.extra = extra
         self.map_location = map_location
         self.weights_only = weights_only
+        self.trust_shared = bool(trust_shared)
         self.sharded = sharded
         self.every_epochs = int(every_epochs)
         self.dist = _dist()
@@ -690,7 +704,7 @@ class CheckpointManager:
                 def cb(event, checkpoint_id, detail, _f=on_event, _box=box, _dir=self.directory):
                     _f(Event(event, checkpoint_id, detail, _box[0] if _box else _dir))
             self.cat = Catalog(self.directory, retention=retention, requeue_on_preempt=requeue_on_preempt,
-                               on_event=cb)
+                               on_event=cb, trust_shared=self.trust_shared)
             if on_event is not None:
                 box.append(self.cat.directory)
         self.trigger = Trigger(every_epochs=every_epochs, every_steps=every_steps, every_seconds=every_seconds,
@@ -738,7 +752,8 @@ class CheckpointManager:
         e = pick
         result, err = None, None
         try:
-            raw = load_checkpoint(e.path, map_location=self.map_location, weights_only=wo)
+            raw = load_checkpoint(e.path, map_location=self.map_location, weights_only=wo,
+                                  trust_shared=self.trust_shared)
             norm = normalize_state(raw, e)
             result = _apply(norm, e.path, self.model, self.optimizer, self.scheduler, self.scaler, strict=strict,
                             checkpoint=e)
