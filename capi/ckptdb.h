@@ -127,8 +127,11 @@ typedef struct ckptdb_catalog ckptdb_catalog;
  * event committed, on the thread that made the call.  event is one of
  * "begun", "committed", "aborted", "corrupt", "restored", "recovered",
  * "resumed", "pruned", "pinned", "unpinned", "prune_failed", "link_failed",
- * "rebuilt", "run_ended", "requeued", "requeue_failed", "recovery_failed"
- * (later versions may add more).  checkpoint_id is 0 when none. */
+ * "rebuilt", "run_ended", "requeued", "requeue_failed", "recovery_failed",
+ * "reserve_released", "reserve_restored", "reserve_unavailable" (the
+ * directory's reserve of free space, .ckptdb-ballast, that ckptdb_prune and
+ * ckptdb_fsck with repair use on a full disk) (later versions may add more).
+ * checkpoint_id is 0 when none. */
 typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
                                 const char *detail, void *payload);
 

@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "ballast.hpp"
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hooks.hpp"
@@ -208,6 +209,7 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
             if (e.code() != CKPTDB_ENOSPC) throw;
             cat->report_failure("recovery_failed", e.what());
         }
+        keep_ballast(cat->dir_, [&cat](const std::string &ev, const std::string &d) { cat->report_failure(ev, d); });
     }
     return cat;
 }
@@ -249,7 +251,7 @@ Catalog::~Catalog() {
 
 bool Catalog::reserved_name(const std::string &name) const {
     const std::string &c = opts_.catalog_name;
-    return name == c || name == c + "-wal" || name == c + "-shm" || name == c + "-journal" ||
+    return name == c || name == c + "-wal" || name == c + "-shm" || name == c + "-journal" || name == kBallastName ||
            (!opts_.last_link.empty() && (name == opts_.last_link || name == link_temp_name()));
 }
 

@@ -91,7 +91,8 @@ public:
     const Dir &dir() const { return dir_; }
     bool readonly() const { return opts_.readonly; }
     const OpenOptions &options() const { return opts_; }
-    // Names the library owns in the directory (catalog files): never a checkpoint name.
+    // Names the library owns in the directory (catalog files, the reserve):
+    // never a checkpoint name.
     bool reserved_name(const std::string &name) const;
 
     // Runs fn inside BEGIN IMMEDIATE ... COMMIT under the catalog mutex;
@@ -164,8 +165,11 @@ public:
     std::optional<Retention> retention();
     // Plans (and unless dry_run, carries out) a prune. extra_bytes is room to
     // make for a save about to begin; *fits tells whether the budget can be met.
+    // When its catalog write fails for lack of space, a prune uses the
+    // directory's reserve (ballast.hpp), except one for_save (make_room):
+    // saves never do.
     std::vector<PruneItem> prune(const Retention &r, bool dry_run, int64_t extra_bytes = 0, bool *fits = nullptr,
-                                 std::string *usage = nullptr);
+                                 std::string *usage = nullptr, bool for_save = false);
     // Inside write(): plans a prune and marks its victims pruned (with their
     // events). Returns the victims; their files are not touched yet.
     std::vector<PruneItem> plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run,

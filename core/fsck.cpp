@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "ballast.hpp"
 #include "catalog.hpp"
 #include "ckptdb.h"
 #include "db.hpp"
@@ -121,8 +122,11 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     if (!repair) return out;
 
     // Repair: recovery first (saves of dead processes are resolved and their
-    // temp files removed, as the next open would), then each finding.
-    recover();
+    // temp files removed, as the next open would), then each finding. Each
+    // step that writes the catalog may use the reserve on a full disk; it
+    // comes back once the repair's deletions freed room.
+    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { report_failure(ev, d); });
+    reserve.run("the repair", [&] { recover(); });
     for (FsckItem &it : out) {
         if (it.kind == "temp_file") {
             if (it.checkpoint_id != 0 && entry(it.checkpoint_id).status == CKPTDB_STATUS_WRITING) {
@@ -139,13 +143,16 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
             int err = name_exists(dir_, it.name) ? unlink_name(dir_, it.name) : 0;
             it.action = err == 0 ? "removed" : "could not remove";
         } else if (it.kind == "pending_prune") {
-            finish_prunes({it.checkpoint_id});
+            reserve.run("the repair", [&] { finish_prunes({it.checkpoint_id}); });
             it.action = name_exists(dir_, it.name) ? "could not remove" : "removed";
         } else if (it.kind == "missing_file" || it.kind == "size_mismatch") {
             Check c = check_files(entry(it.checkpoint_id), false);  // still so after recovery?
-            if (!c.ok && mark_corrupt(it.checkpoint_id, c.reason)) it.action = "marked corrupt";
+            bool marked = false;
+            if (!c.ok) reserve.run("the repair", [&] { marked = mark_corrupt(it.checkpoint_id, c.reason); });
+            if (marked) it.action = "marked corrupt";
         }
     }
+    reserve.restore();
     return out;
 }
 
@@ -173,7 +180,7 @@ bool checkpoint_extension(const std::string &n) {
 }
 
 bool catalog_own(const std::string &n, const OpenOptions &opts) {
-    return n.compare(0, opts.catalog_name.size(), opts.catalog_name) == 0 || is_temp_name(n);
+    return n.compare(0, opts.catalog_name.size(), opts.catalog_name) == 0 || is_temp_name(n) || n == kBallastName;
 }
 
 uint64_t le(const unsigned char *p, int bytes) {

@@ -11,6 +11,9 @@ namespace ckptdb {
 // Prefix of every file the library itself creates in the directory; user
 // names may not start with ".ckptdb".
 inline constexpr const char *kTempPrefix = ".ckptdb-tmp-";
+// The directory's reserve of free space (ballast.hpp): never a checkpoint,
+// never a temp file.
+inline constexpr const char *kBallastName = ".ckptdb-ballast";
 
 // Empty string when valid, else why not ("contains '/'", ...).
 std::string name_problem(const std::string &name);

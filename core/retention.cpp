@@ -13,6 +13,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "ballast.hpp"
 #include "catalog.hpp"
 #include "hash.hpp"
 #include "ckptdb.h"
@@ -180,7 +181,7 @@ std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_
 }
 
 std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t extra_bytes, bool *fits,
-                                      std::string *usage) {
+                                      std::string *usage, bool for_save) {
     r.validate();
     if (!dry_run && readonly()) fail(CKPTDB_EREADONLY, "cannot prune: the catalog was opened read-only");
     std::vector<PruneItem> victims;
@@ -188,19 +189,30 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
         read([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, true, fits, usage); });
         return victims;
     }
-    if (r.prune_corrupt) confirm_corrupt();
-    try {
-        write([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, false, fits, usage); });
-    } catch (...) {
+    auto mark = [&] {
+        if (r.prune_corrupt) confirm_corrupt();
+        try {
+            write([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, false, fits, usage); });
+        } catch (...) {
+            confirmed_corrupt_.clear();
+            throw;
+        }
         confirmed_corrupt_.clear();
-        throw;
-    }
-    confirmed_corrupt_.clear();
+    };
+    // On a full disk the marking cannot be written, and without it nothing
+    // may be deleted: the reserve gives it room, and comes back once the
+    // victims' files are gone.
+    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { report_failure(ev, d); });
+    if (for_save)
+        mark();
+    else
+        reserve.run("the prune", mark);
     hook("pruned_marked");
     std::vector<int64_t> ids;
     for (const PruneItem &v : victims) ids.push_back(v.id);
     finish_prunes(ids);
     refresh_link();
+    reserve.restore();
     return victims;
 }
 
@@ -322,7 +334,7 @@ void Catalog::make_room(const std::string &kind) {
     if (!fits)
         fail(CKPTDB_ENOSPC, "a save of kind '" + kind + "' cannot fit in the byte budget of '" + dir_.path +
                                 "' without deleting protected checkpoints: " + usage);
-    prune(*r, false, expected);
+    prune(*r, false, expected, nullptr, nullptr, true);
 }
 
 void Catalog::report_failure(const std::string &event, const std::string &what) noexcept {

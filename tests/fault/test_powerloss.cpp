@@ -49,10 +49,17 @@ void power_loss(const std::string &scenario, size_t sample,
         trace::CrashState all{ev.size(), {}, -1, 0, "all"};
         trace::Image replay = trace::image_of(ev, all), real = common::image(root);
         std::string diff;
+        // The reserve's blocks (.ckptdb-ballast) are allocated by fallocate,
+        // which the trace does not record: its name is replayed, not its
+        // zeros (a crash state's short reserve is made whole by the open).
+        auto reserve = [](const std::string &p) {
+            const std::string n = "/.ckptdb-ballast";
+            return p == n.substr(1) || (p.size() > n.size() && p.compare(p.size() - n.size(), n.size(), n) == 0);
+        };
         for (const auto &kv : real) {
             auto it = replay.find(kv.first);
             if (it == replay.end()) diff += "missing in the replay: " + kv.first + "\n";
-            else if (it->second != kv.second)
+            else if (it->second != kv.second && !(reserve(kv.first) && it->second[0] == 'f'))
                 diff += "differs: " + kv.first + " (" + std::to_string(kv.second.size()) + " vs " +
                         std::to_string(it->second.size()) + " bytes)\n";
         }

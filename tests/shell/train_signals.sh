@@ -97,9 +97,10 @@ expect "pruned events matching their rows" "$(q "SELECT count(*) FROM checkpoint
     ON e.checkpoint_id = c.id AND e.event = 'pruned' AND e.detail = c.prune_rule AND e.run_id = 1
     WHERE c.status = 'pruned'")" "$((n_all - 8))"
 expect "pruned events" "$(q "SELECT count(*) FROM events WHERE event='pruned'")" "$((n_all - 8))"
-# On disk: exactly the complete checkpoints (and the catalog, last.pt).
+# On disk: exactly the complete checkpoints (and the catalog, last.pt, the reserve).
+[ -f "$dir/.ckptdb-ballast" ] || { echo "FAIL: no reserve (.ckptdb-ballast) in $dir"; exit 1; }
 on_disk=$(cd "$dir" && ls -A | grep -v -x -e 'ckptdb.sqlite' -e 'ckptdb.sqlite-wal' -e 'ckptdb.sqlite-shm' \
-  -e 'last.pt' | sort | paste -sd' ' -)
+  -e 'last.pt' -e '.ckptdb-ballast' | sort | paste -sd' ' -)
 expect "files on disk" "$on_disk" "$(q "SELECT name FROM checkpoints WHERE status='complete'" | sort | paste -sd' ' -)"
 expect "last.pt" "$(readlink "$dir/last.pt")" "epoch_024.pt"
 echo "ok: clean run: $n_all saves ($n_epoch epoch, $n_time time), 5 epoch + 3 time kept, $((n_all - 8)) pruned" \

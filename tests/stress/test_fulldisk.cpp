@@ -6,12 +6,20 @@
 // SQLite's integrity check) when even SQLite cannot grow; once space is
 // freed, saves work again. RLIMIT_FSIZE (EFBIG) runs everywhere.
 //
+// The directory's reserve (test suite "reserve"): on a disk so full that
+// not even SQLite can write, `ckptdb prune` and `ckptdb fsck --repair` (the
+// real command, fork+exec'd) still do their work through the reserve
+// (.ckptdb-ballast), and it comes back; a writable open makes it again, a
+// read-only open never does, and a file size limit below its size leaves
+// the catalog working without it.
+//
 // This suite has its own main: where a case cannot run here (not root, no
 // mount permission in a container, no mkfs.ext4) it says so and the process
 // exits 77, which meson reports as SKIP.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cstring>
@@ -36,7 +44,8 @@ void skip(const std::string &why) {
     g_skipped = true;
 }
 
-// A file system mounted for one case, unmounted at the end.
+// A file system mounted for one case, unmounted at the end: 16 MiB, room
+// for the reserves (4 MiB each) of the two catalogs a case may make.
 struct Mount {
     t::TempDir base;
     std::string path = base / "mnt";
@@ -52,7 +61,7 @@ struct Mount {
         }
         ::mkdir(path.c_str(), 0755);
         if (type == "tmpfs") {
-            if (::mount("tmpfs", path.c_str(), "tmpfs", 0, "size=8m,mode=0755") != 0) {
+            if (::mount("tmpfs", path.c_str(), "tmpfs", 0, "size=16m,mode=0755") != 0) {
                 why_not = std::string("mount -t tmpfs failed: ") + std::strerror(errno) +
                           " (a container without CAP_SYS_ADMIN?)";
                 return;
@@ -66,7 +75,7 @@ struct Mount {
                 why_not = "mkfs.ext4 is not installed (Debian: e2fsprogs)";
                 return;
             }
-            if (!run("truncate -s 12M '" + img + "'") || !run("mkfs.ext4 -q -F -m 0 -b 4096 '" + img + "'")) {
+            if (!run("truncate -s 24M '" + img + "'") || !run("mkfs.ext4 -q -F -m 0 -b 4096 '" + img + "'")) {
                 why_not = "mkfs.ext4 failed on " + img;
                 return;
             }
@@ -268,3 +277,363 @@ TEST_CASE("RLIMIT_FSIZE: a save past the limit fails with EFBIG as CKPTDB_ENOSPC
     CHECK(t::temp_files(d.path).empty());
     check_case(d.path, expect, "after EFBIG");
 }
+
+// ---------------------------------------------------------------------------
+// The directory's reserve
+// ---------------------------------------------------------------------------
+
+namespace {
+
+constexpr int64_t kReserveBytes = int64_t(4) << 20;  // the documented size of .ckptdb-ballast
+
+struct ReserveFile {
+    bool present = false, whole = false;
+    ino_t ino = 0;
+};
+
+ReserveFile reserve_of(const std::string &dir) {
+    ReserveFile r;
+    struct stat st;
+    if (::lstat((dir + "/.ckptdb-ballast").c_str(), &st) != 0) return r;
+    r.present = true;
+    r.ino = st.st_ino;
+    // Its blocks really allocated: a sparse file would reserve nothing.
+    r.whole = S_ISREG(st.st_mode) && st.st_size == kReserveBytes &&
+              static_cast<int64_t>(st.st_blocks) * 512 >= kReserveBytes;
+    return r;
+}
+
+struct Run {
+    int code = -1;
+    std::string out;  // stdout and stderr
+};
+
+// The ckptdb command (CKPTDB_CLI) in a child process (posix_spawn: fork+exec).
+Run ckptdb(const std::vector<std::string> &args) {
+    const char *path = std::getenv("CKPTDB_CLI");
+    REQUIRE_MESSAGE(path != nullptr, "CKPTDB_CLI is not set (run through meson test)");
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+    std::vector<std::string> all{path};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char *> argv;
+    for (auto &a : all) argv.push_back(const_cast<char *>(a.c_str()));
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = ::posix_spawn(&pid, path, &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+    REQUIRE(rc == 0);
+    Run r;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        r.out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fds[0]);
+    int st = 0;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+int64_t events_named(const std::string &dir, const std::string &event) {
+    return stress::query_i64(dir + "/ckptdb.sqlite", "SELECT count(*) FROM events WHERE event = '" + event + "'");
+}
+
+// The filler takes every byte still free: fill() again until it grows no
+// more (ext4 gives back what its delayed allocation held in reserve once
+// the filler is fsynced).
+void fill_up(const std::string &filler) {
+    for (off_t last = -1, now = fill(filler, 0); now != last; last = now, now = fill(filler, 0)) {
+    }
+}
+
+// A reader that keeps the catalog open while the disk is full, as a trainer
+// still running does. The first connection to a catalog truncates SQLite's
+// -shm file and grows it again, and a completely full ext4 sometimes
+// refuses the blocks it just gave back: with nobody holding the catalog,
+// even opening it can fail there (README, "Not done yet"). tmpfs does not:
+// its cases run with nobody holding the catalog.
+struct Holder {
+    bool wanted;
+    ckptdb_catalog *db = nullptr;
+    explicit Holder(bool w) : wanted(w) {}
+    void open(const std::string &dir) {
+        if (!wanted) return;
+        ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+        o.flags = CKPTDB_OPEN_READONLY;
+        REQUIRE_MESSAGE(ckptdb_open(&db, dir.c_str(), &o) == CKPTDB_OK, ckptdb_last_error());
+    }
+    ~Holder() { ckptdb_close(db); }
+};
+
+// Saves of 1 MiB until one fails with CKPTDB_ENOSPC (the reserve, made by the
+// first open, is left); then the filler takes every byte still free, so
+// that not even SQLite can grow its WAL. Returns the acknowledged ids.
+std::vector<int64_t> fill_with_checkpoints(const std::string &dir, const std::string &filler, Holder &holder) {
+    auto l = saves(dir, std::vector<std::string>(24, "1048576"));
+    INFO(stress::join(l));
+    auto ids = stress::acks(l);
+    REQUIRE(ids.size() >= 3);
+    bool refused = false;
+    for (const auto &line : l) refused = refused || line.rfind("FAIL 7 ", 0) == 0;
+    REQUIRE_MESSAGE(refused, "the disk never filled up");
+    CHECK(reserve_of(dir).whole);
+    holder.open(dir);
+    fill_up(filler);
+    // Not even a one-byte save fits now.
+    auto one = saves(dir, {"1"});
+    REQUIRE(!one.empty());
+    CHECK_MESSAGE(one[0].rfind("FAIL 7 ", 0) == 0, one[0]);
+    g_fig.disk_full_failures += 2;
+    g_fig.acknowledged += static_cast<long>(ids.size());
+    return ids;
+}
+
+void prune_on_full_disk(const std::string &mnt, bool hold) {
+    const std::string dir = mnt + "/ckpt", filler = mnt + "/filler", cat = dir + "/ckptdb.sqlite";
+    Holder holder(hold);
+    auto ids = fill_with_checkpoints(dir, filler, holder);
+    harness::Expect expect;
+    expect.acknowledged.insert(ids.begin(), ids.end());
+
+    Run r = ckptdb({"prune", dir, "--keep", "epoch=2"});
+    INFO(r.out);
+    REQUIRE(r.code == 0);
+    CHECK(r.out.find("pruned " + std::to_string(ids.size() - 2) + " checkpoints") != std::string::npos);
+    CHECK(stress::query_i64(cat, "SELECT count(*) FROM checkpoints WHERE status = 'pruned'") ==
+          static_cast<int64_t>(ids.size() - 2));
+    CHECK(stress::query_i64(cat, "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") ==
+          0);
+    for (const auto &name : t::query(cat, "SELECT name FROM checkpoints WHERE status = 'pruned'"))
+        CHECK_MESSAGE(!t::exists(dir + "/" + name), name << " is still there");
+    CHECK(t::query1(cat, "PRAGMA integrity_check") == "ok");
+    CHECK(events_named(dir, "reserve_released") == 1);
+    CHECK(events_named(dir, "reserve_restored") == 1);
+    CHECK(reserve_of(dir).whole);
+
+    // The next save works, with the filler still there.
+    auto l = saves(dir, {"1048576"});
+    REQUIRE(!l.empty());
+    CHECK_MESSAGE(l[0].rfind("ACK ", 0) == 0, l[0]);
+    for (int64_t id : stress::acks(l)) expect.acknowledged.insert(id);
+    check_case(dir, expect, "after a prune through a full disk");
+}
+
+void repair_on_full_disk(const std::string &mnt, bool hold) {
+    const std::string dir = mnt + "/ckpt", filler = mnt + "/filler", cat = dir + "/ckptdb.sqlite";
+    Holder holder(hold);
+    auto ids = fill_with_checkpoints(dir, filler, holder);
+    // A checkpoint file deleted by hand (the oldest): the repair must record
+    // it as corrupt, a catalog write, before anything else can happen.
+    const std::string lost = t::query1(cat, "SELECT name FROM checkpoints WHERE id = " + std::to_string(ids[0]));
+    REQUIRE(::unlink((dir + "/" + lost).c_str()) == 0);
+    fill_up(filler);  // the room it gave back, taken too
+    harness::Expect expect;
+    expect.acknowledged.insert(ids.begin() + 1, ids.end());
+
+    Run r = ckptdb({"fsck", "--repair", dir});
+    INFO(r.out);
+    CHECK(r.code == 3);  // problems found (and repaired)
+    CHECK(r.out.find("marked corrupt") != std::string::npos);
+    CHECK(t::query1(cat, "SELECT status FROM checkpoints WHERE id = " + std::to_string(ids[0])) == "corrupt");
+    CHECK(t::query1(cat, "PRAGMA integrity_check") == "ok");
+    CHECK(events_named(dir, "reserve_released") == 1);
+    // The repair deleted nothing, so the reserve is back only where there is
+    // room for it; where there is not, an event says so.
+    ReserveFile after = reserve_of(dir);
+    CHECK((after.whole || events_named(dir, "reserve_unavailable") >= 1));
+
+    // The operator frees room with a prune; the next writable open (the
+    // save's) makes the reserve again, and the save works.
+    Run p = ckptdb({"prune", dir, "--keep", "epoch=2"});
+    INFO(p.out);
+    CHECK(p.code == 0);
+    auto l = saves(dir, {"1048576"});
+    REQUIRE(!l.empty());
+    CHECK_MESSAGE(l[0].rfind("ACK ", 0) == 0, l[0]);
+    for (int64_t id : stress::acks(l)) expect.acknowledged.insert(id);
+    CHECK(reserve_of(dir).whole);
+    check_case(dir, expect, "after a repair through a full disk");
+}
+
+// A prune of many checkpoints at once through a completely full disk: the
+// room it needs (its WAL, and the catalog file's growth when the WAL is
+// folded in) is measured and printed, the figure behind the reserve's size.
+void big_prune_on_full_disk(const std::string &mnt, int count) {
+    const std::string dir = mnt + "/ckpt", filler = mnt + "/filler", cat = dir + "/ckptdb.sqlite";
+    auto l = saves(dir, std::vector<std::string>(static_cast<size_t>(count), "0"));
+    REQUIRE(stress::acks(l).size() == static_cast<size_t>(count));
+    fill_up(filler);
+    struct Seen {
+        std::string dir;
+        int64_t wal = -1, catalog = -1;
+    } seen{dir};
+    auto size_of = [](const std::string &p) {
+        struct stat st;
+        return ::stat(p.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : int64_t(-1);
+    };
+    const int64_t catalog_before = size_of(cat);
+    ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+    o.event_payload = &seen;
+    o.on_event = [](const char *event, int64_t, const char *, void *p) {
+        auto *s = static_cast<Seen *>(p);
+        // Right after the commit that marked the victims: the WAL has every
+        // frame of it (a WAL never shrinks before the next write restarts it).
+        if (s->wal < 0 && std::strcmp(event, "pruned") == 0) {
+            struct stat st;
+            if (::stat((s->dir + "/ckptdb.sqlite-wal").c_str(), &st) == 0) s->wal = st.st_size;
+            if (::stat((s->dir + "/ckptdb.sqlite").c_str(), &st) == 0) s->catalog = st.st_size;
+        }
+    };
+    ckptdb_catalog *db = nullptr;
+    REQUIRE_MESSAGE(ckptdb_open(&db, dir.c_str(), &o) == CKPTDB_OK, ckptdb_last_error());
+    ckptdb_keep_kind keep = {"epoch", 1};
+    ckptdb_retention r = CKPTDB_RETENTION_INIT;
+    r.keep_last = &keep;
+    r.keep_last_count = 1;
+    int64_t pruned = 0;
+    CHECK_MESSAGE(ckptdb_prune(db, &r, 0, nullptr, nullptr, &pruned, nullptr) == CKPTDB_OK, ckptdb_last_error());
+    ckptdb_close(db);
+    CHECK(pruned == count - 1);
+    CHECK(events_named(dir, "reserve_released") == 1);
+    CHECK(t::query1(cat, "PRAGMA integrity_check") == "ok");
+    REQUIRE(seen.wal > 0);
+    const int64_t need = seen.wal + std::max<int64_t>(0, seen.catalog - catalog_before);
+    std::printf("reserve: a prune of %lld checkpoints through a full disk wrote %lld bytes of WAL and grew the "
+                "catalog by %lld bytes: %.0f bytes each; the %lld-byte reserve covers about %lld at once\n",
+                static_cast<long long>(pruned), static_cast<long long>(seen.wal),
+                static_cast<long long>(seen.catalog - catalog_before), double(need) / double(pruned),
+                static_cast<long long>(kReserveBytes), static_cast<long long>(kReserveBytes * pruned / need));
+    std::fflush(stdout);
+    CHECK(need < kReserveBytes);
+}
+
+}  // namespace
+
+TEST_SUITE("reserve") {
+
+TEST_CASE("reserve on a full tmpfs: ckptdb prune frees space through it, and it comes back") {
+    Mount m("tmpfs");
+    if (!m.mounted) return skip("tmpfs case: " + m.why_not);
+    prune_on_full_disk(m.path, false);
+}
+
+TEST_CASE("reserve on a full loop-mounted ext4: ckptdb prune frees space through it, and it comes back") {
+    Mount m("ext4");
+    if (!m.mounted) return skip("ext4 case: " + m.why_not);
+    prune_on_full_disk(m.path, true);
+}
+
+TEST_CASE("reserve on a full tmpfs: ckptdb fsck --repair records a lost file through it") {
+    Mount m("tmpfs");
+    if (!m.mounted) return skip("tmpfs case: " + m.why_not);
+    repair_on_full_disk(m.path, false);
+}
+
+TEST_CASE("reserve on a full loop-mounted ext4: ckptdb fsck --repair records a lost file through it") {
+    Mount m("ext4");
+    if (!m.mounted) return skip("ext4 case: " + m.why_not);
+    repair_on_full_disk(m.path, true);
+}
+
+TEST_CASE("reserve on a full tmpfs: a prune of 5000 checkpoints at once fits in it") {
+    Mount m("tmpfs");
+    if (!m.mounted) return skip("tmpfs case: " + m.why_not);
+    big_prune_on_full_disk(m.path, 5000);
+}
+
+TEST_CASE("reserve in a local directory: deleted or cut short by hand, made again by the next writable open, "
+          "never by a read-only one") {
+    t::TempDir d;
+    auto l = saves(d.path, {"100", "200"});
+    REQUIRE(stress::acks(l).size() == 2);
+    ReserveFile first = reserve_of(d.path);
+    REQUIRE(first.whole);
+
+    // Opening again keeps it as it is (recovery's temp cleanup never takes it).
+    ckptdb_catalog *db = nullptr;
+    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+    ckptdb_close(db);
+    CHECK(reserve_of(d.path).ino == first.ino);
+
+    REQUIRE(::unlink((d / ".ckptdb-ballast").c_str()) == 0);
+    ckptdb_open_options ro = CKPTDB_OPEN_OPTIONS_INIT;
+    ro.flags = CKPTDB_OPEN_READONLY;
+    REQUIRE(ckptdb_open(&db, d.path.c_str(), &ro) == CKPTDB_OK);
+    ckptdb_close(db);
+    CHECK(!reserve_of(d.path).present);
+    Run r = ckptdb({"ls", d.path});
+    CHECK(r.code == 0);
+    CHECK(!reserve_of(d.path).present);  // ls opens read-only
+
+    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+    ckptdb_close(db);
+    CHECK(reserve_of(d.path).whole);
+
+    // Cut short (and a sparse file of the full size reserves nothing either).
+    REQUIRE(::truncate((d / ".ckptdb-ballast").c_str(), 4096) == 0);
+    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+    ckptdb_close(db);
+    CHECK(reserve_of(d.path).whole);
+    REQUIRE(::unlink((d / ".ckptdb-ballast").c_str()) == 0);
+    {
+        int fd = ::open((d / ".ckptdb-ballast").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+        REQUIRE(fd >= 0);
+        REQUIRE(::ftruncate(fd, kReserveBytes) == 0);
+        ::close(fd);
+    }
+    CHECK(!reserve_of(d.path).whole);
+    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+    ckptdb_close(db);
+    CHECK(reserve_of(d.path).whole);
+
+    // Never a checkpoint: fsck does not report it, and a rebuild of a lost
+    // catalog neither adopts it nor calls it an unknown file.
+    r = ckptdb({"fsck", d.path});
+    INFO(r.out);
+    CHECK(r.code == 0);
+    CHECK(r.out.find(".ckptdb-ballast") == std::string::npos);
+    for (const char *suffix : {"", "-wal", "-shm"}) ::unlink((d / (std::string("ckptdb.sqlite") + suffix)).c_str());
+    r = ckptdb({"fsck", "--repair", d.path});
+    INFO(r.out);
+    CHECK(r.out.find("rebuilt (2 checkpoints)") != std::string::npos);
+    CHECK(r.out.find(".ckptdb-ballast") == std::string::npos);
+    CHECK(stress::query_i64(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == 2);
+    CHECK(reserve_of(d.path).whole);
+    CHECK(t::temp_files(d.path).empty());
+}
+
+TEST_CASE("reserve in a local directory: RLIMIT_FSIZE below its size leaves none, an event says why, and saves "
+          "that fit still work") {
+    t::TempDir d;
+    // 1 MiB: below the reserve's 4 MiB, above the catalog and the small saves.
+    stress::Helper h({"fsize", d.path, std::to_string(1 << 20), "100000", std::to_string(2 << 20)});
+    auto l = h.lines();
+    INFO(stress::join(l));
+    CHECK(h.exit_code() == 0);
+    REQUIRE(l.size() == 4);
+    CHECK(l[0].rfind("ACK ", 0) == 0);
+    CHECK(l[1].rfind("FAIL 7 ", 0) == 0);
+    CHECK(l[2].rfind("ACK ", 0) == 0);
+    CHECK(!reserve_of(d.path).present);
+    CHECK(t::temp_files(d.path).empty());
+    const std::string cat = t::catalog_path(d);
+    CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'reserve_unavailable' AND detail LIKE "
+                         "'%RLIMIT_FSIZE%'") == "1");
+    harness::Expect expect;
+    auto ids = stress::acks(l);
+    expect.acknowledged.insert(ids.begin(), ids.end());
+    // (The checks open the directory without the limit: the reserve appears.)
+    check_case(d.path, expect, "after RLIMIT_FSIZE below the reserve");
+    CHECK(reserve_of(d.path).whole);
+}
+
+}  // TEST_SUITE("reserve")

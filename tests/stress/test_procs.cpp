@@ -60,9 +60,10 @@ TEST_CASE("8 processes saving and rotating at once: nothing lost or duplicated, 
     g_fig.cases++;
     g_fig.violations += static_cast<long>(bad.size());
     CHECK_MESSAGE(bad.empty(), stress::join(bad));
-    // On disk: exactly the complete checkpoints, the catalog and last.pt.
+    // On disk: exactly the complete checkpoints, the catalog, last.pt and the reserve.
     std::set<std::string> want, have;
     for (const auto &n : t::query(cat, "SELECT name FROM checkpoints WHERE status = 'complete'")) want.insert(n);
+    want.insert(".ckptdb-ballast");
     for (const auto &n : t::names(d.path))
         if (n.rfind("ckptdb.sqlite", 0) != 0 && n != "last.pt") have.insert(n);
     CHECK(have == want);
