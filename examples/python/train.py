@@ -207,17 +207,25 @@ def stopped(mgr, rank, epoch, step):
     return 0
 
 
-def finish_distributed():
-    # Let every collective in flight finish before the process group goes
-    # away: torch 1.13's gloo group can deadlock at exit when a worker
-    # thread still holds a tensor made in Python.
+def finish_distributed(code):
+    # Every rank is done with its saves (the manager is closed): let every
+    # collective in flight finish, then leave the process group.
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return code
+    dist.barrier()
+    dist.destroy_process_group()
+    # gloo's worker threads can still be dropping the last reference to a
+    # tensor made in Python (the objects of all_gather_object) after the
+    # collective returned. If the interpreter is shutting down by then, the
+    # thread's attempt to take the GIL ends it inside a C++ destructor and
+    # the whole process aborts ("terminate called without an active
+    # exception"), turning a finished run into a failed one. Nothing is left
+    # to clean up, so leave without the interpreter's shutdown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    code = main()
-    finish_distributed()
-    sys.exit(code)
+    sys.exit(finish_distributed(main()))

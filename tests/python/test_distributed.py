@@ -125,6 +125,9 @@ def test_sharded_two_ranks_a_rank_killed_mid_save_and_a_bit_identical_restart(tm
         files = cat.files(e.id)
         assert [(f.rank, f.name) for f in files] == [(0, "step_000020.rank0-of-2.pt"), (1, "step_000020.rank1-of-2.pt")]
         assert e.size == sum(f.size for f in files) and e.file_count == 2
+        # rank 0 (the rank that opens the catalog) closed it before its
+        # process left: its run ended clean, not open or taken for a crash
+        assert [r["exit_reason"] for r in cat.runs()] == ["clean"]
 
     d = tmp_path / "ck"
     rc, out, err = torchrun(2, TRAIN, d, SHARD_ARGS, die="1:3")  # rank 1 dies inside its 3rd save (step 15)
