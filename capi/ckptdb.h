@@ -127,11 +127,12 @@ typedef struct ckptdb_catalog ckptdb_catalog;
  * event committed, on the thread that made the call.  event is one of
  * "begun", "committed", "aborted", "corrupt", "restored", "recovered",
  * "resumed", "pruned", "pinned", "unpinned", "prune_failed", "link_failed",
- * "rebuilt", "run_ended", "requeued", "requeue_failed", "recovery_failed",
+ * "catalog_behind", "run_ended", "requeued", "requeue_failed", "recovery_failed",
  * "reserve_released", "reserve_restored", "reserve_unavailable" (the
  * directory's reserve of free space, .ckptdb-ballast, that ckptdb_prune and
  * ckptdb_fsck with repair use on a full disk) (later versions may add more).
- * checkpoint_id is 0 when none. */
+ * The events table also records "rebuilt", "adopted" and "synced", which
+ * reach no callback.  checkpoint_id is 0 when none. */
 typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
                                 const char *detail, void *payload);
 
@@ -191,9 +192,11 @@ CKPTDB_API int ckptdb_open_options_init(ckptdb_open_options *opts, unsigned int 
  * with an older schema is migrated in one transaction; a newer one is refused
  * with CKPTDB_EVERSION and a file that is not a ckptdb catalog with
  * CKPTDB_ENOTCATALOG, both left untouched.  Unless read-only, recovery runs:
- * saves left "writing" by processes that no longer run on this host are
- * adopted when their final file is whole, otherwise aborted and their temp
- * files removed.  When the disk is full, recovery that cannot record its
+ * saves left "writing" by processes that no longer run on this host, or
+ * by a process of another host whose lease expired (its temp file's mtime,
+ * renewed while it writes, older than CKPTDB_LEASE_SECONDS, default 900, and
+ * the file not locked), are adopted when their final file is whole,
+ * otherwise aborted and their temp files removed.  When the disk is full, recovery that cannot record its
  * work is left for the next open (a "recovery_failed" event reaches the
  * callback) and the open still succeeds, so the newest checkpoint can be
  * found.  On failure *out is NULL and ckptdb_last_error() says why. */

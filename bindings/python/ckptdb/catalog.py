@@ -42,6 +42,7 @@ EVENT_LEVELS = {
     "rebuilt": logging.INFO, "adopted": logging.INFO, "synced": logging.INFO, "requeued": logging.WARNING, "aborted": logging.WARNING, "corrupt": logging.WARNING,
     "recovered": logging.WARNING, "link_failed": logging.WARNING, "prune_failed": logging.WARNING,
     "catalog_behind": logging.WARNING, "requeue_failed": logging.ERROR, "recovery_failed": logging.ERROR,
+    "reserve_released": logging.WARNING, "reserve_restored": logging.INFO, "reserve_unavailable": logging.WARNING,
 }
 
 

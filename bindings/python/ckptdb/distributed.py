@@ -221,7 +221,8 @@ def save_sharded(directory: StrPath, state: Any, kind: str, epoch: int, step: in
 
 def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location: Any = "cpu",
                  kind: Optional[str] = None, weights_only: bool = True,
-                 prepare: Optional[Callable[[Any, Checkpoint, str], Any]] = None) -> Optional[Tuple[Any, Checkpoint]]:
+                 prepare: Optional[Callable[[Any, Checkpoint, str], Any]] = None,
+                 trust_shared: bool = False) -> Optional[Tuple[Any, Checkpoint]]:
     """Every rank calls it; rank 0 (with its open Catalog) picks the newest
     checkpoint whose every file verifies and broadcasts it; each rank loads
     its own file (ckptdb.torch.load_checkpoint: torch's safe loader unless
@@ -232,7 +233,11 @@ def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location
     loaded state (and returns what to hand back in its place); a failure of
     any rank's load or prepare is raised on every rank, and only when every
     rank succeeded does rank 0 record the resume: a refused file changes
-    nothing in the catalog."""
+    nothing in the catalog.
+
+    Each rank's file is checked like every resume's (its owner, see
+    ckptdb.catalog.open_checkpoint); trust_shared=True trusts files of other
+    users, as CKPTDB_OPEN_TRUST_SHARED does for the catalog."""
     from .torch import load_checkpoint
     dist = _dist()
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -254,7 +259,7 @@ def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location
     path, entry = pick["paths"][rank], pick["entry"]
     st, err = None, None
     try:
-        st = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        st = load_checkpoint(path, map_location=map_location, weights_only=weights_only, trust_shared=trust_shared)
         if prepare is not None:
             st = prepare(st, entry, path)
     except Exception as x:

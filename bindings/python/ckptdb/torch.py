@@ -732,7 +732,7 @@ class CheckpointManager:
                 return norm
 
             got = cdist.load_sharded(self.directory, cat=self.cat, map_location=self.map_location,
-                                     weights_only=wo, prepare=prepare)
+                                     weights_only=wo, prepare=prepare, trust_shared=self.trust_shared)
             if got is None:
                 return ResumeResult(0, 0)
             norm, e = got
