@@ -113,10 +113,12 @@ static ckptdb::OpenOptions open_options(const ckptdb_open_options *opts) {
     ckptdb::OpenOptions o;
     if (!opts) return o;
     check_version(opts->version, CKPTDB_OPEN_OPTIONS_VERSION, "ckptdb_open_options");
-    if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | CKPTDB_OPEN_REQUEUE | CKPTDB_OPEN_TRUST_SHARED))
+    if (opts->flags & ~(CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | CKPTDB_OPEN_REQUEUE | CKPTDB_OPEN_TRUST_SHARED |
+                        CKPTDB_OPEN_RESERVE))
         throw Error(CKPTDB_EINVAL, "unknown open flags " + std::to_string(opts->flags));
     o.requeue = (opts->flags & CKPTDB_OPEN_REQUEUE) != 0;
     o.trust_shared = (opts->flags & CKPTDB_OPEN_TRUST_SHARED) != 0;
+    o.open_with_reserve = (opts->flags & CKPTDB_OPEN_RESERVE) != 0;
     o.create = !(opts->flags & CKPTDB_OPEN_NO_CREATE);
     o.readonly = (opts->flags & CKPTDB_OPEN_READONLY) != 0;
     if (opts->catalog_name) o.catalog_name = opts->catalog_name;

@@ -172,6 +172,15 @@ typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
  * on purpose).  The library still never follows a symbolic link and never
  * opens or deletes anything outside the directory. */
 #define CKPTDB_OPEN_TRUST_SHARED 0x8u
+/* For an operator's prune or repair (ckptdb prune, ckptdb fsck --repair):
+ * on a completely full disk, when even opening the catalog fails with
+ * CKPTDB_ENOSPC (the first connection to a catalog nobody holds open grows
+ * SQLite's -shm file again), the directory's reserve (.ckptdb-ballast, see
+ * ckptdb_prune) is deleted and the open tried once more; the prune or
+ * repair through this handle puts the reserve back once its deletions freed
+ * room (events "reserve_released", "reserve_restored").  Not for a trainer's
+ * handle: its saves would use up the room. */
+#define CKPTDB_OPEN_RESERVE 0x10u
 
 typedef struct ckptdb_open_options {
     unsigned int version;          /* CKPTDB_OPEN_OPTIONS_VERSION */

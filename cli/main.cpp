@@ -69,6 +69,9 @@ int exit_for(int rc) {
 
 // --trust-shared: CKPTDB_OPEN_TRUST_SHARED on every catalog the command opens.
 unsigned g_trust_flag = 0;
+// CKPTDB_OPEN_RESERVE: set by prune and fsck --repair, whose opens may use
+// the directory's reserve on a completely full disk.
+unsigned g_reserve_flag = 0;
 
 std::string str(const char *s) { return s ? s : ""; }
 
@@ -284,7 +287,8 @@ public:
     // Never creates anything: a missing directory or catalog fails (exit 1).
     Catalog(const std::string &dir, Mode mode, std::vector<EventRec> *events = nullptr) : dir_(dir) {
         ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
-        o.flags = CKPTDB_OPEN_NO_CREATE | (mode == Mode::ReadOnly ? CKPTDB_OPEN_READONLY : 0u) | g_trust_flag;
+        o.flags = CKPTDB_OPEN_NO_CREATE | (mode == Mode::ReadOnly ? CKPTDB_OPEN_READONLY : 0u) | g_trust_flag |
+                  g_reserve_flag;
         if (events) {
             o.on_event = collect_event;
             o.event_payload = events;
@@ -794,6 +798,8 @@ int cmd_prune(const Common &c, const PruneOpts &o) {
     if (!o.max_bytes.empty()) r.max_bytes = parse_size("--max-bytes", o.max_bytes), custom = true;
     if (o.corrupt) r.prune_corrupt = 1, custom = true;
 
+    // On a completely full disk even the open may need the reserve.
+    if (!o.dry_run) g_reserve_flag = CKPTDB_OPEN_RESERVE;
     Catalog cat(c.dir, o.dry_run ? Mode::ReadOnly : Mode::ReadWrite);
     std::vector<PruneRow> rows;
     int64_t count = 0, bytes = 0;
@@ -877,8 +883,9 @@ int cmd_fsck(const Common &c, bool repair) {
     // Check-only runs open read-only, so that nothing (not even the recovery
     // an ordinary open runs) changes what is being reported.
     ckptdb_catalog *probe = nullptr;
+    if (repair) g_reserve_flag = CKPTDB_OPEN_RESERVE;  // on a full disk even the open may need the reserve
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
-    o.flags = CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | g_trust_flag;
+    o.flags = CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | g_trust_flag | g_reserve_flag;
     int rc = ckptdb_open(&probe, c.dir.c_str(), &o);
     std::string open_err = rc == CKPTDB_OK ? "" : lib_message(rc);
     ckptdb_close(probe);

@@ -74,6 +74,14 @@ public:
     // it again and notes "reserve_restored", or "reserve_unavailable" with
     // why not (the next writable open tries again). Never throws.
     void restore() noexcept;
+    // Whether this reserve deleted the ballast (and has not put it back).
+    bool released() const { return released_; }
+    // Hands the release over: this reserve will not put the ballast back
+    // (the open that needed it leaves the room to the operation after it).
+    void hand_over() { released_ = false; }
+    // Takes over a release made for this operation earlier (by its open):
+    // restore() puts the ballast back.
+    void take_over() { released_ = true; }
 
 private:
     const Dir &dir_;

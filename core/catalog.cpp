@@ -196,7 +196,27 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
                                              "' keeps them aside and rebuilds the catalog from the files there");
         if (!name_exists(cat->dir_, opts.catalog_name)) create_catalog(cat->dir_, opts.catalog_name, dbo);
     }
-    cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo);
+    // On a completely full disk the first connection to a catalog that no
+    // process holds open grows SQLite's shared-memory index (-shm) again,
+    // which can fail (ext4 does not always give back the blocks it just
+    // took). An operator's prune or repair (open_with_reserve) may use the
+    // reserve for that room; it is not made again in this open: the room is
+    // for the prune or repair that follows, which puts the reserve back once
+    // its deletions freed room (the next writable open does otherwise).
+    std::vector<std::pair<std::string, std::string>> reserve_notes;
+    {
+        Reserve reserve(cat->dir_, [&reserve_notes](const std::string &ev, const std::string &d) {
+            reserve_notes.emplace_back(ev, d);
+        });
+        auto open_db = [&] { cat->db_ = std::make_unique<Db>(cat->dir_.join(opts.catalog_name), dbo); };
+        if (opts.open_with_reserve)
+            reserve.run("opening the catalog", open_db);
+        else
+            open_db();
+        cat->reserve_used_by_open_ = reserve.released();
+        reserve.hand_over();
+    }
+    for (const auto &n : reserve_notes) cat->report_failure(n.first, n.second);
     if (!opts.readonly) {
         try {
             remove_dead_creations(cat->dir_, opts.catalog_name);
@@ -209,7 +229,9 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
             if (e.code() != CKPTDB_ENOSPC) throw;
             cat->report_failure("recovery_failed", e.what());
         }
-        keep_ballast(cat->dir_, [&cat](const std::string &ev, const std::string &d) { cat->report_failure(ev, d); });
+        if (!cat->reserve_used_by_open_)
+            keep_ballast(cat->dir_,
+                         [&cat](const std::string &ev, const std::string &d) { cat->report_failure(ev, d); });
     }
     return cat;
 }

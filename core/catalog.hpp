@@ -48,6 +48,7 @@ struct OpenOptions {
     // CKPTDB_OPEN_TRUST_SHARED: no ownership checks (trust.hpp) on the
     // directory, the catalog or the files read from the directory.
     bool trust_shared = false;
+    bool open_with_reserve = false;      // CKPTDB_OPEN_RESERVE: the open may use the reserve (ballast.hpp)
     std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
 };
 
@@ -209,6 +210,9 @@ private:
 
     Dir dir_;
     OpenOptions opts_;
+    // Whether this handle's open had to delete the reserve to open the
+    // catalog on a full disk; the prune or repair that follows puts it back.
+    bool reserve_used_by_open_ = false;
     std::recursive_mutex mu_;
     std::unique_ptr<Db> db_;
     ProcIdentity self_;

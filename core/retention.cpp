@@ -203,6 +203,7 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
     // may be deleted: the reserve gives it room, and comes back once the
     // victims' files are gone.
     Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { report_failure(ev, d); });
+    if (!for_save && reserve_used_by_open_) reserve.take_over(), reserve_used_by_open_ = false;
     if (for_save)
         mark();
     else

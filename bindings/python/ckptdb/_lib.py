@@ -39,6 +39,7 @@ OPEN_NO_CREATE = 0x1
 OPEN_READONLY = 0x2
 OPEN_REQUEUE = 0x4  # Slurm: requeue the job on a preemption signal
 OPEN_TRUST_SHARED = 0x8  # no ownership checks: a directory shared on purpose
+OPEN_RESERVE = 0x10  # an operator's prune or repair: the open may use the reserve on a full disk
 
 VERIFY_FULL = 0x0
 VERIFY_SIZE = 0x1
