@@ -118,7 +118,10 @@ run_twice() {  # run_twice EXE WANT1 WANT2
     done
 }
 run_twice "$proj/out/resume_c" "saved epoch checkpoint at step 12" "resumed from epoch_003.pt at step 12"
-ldd "$proj/out/resume_c" | grep -q "libckptdb.so.0 => $l/" || fail "resume_c does not load the installed libckptdb"
+# ldd's whole output first: under pipefail, grep -q stopping at the match
+# can fail ldd with SIGPIPE, and the pipeline with it.
+deps=$(ldd "$proj/out/resume_c")
+grep -qF "libckptdb.so.0 => $l/" <<<"$deps" || { echo "$deps"; fail "resume_c does not load the installed libckptdb"; }
 if [ "$torch" = 1 ]; then
     [ -x "$proj/out/train_torch" ] || fail "ckptdb::torch was not defined: train_torch not built"
     run_twice "$proj/out/train_torch" "saved epoch_004.pt" "resumed from epoch_004.pt at epoch 4"

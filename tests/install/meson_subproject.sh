@@ -45,8 +45,11 @@ done
 [ -f "$parent/build/subprojects/ckptdb/capi/libckptdb.a" ] || fail "no static libckptdb.a"
 ! ls "$parent/build/subprojects/ckptdb/capi/"libckptdb.so* >/dev/null 2>&1 || fail "a shared libckptdb was built"
 exe=$parent/build/trainer
-if ldd "$exe" | grep -q ckptdb; then
-    ldd "$exe"
+# ldd's whole output first: under pipefail, grep -q stopping early could
+# fail ldd with SIGPIPE and turn a match into "no match".
+deps=$(ldd "$exe")
+if grep -q ckptdb <<<"$deps"; then
+    echo "$deps"
     fail "trainer loads a shared libckptdb"
 fi
 
