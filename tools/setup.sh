@@ -33,12 +33,13 @@ die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
 # xxHash, nlohmann-json, doctest, CLI11 (the ckptdb command); help2man (the
 # man page, made from the built command's --help); tools the tests and the
 # demo run: sqlite3, xxh128sum, nm (binutils), cmake (the install suite
-# builds a CMake project against the installed ckptdb); python3 and its
+# builds a CMake project against the installed ckptdb), clang-format-14 (the
+# format test checks the sources against .clang-format); python3 and its
 # venv module make the virtual environments (.venv, and the install suite's
 # fresh one for `pip install .`).
 packages=(meson ninja-build pkg-config g++ binutils python3 python3-venv
           libsqlite3-dev sqlite3 libxxhash-dev xxhash nlohmann-json3-dev doctest-dev libcli11-dev
-          help2man cmake)
+          help2man cmake clang-format-14)
 if [[ ${CKPTDB_NO_APT:-0} == 1 ]]; then
     log "CKPTDB_NO_APT=1: not checking Debian packages (${packages[*]})"
 elif ! command -v dpkg-query >/dev/null 2>&1; then
