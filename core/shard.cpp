@@ -16,7 +16,6 @@
 #include "hooks.hpp"
 #include "io.hpp"
 #include "names.hpp"
-#include "writer.hpp"
 
 namespace ckptdb {
 
@@ -58,15 +57,6 @@ UniqueFd create_locked_temp(const Dir &dir, const std::string &name) {
     return f;
 }
 
-namespace {
-bool same_file(const Dir &dir, const std::string &name, int fd) {
-    struct stat a, b;
-    if (io::ops().fstat(fd, &a) != 0) return false;
-    if (io::ops().fstatat(dir.fd.get(), name.c_str(), &b, AT_SYMLINK_NOFOLLOW) != 0) return false;
-    return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-}  // namespace
-
 UniqueFd create_locked_traced(const Dir &dir, const std::function<std::string()> &make_name, std::string &name) {
     for (int attempt = 0;; attempt++) {
         name = make_name();
@@ -75,7 +65,7 @@ UniqueFd create_locked_traced(const Dir &dir, const std::function<std::string()>
             unlink_name(dir, name);
             fail_os("cannot lock", dir.join(name), err);
         }
-        if (same_file(dir, name, f.get())) return f;
+        if (check_temp(dir, name, f.get()).ours) return f;
         if (attempt >= 100) fail(CKPTDB_EIO, "temp files in '" + dir.path + "' keep vanishing as they are made");
     }
 }
@@ -90,7 +80,7 @@ bool remove_unheld(const Dir &dir, const std::string &name) {
                unlink_name(dir, name) == 0;
     }
     if (flock_retry(f.get(), LOCK_EX | LOCK_NB) != 0) return false;
-    if (!same_file(dir, name, f.get())) return false;
+    if (!check_temp(dir, name, f.get()).ours) return false;
     return unlink_name(dir, name) == 0;
 }
 
@@ -172,7 +162,7 @@ UniqueFd write_seal(const Dir &dir, int fd, const ShardFile &f) {
 void drop_seal(const Dir &dir, const std::string &temp_name, UniqueFd &sidecar) {
     if (!sidecar) return;
     std::string side = seal_sidecar_name(temp_name);
-    if (same_file(dir, side, sidecar.get())) unlink_name(dir, side);
+    if (check_temp(dir, side, sidecar.get()).ours) unlink_name(dir, side);
     sidecar.reset();
 }
 
@@ -227,6 +217,7 @@ std::unique_ptr<Shard> Shard::begin(const std::string &dir, const std::string &n
     s->info_.name = name;
     s->info_.temp_name = random_temp_name();
     s->fd_ = create_locked_temp(s->dir_, s->info_.temp_name);
+    s->out_.emplace(s->dir_.join(s->info_.temp_name));
     hook("shard_created");
     return s;
 }
@@ -234,11 +225,7 @@ std::unique_ptr<Shard> Shard::begin(const std::string &dir, const std::string &n
 Shard::~Shard() {
     if (!fd_ && state_ != State::finished) return;
     // The temp name still being ours means no commit took the file.
-    struct stat by_name, by_fd;
-    if (fd_ && io::ops().fstat(fd_.get(), &by_fd) == 0 &&
-        io::ops().fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) == 0 &&
-        by_name.st_ino == by_fd.st_ino && by_name.st_dev == by_fd.st_dev)
-        unlink_name(dir_, info_.temp_name);
+    if (fd_ && check_temp(dir_, info_.temp_name, fd_.get()).ours) unlink_name(dir_, info_.temp_name);
     drop_seal(dir_, info_.temp_name, seal_);
     fd_.reset();  // drops the lock
 }
@@ -257,22 +244,18 @@ void Shard::write(const void *data, size_t len) {
     if (state_ == State::finished) fail(CKPTDB_EMISUSE, "cannot write: the shard was already finished");
     if (state_ == State::external) fail(CKPTDB_EMISUSE, "cannot mix ckptdb_shard_write with writes through its fd");
     if (len == 0) return;
-    std::string path = dir_.join(info_.temp_name);
     try {
-        write_all(fd_.get(), data, len, path);
-        start_writeback(fd_.get(), size_ + static_cast<int64_t>(len), flushed_, path);
+        out_->write(fd_.get(), data, len);
     } catch (const Error &e) {
         fail_with(e);
         throw;
     }
-    hash_.update(data, len);
-    size_ += static_cast<int64_t>(len);
 }
 
 int Shard::fd() {
     if (state_ == State::failed) throw Error(err_code_, err_msg_);
     if (state_ == State::finished) fail(CKPTDB_EMISUSE, "cannot hand out the fd: the shard was already finished");
-    if (state_ == State::streaming && size_ > 0)
+    if (state_ == State::streaming && out_->size() > 0)
         fail(CKPTDB_EMISUSE, "cannot hand out the fd after bytes were streamed into the shard");
     state_ = State::external;
     return fd_.get();
@@ -283,16 +266,14 @@ const ShardFile &Shard::finish() {
     if (state_ == State::finished) return info_;
     std::string path = dir_.join(info_.temp_name);
     try {
-        struct stat by_name, by_fd;
-        if (io::ops().fstatat(dir_.fd.get(), info_.temp_name.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) != 0)
-            fail_os("the shard's temp file vanished:", path, errno);
-        if (io::ops().fstat(fd_.get(), &by_fd) != 0) fail_os("cannot stat", path, errno);
-        if (by_fd.st_ino != by_name.st_ino || by_fd.st_dev != by_name.st_dev)
-            fail(CKPTDB_EIO, "the shard's temp file '" + path + "' was replaced by another file");
-        if (state_ == State::external) size_ = hash_fd(fd_.get(), hash_, path);
-        sync_fd(fd_.get(), path);
-        info_.size = size_;
-        info_.checksum = hash_.hex();
+        TempCheck t = check_temp(dir_, info_.temp_name, fd_.get());
+        if (t.err) fail_os("the shard's temp file vanished:", path, t.err);
+        if (t.fd_err) fail_os("cannot stat", path, t.fd_err);
+        if (!t.ours) fail(CKPTDB_EIO, "the shard's temp file '" + path + "' was replaced by another file");
+        if (state_ == State::external) out_->hash_file(fd_.get());
+        out_->sync(fd_.get());
+        info_.size = out_->size();
+        info_.checksum = out_->checksum();
         seal_ = write_seal(dir_, fd_.get(), info_);
     } catch (const Error &e) {
         fail_with(e);
@@ -307,20 +288,15 @@ Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind
                     const std::optional<std::string> &metadata, const std::vector<ShardFile> &files,
                     const std::function<void(Db &, int64_t)> &in_commit) {
     // Everything is checked before anything changes.
-    if (cat->readonly()) fail(CKPTDB_EREADONLY, "cannot save: the catalog was opened read-only");
-    check_kind(kind);
-    if (epoch < 0) fail(CKPTDB_EINVAL, "epoch must be >= 0, got " + std::to_string(epoch));
-    if (step < 0) fail(CKPTDB_EINVAL, "step must be >= 0, got " + std::to_string(step));
+    check_save_request(*cat, kind, epoch, step);
     if (files.empty()) fail(CKPTDB_EINVAL, "a sharded save needs at least one file");
     const Dir &dir = cat->dir();
     std::set<std::string> names, temps;
     std::vector<bool> sidecars(files.size(), false);
-    int64_t total = 0;
     for (size_t r = 0; r < files.size(); r++) {
         const ShardFile &f = files[r];
         std::string who = "shard of rank " + std::to_string(r);
-        check_name(f.name);
-        if (cat->reserved_name(f.name)) fail(CKPTDB_EINVAL, who + ": '" + f.name + "' is the catalog's own file");
+        check_final_name(*cat, f.name, who);
         if (!names.insert(f.name).second) fail(CKPTDB_EINVAL, who + ": name '" + f.name + "' is used by two ranks");
         if (!is_exact_temp_name(f.temp_name))
             fail(CKPTDB_EINVAL, who + ": '" + f.temp_name + "' is not a temp file name of this library");
@@ -341,91 +317,23 @@ Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind
         if (st.st_size != f.size)
             fail(CKPTDB_EINVAL, who + ": '" + dir.join(f.temp_name) + "' has " + std::to_string(st.st_size) +
                                     " bytes, the shard reported " + std::to_string(f.size));
-        total += f.size;
     }
-    std::string meta = normalized_metadata(metadata);
-    cat->make_room(kind);
 
-    int64_t id = 0;
-    cat->write([&](Db &db) {
-        for (const ShardFile &f : files) {
-            Db::Query q(db, sql::Stmt::name_taken);
-            q.bind(1, f.name);
-            if (q.step())
-                fail(CKPTDB_EEXISTS, "checkpoint name '" + f.name + "' is already used by a live checkpoint in '" +
-                                         dir.path + "'");
-            if (name_exists(dir, f.name))
-                fail(CKPTDB_EEXISTS, "a file named '" + f.name + "' already exists in '" + dir.path +
-                                         "' and the catalog does not own it");
-        }
-        int64_t run = cat->run_id_in_tx(db);
-        Db::Query(db, sql::Stmt::checkpoint_insert)
-            .bind(1, files[0].name).bind(2, kind).bind(3, epoch).bind(4, step).bind(5, run).bind(6, meta)
-            .run();
-        id = db.last_insert_rowid();
-        // Every file is already fsynced: the rows are sealed at once.
-        for (size_t r = 0; r < files.size(); r++) {
-            const ShardFile &f = files[r];
-            int64_t rank = static_cast<int64_t>(r);
-            Db::Query(db, sql::Stmt::file_insert).bind(1, id).bind(2, rank).bind(3, f.name).bind(4, f.temp_name).run();
-            Db::Query(db, sql::Stmt::file_seal).bind(1, id).bind(2, rank).bind(3, f.size).bind(4, f.checksum).run();
-        }
-        Db::Query seal(db, sql::Stmt::checkpoint_seal);
-        seal.bind(1, id).bind(2, total);
-        if (files.size() == 1)
-            seal.bind(3, files[0].checksum);
-        else
-            seal.bind_null(3);  // several files: each has its own checksum
-        seal.run();
-        cat->log_event(db, id, "begun",
-                       kind + " epoch " + std::to_string(epoch) + " step " + std::to_string(step) + ", " +
-                           std::to_string(files.size()) + " shard file(s), " + std::to_string(total) + " bytes");
-    });
-    hook("sealed");
-
-    size_t renamed = 0;
-    std::vector<int64_t> marked;
+    std::unique_ptr<Commit> c = Commit::begin(cat, Commit::Layout::shards, kind, epoch, step, metadata, files);
     try {
-        for (const ShardFile &f : files) {
-            rename_noreplace(dir, f.temp_name, f.name);
-            renamed++;
-            hook("renamed");
-        }
-        sync_dir(dir);
-        cat->directory_synced();
-        hook("dir_synced");
-        cat->write([&](Db &db) {
-            Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, id).run();
-            if (db.changes() != 1) fail(CKPTDB_EDB, "checkpoint " + std::to_string(id) + " is no longer being written");
-            Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id).run();
-            if (in_commit) in_commit(db, id);
-            cat->log_event(db, id, "committed",
-                           std::to_string(total) + " bytes in " + std::to_string(files.size()) + " file(s)");
-            marked = cat->rotate_in_tx(db);
-        });
+        c->install();
+        c->complete(in_commit);
     } catch (const Error &e) {
         // The files this commit renamed are removed; the temp files it did
         // not take stay with their shards, which remove them when freed.
-        for (size_t r = 0; r < renamed; r++) unlink_name(dir, files[r].name);
-        try {
-            cat->write([&](Db &db) {
-                Db::Query(db, sql::Stmt::checkpoint_abort).bind(1, id).run();
-                if (db.changes() == 0) return;
-                Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id).run();
-                cat->log_event(db, id, "aborted", e.what());
-            });
-        } catch (...) {
-            // Left "writing": recovery resolves it once this process is gone.
-        }
+        c->abort(e.what());
         throw;
     }
     // The files are the checkpoint's now: their sidecar seals have served
     // (a shard that still holds one finds it gone).
     for (size_t r = 0; r < files.size(); r++)
         if (sidecars[r]) unlink_name(dir, seal_sidecar_name(files[r].temp_name));
-    hook("committed");
-    cat->after_commit(kind, marked);
-    return cat->entry(id);
+    return c->finish();
 }
 
 }  // namespace ckptdb

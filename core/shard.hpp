@@ -29,18 +29,15 @@
 #include <vector>
 
 #include "catalog.hpp"
+#include "commit.hpp"
 #include "error.hpp"
 #include "fsio.hpp"
-#include "hash.hpp"
 
 namespace ckptdb {
 
-struct ShardFile {
-    std::string name;       // final name in the directory
-    std::string temp_name;  // the fsynced temp file holding the bytes
-    int64_t size = -1;
-    std::string checksum;   // XXH3-128, 32 lower-case hex digits
-};
+// A rank's file: its final name, the fsynced temp file holding the bytes,
+// their size and XXH3-128.
+using ShardFile = CommitFile;
 
 class Shard {
 public:
@@ -63,8 +60,7 @@ private:
     ShardFile info_;
     UniqueFd fd_;
     UniqueFd seal_;  // the sidecar seal, where the file system refused the attribute
-    Hasher hash_;
-    int64_t size_ = 0, flushed_ = 0;
+    std::optional<DurableWriter> out_;
     int err_code_ = 0;
     std::string err_msg_;
 };

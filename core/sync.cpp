@@ -38,6 +38,7 @@
 #include "hash.hpp"
 #include "hooks.hpp"
 #include "io.hpp"
+#include "commit.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 
@@ -341,8 +342,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             int out = tmp->fd.get();
             const std::string tmp_path = dd.join(tmp->name);
             temps.push_back(std::move(tmp));
-            Hasher h;
-            int64_t n_total = 0, flushed = 0;
+            DurableWriter copy(tmp_path);
             bool read_failed = false;
             for (;;) {
                 ssize_t n = io::ops().read(in.get(), buf.get(), 4 << 20);
@@ -353,19 +353,16 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
                     break;
                 }
                 if (n == 0) break;
-                h.update(buf.get(), static_cast<size_t>(n));
-                write_all(out, buf.get(), static_cast<size_t>(n), tmp_path);
-                n_total += n;
-                start_writeback(out, n_total, flushed, tmp_path);
+                copy.write(out, buf.get(), static_cast<size_t>(n));
                 done += n / 2;  // half for the copy, half for the read-back
                 if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
             }
             if (read_failed) break;
-            if (n_total != f.size || h.hex() != f.checksum) {
+            if (copy.size() != f.size || copy.checksum() != f.checksum) {
                 why = NotCopied{"failed", "the source file does not match its checksum; not copied"};
                 break;
             }
-            sync_fd(out, tmp_path);
+            copy.sync(out);
             Hasher back;
             int64_t m = hash_fd(out, back, tmp_path);
             if (m != f.size || back.hex() != f.checksum)
