@@ -3,7 +3,8 @@
 // ckptdb_latest and a prune of corrupt checkpoints. A read error (EIO from
 // open or read, injected through the engine's I/O table) is reported and
 // marks nothing; a flipped byte marks the checkpoint corrupt; a corrupt one
-// whose bytes come back is complete again. The C ABI is compiled into this
+// whose bytes come back is complete again. Recovery's file check follows the
+// same rule: a read error decides nothing. The C ABI is compiled into this
 // binary over the static engine, so that the injected faults reach it.
 #include <doctest/doctest.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include "ckptdb.h"
 #include "common.hpp"
 #include "faultio.hpp"
+#include "support.hpp"
 
 namespace {
 
@@ -241,4 +243,45 @@ TEST_CASE("a prune of corrupt checkpoints deletes only a confirmed mismatch, nev
     CHECK(d.status(b) == CKPTDB_STATUS_COMPLETE);
     CHECK(d.status(c) == CKPTDB_STATUS_PRUNED);
     CHECK(d.status(newest) == CKPTDB_STATUS_COMPLETE);
+}
+
+namespace {
+
+// openat through the faulting table, but EIO for any read-only open of a
+// library temp file.
+int temp_open_fails(int dirfd, const char *name, int flags, mode_t mode) {
+    if (!(flags & O_CREAT) && std::strncmp(name, ".ckptdb-tmp-", 12) == 0) {
+        errno = EIO;
+        return -1;
+    }
+    return faultio::f_openat(dirfd, name, flags, mode);
+}
+
+}  // namespace
+
+TEST_CASE("recovery decides nothing on a read error: the save stays writing and its sealed temp file is kept") {
+    faultio::install();
+    t::TempDir d;
+    {
+        // A writer killed after sealing its temp file, before the rename.
+        t::Child c({"save", d.path, "65536", "--pause-at", "sealed", "--epoch", "1"});
+        REQUIRE(c.line() == "PAUSED sealed");
+        c.kill9();
+    }
+    std::set<std::string> temps = t::temp_files(d.path);
+    REQUIRE(temps.size() == 1);
+    const ckptdb::io::Ops faulting = ckptdb::io::g_ops;
+    ckptdb::io::g_ops.openat = temp_open_fails;
+    ckptdb_catalog *db = nullptr;
+    int rc = ckptdb_open(&db, d.path.c_str(), nullptr);
+    ckptdb::io::g_ops = faulting;
+    CHECK(rc == CKPTDB_EIO);
+    CHECK(db == nullptr);
+    CHECK(t::temp_files(d.path) == temps);
+    CHECK(t::query1(t::catalog_path(d), "SELECT status FROM checkpoints") == "writing");
+    // Readable again: the next open finishes the commit.
+    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+    CHECK(t::query1(t::catalog_path(d), "SELECT status FROM checkpoints") == "complete");
+    CHECK(t::temp_files(d.path).empty());
+    ckptdb_close(db);
 }
