@@ -414,8 +414,6 @@ static void read_filter(const ckptdb_filter *f, unsigned &mask, std::optional<st
     kind = opt_str(f->kind);
 }
 
-static const int kPage = 256;
-
 int ckptdb_list(ckptdb_catalog *db, const ckptdb_filter *filter, ckptdb_entry_cb cb, void *payload) {
     int stopped = 0;
     int rc = guard([&] {
@@ -424,21 +422,12 @@ int ckptdb_list(ckptdb_catalog *db, const ckptdb_filter *filter, ckptdb_entry_cb
         unsigned mask;
         std::optional<std::string> kind;
         read_filter(filter, mask, kind);
-        int64_t after = 0;
-        for (;;) {
-            std::vector<Entry> page = db->cat->entries_page(after, mask, kind, kPage);
-            for (const Entry &e : page) {
-                ckptdb_entry ce = CKPTDB_ENTRY_INIT;
-                fill(&ce, e);
-                int r = cb(&ce, payload);
-                if (r) {
-                    stopped = r;
-                    return;
-                }
-                after = e.id;
-            }
-            if (page.size() < static_cast<size_t>(kPage)) return;
-        }
+        db->cat->for_each_entry(mask, kind, [&](const Entry &e) {
+            ckptdb_entry ce = CKPTDB_ENTRY_INIT;
+            fill(&ce, e);
+            stopped = cb(&ce, payload);
+            return stopped == 0;
+        });
     });
     return rc ? rc : stopped;
 }
@@ -463,9 +452,9 @@ int ckptdb_cursor_next(ckptdb_entry *out, ckptdb_cursor *c) {
         need_entry(out);
         clear(out);
         if (c->pos == c->page.size() && !c->exhausted) {
-            c->page = c->cat->entries_page(c->after, c->mask, c->kind, kPage);
+            c->page = c->cat->entries_page(c->after, c->mask, c->kind, ckptdb::kPageRows);
             c->pos = 0;
-            if (c->page.size() < static_cast<size_t>(kPage)) c->exhausted = true;
+            if (c->page.size() < static_cast<size_t>(ckptdb::kPageRows)) c->exhausted = true;
         }
         if (c->pos == c->page.size()) {
             done = true;
@@ -481,49 +470,29 @@ int ckptdb_cursor_next(ckptdb_entry *out, ckptdb_cursor *c) {
 void ckptdb_cursor_free(ckptdb_cursor *c) { delete c; }
 
 int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload, int64_t *out_checked, int64_t *out_corrupt) {
-    int64_t checked = 0, corrupt = 0;
+    ckptdb::VerifyTotals totals;
     int stopped = 0;
     if (out_checked) *out_checked = 0;
     if (out_corrupt) *out_corrupt = 0;
     int rc = guard([&] {
         need(db, "db");
-        int64_t after = 0;
-        const unsigned mask = CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE);
-        for (;;) {
-            std::vector<Entry> page = db->cat->entries_page(after, mask, std::nullopt, kPage);
-            for (Entry &e : page) {
-                after = e.id;
-                ckptdb::Check c = db->cat->check_files(e, true);
-                checked++;
-                int result = CKPTDB_OK;
-                if (!c.ok && c.io_error) {
-                    // A read error says nothing about the bytes: reported, never marked corrupt.
-                    result = CKPTDB_EIO;
-                } else if (!c.ok) {
-                    corrupt++;
-                    db->cat->mark_corrupt(e.id, c.reason);
-                    e.status = CKPTDB_STATUS_CORRUPT;
-                    result = CKPTDB_ECORRUPT;
-                }
-                if (cb) {
-                    ckptdb_entry ce = CKPTDB_ENTRY_INIT;
-                    fill(&ce, e);
-                    int r = cb(&ce, result, payload);
-                    if (r) {
-                        stopped = r;
-                        return;
-                    }
-                }
-            }
-            if (page.size() < static_cast<size_t>(kPage)) return;
-        }
+        std::function<bool(const Entry &, const ckptdb::Verdict &)> each;
+        if (cb)
+            each = [&](const Entry &e, const ckptdb::Verdict &v) {
+                ckptdb_entry ce = CKPTDB_ENTRY_INIT;
+                fill(&ce, e);
+                stopped = cb(&ce, v.code, payload);
+                return stopped == 0;
+            };
+        db->cat->verify_all(each, totals);
     });
-    if (out_checked) *out_checked = checked;
-    if (out_corrupt) *out_corrupt = corrupt;
+    if (out_checked) *out_checked = totals.checked;
+    if (out_corrupt) *out_corrupt = totals.corrupt;
     if (rc) return rc;
     if (stopped) return stopped;
-    if (corrupt) return set_error(CKPTDB_ECORRUPT, std::to_string(corrupt) + " of " + std::to_string(checked) +
-                                                       " checkpoints failed verification and were marked corrupt");
+    if (totals.corrupt)
+        return set_error(CKPTDB_ECORRUPT, std::to_string(totals.corrupt) + " of " + std::to_string(totals.checked) +
+                                              " checkpoints failed verification and were marked corrupt");
     return CKPTDB_OK;
 }
 
@@ -699,26 +668,12 @@ int ckptdb_events(ckptdb_catalog *db, int64_t checkpoint_id, int64_t run_id, ckp
     int rc = guard([&] {
         need(db, "db");
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
-        auto emit = [&](const std::vector<ckptdb::EventRow> &rows) {
-            for (const auto &e : rows) {
-                ckptdb_event out{sizeof(ckptdb_event), e.id, e.at.c_str(), e.run_id, e.checkpoint_id,
-                                 e.event.c_str(), e.detail.c_str()};
-                if (int r = cb(&out, payload)) {
-                    stopped = r;
-                    return false;
-                }
-            }
-            return true;
-        };
-        if (checkpoint_id) {
-            emit(db->cat->events_of(checkpoint_id, run_id));
-            return;
-        }
-        for (int64_t after = 0;;) {
-            std::vector<ckptdb::EventRow> page = db->cat->events_page(after, run_id, kPage);
-            if (!emit(page) || page.size() < static_cast<size_t>(kPage)) return;
-            after = page.back().id;
-        }
+        db->cat->for_each_event(checkpoint_id, run_id, [&](const ckptdb::EventRow &e) {
+            ckptdb_event out{sizeof(ckptdb_event), e.id, e.at.c_str(), e.run_id, e.checkpoint_id,
+                             e.event.c_str(), e.detail.c_str()};
+            stopped = cb(&out, payload);
+            return stopped == 0;
+        });
     });
     return rc ? rc : stopped;
 }
@@ -745,20 +700,9 @@ int ckptdb_runs(ckptdb_catalog *db, ckptdb_run_cb cb, void *payload) {
 int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_progress_cb cb, void *payload) {
     return guard([&] {
         need(db, "db");
-        Entry e = db->cat->entry(id);
-        if (e.status != CKPTDB_STATUS_COMPLETE && e.status != CKPTDB_STATUS_CORRUPT)
-            throw Error(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + ckptdb::status_text(e.status) +
-                                           "; only complete or corrupt checkpoints can be verified");
-        std::function<bool(int64_t)> on_bytes;
-        if (cb) on_bytes = [&](int64_t done) { return cb(done, e.size, payload) == 0; };
-        ckptdb::Check c = db->cat->check_files(e, true, on_bytes);
-        if (c.ok) {
-            if (e.status == CKPTDB_STATUS_CORRUPT) db->cat->restore(id);
-            return;
-        }
-        if (c.io_error) throw Error(CKPTDB_EIO, "checkpoint " + std::to_string(id) + " could not be read: " + c.reason);
-        if (e.status == CKPTDB_STATUS_COMPLETE) db->cat->mark_corrupt(id, c.reason);
-        throw Error(CKPTDB_ECORRUPT, "checkpoint " + std::to_string(id) + " is corrupt: " + c.reason);
+        std::function<bool(int64_t, int64_t)> progress;
+        if (cb) progress = [&](int64_t done, int64_t total) { return cb(done, total, payload) == 0; };
+        db->cat->verify(id, progress);
     });
 }
 

@@ -667,11 +667,7 @@ int cmd_verify(const Common &c, const std::string &target, bool all) {
     Catalog cat(c.dir, Mode::ReadWrite);
     std::vector<Entry> targets;
     if (!target.empty()) {
-        Entry e = resolve(cat, target);
-        if (e.status != CKPTDB_STATUS_COMPLETE && e.status != CKPTDB_STATUS_CORRUPT)
-            fail(kError, "checkpoint " + std::to_string(e.id) + " '" + e.name + "' is " +
-                             ckptdb_status_name(e.status) + ": only complete or corrupt checkpoints can be verified");
-        targets.push_back(e);
+        targets.push_back(resolve(cat, target));
     } else {
         (void)all;  // the default: every complete checkpoint
         targets = list(cat, CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE));
@@ -687,10 +683,17 @@ int cmd_verify(const Common &c, const std::string &target, bool all) {
     for (const auto &e : targets) {
         ++i;
         p.set_label(e.name);
-        p.plain("verify: [" + std::to_string(i) + "/" + std::to_string(targets.size()) + "] " + e.name + " (" +
-                human_size(e.size) + ")");
+        // A named checkpoint the library refuses to verify (its status) is
+        // the command's error, said on one line.
+        if (target.empty())
+            p.plain("verify: [" + std::to_string(i) + "/" + std::to_string(targets.size()) + "] " + e.name + " (" +
+                    human_size(e.size) + ")");
         VerifyCtx ctx{&p, base};
         int rc = ckptdb_verify_progress(cat.get(), e.id, verify_progress_cb, &ctx);
+        if (!target.empty() && rc != CKPTDB_OK && rc != CKPTDB_ECORRUPT && rc != CKPTDB_EIO) {
+            p.clear();
+            fail_lib(rc);
+        }
         std::string msg = rc == CKPTDB_OK ? "" : lib_message(rc);
         base += std::max<int64_t>(0, e.size);
         p.update(base);

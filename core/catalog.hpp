@@ -81,6 +81,45 @@ struct Check {
     bool io_error = false;  // the files could not be read (EIO): not evidence of corruption
 };
 
+// One file of dir against its recorded size and (with full) XXH3-128: the
+// one file check, of check_files and of recovery. A mismatch (missing, not
+// a regular file, another size or hash) is a result; EIO from open, fstat
+// or read is a result with io_error; any other I/O error throws.
+// on_bytes (may be empty) sees the bytes of this file hashed so far.
+Check check_file(const Dir &dir, const std::string &name, int64_t size, const std::string &checksum, bool full,
+                 const std::function<bool(int64_t)> &on_bytes = std::function<bool(int64_t)>());
+
+// What verifying a checkpoint found, once the verification rule
+// (Catalog::verify_entry) has been applied to the catalog.
+struct Verdict {
+    int code = 0;        // CKPTDB_OK, CKPTDB_ECORRUPT (a confirmed mismatch) or CKPTDB_EIO (unreadable)
+    std::string reason;  // why not, for people ("" when it verifies)
+};
+
+// What Catalog::verify_all has done so far.
+struct VerifyTotals {
+    int64_t checked = 0, corrupt = 0, unreadable = 0;
+};
+
+// Rows are read in pages of this many by id, no transaction held between
+// pages (Catalog::for_each_entry, for_each_event; the C ABI's cursor).
+constexpr int kPageRows = 256;
+
+// The one paging loop: page(after, limit) returns up to limit rows whose id
+// is above after, in id order. fn sees each row and returns false to stop;
+// false is returned when it did.
+template <class Row, class Page, class Fn>
+bool for_each_paged(const Page &page, const Fn &fn) {
+    for (int64_t after = 0;;) {
+        std::vector<Row> rows = page(after, kPageRows);
+        for (Row &r : rows) {
+            after = r.id;
+            if (!fn(r)) return false;
+        }
+        if (rows.size() < static_cast<size_t>(kPageRows)) return true;
+    }
+}
+
 int status_code(const std::string &text);
 const char *status_text(int code);
 
@@ -116,6 +155,14 @@ public:
     std::vector<FileRow> files(int64_t id);
     std::vector<Entry> entries_page(int64_t after_id, unsigned status_mask, const std::optional<std::string> &kind,
                                     int limit);
+    // Every entry with a status in status_mask (0: any) and of kind (any
+    // when empty), oldest id first, in pages of kPageRows; fn returns false
+    // to stop, and then so does this.
+    bool for_each_entry(unsigned status_mask, const std::optional<std::string> &kind,
+                        const std::function<bool(Entry &)> &fn) {
+        return for_each_paged<Entry>(
+            [&](int64_t after, int limit) { return entries_page(after, status_mask, kind, limit); }, fn);
+    }
 
     // Size (and with full, XXH3-128) of every file of e against the catalog.
     // Corruption is a result; other I/O errors (EACCES, EMFILE) throw.
@@ -127,9 +174,29 @@ public:
     // corrupt -> complete, with an event.
     bool restore(int64_t id);
 
-    // Newest complete checkpoint (of kind), verified unless verify == none;
-    // failures are marked corrupt and the next one is tried.
     enum class Verify { full, size, none };
+    // The verification rule, the one place that decides what a check does
+    // to the catalog (docs/DESIGN.md "Which file owns which rule"): only a
+    // complete or corrupt checkpoint can be verified (CKPTDB_EINVAL
+    // otherwise); files that verify restore a corrupt one to complete (full
+    // only); a confirmed mismatch marks a complete one corrupt (recorded
+    // unless read-only); a read error (EIO) says nothing about the bytes and
+    // changes nothing. how is full or size; e.status follows the row.
+    Verdict verify_entry(Entry &e, Verify how,
+                         const std::function<bool(int64_t)> &on_bytes = std::function<bool(int64_t)>());
+    // Verifies checkpoint id in full: returns it as it now is, or throws
+    // CKPTDB_ECORRUPT or CKPTDB_EIO with the reason. progress (may be
+    // empty) sees the bytes hashed so far and the checkpoint's size, and
+    // returns false to stop.
+    Entry verify(int64_t id, const std::function<bool(int64_t done, int64_t total)> &progress =
+                                 std::function<bool(int64_t, int64_t)>());
+    // Verifies every complete checkpoint in full, oldest id first; fn (may
+    // be empty) sees each with its verdict and returns false to stop.
+    // totals counts as it goes (also when an error ends it).
+    void verify_all(const std::function<bool(const Entry &, const Verdict &)> &fn, VerifyTotals &totals);
+    // Newest complete checkpoint (of kind), verified unless verify == none;
+    // one that fails verification (verify_entry) is skipped and the next one
+    // tried; CKPTDB_EIO when none verifies and one could not be read.
     std::optional<Entry> latest(const std::optional<std::string> &kind, Verify verify);
 
     void mark_resumed(int64_t id);
@@ -142,6 +209,18 @@ public:
     // --- history (history.cpp) ---
     std::vector<EventRow> events_page(int64_t after_id, int64_t run_id, int limit);
     std::vector<EventRow> events_of(int64_t checkpoint_id, int64_t run_id);
+    // Every event of checkpoint_id (0: any) and of run_id (0: any), oldest
+    // first (in pages of kPageRows for every checkpoint); fn returns false
+    // to stop, and then so does this.
+    bool for_each_event(int64_t checkpoint_id, int64_t run_id, const std::function<bool(const EventRow &)> &fn) {
+        if (checkpoint_id) {
+            for (const EventRow &e : events_of(checkpoint_id, run_id))
+                if (!fn(e)) return false;
+            return true;
+        }
+        return for_each_paged<EventRow>([&](int64_t after, int limit) { return events_page(after, run_id, limit); },
+                                        fn);
+    }
     std::vector<RunRow> runs();
 
     // --- checking and repair (fsck.cpp) ---

@@ -48,14 +48,14 @@ void Catalog::recover() {
         if (v.dead) stale.push_back({w.id, v.why});
     }
 
-    // Whether the file under name has exactly the sealed size and checksum.
+    // Whether the file under name has exactly the sealed size and checksum
+    // (check_file). A read error decides nothing: recovery stops with
+    // CKPTDB_EIO and the next open tries again, rather than abort a save
+    // whose files may be whole.
     auto matches = [this](const std::string &name, const FileRow &f) {
-        int err = 0;
-        UniqueFd fd = open_read(dir_, name, err);
-        if (!fd) return false;
-        Hasher h;
-        int64_t n = hash_fd(fd.get(), h, dir_.join(name));
-        return n == f.size && h.hex() == f.checksum;
+        Check c = check_file(dir_, name, f.size, f.checksum, true);
+        if (c.io_error) fail(CKPTDB_EIO, "recovery cannot read a file of a save left writing: " + c.reason);
+        return c.ok;
     };
     auto usable_temp = [](const FileRow &f) {
         return is_exact_temp_name(f.temp_name);

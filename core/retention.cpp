@@ -220,19 +220,13 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
 void Catalog::confirm_corrupt() {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     confirmed_corrupt_.clear();
-    for (int64_t after = 0;;) {
-        std::vector<Entry> page = entries_page(after, 1u << CKPTDB_STATUS_CORRUPT, std::nullopt, 256);
-        for (const Entry &e : page) {
-            after = e.id;
-            if (e.pinned) continue;
-            Check c = check_files(e, true);
-            if (c.ok)
-                restore(e.id);  // the verdict was wrong (or the bytes came back): complete again, kept
-            else if (!c.io_error)
-                confirmed_corrupt_.insert(e.id);  // an unreadable one is kept: nothing is known about its bytes
-        }
-        if (page.size() < 256) break;
-    }
+    for_each_entry(1u << CKPTDB_STATUS_CORRUPT, std::nullopt, [&](Entry &e) {
+        if (e.pinned) return true;
+        // One that verifies is complete again and kept; an unreadable one is
+        // kept (nothing is known about its bytes); only a mismatch goes.
+        if (verify_entry(e, Verify::full).code == CKPTDB_ECORRUPT) confirmed_corrupt_.insert(e.id);
+        return true;
+    });
 }
 
 std::vector<int64_t> Catalog::rotate_in_tx(Db &db) {
