@@ -205,7 +205,11 @@ public:
 private:
     Catalog(Dir dir, const OpenOptions &opts);
     void emit_pending();
-    void report_failure(const std::string &event, const std::string &what) noexcept;
+    // Logs an event (no checkpoint) in a transaction of its own, for what
+    // happens outside a write: a failure after a commit, the reserve, a
+    // requeue. Never throws: where the catalog cannot take the row, the
+    // event callback alone hears it.
+    void log_event_noexcept(const std::string &event, const std::string &what) noexcept;
     friend class Save;
 
     Dir dir_;

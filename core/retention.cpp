@@ -202,7 +202,7 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
     // On a full disk the marking cannot be written, and without it nothing
     // may be deleted: the reserve gives it room, and comes back once the
     // victims' files are gone.
-    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { report_failure(ev, d); });
+    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { log_event_noexcept(ev, d); });
     if (!for_save && reserve_used_by_open_) reserve.take_over(), reserve_used_by_open_ = false;
     if (for_save)
         mark();
@@ -338,18 +338,6 @@ void Catalog::make_room(const std::string &kind) {
     prune(*r, false, expected, nullptr, nullptr, true);
 }
 
-void Catalog::report_failure(const std::string &event, const std::string &what) noexcept {
-    try {
-        write([&](Db &db) { log_event(db, 0, event, what); });
-    } catch (...) {
-        // The catalog itself is failing; the event callback is the last resort.
-        try {
-            if (opts_.on_event) opts_.on_event(event, 0, what);
-        } catch (...) {
-        }
-    }
-}
-
 void Catalog::after_commit(const std::string &kind, const std::vector<int64_t> &marked) {
     if (kind == "preempt") committed_preempt_ = true;
     std::string failed;
@@ -357,12 +345,12 @@ void Catalog::after_commit(const std::string &kind, const std::vector<int64_t> &
         std::lock_guard<std::recursive_mutex> lock(mu_);
         failed.swap(rotate_error_);
     }
-    if (!failed.empty()) report_failure("prune_failed", failed);
+    if (!failed.empty()) log_event_noexcept("prune_failed", failed);
     try {
         hook("pruned_marked");
         finish_prunes(marked, false);  // the next save's directory fsync covers these unlinks
     } catch (const std::exception &e) {
-        report_failure("prune_failed", e.what());  // recovery finishes the deletion later
+        log_event_noexcept("prune_failed", e.what());  // recovery finishes the deletion later
     }
     refresh_link();
     if (kind == "preempt") requeue_after_preempt();
@@ -425,7 +413,7 @@ void Catalog::refresh_link() {
             }
         });
     } catch (const std::exception &e) {
-        report_failure("link_failed", e.what());
+        log_event_noexcept("link_failed", e.what());
     }
 }
 
