@@ -188,11 +188,15 @@ public:
     // After a preempt checkpoint committed: with OpenOptions::requeue, asks
     // Slurm to requeue the job and logs how that went (slurm.cpp). Never throws.
     void requeue_after_preempt() noexcept;
-    // Points the last-link at the newest complete checkpoint. Never throws.
+    // Points the last-link at the newest complete checkpoint (link.cpp).
+    // Never throws.
     void refresh_link();
     // The fixed name the last link is replaced through ("" without a link).
     std::string link_temp_name() const;
+    // Keeps a checkpoint out of every prune, or lets it go again (pin.cpp).
     void pin(int64_t id, bool pinned);
+    // This run's epoch and step, from which the steps a crash lost are
+    // counted (progress.cpp).
     void run_progress(int64_t epoch, int64_t step);
     // Unlink the files of pruned rows whose deletion is pending. With
     // sync_now the directory is fsynced at once; otherwise the next
