@@ -147,7 +147,7 @@ public:
     // --- checking and repair (fsck.cpp) ---
     std::vector<FsckItem> fsck(bool repair);
     // A new catalog for dir from the files present; the old catalog moved aside.
-    // Builds a catalog from the checkpoint files in dir (adopt_checkpoints):
+    // Builds a catalog from the checkpoint files in dir (rebuild, below):
     // rebuild for a lost or unreadable catalog (moved aside), adopt for a
     // directory written without ckptdb (refused where a catalog exists).
     enum class Adoption { rebuild, adopt };
