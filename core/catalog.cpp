@@ -216,7 +216,7 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
         cat->reserve_used_by_open_ = reserve.released();
         reserve.hand_over();
     }
-    for (const auto &n : reserve_notes) cat->report_failure(n.first, n.second);
+    for (const auto &n : reserve_notes) cat->log_event_noexcept(n.first, n.second);
     if (!opts.readonly) {
         try {
             remove_dead_creations(cat->dir_, opts.catalog_name);
@@ -227,11 +227,11 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
             // checkpoint and resume. Recovery is idempotent: the next open
             // with room finishes it.
             if (e.code() != CKPTDB_ENOSPC) throw;
-            cat->report_failure("recovery_failed", e.what());
+            cat->log_event_noexcept("recovery_failed", e.what());
         }
         if (!cat->reserve_used_by_open_)
             keep_ballast(cat->dir_,
-                         [&cat](const std::string &ev, const std::string &d) { cat->report_failure(ev, d); });
+                         [&cat](const std::string &ev, const std::string &d) { cat->log_event_noexcept(ev, d); });
     }
     return cat;
 }
@@ -349,6 +349,18 @@ void Catalog::log_event(Db &db, int64_t checkpoint_id, const std::string &event,
         q.bind_null(2);
     q.bind(3, event).bind(4, detail).run();
     pending_.push_back({event, checkpoint_id, detail});
+}
+
+void Catalog::log_event_noexcept(const std::string &event, const std::string &what) noexcept {
+    try {
+        write([&](Db &db) { log_event(db, 0, event, what); });
+    } catch (...) {
+        // The catalog itself is failing; the event callback is the last resort.
+        try {
+            if (opts_.on_event) opts_.on_event(event, 0, what);
+        } catch (...) {
+        }
+    }
 }
 
 static Entry entry_from_row(const Db::Query &q, const Dir &dir) {

@@ -226,7 +226,7 @@ public:
     // --- checking and repair (fsck.cpp) ---
     std::vector<FsckItem> fsck(bool repair);
     // A new catalog for dir from the files present; the old catalog moved aside.
-    // Builds a catalog from the checkpoint files in dir (adopt_checkpoints):
+    // Builds a catalog from the checkpoint files in dir (rebuild, below):
     // rebuild for a lost or unreadable catalog (moved aside), adopt for a
     // directory written without ckptdb (refused where a catalog exists).
     enum class Adoption { rebuild, adopt };
@@ -267,11 +267,15 @@ public:
     // After a preempt checkpoint committed: with OpenOptions::requeue, asks
     // Slurm to requeue the job and logs how that went (slurm.cpp). Never throws.
     void requeue_after_preempt() noexcept;
-    // Points the last-link at the newest complete checkpoint. Never throws.
+    // Points the last-link at the newest complete checkpoint (link.cpp).
+    // Never throws.
     void refresh_link();
     // The fixed name the last link is replaced through ("" without a link).
     std::string link_temp_name() const;
+    // Keeps a checkpoint out of every prune, or lets it go again (pin.cpp).
     void pin(int64_t id, bool pinned);
+    // This run's epoch and step, from which the steps a crash lost are
+    // counted (progress.cpp).
     void run_progress(int64_t epoch, int64_t step);
     // Unlink the files of pruned rows whose deletion is pending. With
     // sync_now the directory is fsynced at once; otherwise the next
@@ -284,7 +288,11 @@ public:
 private:
     Catalog(Dir dir, const OpenOptions &opts);
     void emit_pending();
-    void report_failure(const std::string &event, const std::string &what) noexcept;
+    // Logs an event (no checkpoint) in a transaction of its own, for what
+    // happens outside a write: a failure after a commit, the reserve, a
+    // requeue. Never throws: where the catalog cannot take the row, the
+    // event callback alone hears it.
+    void log_event_noexcept(const std::string &event, const std::string &what) noexcept;
     friend class Save;
 
     Dir dir_;

@@ -125,7 +125,7 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     // temp files removed, as the next open would), then each finding. Each
     // step that writes the catalog may use the reserve on a full disk; it
     // comes back once the repair's deletions freed room.
-    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { report_failure(ev, d); });
+    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { log_event_noexcept(ev, d); });
     if (reserve_used_by_open_) reserve.take_over(), reserve_used_by_open_ = false;
     reserve.run("the repair", [&] { recover(); });
     for (FsckItem &it : out) {

@@ -26,5 +26,7 @@ Ops g_ops = k_real;
 
 const Ops &real_ops() { return k_real; }
 
+const char *g_sqlite_vfs = nullptr;
+
 }  // namespace io
 }  // namespace ckptdb

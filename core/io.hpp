@@ -2,8 +2,9 @@
 // pointers. In the library the table holds the real system calls (one
 // indirect call each); fault and crash tests that link the engine statically
 // swap in functions that record every operation and fail chosen ones.
-// SQLite's own file I/O reaches the same tests through a VFS shim over
-// "unix" (io_vfs.cpp), used only while a test has switched it on.
+// SQLite's own file I/O reaches the same tests through the VFS named in
+// g_sqlite_vfs: the test VFS (tests/support/io_vfs.cpp), which only test
+// binaries link; the library itself holds nothing that simulates a fault.
 #pragma once
 
 #include <sys/stat.h>
@@ -40,33 +41,10 @@ inline const Ops &ops() { return g_ops; }
 // The real system calls (what g_ops holds unless a test replaced it).
 const Ops &real_ops();
 
-// What SQLite does to the catalog's files, as the VFS shim reports it to a
-// test. path is the file's absolute name; data/len/off describe a write;
-// size a truncate; flags the xOpen flags or, for xDelete, whether SQLite
-// asked for the directory to be synced.
-struct SqliteOp {
-    enum Kind { open, read, write, truncate, sync, remove } kind;
-    const char *path;
-    const void *data;
-    int64_t off;
-    int64_t len;
-    int flags;
-};
-
-// Called before each operation: returns 0 to let it run, or an errno
-// (EIO, ENOSPC, EDQUOT) that the shim turns into SQLite's error for that
-// operation; -1 for a short write (half the bytes, then SQLITE_FULL).
-// Called once more after a successful xOpen with kind open and len = 1 when
-// the file did not exist before.
-using SqliteObserver = int (*)(const SqliteOp &op);
-
-// Registers the shim (as "ckptdb-io", never the default) and routes every
-// catalog the engine opens from now on through it. nullptr switches it off.
-void set_sqlite_observer(SqliteObserver obs);
-
 // The VFS name the engine passes to sqlite3_open_v2: nullptr (SQLite's
-// default) unless a test installed an observer.
-const char *sqlite_vfs();
+// default) unless a test that links the engine statically installed its own.
+extern const char *g_sqlite_vfs;
+inline const char *sqlite_vfs() { return g_sqlite_vfs; }
 
 }  // namespace io
 }  // namespace ckptdb

@@ -1,6 +1,6 @@
 // Choosing prune victims (one query, one transaction), deleting them
-// crash-safely (mark, unlink, fsync the directory, record), pins, the
-// last-link, and the byte budget ahead of a save.
+// crash-safely (mark, unlink, fsync the directory, record), and the byte
+// budget ahead of a save. The last link is in link.cpp, pins in pin.cpp.
 #include "retention.hpp"
 
 #include <fcntl.h>
@@ -15,7 +15,6 @@
 
 #include "ballast.hpp"
 #include "catalog.hpp"
-#include "hash.hpp"
 #include "ckptdb.h"
 #include "error.hpp"
 #include "hooks.hpp"
@@ -202,7 +201,7 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
     // On a full disk the marking cannot be written, and without it nothing
     // may be deleted: the reserve gives it room, and comes back once the
     // victims' files are gone.
-    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { report_failure(ev, d); });
+    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { log_event_noexcept(ev, d); });
     if (!for_save && reserve_used_by_open_) reserve.take_over(), reserve_used_by_open_ = false;
     if (for_save)
         mark();
@@ -332,18 +331,6 @@ void Catalog::make_room(const std::string &kind) {
     prune(*r, false, expected, nullptr, nullptr, true);
 }
 
-void Catalog::report_failure(const std::string &event, const std::string &what) noexcept {
-    try {
-        write([&](Db &db) { log_event(db, 0, event, what); });
-    } catch (...) {
-        // The catalog itself is failing; the event callback is the last resort.
-        try {
-            if (opts_.on_event) opts_.on_event(event, 0, what);
-        } catch (...) {
-        }
-    }
-}
-
 void Catalog::after_commit(const std::string &kind, const std::vector<int64_t> &marked) {
     if (kind == "preempt") committed_preempt_ = true;
     std::string failed;
@@ -351,95 +338,15 @@ void Catalog::after_commit(const std::string &kind, const std::vector<int64_t> &
         std::lock_guard<std::recursive_mutex> lock(mu_);
         failed.swap(rotate_error_);
     }
-    if (!failed.empty()) report_failure("prune_failed", failed);
+    if (!failed.empty()) log_event_noexcept("prune_failed", failed);
     try {
         hook("pruned_marked");
         finish_prunes(marked, false);  // the next save's directory fsync covers these unlinks
     } catch (const std::exception &e) {
-        report_failure("prune_failed", e.what());  // recovery finishes the deletion later
+        log_event_noexcept("prune_failed", e.what());  // recovery finishes the deletion later
     }
     refresh_link();
     if (kind == "preempt") requeue_after_preempt();
-}
-
-// The last link is replaced through a temp link of one fixed name per link
-// (link_temp_name), made and renamed only under the catalog's write lock: a
-// second process refreshing the link waits for the first instead of racing
-// it, and recovery never sees that name as an orphan (it is not a temp name
-// of the library). One left by a kill is replaced by the next refresh.
-std::string Catalog::link_temp_name() const {
-    if (opts_.last_link.empty()) return std::string();
-    Hasher h;
-    h.update(opts_.last_link.data(), opts_.last_link.size());
-    return ".ckptdb-link-" + h.hex().substr(0, 16);
-}
-
-void Catalog::refresh_link() {
-    const std::string &link = opts_.last_link;
-    if (link.empty() || readonly()) return;
-    const io::Ops &os = io::ops();
-    const std::string tmp = link_temp_name();
-    // What the link should name, and what it names: "" when none.
-    auto wanted = [this](Db &db) {
-        Db::Query q(db, sql::Stmt::newest_complete_name);
-        return q.step() ? q.text(0) : std::string();
-    };
-    auto current = [&](bool &user_file) {
-        char buf[PATH_MAX];
-        ssize_t n = os.readlinkat(dir_.fd.get(), link.c_str(), buf, sizeof buf - 1);
-        user_file = n < 0 && errno == EINVAL;  // a regular file the user owns: never replaced
-        return n >= 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-    };
-    try {
-        // Without the lock first: most commits leave the link as it is.
-        std::string target;
-        read([&](Db &db) { target = wanted(db); });
-        bool user_file = false;
-        std::string now = current(user_file);
-        struct stat st;
-        bool stale_tmp = os.fstatat(dir_.fd.get(), tmp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-        if (user_file || (now == target && !stale_tmp)) return;
-        write([&](Db &db) {
-            target = wanted(db);
-            now = current(user_file);
-            if (os.unlinkat(dir_.fd.get(), tmp.c_str(), 0) != 0 && errno != ENOENT)
-                fail_os("cannot remove the leftover link", dir_.join(tmp), errno);
-            if (user_file || now == target) return;
-            if (target.empty()) {
-                os.unlinkat(dir_.fd.get(), link.c_str(), 0);
-                return;
-            }
-            if (os.symlinkat(target.c_str(), dir_.fd.get(), tmp.c_str()) != 0)
-                fail_os("cannot create the link", dir_.join(tmp), errno);
-            hook("link_made");
-            if (os.renameat(dir_.fd.get(), tmp.c_str(), dir_.fd.get(), link.c_str()) != 0) {
-                int e = errno;
-                os.unlinkat(dir_.fd.get(), tmp.c_str(), 0);
-                fail_os("cannot replace the link", dir_.join(link), e);
-            }
-        });
-    } catch (const std::exception &e) {
-        report_failure("link_failed", e.what());
-    }
-}
-
-void Catalog::pin(int64_t id, bool pinned) {
-    Entry e = entry(id);
-    write([&](Db &db) {
-        Db::Query(db, sql::Stmt::checkpoint_pin).bind(1, id).bind(2, static_cast<int64_t>(pinned ? 1 : 0)).run();
-        if (db.changes() != 1)
-            fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + status_text(e.status) + " and cannot be " +
-                                    (pinned ? "pinned" : "unpinned"));
-        run_id_in_tx(db);
-        log_event(db, id, pinned ? "pinned" : "unpinned", e.name);
-    });
-}
-
-void Catalog::run_progress(int64_t epoch, int64_t step) {
-    if (epoch < 0 || step < 0)
-        fail(CKPTDB_EINVAL, "progress must have epoch and step >= 0, got " + std::to_string(epoch) + ", " +
-                                std::to_string(step));
-    write([&](Db &db) { Db::Query(db, sql::Stmt::run_progress).bind(1, run_id_in_tx(db)).bind(2, epoch).bind(3, step).run(); });
 }
 
 }  // namespace ckptdb

@@ -222,7 +222,7 @@ void Catalog::requeue_after_preempt() noexcept {
         std::lock_guard<std::recursive_mutex> lock(mu_);
         requeued_ = r->ok;
     }
-    report_failure(r->ok ? "requeued" : "requeue_failed", r->detail);  // logs the event, never throws
+    log_event_noexcept(r->ok ? "requeued" : "requeue_failed", r->detail);
 }
 
 }  // namespace ckptdb

@@ -1,6 +1,6 @@
 -- The statements the engine runs, by name (tools/embed_sql.py turns each
 -- "-- name:" section into ckptdb::sql::Stmt::<name>). All values are bound
--- parameters. Times come from now_utc() below, inlined as strftime.
+-- parameters. Times are UTC, written inline as strftime('%Y-%m-%dT%H:%M:%fZ', 'now').
 
 -- name: run_insert
 INSERT INTO runs (host, boot_id, pid, proc_start, started_at, slurm_job_id, slurm_array_job_id,

@@ -3,9 +3,11 @@
 // (once or from then on) with an errno, a short write or EINTR, can stop the
 // process at the k-th (for a real kill), and can record what changes the disk
 // as a trace (trace.hpp) for the power-loss model. SQLite's file I/O comes
-// through the VFS shim into the same counter and trace.
+// through the test VFS (tests/support/io_vfs.hpp) into the same counter and
+// trace.
 //
-// Only for binaries that link the engine statically (ckptdb_core_dep).
+// Only for binaries that link the engine statically (ckptdb_core_dep) and
+// the test VFS (test_vfs_dep).
 #pragma once
 
 #include <fcntl.h>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "io.hpp"
+#include "io_vfs.hpp"
 #include "trace.hpp"
 
 namespace faultio {
@@ -426,8 +429,8 @@ inline ssize_t f_readlinkat(int dirfd, const char *name, char *buf, size_t len) 
 #undef FAULTIO_GATE
 
 // SQLite's operations, as the VFS shim reports them.
-inline int sqlite_observer(const ckptdb::io::SqliteOp &op) {
-    using K = ckptdb::io::SqliteOp;
+inline int sqlite_observer(const ckptdb::io_vfs::SqliteOp &op) {
+    using K = ckptdb::io_vfs::SqliteOp;
     State &s = st();
     std::string r;
     bool inside = s.recording && rel(op.path, r);
@@ -504,7 +507,7 @@ inline void install() {
     o.symlinkat = f_symlinkat;
     o.readlinkat = f_readlinkat;
     ckptdb::io::g_ops = o;
-    ckptdb::io::set_sqlite_observer(sqlite_observer);
+    ckptdb::io_vfs::set_sqlite_observer(sqlite_observer);
 }
 
 }  // namespace faultio

@@ -1,7 +1,9 @@
-// A VFS shim over SQLite's "unix" VFS (after SQLite's own src/test6.c): every
-// open, read, write, truncate, sync and delete of a named file is shown to
-// the observer a test installed, which may fail it. Registered only when a
-// test asks for it, never as the default VFS.
+// The test VFS (io_vfs.hpp): a shim over SQLite's "unix" VFS (after SQLite's
+// own src/test6.c): every open, read, write, truncate, sync and delete of a
+// named file is shown to the observer a test installed, which may fail it.
+// Registered only when a test asks for it, never as the default VFS.
+#include "io_vfs.hpp"
+
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -12,14 +14,13 @@
 #include "io.hpp"
 
 namespace ckptdb {
-namespace io {
+namespace io_vfs {
 
 namespace {
 
 SqliteObserver g_observer = nullptr;
 sqlite3_vfs *g_real = nullptr;
 sqlite3_vfs g_shim;
-bool g_active = false;
 
 struct ShimFile {
     sqlite3_file base;
@@ -176,10 +177,8 @@ void set_sqlite_observer(SqliteObserver obs) {
         sqlite3_vfs_register(&g_shim, 0);
     });
     g_observer = obs;
-    g_active = obs != nullptr;
+    io::g_sqlite_vfs = obs ? g_shim.zName : nullptr;
 }
 
-const char *sqlite_vfs() { return g_active ? "ckptdb-io" : nullptr; }
-
-}  // namespace io
+}  // namespace io_vfs
 }  // namespace ckptdb
