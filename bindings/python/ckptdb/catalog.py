@@ -31,7 +31,8 @@ CheckpointRef = Union[int, str, "Checkpoint"]
 #: A retention policy: a Retention, its keyword arguments as a dict, or
 #: "default" (the library's default policy).
 Policy = Union["Retention", Mapping[str, Any], str]
-#: progress(done_bytes, total_bytes); a true return stops the operation.
+#: progress(done_bytes, total_bytes); a true return stops the operation, which
+#: raises CallbackStopped (CKPTDB_ECALLBACK).
 Progress = Callable[[int, int], object]
 
 # The level each catalog event is logged at on the "ckptdb" logger; an event
