@@ -96,7 +96,7 @@ double time_plan(const std::string &dir, int calls, int64_t *victims) {
     std::vector<double> t;
     for (int i = 0; i < calls + 3; i++) {
         double t0 = bench::now_s();
-        rc = ckptdb_prune(db, &r, 1, nullptr, nullptr, victims, nullptr);
+        rc = ckptdb_prune(victims, nullptr, db, &r, 1, nullptr, nullptr);
         double t1 = bench::now_s();
         if (rc) die_api("ckptdb_prune", rc);
         if (i >= 3) t.push_back(t1 - t0);
@@ -112,7 +112,7 @@ double one_save(ckptdb_catalog *db, int64_t epoch, const std::vector<char> &payl
     if (rc) die_api("ckptdb_save_begin", rc);
     rc = ckptdb_save_write(s, payload.data(), payload.size());
     if (rc) die_api("ckptdb_save_write", rc);
-    rc = ckptdb_save_commit(s, nullptr);
+    rc = ckptdb_save_commit(nullptr, s);
     if (rc) die_api("ckptdb_save_commit", rc);
     ckptdb_save_free(s);
     return bench::now_s() - t0;

@@ -2,7 +2,7 @@
 # binding: how long save() blocks the training loop, against the
 # device-to-host copy alone, and that the committed bytes equal the model's
 # at the moment of the save while the loop goes on training.
-#   CKPTDB_LIBRARY=build/capi/libckptdb.so.0 PYTHONPATH=bindings/python \
+#   CKPTDB_LIBRARY=build/capi/libckptdb.so.1 PYTHONPATH=bindings/python \
 #     python3 bench/bench_python_cuda.py
 # Exits 0 without measuring where torch has no CUDA (CPU_DRY_RUN=1 runs a
 # small CPU model instead, to check the script itself).

@@ -119,7 +119,7 @@ double time_ckptdb(const std::string &dir, uint64_t size, int rep, const std::ve
         if (rc != CKPTDB_OK) die_api("ckptdb_save_write", rc);
         left -= n;
     }
-    rc = ckptdb_save_commit(save, &e);
+    rc = ckptdb_save_commit(&e, save);
     if (rc != CKPTDB_OK) die_api("ckptdb_save_commit", rc);
     std::string sum = e.checksum ? e.checksum : "";
     int64_t esize = e.size;

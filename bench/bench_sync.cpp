@@ -51,7 +51,7 @@ int main(int argc, char **argv) {
         if (int rc = ckptdb_save_write(s, chunk.data(), std::min<uint64_t>(chunk.size(), size - done)))
             die_api("ckptdb_save_write", rc);
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    if (int rc = ckptdb_save_commit(s, &e)) die_api("ckptdb_save_commit", rc);
+    if (int rc = ckptdb_save_commit(&e, s)) die_api("ckptdb_save_commit", rc);
     const int64_t id = e.id;
     const std::string file = e.path;
     ckptdb_save_free(s);
@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
         ::mkdir(cps_dir.c_str(), 0755);
         ::sync();
         double t0 = bench::now_s();
-        if (int rc = ckptdb_sync(src.c_str(), dst.c_str(), nullptr, nullptr, nullptr)) die_api("ckptdb_sync", rc);
+        if (int rc = ckptdb_sync(nullptr, nullptr, src.c_str(), dst.c_str(), nullptr)) die_api("ckptdb_sync", rc);
         t_sync.push_back(bench::now_s() - t0);
         ::sync();
         t_cp.push_back(timed({"cp", file, cp_dir + "/"}) + timed({"xxh128sum", "-q", cp_dir + "/epoch_001.pt"}));

@@ -44,7 +44,7 @@ int64_t vm_hwm_bytes() {
 
 struct state_holder {
     torch::nn::Module module;
-    ckptdb::training_state state;
+    ckptdbxx::training_state state;
     explicit state_holder(int64_t mib) {
         int64_t per = mib * (int64_t(1) << 20) / kTensors / 4;  // float32 elements per tensor
         for (int i = 0; i < kTensors; i++)
@@ -64,7 +64,7 @@ int child(const std::string &what, int64_t mib, const std::string &dir) {
     torch::set_num_threads(1);
     state_holder h(mib);
     if (what == "save") {
-        ckptdb::catalog db(dir);
+        ckptdbxx::catalog db(dir);
         int64_t before = vm_hwm_bytes();
         h.state.save(db, "step", 0, 1);
         std::printf("%" PRId64 "\n", vm_hwm_bytes() - before);
@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
                     mib, kTensors, archive, work.c_str());
 
         // 1. save vs dd conv=fsync, alternating.
-        ckptdb::catalog db(work + "/ckpts");
+        ckptdbxx::catalog db(work + "/ckpts");
         std::vector<double> dd, sv;
         for (int r = 0; r < reps; r++) {
             for (int k = 0; k < 2; k++) {
@@ -145,7 +145,7 @@ int main(int argc, char **argv) {
                 } else {
                     sync();
                     double t0 = bench::now_s();
-                    ckptdb::entry e = h.state.save(db, "step", 0, r + 1);
+                    ckptdbxx::entry e = h.state.save(db, "step", 0, r + 1);
                     sv.push_back(bench::now_s() - t0);
                     if (uint64_t(e.size) != archive) bench::die("save wrote another byte count than the archive");
                 }
@@ -160,7 +160,7 @@ int main(int argc, char **argv) {
 
         // 3. Async: caller's blocked time against the host copy alone.
         std::vector<double> copy_t, block_t, bg_t;
-        ckptdb::async_saver saver(h.state, db);
+        ckptdbxx::async_saver saver(h.state, db);
         for (int r = 0; r < reps; r++) {
             sync();
             {

@@ -159,6 +159,7 @@ const char *ckptdb_strerror(int code) {
     case CKPTDB_ENOMEM: return "out of memory";
     case CKPTDB_EDB: return "catalog database error";
     case CKPTDB_EUNTRUSTED: return "owned or writable by another user (not trusted)";
+    case CKPTDB_ECALLBACK: return "stopped by a callback";
     case CKPTDB_DONE: return "no more rows";
     default: return "unknown status code";
     }
@@ -166,6 +167,7 @@ const char *ckptdb_strerror(int code) {
 
 const char *ckptdb_last_error(void) { return t_message.c_str(); }
 int ckptdb_last_error_code(void) { return t_code; }
+int ckptdb_last_callback_value(void) { return t_callback_value; }
 
 const char *ckptdb_status_name(int status) { return ckptdb::status_text(status); }
 
@@ -243,7 +245,7 @@ int ckptdb_save_fd(int *out_fd, ckptdb_save *save) {
     });
 }
 
-int ckptdb_save_commit(ckptdb_save *save, ckptdb_entry *out) {
+int ckptdb_save_commit(ckptdb_entry *out, ckptdb_save *save) {
     return guard([&] {
         need(save, "save");
         need_entry(out);
@@ -296,7 +298,7 @@ int ckptdb_shard_fd(int *out_fd, ckptdb_shard *shard) {
     });
 }
 
-int ckptdb_shard_finish(ckptdb_shard *shard, ckptdb_shard_info *out) {
+int ckptdb_shard_finish(ckptdb_shard_info *out, ckptdb_shard *shard) {
     return guard([&] {
         need(shard, "shard");
         if (out && out->struct_size < offsetof(ckptdb_shard_info, name))
@@ -341,6 +343,7 @@ int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const char *kind
         std::vector<ckptdb::ShardFile> fs(count);
         for (size_t i = 0; i < count; i++) {
             std::string who = "files[" + std::to_string(i) + "]";
+            check_version(files[i].version, CKPTDB_SHARD_FILE_VERSION, who + " (ckptdb_shard_file)");
             need(files[i].name, (who + ".name").c_str());
             need(files[i].temp_name, (who + ".temp_name").c_str());
             need(files[i].checksum, (who + ".checksum").c_str());
@@ -415,8 +418,7 @@ static void read_filter(const ckptdb_filter *f, unsigned &mask, std::optional<st
 }
 
 int ckptdb_list(ckptdb_catalog *db, const ckptdb_filter *filter, ckptdb_entry_cb cb, void *payload) {
-    int stopped = 0;
-    int rc = guard([&] {
+    return guard([&] {
         need(db, "db");
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
         unsigned mask;
@@ -425,11 +427,10 @@ int ckptdb_list(ckptdb_catalog *db, const ckptdb_filter *filter, ckptdb_entry_cb
         db->cat->for_each_entry(mask, kind, [&](const Entry &e) {
             ckptdb_entry ce = CKPTDB_ENTRY_INIT;
             fill(&ce, e);
-            stopped = cb(&ce, payload);
-            return stopped == 0;
+            call_back("ckptdb_list", cb, &ce, payload);
+            return true;
         });
     });
-    return rc ? rc : stopped;
 }
 
 int ckptdb_cursor_open(ckptdb_cursor **out, ckptdb_catalog *db, const ckptdb_filter *filter) {
@@ -469,9 +470,9 @@ int ckptdb_cursor_next(ckptdb_entry *out, ckptdb_cursor *c) {
 
 void ckptdb_cursor_free(ckptdb_cursor *c) { delete c; }
 
-int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload, int64_t *out_checked, int64_t *out_corrupt) {
+int ckptdb_verify_all(int64_t *out_checked, int64_t *out_corrupt, ckptdb_catalog *db, ckptdb_verify_cb cb,
+                      void *payload) {
     ckptdb::VerifyTotals totals;
-    int stopped = 0;
     if (out_checked) *out_checked = 0;
     if (out_corrupt) *out_corrupt = 0;
     int rc = guard([&] {
@@ -481,15 +482,14 @@ int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload, in
             each = [&](const Entry &e, const ckptdb::Verdict &v) {
                 ckptdb_entry ce = CKPTDB_ENTRY_INIT;
                 fill(&ce, e);
-                stopped = cb(&ce, v.code, payload);
-                return stopped == 0;
+                call_back("ckptdb_verify_all", cb, &ce, v.code, payload);
+                return true;
             };
         db->cat->verify_all(each, totals);
     });
     if (out_checked) *out_checked = totals.checked;
     if (out_corrupt) *out_corrupt = totals.corrupt;
     if (rc) return rc;
-    if (stopped) return stopped;
     if (totals.corrupt)
         return set_error(CKPTDB_ECORRUPT, std::to_string(totals.corrupt) + " of " + std::to_string(totals.checked) +
                                               " checkpoints failed verification and were marked corrupt");
@@ -507,7 +507,7 @@ int ckptdb_reader_open(ckptdb_reader **out, ckptdb_catalog *db, int64_t id) {
     });
 }
 
-int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out_len) {
+int ckptdb_reader_read(size_t *out_len, ckptdb_reader *reader, void *buf, size_t cap) {
     if (out_len) *out_len = 0;
     return guard([&] {
         need(reader, "reader");
@@ -561,7 +561,9 @@ static ckptdb::Retention to_retention(const ckptdb_retention &p) {
     if (p.keep_last) {
         r.keep_last.clear();
         for (size_t i = 0; i < p.keep_last_count; i++) {
-            need(p.keep_last[i].kind, "ckptdb_retention.keep_last[i].kind");
+            std::string who = "ckptdb_retention.keep_last[" + std::to_string(i) + "]";
+            check_version(p.keep_last[i].version, CKPTDB_KEEP_KIND_VERSION, who + " (ckptdb_keep_kind)");
+            need(p.keep_last[i].kind, (who + ".kind").c_str());
             if (!r.keep_last.emplace(p.keep_last[i].kind, p.keep_last[i].count).second)
                 throw Error(CKPTDB_EINVAL, std::string("retention keep_last lists kind '") + p.keep_last[i].kind +
                                                "' twice");
@@ -594,12 +596,11 @@ int ckptdb_set_retention(ckptdb_catalog *db, const ckptdb_retention *policy) {
     });
 }
 
-int ckptdb_prune(ckptdb_catalog *db, const ckptdb_retention *policy, int dry_run, ckptdb_prune_cb cb, void *payload,
-                 int64_t *out_count, int64_t *out_bytes) {
+int ckptdb_prune(int64_t *out_count, int64_t *out_bytes, ckptdb_catalog *db, const ckptdb_retention *policy,
+                 int dry_run, ckptdb_prune_cb cb, void *payload) {
     if (out_count) *out_count = 0;
     if (out_bytes) *out_bytes = 0;
-    int stopped = 0;
-    int rc = guard([&] {
+    return guard([&] {
         need(db, "db");
         ckptdb::Retention r = policy ? to_retention(*policy)
                                      : db->cat->retention().value_or(ckptdb::Retention::defaults());
@@ -610,15 +611,10 @@ int ckptdb_prune(ckptdb_catalog *db, const ckptdb_retention *policy, int dry_run
         if (out_bytes) *out_bytes = bytes;
         if (!cb) return;
         for (const auto &v : victims) {
-            ckptdb_prune_item item{v.id, v.name.c_str(), v.size, v.rule.c_str()};
-            int r2 = cb(&item, payload);
-            if (r2) {
-                stopped = r2;
-                return;
-            }
+            ckptdb_prune_item item{sizeof(ckptdb_prune_item), v.id, v.name.c_str(), v.size, v.rule.c_str()};
+            call_back("ckptdb_prune", cb, &item, payload);
         }
     });
-    return rc ? rc : stopped;
 }
 
 int ckptdb_pin(ckptdb_catalog *db, int64_t id, int pinned) {
@@ -646,41 +642,33 @@ int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t step) {
 }
 
 int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payload) {
-    int stopped = 0;
-    int rc = guard([&] {
+    return guard([&] {
         need(db, "db");
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
         db->cat->entry(id);  // CKPTDB_ENOTFOUND for an unknown id
         for (const ckptdb::FileRow &f : db->cat->files(id)) {
             std::string path = ckptdb::name_problem(f.name).empty() ? db->cat->dir().join(f.name) : std::string();
             ckptdb_file out{sizeof(ckptdb_file), f.rank, f.name.c_str(), path.c_str(), f.size, f.checksum.c_str()};
-            if (int r = cb(&out, payload)) {
-                stopped = r;
-                return;
-            }
+            call_back("ckptdb_files", cb, &out, payload);
         }
     });
-    return rc ? rc : stopped;
 }
 
 int ckptdb_events(ckptdb_catalog *db, int64_t checkpoint_id, int64_t run_id, ckptdb_event_row_cb cb, void *payload) {
-    int stopped = 0;
-    int rc = guard([&] {
+    return guard([&] {
         need(db, "db");
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
         db->cat->for_each_event(checkpoint_id, run_id, [&](const ckptdb::EventRow &e) {
             ckptdb_event out{sizeof(ckptdb_event), e.id, e.at.c_str(), e.run_id, e.checkpoint_id,
                              e.event.c_str(), e.detail.c_str()};
-            stopped = cb(&out, payload);
-            return stopped == 0;
+            call_back("ckptdb_events", cb, &out, payload);
+            return true;
         });
     });
-    return rc ? rc : stopped;
 }
 
 int ckptdb_runs(ckptdb_catalog *db, ckptdb_run_cb cb, void *payload) {
-    int stopped = 0;
-    int rc = guard([&] {
+    return guard([&] {
         need(db, "db");
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
         for (const ckptdb::RunRow &r : db->cat->runs()) {
@@ -688,92 +676,97 @@ int ckptdb_runs(ckptdb_catalog *db, ckptdb_run_cb cb, void *payload) {
                            r.ended_at.c_str(), r.exit_reason.c_str(), r.slurm_job_id.c_str(),
                            r.slurm_array_job_id.c_str(), r.slurm_array_task_id.c_str(), r.slurm_restart_count,
                            r.resumed_from, r.last_step, r.last_saved_step, r.saves, r.steps_lost};
-            if (int x = cb(&out, payload)) {
-                stopped = x;
-                return;
-            }
+            call_back("ckptdb_runs", cb, &out, payload);
         }
     });
-    return rc ? rc : stopped;
 }
 
 int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_progress_cb cb, void *payload) {
     return guard([&] {
         need(db, "db");
         std::function<bool(int64_t, int64_t)> progress;
-        if (cb) progress = [&](int64_t done, int64_t total) { return cb(done, total, payload) == 0; };
+        if (cb) progress = [&](int64_t done, int64_t total) { call_back("ckptdb_verify_progress", cb, done, total, payload);
+            return true; };
         db->cat->verify(id, progress);
     });
 }
 
 int ckptdb_verify(ckptdb_catalog *db, int64_t id) { return ckptdb_verify_progress(db, id, nullptr, nullptr); }
 
-static void emit_item(ckptdb_fsck_cb cb, void *payload, const ckptdb::FsckItem &it, int &stopped) {
-    if (!cb || stopped) return;
-    ckptdb_fsck_item out{sizeof(ckptdb_fsck_item), it.kind.c_str(), it.name.c_str(), it.checkpoint_id,
-                         it.detail.c_str(), it.action.c_str()};
-    stopped = cb(&out, payload);
-}
-
-int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload, int64_t *out_problems) {
+int ckptdb_fsck(int64_t *out_problems, ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload) {
     if (out_problems) *out_problems = 0;
-    int stopped = 0;
-    int rc = guard([&] {
+    return guard([&] {
         need(db, "db");
+        std::vector<ckptdb::FsckItem> items = db->cat->fsck(repair != 0);
         int64_t problems = 0;
-        for (const ckptdb::FsckItem &it : db->cat->fsck(repair != 0)) {
+        for (const ckptdb::FsckItem &it : items)
             if (it.kind != "writing") problems++;
-            emit_item(cb, payload, it, stopped);
-        }
         if (out_problems) *out_problems = problems;
+        if (!cb) return;
+        for (const ckptdb::FsckItem &it : items) {
+            ckptdb_fsck_item out{sizeof(ckptdb_fsck_item), it.kind.c_str(), it.name.c_str(), it.checkpoint_id,
+                                 it.detail.c_str(), it.action.c_str()};
+            call_back("ckptdb_fsck", cb, &out, payload);
+        }
     });
-    return rc ? rc : stopped;
 }
 
 // ckptdb_rebuild and ckptdb_adopt: one procedure (Catalog::rebuild), two refusals.
-static int build_catalog(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
-                         int64_t *out_rows, ckptdb::Catalog::Adoption how) {
+static int build_catalog(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts, ckptdb_rebuild_cb cb,
+                         void *payload, ckptdb::Catalog::Adoption how) {
     if (out_rows) *out_rows = 0;
-    int stopped = 0;
+    const char *function = how == ckptdb::Catalog::Adoption::adopt ? "ckptdb_adopt" : "ckptdb_rebuild";
     return guard([&] {
         need(dir, "dir");
-        int64_t rows = ckptdb::Catalog::rebuild(
-            dir, open_options(opts), [&](const ckptdb::FsckItem &it) { emit_item(cb, payload, it, stopped); }, how);
+        std::function<void(const ckptdb::FsckItem &)> report;
+        if (cb)
+            report = [&](const ckptdb::FsckItem &it) {
+                ckptdb_rebuild_item out{sizeof(ckptdb_rebuild_item), it.kind.c_str(), it.name.c_str(),
+                                        it.checkpoint_id, it.detail.c_str(), it.action.c_str()};
+                call_back(function, cb, &out, payload);
+            };
+        int64_t rows = ckptdb::Catalog::rebuild(dir, open_options(opts), report, how);
         if (out_rows) *out_rows = rows;
     });
 }
 
-int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
-                   int64_t *out_rows) {
-    return build_catalog(dir, opts, cb, payload, out_rows, ckptdb::Catalog::Adoption::rebuild);
+int ckptdb_rebuild(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts, ckptdb_rebuild_cb cb,
+                   void *payload) {
+    return build_catalog(out_rows, dir, opts, cb, payload, ckptdb::Catalog::Adoption::rebuild);
 }
 
-int ckptdb_adopt(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
-                 int64_t *out_rows) {
-    return build_catalog(dir, opts, cb, payload, out_rows, ckptdb::Catalog::Adoption::adopt);
+int ckptdb_adopt(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts, ckptdb_rebuild_cb cb,
+                 void *payload) {
+    return build_catalog(out_rows, dir, opts, cb, payload, ckptdb::Catalog::Adoption::adopt);
 }
 
-int ckptdb_sync(const char *src, const char *dst, const ckptdb_sync_options *opts, int64_t *out_copied,
-                int64_t *out_bytes) {
+int ckptdb_sync(int64_t *out_copied, int64_t *out_bytes, const char *src, const char *dst,
+                const ckptdb_sync_options *opts) {
     if (out_copied) *out_copied = 0;
     if (out_bytes) *out_bytes = 0;
     return guard([&] {
         need(src, "src");
         need(dst, "dst");
         ckptdb::SyncOptions so;
-        int stopped = 0;
         if (opts) {
             check_version(opts->version, CKPTDB_SYNC_OPTIONS_VERSION, "ckptdb_sync_options");
             so.delete_pruned = opts->delete_pruned != 0;
             if (opts->progress) {
                 ckptdb_progress_cb p = opts->progress;
                 void *pp = opts->progress_payload;
-                so.progress = [p, pp](int64_t done, int64_t total) { return p(done, total, pp) == 0; };
+                so.progress = [p, pp](int64_t done, int64_t total) {
+                    call_back("ckptdb_sync", p, done, total, pp);
+                    return true;
+                };
             }
             if (opts->on_item) {
-                ckptdb_fsck_cb cb = opts->on_item;
+                ckptdb_sync_cb cb = opts->on_item;
                 void *ip = opts->item_payload;
-                so.on_item = [cb, ip, &stopped](const ckptdb::FsckItem &it) { emit_item(cb, ip, it, stopped); };
+                so.on_item = [cb, ip](const ckptdb::FsckItem &it) {
+                    ckptdb_sync_item out{sizeof(ckptdb_sync_item), it.kind.c_str(), it.name.c_str(), it.checkpoint_id,
+                                         it.detail.c_str()};
+                    call_back("ckptdb_sync", cb, &out, ip);
+                };
             }
         }
         ckptdb::SyncResult r = ckptdb::sync_dirs(src, dst, so);

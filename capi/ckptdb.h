@@ -13,15 +13,44 @@
  *   - After any failure, ckptdb_last_error() gives a detailed message (paths,
  *     strerror(errno) text) for the calling thread, including after a failed
  *     ckptdb_open() that produced no handle.  It is never NULL.
- *   - Out-parameters come first.  On failure *out is set to NULL (or the
- *     struct is left with zeroed pointers).  What is received through **out
- *     is released with the matching ckptdb_*_close / ckptdb_*_free, which
- *     accept NULL.
- *   - Option structs start with a version field; initialise them with their
- *     _INIT macro or *_options_init().  A NULL options pointer means defaults.
- *   - ckptdb_entry is filled by the library.  The caller sets struct_size
- *     (CKPTDB_ENTRY_INIT does it); the library fills only what fits and sets
- *     struct_size to the number of bytes it filled.
+ *   - Out-parameters come first, before the object the call works on (the
+ *     handle, the save, the reader); only the values a function returns
+ *     instead of a status are not out-parameters.  On failure *out is set to
+ *     NULL (or the struct is left with zeroed pointers).  What is received
+ *     through **out is released with the matching ckptdb_*_close /
+ *     ckptdb_*_free, which accept NULL.
+ *   - Every struct that crosses the ABI can grow.  A struct the caller fills
+ *     (options, filters, policies, ckptdb_keep_kind, ckptdb_shard_file)
+ *     starts with a version field: initialise it with its _INIT macro or
+ *     *_init() function.  An unknown version fails with CKPTDB_EINVAL naming
+ *     the struct, before anything changes.  A NULL options pointer means
+ *     defaults.  In an array of such structs every element carries the same
+ *     version.
+ *   - A struct the library fills (ckptdb_entry, ckptdb_shard_info) starts
+ *     with struct_size: the caller sets it (the _INIT macro does it); the
+ *     library fills only what fits and sets struct_size to the number of
+ *     bytes it filled.  A struct the library hands to a callback
+ *     (ckptdb_prune_item, ckptdb_file, ckptdb_event, ckptdb_run,
+ *     ckptdb_fsck_item, ckptdb_sync_item, ckptdb_rebuild_item) also starts
+ *     with struct_size, set by the library to the bytes it holds: a caller
+ *     built against an older header reads only the fields it knows.
+ *   - Callbacks: every callback that returns int follows one rule.  0 goes
+ *     on; any other value stops the call at that point, and the call returns
+ *     CKPTDB_ECALLBACK (never the callback's own value, which could be read
+ *     as a status code).  ckptdb_last_callback_value() then gives the value
+ *     the callback returned, and ckptdb_last_error() names the function
+ *     whose callback stopped it and that value.  What the call finished
+ *     before the callback saw it stays done (a prune's deletions, a repair,
+ *     the checkpoints a sync already committed); a stopped ckptdb_rebuild or
+ *     ckptdb_adopt installs no catalog.  Out-parameters hold the totals
+ *     counted until the stop, except those of ckptdb_sync, ckptdb_rebuild
+ *     and ckptdb_adopt, which stay 0.
+ *   - Experimental tier: the declarations that may still change between
+ *     minor versions (Slurm requeue: CKPTDB_OPEN_REQUEUE; preemption
+ *     signals; save triggers) are visible only when the caller defines
+ *     CKPTDB_EXPERIMENTAL before including ckptdb.h.  Their symbols are
+ *     exported either way; their prototypes, types and flags may change
+ *     without a SONAME bump.  Everything else is the stable tier.
  *   - Borrowed strings: the strings in an entry belong to the object that
  *     filled it (the ckptdb_catalog handle for ckptdb_latest/ckptdb_get*, the cursor
  *     for ckptdb_cursor_next, the save for ckptdb_save_commit) and stay valid
@@ -105,6 +134,8 @@ CKPTDB_API int ckptdb_schema_version(void);
 #define CKPTDB_EDB 15         /* the catalog database itself failed (message has SQLite's text) */
 #define CKPTDB_EUNTRUSTED 16  /* the directory, catalog or a checkpoint file may have been written by another
                                * user (see CKPTDB_OPEN_TRUST_SHARED); message has the path, owner and mode */
+#define CKPTDB_ECALLBACK 17   /* a callback returned non-zero and stopped the call (see CONVENTIONS and
+                               * ckptdb_last_callback_value) */
 #define CKPTDB_DONE 100       /* not an error: an iteration has no more rows */
 
 /* A static, never-NULL description of a status code. */
@@ -116,6 +147,9 @@ CKPTDB_API const char *ckptdb_strerror(int code);
 CKPTDB_API const char *ckptdb_last_error(void);
 /* The status code of the calling thread's most recent call. */
 CKPTDB_API int ckptdb_last_error_code(void);
+/* When the calling thread's most recent call returned CKPTDB_ECALLBACK: the
+ * non-zero value its callback returned.  0 after any other outcome. */
+CKPTDB_API int ckptdb_last_callback_value(void);
 
 /* ------------------------------------------------------------------------ */
 /* Catalog handle                                                            */
@@ -138,6 +172,8 @@ typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
 
 #define CKPTDB_OPEN_NO_CREATE 0x1u /* fail with CKPTDB_ENOTFOUND if the directory or catalog is missing */
 #define CKPTDB_OPEN_READONLY 0x2u  /* no writes at all: no recovery, no run row, saves refused */
+#ifdef CKPTDB_EXPERIMENTAL
+/* Experimental tier (see CONVENTIONS). */
 /* Opt-in Slurm requeue on preemption.  When a checkpoint of kind "preempt"
  * commits through this handle, the preemption signal received
  * (ckptdb_preempt_requested()) is SIGUSR1 (Slurm's --signal=B:USR1@N
@@ -155,6 +191,7 @@ typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
  * callback sees both events, so a trainer can log them.  SIGTERM or SIGINT
  * (a time limit, scancel) never requeue: the job was meant to end. */
 #define CKPTDB_OPEN_REQUEUE 0x4u
+#endif /* CKPTDB_EXPERIMENTAL */
 /* Ownership checks (like ssh's StrictModes).  Without this flag every open
  * (read-only too) refuses with CKPTDB_EUNTRUSTED, before reading or changing
  * anything, a checkpoint directory that is writable by every user without
@@ -315,7 +352,7 @@ CKPTDB_API int ckptdb_save_fd(int *out_fd, ckptdb_save *save);
  * crash or power loss.  out (may be NULL) receives the entry; its strings
  * belong to the save.  On failure nothing of the save remains but an
  * "aborted" row. */
-CKPTDB_API int ckptdb_save_commit(ckptdb_save *save, ckptdb_entry *out);
+CKPTDB_API int ckptdb_save_commit(ckptdb_entry *out, ckptdb_save *save);
 
 /* Give up the save: remove its temp file and mark its row aborted. */
 CKPTDB_API int ckptdb_save_abort(ckptdb_save *save);
@@ -376,18 +413,22 @@ CKPTDB_API int ckptdb_shard_write(ckptdb_shard *shard, const void *data, size_t 
 CKPTDB_API int ckptdb_shard_fd(int *out_fd, ckptdb_shard *shard);
 /* fsync the file (never retried) and give its info; the strings belong to
  * the shard.  Calling it again gives the same info. */
-CKPTDB_API int ckptdb_shard_finish(ckptdb_shard *shard, ckptdb_shard_info *out);
+CKPTDB_API int ckptdb_shard_finish(ckptdb_shard_info *out, ckptdb_shard *shard);
 /* Release the shard (NULL is accepted): its temp file is removed unless a
  * commit took it.  Call it only after rank 0's ckptdb_commit_shards returned. */
 CKPTDB_API void ckptdb_shard_free(ckptdb_shard *shard);
 
 /* What rank 0 knows of one rank's file (from ckptdb_shard_info). */
 typedef struct ckptdb_shard_file {
+    unsigned int version;   /* CKPTDB_SHARD_FILE_VERSION */
     const char *name;
     const char *temp_name;
     int64_t size;
     const char *checksum;
 } ckptdb_shard_file;
+
+#define CKPTDB_SHARD_FILE_VERSION 1
+#define CKPTDB_SHARD_FILE_INIT { CKPTDB_SHARD_FILE_VERSION, NULL, NULL, 0, NULL }
 
 /* Commit files[0..count-1] (files[i] is rank i) as one checkpoint of the
  * given kind, epoch and step.  opts may give metadata; opts->name must be
@@ -435,8 +476,8 @@ typedef struct ckptdb_filter {
 #define CKPTDB_FILTER_VERSION 1
 #define CKPTDB_FILTER_INIT { CKPTDB_FILTER_VERSION, 0u, NULL }
 
-/* Callback for ckptdb_list; a non-zero return stops the listing and is
- * returned by ckptdb_list. */
+/* Callback for ckptdb_list; a non-zero return stops the listing
+ * (CKPTDB_ECALLBACK, see CONVENTIONS). */
 typedef int (*ckptdb_entry_cb)(const ckptdb_entry *entry, void *payload);
 
 /* Call cb for every matching checkpoint, oldest id first.  filter NULL: all. */
@@ -461,14 +502,15 @@ CKPTDB_API void ckptdb_cursor_free(ckptdb_cursor *cursor);
 CKPTDB_API int ckptdb_verify(ckptdb_catalog *db, int64_t id);
 
 /* Called after each checkpoint ckptdb_verify_all checked; result is
- * CKPTDB_OK or CKPTDB_ECORRUPT (or another error).  Non-zero stops. */
+ * CKPTDB_OK or CKPTDB_ECORRUPT (or another error).  Non-zero stops
+ * (CKPTDB_ECALLBACK). */
 typedef int (*ckptdb_verify_cb)(const ckptdb_entry *entry, int result, void *payload);
 
 /* Verify every complete checkpoint.  Returns CKPTDB_OK when all verify,
  * CKPTDB_ECORRUPT when at least one did not (those are marked corrupt).
  * out_checked / out_corrupt may be NULL.  cb may be NULL. */
-CKPTDB_API int ckptdb_verify_all(ckptdb_catalog *db, ckptdb_verify_cb cb, void *payload,
-                                 int64_t *out_checked, int64_t *out_corrupt);
+CKPTDB_API int ckptdb_verify_all(int64_t *out_checked, int64_t *out_corrupt, ckptdb_catalog *db, ckptdb_verify_cb cb,
+                                 void *payload);
 
 typedef struct ckptdb_reader ckptdb_reader;
 /* Open complete checkpoint id for reading (its first file).  The file is
@@ -480,7 +522,7 @@ CKPTDB_API int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, 
 /* Read up to cap bytes; *out_len is 0 at the end.  When the end is reached
  * the size and checksum are compared with the catalog: a mismatch returns
  * CKPTDB_ECORRUPT and marks the checkpoint corrupt. */
-CKPTDB_API int ckptdb_reader_read(ckptdb_reader *reader, void *buf, size_t cap, size_t *out_len);
+CKPTDB_API int ckptdb_reader_read(size_t *out_len, ckptdb_reader *reader, void *buf, size_t cap);
 CKPTDB_API void ckptdb_reader_close(ckptdb_reader *reader);
 
 /* For a caller that opens a checkpoint file itself to load it (a Python
@@ -500,9 +542,14 @@ CKPTDB_API int ckptdb_check_trusted_fd(int fd, const char *path, unsigned int fl
 
 /* Keep the newest `count` complete checkpoints of `kind` (-1: all of them). */
 typedef struct ckptdb_keep_kind {
+    unsigned int version;   /* CKPTDB_KEEP_KIND_VERSION */
     const char *kind;
     int count;
 } ckptdb_keep_kind;
+
+#define CKPTDB_KEEP_KIND_VERSION 1
+/* CKPTDB_KEEP_KIND("epoch", 5): one initialised element. */
+#define CKPTDB_KEEP_KIND(kind, count) { CKPTDB_KEEP_KIND_VERSION, (kind), (count) }
 
 #define CKPTDB_BEST_MIN 0 /* smaller metric is better (loss) */
 #define CKPTDB_BEST_MAX 1 /* larger metric is better (accuracy) */
@@ -549,6 +596,7 @@ CKPTDB_API int ckptdb_set_retention(ckptdb_catalog *db, const ckptdb_retention *
 
 /* One checkpoint a prune deletes (or would delete, in a dry run). */
 typedef struct ckptdb_prune_item {
+    size_t struct_size;  /* set by the library */
     int64_t id;
     const char *name;
     int64_t size;
@@ -561,10 +609,11 @@ typedef int (*ckptdb_prune_cb)(const ckptdb_prune_item *item, void *payload);
  * victims are chosen by one query in one transaction and marked pruned with
  * their rule; then their files are unlinked, the directory is fsynced and
  * the rows record the deletion time.  dry_run returns the same plan and
- * changes nothing.  cb (may be NULL) sees every victim; out_count and
- * out_bytes (may be NULL) receive the totals. */
-CKPTDB_API int ckptdb_prune(ckptdb_catalog *db, const ckptdb_retention *policy, int dry_run, ckptdb_prune_cb cb,
-                            void *payload, int64_t *out_count, int64_t *out_bytes);
+ * changes nothing.  cb (may be NULL) sees every victim once the prune is
+ * done (stopping it stops only the report); out_count and out_bytes (may be
+ * NULL) receive the totals. */
+CKPTDB_API int ckptdb_prune(int64_t *out_count, int64_t *out_bytes, ckptdb_catalog *db, const ckptdb_retention *policy,
+                            int dry_run, ckptdb_prune_cb cb, void *payload);
 
 /* Pin (1) or unpin (0) a checkpoint: pinned ones are never pruned. */
 CKPTDB_API int ckptdb_pin(ckptdb_catalog *db, int64_t id, int pinned);
@@ -633,7 +682,8 @@ typedef int (*ckptdb_run_cb)(const ckptdb_run *run, void *payload);
 /* Every run, oldest first. */
 CKPTDB_API int ckptdb_runs(ckptdb_catalog *db, ckptdb_run_cb cb, void *payload);
 
-/* Progress of a long operation: done of total bytes; non-zero stops it. */
+/* Progress of a long operation: done of total bytes; non-zero stops it
+ * (CKPTDB_ECALLBACK). */
 typedef int (*ckptdb_progress_cb)(int64_t done, int64_t total, void *payload);
 
 /* ckptdb_verify with progress reports while hashing (cb may be NULL). */
@@ -667,9 +717,26 @@ typedef int (*ckptdb_fsck_cb)(const ckptdb_fsck_item *item, void *payload);
 /* Check the directory against the catalog by names and sizes (checksums are
  * ckptdb_verify_all's job).  With repair, fix what can be fixed safely: files
  * the catalog does not know are never deleted.  *out_problems (may be NULL)
- * receives the number of findings other than "writing". */
-CKPTDB_API int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload,
-                           int64_t *out_problems);
+ * receives the number of findings other than "writing".  cb (may be NULL)
+ * sees every finding once the check (and repair) is done. */
+CKPTDB_API int ckptdb_fsck(int64_t *out_problems, ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload);
+
+/* One file ckptdb_rebuild or ckptdb_adopt found.  kind is "rebuilt" (a
+ * row was added for it by ckptdb_rebuild), "adopted" (the same, by
+ * ckptdb_adopt) or "unknown_file" (not a checkpoint file: left alone).
+ * checkpoint_id is the new row's id (0 for an unknown file); action says
+ * what was done ("added", "added, quarantined" for a file whose bytes are
+ * not a whole checkpoint, "" for an unknown file). */
+typedef struct ckptdb_rebuild_item {
+    size_t struct_size;
+    const char *kind;
+    const char *name;
+    int64_t checkpoint_id;  /* 0 if none */
+    const char *detail;
+    const char *action;
+} ckptdb_rebuild_item;
+
+typedef int (*ckptdb_rebuild_cb)(const ckptdb_rebuild_item *item, void *payload);
 
 /* Rebuild a catalog for dir from the checkpoint files present, when the
  * catalog is lost, empty or unreadable.  The new catalog is built whole under
@@ -688,28 +755,42 @@ CKPTDB_API int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, vo
  * the user releases it (ckptdb_pin(..., 0)).  Other files are reported as
  * "unknown_file" and left alone.  cb (may be NULL) sees every file, with kind
  * "rebuilt" or "unknown_file".  opts: as for ckptdb_open (NULL: defaults). */
-CKPTDB_API int ckptdb_rebuild(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
-                              int64_t *out_rows);
+CKPTDB_API int ckptdb_rebuild(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts,
+                              ckptdb_rebuild_cb cb, void *payload);
 
 /* Adopt a directory written without ckptdb (torch.save to epoch_N.pt and a
  * regular last.pt, say): builds its catalog from the files there exactly as
  * ckptdb_rebuild does (hashed, zip archives checked whole, pinned, ordered by
  * modification time and name, recorded), with kind "adopted" on cb's items.
  * CKPTDB_EEXISTS, changing nothing, where dir already has a catalog. */
-CKPTDB_API int ckptdb_adopt(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
-                            int64_t *out_rows);
+CKPTDB_API int ckptdb_adopt(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts,
+                            ckptdb_rebuild_cb cb, void *payload);
 
 /* ------------------------------------------------------------------------ */
 /* Sync to shared storage                                                    */
 /* ------------------------------------------------------------------------ */
+
+/* What ckptdb_sync did with one checkpoint of src.  kind is "copied",
+ * "present" (dst already has it), "deleted" (pruned in dst, with
+ * delete_pruned), "failed", "skipped" (src pruned it meanwhile) or "kept"
+ * (nothing deleted because a copy failed; name "" and checkpoint_id 0).
+ * name is its file name (rank 0's), checkpoint_id its id in src. */
+typedef struct ckptdb_sync_item {
+    size_t struct_size;
+    const char *kind;
+    const char *name;
+    int64_t checkpoint_id;  /* in src; 0 if none */
+    const char *detail;
+} ckptdb_sync_item;
+
+typedef int (*ckptdb_sync_cb)(const ckptdb_sync_item *item, void *payload);
 
 typedef struct ckptdb_sync_options {
     unsigned int version;     /* CKPTDB_SYNC_OPTIONS_VERSION */
     int delete_pruned;        /* remove from dst the checkpoints src no longer keeps */
     ckptdb_progress_cb progress;  /* bytes copied and verified of all to copy; NULL: none */
     void *progress_payload;
-    ckptdb_fsck_cb on_item;   /* every checkpoint: kind "copied", "present", "deleted", "failed", "skipped",
-                                 "kept"; NULL: none */
+    ckptdb_sync_cb on_item;   /* every checkpoint, as it is done; NULL: none */
     void *item_payload;
 } ckptdb_sync_options;
 
@@ -734,8 +815,11 @@ typedef struct ckptdb_sync_options {
  * call returns CKPTDB_ECORRUPT after the others were copied.  Refuses when
  * dst is inside src or src inside dst (CKPTDB_EINVAL).  dst on a network
  * file system gets a rollback journal.  out_copied / out_bytes may be NULL. */
-CKPTDB_API int ckptdb_sync(const char *src, const char *dst, const ckptdb_sync_options *opts,
-                           int64_t *out_copied, int64_t *out_bytes);
+CKPTDB_API int ckptdb_sync(int64_t *out_copied, int64_t *out_bytes, const char *src, const char *dst,
+                           const ckptdb_sync_options *opts);
+
+#ifdef CKPTDB_EXPERIMENTAL
+/* Experimental tier (see CONVENTIONS): preemption signals and save triggers. */
 
 /* ------------------------------------------------------------------------ */
 /* Preemption signals (process-wide)                                         */
@@ -801,6 +885,8 @@ CKPTDB_API int ckptdb_trigger_resumed(ckptdb_trigger *trigger, int64_t step);
 /* Non-zero once the loop should stop: preemption was requested (and the
  * trigger watches signals). */
 CKPTDB_API int ckptdb_trigger_should_stop(const ckptdb_trigger *trigger);
+
+#endif /* CKPTDB_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,9 @@
 // ckptdb.hpp - a header-only C++17 RAII wrapper over the C ABI (ckptdb.h).
 //
-// Failures throw ckptdb::error, which carries the status code and the
-// library's detailed message. Entries are copied into owning ckptdb::entry
+// Its names live in namespace ckptdbxx (as libpqxx's in pqxx), apart from
+// anything named ckptdb: ckptdbxx::catalog, ckptdbxx::save, ckptdbxx::entry.
+// Failures throw ckptdbxx::error, which carries the status code and the
+// library's detailed message. Entries are copied into owning ckptdbxx::entry
 // values, so no borrowed string outlives its call.
 #ifndef CKPTDB_HPP
 #define CKPTDB_HPP
@@ -15,7 +17,7 @@
 
 #include "ckptdb.h"
 
-namespace ckptdb {
+namespace ckptdbxx {
 
 class error : public std::runtime_error {
 public:
@@ -90,7 +92,7 @@ public:
     }
     entry commit() {
         ckptdb_entry e = CKPTDB_ENTRY_INIT;
-        detail::check(ckptdb_save_commit(s_.get(), &e));
+        detail::check(ckptdb_save_commit(&e, s_.get()));
         return entry::from(e);
     }
     void abort() { detail::check(ckptdb_save_abort(s_.get())); }
@@ -187,7 +189,7 @@ public:
         char buf[1 << 16];
         for (;;) {
             size_t n = 0;
-            detail::check(ckptdb_reader_read(r, buf, sizeof buf, &n));
+            detail::check(ckptdb_reader_read(&n, r, buf, sizeof buf));
             if (n == 0) return out;
             out.append(buf, n);
         }
@@ -200,6 +202,6 @@ private:
     std::unique_ptr<ckptdb_catalog, close_db> db_;
 };
 
-}  // namespace ckptdb
+}  // namespace ckptdbxx
 
 #endif  // CKPTDB_HPP

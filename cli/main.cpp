@@ -775,7 +775,7 @@ int cmd_prune(const Common &c, const PruneOpts &o) {
             if (seen == kind) fail(kUsage, "--keep: kind '" + kind + "' is given twice");
         int n = parse_count("--keep " + kind, k.substr(eq + 1), -1);
         kinds.push_back(kind);
-        keep.push_back(ckptdb_keep_kind{nullptr, n});
+        keep.push_back(ckptdb_keep_kind CKPTDB_KEEP_KIND(nullptr, n));
     }
     for (size_t i = 0; i < keep.size(); ++i) keep[i].kind = kinds[i].c_str();
     if (!o.keep.empty()) {
@@ -806,7 +806,7 @@ int cmd_prune(const Common &c, const PruneOpts &o) {
     Catalog cat(c.dir, o.dry_run ? Mode::ReadOnly : Mode::ReadWrite);
     std::vector<PruneRow> rows;
     int64_t count = 0, bytes = 0;
-    int rc = ckptdb_prune(cat.get(), custom ? &r : nullptr, o.dry_run ? 1 : 0, collect_prune, &rows, &count, &bytes);
+    int rc = ckptdb_prune(&count, &bytes, cat.get(), custom ? &r : nullptr, o.dry_run ? 1 : 0, collect_prune, &rows);
     if (rc == CKPTDB_EINVAL) fail(kUsage, lib_message(rc));
     if (rc != CKPTDB_OK) fail_lib(rc);
     if (c.json) {
@@ -856,6 +856,12 @@ struct FsckRow {
 };
 
 int collect_fsck(const ckptdb_fsck_item *it, void *payload) {
+    static_cast<std::vector<FsckRow> *>(payload)->push_back(
+        FsckRow{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), str(it->action)});
+    return 0;
+}
+
+int collect_rebuild(const ckptdb_rebuild_item *it, void *payload) {
     static_cast<std::vector<FsckRow> *>(payload)->push_back(
         FsckRow{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), str(it->action)});
     return 0;
@@ -916,7 +922,7 @@ int cmd_fsck(const Common &c, bool repair) {
             return kCorrupt;
         }
         std::vector<FsckRow> items;
-        int rrc = ckptdb_rebuild(c.dir.c_str(), nullptr, collect_fsck, &items, &rebuilt_rows);
+        int rrc = ckptdb_rebuild(&rebuilt_rows, c.dir.c_str(), nullptr, collect_rebuild, &items);
         if (rrc != CKPTDB_OK) fail_lib(rrc);
         rows.back().action = "rebuilt (" + std::to_string(rebuilt_rows) + " checkpoints)";
         for (auto &it : items) {
@@ -930,7 +936,7 @@ int cmd_fsck(const Common &c, bool repair) {
     std::vector<FsckRow> found;
     {
         Catalog cat(c.dir, Mode::ReadOnly);
-        int frc = ckptdb_fsck(cat.get(), 0, collect_fsck, &found, &problems);
+        int frc = ckptdb_fsck(&problems, cat.get(), 0, collect_fsck, &found);
         if (frc != CKPTDB_OK) fail_lib(frc);
     }
     if (repair) {
@@ -939,7 +945,7 @@ int cmd_fsck(const Common &c, bool repair) {
         std::vector<FsckRow> fixed;
         Catalog cat(c.dir, Mode::ReadWrite);
         int64_t left = 0;
-        int frc = ckptdb_fsck(cat.get(), 1, collect_fsck, &fixed, &left);
+        int frc = ckptdb_fsck(&left, cat.get(), 1, collect_fsck, &fixed);
         if (frc != CKPTDB_OK) fail_lib(frc);
         std::vector<bool> used(fixed.size(), false);
         for (auto &f : found) {
@@ -1000,7 +1006,7 @@ int cmd_fsck(const Common &c, bool repair) {
 int cmd_adopt(const Common &c) {
     std::vector<FsckRow> items;
     int64_t rows = 0;
-    int rc = ckptdb_adopt(c.dir.c_str(), nullptr, collect_fsck, &items, &rows);
+    int rc = ckptdb_adopt(&rows, c.dir.c_str(), nullptr, collect_rebuild, &items);
     if (rc != CKPTDB_OK) fail_lib(rc);
     int64_t corrupt = 0;
     for (const auto &it : items)
@@ -1134,9 +1140,9 @@ int sync_progress_cb(int64_t done, int64_t total, void *payload) {
     return 0;
 }
 
-int sync_item_cb(const ckptdb_fsck_item *it, void *payload) {
+int sync_item_cb(const ckptdb_sync_item *it, void *payload) {
     auto *s = static_cast<SyncCtx *>(payload);
-    FsckRow r{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), str(it->action)};
+    FsckRow r{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), ""};
     if (r.kind == "copied") ++s->copied;
     else if (r.kind == "present") ++s->present;
     else if (r.kind == "deleted") ++s->deleted;
@@ -1178,7 +1184,7 @@ int cmd_sync(const std::string &src, const std::string &dst, bool del, bool as_j
     o.on_item = sync_item_cb;
     o.item_payload = &ctx;
     int64_t copied = 0, bytes = 0;
-    int rc = ckptdb_sync(src.c_str(), dst.c_str(), &o, &copied, &bytes);
+    int rc = ckptdb_sync(&copied, &bytes, src.c_str(), dst.c_str(), &o);
     p.clear();
     if (rc == CKPTDB_EINVAL) fail(kUsage, lib_message(rc));
     if (rc != CKPTDB_OK && rc != CKPTDB_ECORRUPT) fail(kError, lib_message(rc));

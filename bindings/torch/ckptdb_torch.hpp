@@ -20,8 +20,8 @@
 // "scheduler" by default; the last two are None when nothing is registered
 // under them).
 //
-// Errors: catalog failures throw ckptdb::error (code and message); a
-// checkpoint that does not fit the live objects throws ckptdb::load_error,
+// Errors: catalog failures throw ckptdbxx::error (code and message); a
+// checkpoint that does not fit the live objects throws ckptdbxx::load_error,
 // which names the keys.  Thread-safety: one training_state is used by one
 // thread at a time; async_saver copies the state on the caller's thread and
 // touches only its own copy in the background.
@@ -54,7 +54,7 @@ class LRScheduler;
 }  // namespace optim
 }  // namespace torch
 
-namespace ckptdb {
+namespace ckptdbxx {
 
 // The state of an AMP-style dynamic loss scaler, as plain values (the keys
 // of torch.cuda.amp.GradScaler.state_dict()).  Saved as {} when disabled.
@@ -141,7 +141,7 @@ public:
     // ckptdb_save_begin), streamed into the catalog's durable writer.
     // metadata: a JSON object of metrics (for best-K retention, queries).
     // Durable when it returns.  On failure the save is aborted and the
-    // error thrown (ckptdb::error).
+    // error thrown (ckptdbxx::error).
     entry save(catalog &db, const std::string &kind, int64_t epoch, int64_t step,
                const std::string &metadata = "{}", const std::string &name = "");
 
@@ -210,6 +210,6 @@ private:
     std::exception_ptr error_;
 };
 
-}  // namespace ckptdb
+}  // namespace ckptdbxx
 
 #endif  // CKPTDB_TORCH_HPP

@@ -43,7 +43,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace ckptdb {
+namespace ckptdbxx {
 
 namespace {
 
@@ -1019,7 +1019,7 @@ bool async_saver::save(const std::string &kind, int64_t epoch, int64_t step, con
     // Host copy on the caller's thread: the live objects may change as soon
     // as this returns.
     IValue root = state_.impl_->build(epoch, step, true, state_.scaler, state_.save_rng);
-    ckptdb::save s = db_.begin(kind, epoch, step, std::nullopt, metadata);
+    ckptdbxx::save s = db_.begin(kind, epoch, step, std::nullopt, metadata);
     done_.reset();
     running_.store(true);
     worker_ = std::thread([this, root = std::move(root), s = std::move(s)]() mutable {
@@ -1048,4 +1048,4 @@ entry async_saver::save_now(const std::string &kind, int64_t epoch, int64_t step
     return state_.save(db_, kind, epoch, step, metadata);
 }
 
-}  // namespace ckptdb
+}  // namespace ckptdbxx

@@ -63,6 +63,8 @@
  * not what this program wrote for its (epoch, step).
  */
 #define _POSIX_C_SOURCE 200809L
+/* Triggers, signals and Slurm requeue are ckptdb's experimental tier. */
+#define CKPTDB_EXPERIMENTAL
 
 #include <ckptdb.h>
 
@@ -467,7 +469,7 @@ static void save(ckptdb_catalog *db, const struct config *cfg, const char *kind,
         check(ckptdb_save_write(g_save, buf, n));
         left -= (int64_t)n;
     }
-    check(ckptdb_save_commit(g_save, &e));
+    check(ckptdb_save_commit(&e, g_save));
     (void)clock_gettime(CLOCK_REALTIME, &g_commit_at);
     printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64
            " xxh128=%s\n",
@@ -495,7 +497,7 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
     check(ckptdb_reader_open(&g_reader, db, id));
     /* The header first (a read may return fewer bytes than asked). */
     while (have < HEADER_BYTES) {
-        check(ckptdb_reader_read(g_reader, rbuf + have, CHUNK_BYTES - have, &got));
+        check(ckptdb_reader_read(&got, g_reader, rbuf + have, CHUNK_BYTES - have));
         if (got == 0) break;
         have += got;
     }
@@ -538,7 +540,7 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
             total += (int64_t)have;
         }
         /* Reading to the end makes the reader compare size and checksum. */
-        check(ckptdb_reader_read(g_reader, rbuf, CHUNK_BYTES, &have));
+        check(ckptdb_reader_read(&have, g_reader, rbuf, CHUNK_BYTES));
         if (have == 0) break;
     }
     ckptdb_reader_close(g_reader);
@@ -587,7 +589,8 @@ static void on_event(const char *event, int64_t checkpoint_id, const char *detai
 static void set_rotation(ckptdb_catalog *db, const struct config *cfg)
 {
     ckptdb_retention policy = CKPTDB_RETENTION_INIT;
-    ckptdb_keep_kind keep[4];
+    ckptdb_keep_kind keep[4] = {CKPTDB_KEEP_KIND(NULL, 0), CKPTDB_KEEP_KIND(NULL, 0), CKPTDB_KEEP_KIND(NULL, 0),
+                                CKPTDB_KEEP_KIND(NULL, 0)};
 
     if (cfg->keep_all) return;
     if (cfg->keep_epoch >= 0 || cfg->keep_time >= 0) {

@@ -27,6 +27,8 @@
 //   done: epoch=E step=S loss=L
 //   final: params=<hex> optimizer=<hex>   (FNV-1a of every parameter byte, and of the optimizer state)
 // Exit status: 0 done or stopped by a signal after saving; 1 error; 2 bad command line.
+// Triggers and signals are ckptdb's experimental tier.
+#define CKPTDB_EXPERIMENTAL
 #include <ckptdb_torch.hpp>
 
 #include <torch/torch.h>
@@ -229,10 +231,10 @@ int run(const config &c) {
     torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(c.lr));
     torch::optim::StepLR sched(opt, unsigned(c.lr_step), c.lr_gamma);
 
-    ckptdb::training_state state;
+    ckptdbxx::training_state state;
     state.add_module(*model).add_optimizer(opt).add_scheduler(sched);
 
-    ckptdb::catalog db(c.dir);
+    ckptdbxx::catalog db(c.dir);
     ckptdb_retention keep = CKPTDB_RETENTION_INIT;  // newest 5 epoch, 3 time; preempt until superseded
     if (ckptdb_set_retention(db.handle(), &keep) != CKPTDB_OK) fail(ckptdb_last_error());
     if (ckptdb_signals_install(nullptr, 0, 0) != CKPTDB_OK) fail(ckptdb_last_error());
@@ -262,8 +264,8 @@ int run(const config &c) {
     torch::Tensor x, y;
     make_data(c, x, y);
     const int64_t spe = c.samples / c.batch;
-    ckptdb::async_saver saver(state, db);
-    auto report = [](const ckptdb::entry &e) {
+    ckptdbxx::async_saver saver(state, db);
+    auto report = [](const ckptdbxx::entry &e) {
         std::printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 "\n",
                     e.id, e.name.c_str(), e.kind.c_str(), e.epoch, e.step, e.size);
         std::fflush(stdout);

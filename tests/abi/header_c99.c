@@ -1,6 +1,7 @@
-/* ckptdb.h compiles alone as C99 with -pedantic -Werror, and the runtime
- * version matches the header's. Every declaration is taken by address so a
- * broken prototype fails the build. */
+/* ckptdb.h compiles alone as C99 with -pedantic -Werror, with its
+ * experimental tier, and the runtime version matches the header's. Every
+ * declaration is taken by address so a broken prototype fails the build. */
+#define CKPTDB_EXPERIMENTAL
 #include "ckptdb.h"
 
 #include <stdio.h>
@@ -24,8 +25,15 @@ int main(void) {
         (fn)ckptdb_signals_restore, (fn)ckptdb_preempt_requested, (fn)ckptdb_preempt_request,
         (fn)ckptdb_preempt_clear, (fn)ckptdb_trigger_options_init, (fn)ckptdb_trigger_new, (fn)ckptdb_trigger_free,
         (fn)ckptdb_trigger_check, (fn)ckptdb_trigger_saved, (fn)ckptdb_trigger_resumed,
-        (fn)ckptdb_trigger_should_stop,
+        (fn)ckptdb_trigger_should_stop, (fn)ckptdb_last_callback_value, (fn)ckptdb_files, (fn)ckptdb_events,
+        (fn)ckptdb_runs, (fn)ckptdb_verify_progress, (fn)ckptdb_fsck, (fn)ckptdb_rebuild, (fn)ckptdb_adopt,
+        (fn)ckptdb_sync, (fn)ckptdb_shard_begin, (fn)ckptdb_shard_write, (fn)ckptdb_shard_fd,
+        (fn)ckptdb_shard_finish, (fn)ckptdb_shard_free, (fn)ckptdb_commit_shards, (fn)ckptdb_reader_open_rank,
+        (fn)ckptdb_check_trusted_fd,
     };
+    ckptdb_keep_kind k = CKPTDB_KEEP_KIND("epoch", 5);
+    ckptdb_shard_file sf = CKPTDB_SHARD_FILE_INIT;
+    ckptdb_sync_options so = CKPTDB_SYNC_OPTIONS_INIT;
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
     ckptdb_trigger_options to = CKPTDB_TRIGGER_OPTIONS_INIT;
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
@@ -41,7 +49,11 @@ int main(void) {
     }
     if (o.version != CKPTDB_OPEN_OPTIONS_VERSION || s.version != CKPTDB_SAVE_OPTIONS_VERSION ||
         f.version != CKPTDB_FILTER_VERSION || e.struct_size != sizeof(ckptdb_entry) ||
-        r.version != CKPTDB_RETENTION_VERSION || to.version != CKPTDB_TRIGGER_OPTIONS_VERSION)
+        r.version != CKPTDB_RETENTION_VERSION || to.version != CKPTDB_TRIGGER_OPTIONS_VERSION ||
+        k.version != CKPTDB_KEEP_KIND_VERSION || k.count != 5 || sf.version != CKPTDB_SHARD_FILE_VERSION ||
+        so.version != CKPTDB_SYNC_OPTIONS_VERSION || (o.flags & CKPTDB_OPEN_REQUEUE))
+        return 1;
+    if (ckptdb_last_callback_value() != 0 || strcmp(ckptdb_strerror(CKPTDB_ECALLBACK), "unknown status code") == 0)
         return 1;
     if (ckptdb_last_error() == NULL) return 1;
     printf("C99: ckptdb %s, schema %d\n", ckptdb_version(), ckptdb_schema_version());

@@ -129,7 +129,7 @@ inline std::string resume_save(const std::string &dir) {
     ckptdb_save *s = nullptr;
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
     if (ckptdb_save_begin(&s, db, "manual", 99, 9900, nullptr) != CKPTDB_OK ||
-        ckptdb_save_write(s, "resumed", 7) != CKPTDB_OK || ckptdb_save_commit(s, &e) != CKPTDB_OK)
+        ckptdb_save_write(s, "resumed", 7) != CKPTDB_OK || ckptdb_save_commit(&e, s) != CKPTDB_OK)
         err = ckptdb_last_error();
     ckptdb_save_free(s);
     ckptdb_close(db);

@@ -29,14 +29,14 @@ l=$root$libdir
 
 echo "== installed files"
 need=("$p/include/ckptdb.h" "$p/include/ckptdb.hpp" "$p/include/ckptdb_version.h"
-      "$l/libckptdb.so.0" "$l/pkgconfig/ckptdb.pc"
+      "$l/libckptdb.so.1" "$l/pkgconfig/ckptdb.pc"
       "$l/cmake/ckptdb/ckptdbConfig.cmake" "$l/cmake/ckptdb/ckptdbConfigVersion.cmake"
       "$p/bin/ckptdb" "$p/share/bash-completion/completions/ckptdb"
       "$p/share/ckptdb/schema/0001_initial.sql" "$p/share/ckptdb/cookbook/best_by_metric.sql"
 )
 [ -n "$python" ] && need+=("$root$pydir/ckptdb/__init__.py" "$root$pydir/ckptdb/py.typed" "$root$pydir/ckptdb/_installed.py")
 [ "$man" = 1 ] && need+=("$p/share/man/man1/ckptdb.1")
-[ "$torch" = 1 ] && need+=("$p/include/ckptdb_torch.hpp" "$l/libckptdb_torch.so.0" "$l/pkgconfig/ckptdb_torch.pc")
+[ "$torch" = 1 ] && need+=("$p/include/ckptdb_torch.hpp" "$l/libckptdb_torch.so.1" "$l/pkgconfig/ckptdb_torch.pc")
 for f in "${need[@]}"; do
     [ -e "$f" ] || fail "not installed: ${f#$root}"
 done
@@ -121,7 +121,7 @@ run_twice "$proj/out/resume_c" "saved epoch checkpoint at step 12" "resumed from
 # ldd's whole output first: under pipefail, grep -q stopping at the match
 # can fail ldd with SIGPIPE, and the pipeline with it.
 deps=$(ldd "$proj/out/resume_c")
-grep -qF "libckptdb.so.0 => $l/" <<<"$deps" || { echo "$deps"; fail "resume_c does not load the installed libckptdb"; }
+grep -qF "libckptdb.so.1 => $l/" <<<"$deps" || { echo "$deps"; fail "resume_c does not load the installed libckptdb"; }
 if [ "$torch" = 1 ]; then
     [ -x "$proj/out/train_torch" ] || fail "ckptdb::torch was not defined: train_torch not built"
     run_twice "$proj/out/train_torch" "saved epoch_004.pt" "resumed from epoch_004.pt at epoch 4"

@@ -13,6 +13,7 @@
  *       and, for each complete one, the checksum its reader verified
  */
 #define _POSIX_C_SOURCE 200809L
+#define CKPTDB_EXPERIMENTAL /* the trigger options' layout */
 #include <ckptdb.h>
 
 #include <inttypes.h>
@@ -40,14 +41,14 @@ static int layout(void) {
     S(ckptdb_filter);
     F(ckptdb_filter, version); F(ckptdb_filter, status_mask); F(ckptdb_filter, kind);
     S(ckptdb_keep_kind);
-    F(ckptdb_keep_kind, kind); F(ckptdb_keep_kind, count);
+    F(ckptdb_keep_kind, version); F(ckptdb_keep_kind, kind); F(ckptdb_keep_kind, count);
     S(ckptdb_retention);
     F(ckptdb_retention, version); F(ckptdb_retention, keep_last); F(ckptdb_retention, keep_last_count);
     F(ckptdb_retention, keep_last_default); F(ckptdb_retention, keep_every_n_epochs);
     F(ckptdb_retention, keep_interval_seconds); F(ckptdb_retention, best_metric); F(ckptdb_retention, best_mode);
     F(ckptdb_retention, best_k); F(ckptdb_retention, max_bytes); F(ckptdb_retention, prune_corrupt);
     S(ckptdb_prune_item);
-    F(ckptdb_prune_item, id); F(ckptdb_prune_item, name); F(ckptdb_prune_item, size); F(ckptdb_prune_item, rule);
+    F(ckptdb_prune_item, struct_size); F(ckptdb_prune_item, id); F(ckptdb_prune_item, name); F(ckptdb_prune_item, size); F(ckptdb_prune_item, rule);
     S(ckptdb_file);
     F(ckptdb_file, struct_size); F(ckptdb_file, rank); F(ckptdb_file, name); F(ckptdb_file, path);
     F(ckptdb_file, size); F(ckptdb_file, checksum);
@@ -63,6 +64,12 @@ static int layout(void) {
     S(ckptdb_fsck_item);
     F(ckptdb_fsck_item, struct_size); F(ckptdb_fsck_item, kind); F(ckptdb_fsck_item, name);
     F(ckptdb_fsck_item, checkpoint_id); F(ckptdb_fsck_item, detail); F(ckptdb_fsck_item, action);
+    S(ckptdb_rebuild_item);
+    F(ckptdb_rebuild_item, struct_size); F(ckptdb_rebuild_item, kind); F(ckptdb_rebuild_item, name);
+    F(ckptdb_rebuild_item, checkpoint_id); F(ckptdb_rebuild_item, detail); F(ckptdb_rebuild_item, action);
+    S(ckptdb_sync_item);
+    F(ckptdb_sync_item, struct_size); F(ckptdb_sync_item, kind); F(ckptdb_sync_item, name);
+    F(ckptdb_sync_item, checkpoint_id); F(ckptdb_sync_item, detail);
     S(ckptdb_trigger_options);
     F(ckptdb_trigger_options, version); F(ckptdb_trigger_options, every_epochs);
     F(ckptdb_trigger_options, every_steps); F(ckptdb_trigger_options, every_seconds);
@@ -75,14 +82,16 @@ static int layout(void) {
     F(ckptdb_shard_info, struct_size); F(ckptdb_shard_info, name); F(ckptdb_shard_info, temp_name);
     F(ckptdb_shard_info, size); F(ckptdb_shard_info, checksum);
     S(ckptdb_shard_file);
-    F(ckptdb_shard_file, name); F(ckptdb_shard_file, temp_name); F(ckptdb_shard_file, size);
+    F(ckptdb_shard_file, version); F(ckptdb_shard_file, name); F(ckptdb_shard_file, temp_name); F(ckptdb_shard_file, size);
     F(ckptdb_shard_file, checksum);
     printf("OPEN_OPTIONS_VERSION %d\nSAVE_OPTIONS_VERSION %d\nFILTER_VERSION %d\nRETENTION_VERSION %d\n"
-           "TRIGGER_OPTIONS_VERSION %d\nSYNC_OPTIONS_VERSION %d\n",
+           "TRIGGER_OPTIONS_VERSION %d\nSYNC_OPTIONS_VERSION %d\nKEEP_KIND_VERSION %d\nSHARD_FILE_VERSION %d\n",
            CKPTDB_OPEN_OPTIONS_VERSION, CKPTDB_SAVE_OPTIONS_VERSION, CKPTDB_FILTER_VERSION,
-           CKPTDB_RETENTION_VERSION, CKPTDB_TRIGGER_OPTIONS_VERSION, CKPTDB_SYNC_OPTIONS_VERSION);
+           CKPTDB_RETENTION_VERSION, CKPTDB_TRIGGER_OPTIONS_VERSION, CKPTDB_SYNC_OPTIONS_VERSION,
+           CKPTDB_KEEP_KIND_VERSION, CKPTDB_SHARD_FILE_VERSION);
     printf("OPEN_NO_CREATE %u\nOPEN_READONLY %u\nOPEN_REQUEUE %u\n", CKPTDB_OPEN_NO_CREATE, CKPTDB_OPEN_READONLY,
            CKPTDB_OPEN_REQUEUE);
+    printf("ECALLBACK %d\n", CKPTDB_ECALLBACK);
     return 0;
 }
 
@@ -105,7 +114,7 @@ static int save(const char *dir, const char *file, const char *kind, int64_t epo
     size_t n;
     while (rc == CKPTDB_OK && (n = fread(buf, 1, sizeof buf, f)) > 0) rc = ckptdb_save_write(s, buf, n);
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    if (rc == CKPTDB_OK) rc = ckptdb_save_commit(s, &e);
+    if (rc == CKPTDB_OK) rc = ckptdb_save_commit(&e, s);
     if (rc == CKPTDB_OK) printf("%" PRId64 "\n", e.id);
     else fail("save");
     ckptdb_save_free(s);
@@ -136,7 +145,7 @@ static int dump(const char *dir) {
         char buf[65536];
         size_t n = 1;
         while (rc == CKPTDB_OK && n > 0) {
-            rc = ckptdb_reader_read(r, buf, sizeof buf, &n);
+            rc = ckptdb_reader_read(&n, r, buf, sizeof buf);
             total += (int64_t)n;
         }
         ckptdb_reader_close(r);

@@ -40,9 +40,10 @@ def test_every_struct_matches_the_c_header_in_size_offsets_and_version():
         assert c_fields == {f for f, _ in py._fields_}, cname
     assert _lib.HAS_SHARDS and "ckptdb_shard_info" in _lib.STRUCTS
     assert checked > 90
-    for v in ("OPEN_OPTIONS", "SAVE_OPTIONS", "FILTER", "RETENTION", "TRIGGER_OPTIONS", "SYNC_OPTIONS"):
+    for v in ("OPEN_OPTIONS", "SAVE_OPTIONS", "FILTER", "RETENTION", "TRIGGER_OPTIONS", "SYNC_OPTIONS", "KEEP_KIND",
+              "SHARD_FILE"):
         assert int(c[v + "_VERSION"]) == getattr(_lib, v + "_VERSION"), v
-    for v in ("OPEN_NO_CREATE", "OPEN_READONLY", "OPEN_REQUEUE"):
+    for v in ("OPEN_NO_CREATE", "OPEN_READONLY", "OPEN_REQUEUE", "ECALLBACK"):
         assert int(c[v]) == getattr(_lib, v), v
 
 
@@ -57,17 +58,17 @@ def test_library_loads_by_soname_and_says_how_to_fix_a_missing_one(tmp_path):
     env.pop("LD_LIBRARY_PATH")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode != 0
-    assert "CKPTDB_LIBRARY" in r.stderr and "libckptdb.so.0" in r.stderr
+    assert "CKPTDB_LIBRARY" in r.stderr and "libckptdb.so.1" in r.stderr
 
 
 def test_every_status_code_maps_to_one_exception_class():
     seen = set()
-    for code in range(1, 17):
+    for code in range(1, 18):
         cls = ckptdb.errors.error_for(code)
         assert issubclass(cls, ckptdb.Error)
         assert code == 1 or cls is not ckptdb.Error, code
         seen.add(cls)
-    assert len(seen) == 16
+    assert len(seen) == 17
     assert ckptdb.errors.error_for(16) is ckptdb.errors.UntrustedError
     assert ckptdb.errors.error_for(999) is ckptdb.Error
 
@@ -443,6 +444,22 @@ def test_verify_progress_sync_and_rebuild(tmp_path):
     with ckptdb.Catalog(dst) as cat:
         assert [e.name for e in cat.entries(status="complete")] == ["epoch_001.pt", "epoch_002.pt"]
         assert cat.get("epoch_002.pt").checksum == b.checksum
+
+
+def test_a_progress_function_that_returns_true_stops_the_call_with_callback_stopped(tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    with ckptdb.Catalog(src) as cat:
+        a = cat.save_bytes(os.urandom(3 << 20), kind="epoch", epoch=1, step=1)
+        with pytest.raises(ckptdb.CallbackStopped) as e:
+            cat.verify(a.id, progress=lambda done, total: True)
+        assert e.value.code == _lib.ECALLBACK == 17
+        assert "ckptdb_verify_progress" in e.value.message and "callback" in e.value.message
+        assert _lib.lib.ckptdb_last_callback_value() == 1
+        assert cat.get(a.id).status == "complete"  # stopping is not corruption
+    with pytest.raises(ckptdb.CallbackStopped):
+        ckptdb.sync(src, dst, progress=lambda d, t: True)
+    copied, _, _ = ckptdb.sync(src, dst)  # the next run goes on
+    assert copied == 1
 
 
 def test_adopt_a_plain_directory_and_refuse_a_lost_catalog(tmp_path):

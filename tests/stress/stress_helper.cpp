@@ -78,7 +78,7 @@ int save_once(ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
         off += n;
     }
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    if (rc == CKPTDB_OK) rc = ckptdb_save_commit(s, &e);
+    if (rc == CKPTDB_OK) rc = ckptdb_save_commit(&e, s);
     if (rc == CKPTDB_OK) *id = e.id;
     ckptdb_save_free(s);  // leaves the last error alone
     return rc;
@@ -147,7 +147,7 @@ int loop(const std::string &dir, std::vector<std::string> args) {
             if (pinned) pin(db, pinned, 0);
             pinned = pin(db, id, 1) ? id : 0;
         }
-        if (prunes && rng.below(6) == 0) check(ckptdb_prune(db, &keep, 0, nullptr, nullptr, nullptr, nullptr), "prune");
+        if (prunes && rng.below(6) == 0) check(ckptdb_prune(nullptr, nullptr, db, &keep, 0, nullptr, nullptr), "prune");
     }
     check(ckptdb_close(db), "close");
     std::printf("DONE %ld\n", done);

@@ -499,12 +499,12 @@ void big_prune_on_full_disk(const std::string &mnt, int count) {
     };
     ckptdb_catalog *db = nullptr;
     REQUIRE_MESSAGE(ckptdb_open(&db, dir.c_str(), &o) == CKPTDB_OK, ckptdb_last_error());
-    ckptdb_keep_kind keep = {"epoch", 1};
+    ckptdb_keep_kind keep = CKPTDB_KEEP_KIND("epoch", 1);
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
     r.keep_last = &keep;
     r.keep_last_count = 1;
     int64_t pruned = 0;
-    CHECK_MESSAGE(ckptdb_prune(db, &r, 0, nullptr, nullptr, &pruned, nullptr) == CKPTDB_OK, ckptdb_last_error());
+    CHECK_MESSAGE(ckptdb_prune(&pruned, nullptr, db, &r, 0, nullptr, nullptr) == CKPTDB_OK, ckptdb_last_error());
     ckptdb_close(db);
     CHECK(pruned == count - 1);
     CHECK(events_named(dir, "reserve_released") == 1);

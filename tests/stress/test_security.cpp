@@ -81,7 +81,7 @@ struct Fsck {
 TEST_CASE("a symlink planted at the final name before the rename is not followed: the commit fails with EEXISTS") {
     t::TempDir d, outside;
     t::write_file(outside / "target", "outside bytes");
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto first = c.save_bytes("epoch", 0, 0, "first");
     auto s = c.begin("epoch", 1, 1);  // epoch_001.pt
     s.write(t::pattern(100000));
@@ -89,7 +89,7 @@ TEST_CASE("a symlink planted at the final name before the rename is not followed
     try {
         s.commit();
         FAIL("the commit replaced or followed a planted symlink");
-    } catch (const ckptdb::error &e) {
+    } catch (const ckptdbxx::error &e) {
         CHECK(e.code() == CKPTDB_EEXISTS);
         CHECK_MESSAGE(std::string(e.what()).find(d / "epoch_001.pt") != std::string::npos, e.what());
     }
@@ -120,7 +120,7 @@ TEST_CASE("a temp file swapped for a symlink (or another file) before the rename
             CAPTURE(hardlink);
             t::TempDir d, outside;
             t::write_file(outside / "target", "outside bytes");
-            ckptdb::catalog c(d.path);
+            ckptdbxx::catalog c(d.path);
             auto first = c.save_bytes("epoch", 0, 0, "first");
             auto s = c.begin("epoch", 1, 1);
             std::string temp;
@@ -145,7 +145,7 @@ TEST_CASE("a temp file swapped for a symlink (or another file) before the rename
             try {
                 auto e = s.commit();
                 FAIL("committed a temp file that is not the save's own: " << e.name);
-            } catch (const ckptdb::error &e) {
+            } catch (const ckptdbxx::error &e) {
                 CHECK_MESSAGE(std::string(e.what()).find(temp) != std::string::npos, e.what());
             }
             CHECK(contents(outside) == "target=outside bytes\n");
@@ -171,7 +171,7 @@ TEST_CASE("a tampered row naming '../x', an absolute path or a name with '/' is 
         t::write_file(d / "sub/victim", "abc");
         int64_t good, bad;
         {
-            ckptdb::catalog c(d.path);
+            ckptdbxx::catalog c(d.path);
             good = c.save_bytes("epoch", 1, 1, "good").id;
             bad = c.save_bytes("epoch", 2, 2, "abc").id;  // the same bytes as the victims
         }
@@ -180,7 +180,7 @@ TEST_CASE("a tampered row naming '../x', an absolute path or a name with '/' is 
                                     std::to_string(bad) + ";");
         const std::string before = contents(outside), sub_before = t::read_file(d / "sub/victim");
         {
-            ckptdb::catalog c(d.path);
+            ckptdbxx::catalog c(d.path);
             CHECK(c.get(bad).path.empty());  // never turned into a path
             ckptdb_reader *r = nullptr;
             CHECK(ckptdb_reader_open(&r, c.handle(), bad) == CKPTDB_ECORRUPT);
@@ -191,35 +191,35 @@ TEST_CASE("a tampered row naming '../x', an absolute path or a name with '/' is 
             CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM events WHERE event = 'corrupt' AND checkpoint_id = " +
                                                     std::to_string(bad)) != "0");
             int64_t checked = 0, corrupt = 0;
-            CHECK(ckptdb_verify_all(c.handle(), nullptr, nullptr, &checked, &corrupt) == CKPTDB_OK);
+            CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
             CHECK(corrupt == 0);  // already corrupt: no longer among the complete ones
             // Back to complete by hand: fsck must report it, and a repair
             // must not act on the path.
             sql(t::catalog_path(d), "UPDATE checkpoints SET status = 'complete' WHERE id = " + std::to_string(bad));
             Fsck check, repair;
             int64_t problems = 0;
-            REQUIRE(ckptdb_fsck(c.handle(), 0, Fsck::cb, &check, &problems) == CKPTDB_OK);
+            REQUIRE(ckptdb_fsck(&problems, c.handle(), 0, Fsck::cb, &check) == CKPTDB_OK);
             CHECK_MESSAGE(problems >= 1, check.all());
             CHECK_MESSAGE(check.has_prefix("size_mismatch " + evil), check.all());
-            REQUIRE(ckptdb_fsck(c.handle(), 1, Fsck::cb, &repair, &problems) == CKPTDB_OK);
+            REQUIRE(ckptdb_fsck(&problems, c.handle(), 1, Fsck::cb, &repair) == CKPTDB_OK);
             CHECK(status_of(d, bad) == "corrupt");
             // Sync: the row is refused, nothing is read from its path.
             ckptdb_sync_options so = CKPTDB_SYNC_OPTIONS_INIT;
             so.delete_pruned = 1;
             int64_t copied = 0;
-            CHECK(ckptdb_sync(d.path.c_str(), dst.path.c_str(), &so, &copied, nullptr) == CKPTDB_OK);
+            CHECK(ckptdb_sync(&copied, nullptr, d.path.c_str(), dst.path.c_str(), &so) == CKPTDB_OK);
             CHECK(copied == 1);  // the good one only
             CHECK(t::names(dst.path).count("victim") == 0);
             // Prune (asked to take corrupt ones): pruned, but a tampered name is never unlinked.
             ckptdb_retention keep = CKPTDB_RETENTION_INIT;
             keep.prune_corrupt = 1;
             int64_t count = 0;
-            CHECK(ckptdb_prune(c.handle(), &keep, 0, nullptr, nullptr, &count, nullptr) == CKPTDB_OK);
+            CHECK(ckptdb_prune(&count, nullptr, c.handle(), &keep, 0, nullptr, nullptr) == CKPTDB_OK);
             CHECK(count == 1);
             CHECK(status_of(d, bad) == "pruned");
         }
         {
-            ckptdb::catalog again(d.path);  // recovery finishing a "pending" prune must not touch it either
+            ckptdbxx::catalog again(d.path);  // recovery finishing a "pending" prune must not touch it either
         }
         CHECK(contents(outside) == before);
         CHECK(t::read_file(d / "sub/victim") == sub_before);
@@ -236,7 +236,7 @@ TEST_CASE("a tampered temp name in a dead writer's row is never unlinked by reco
     const std::string base = "../" + outside.path.substr(outside.path.rfind('/') + 1);
     int64_t good;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         good = c.save_bytes("epoch", 1, 1, "good").id;
     }
     // Two saves killed mid-write, their rows then tampered.
@@ -248,7 +248,7 @@ TEST_CASE("a tampered temp name in a dead writer's row is never unlinked by reco
                                     " WHERE checkpoint_id = (SELECT max(checkpoint_id) FROM files);");
     }
     const std::string before = contents(outside);
-    ckptdb::catalog c(d.path);  // recovery: both aborted, their real temp files removed as orphans
+    ckptdbxx::catalog c(d.path);  // recovery: both aborted, their real temp files removed as orphans
     CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints WHERE status = 'aborted'") == "2");
     CHECK(t::temp_files(d.path).empty());
     CHECK(contents(outside) == before);
@@ -262,7 +262,7 @@ TEST_CASE("files the catalog does not know are reported and never deleted; only 
     t::write_file(outside / "target", "outside bytes");
     std::set<int64_t> acked;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         acked.insert(c.save_bytes("epoch", 0, 0, "zero").id);
     }
     t::write_file(d / "notes.txt", "mine");
@@ -274,29 +274,29 @@ TEST_CASE("files the catalog does not know are reported and never deleted; only 
     t::write_file(d / ".ckptdb-tmp-leftover", "ours: a temp name of the library");
     const std::set<std::string> unknown{"notes.txt", "epoch_777.pt", "outside-link", "logs", "fifo"};
     {
-        ckptdb::catalog c(d.path);  // recovery removes the temp name only
+        ckptdbxx::catalog c(d.path);  // recovery removes the temp name only
         CHECK_FALSE(t::exists(d / ".ckptdb-tmp-leftover"));
         ckptdb_retention keep = CKPTDB_RETENTION_INIT;
         keep.keep_last_default = 1;
         REQUIRE(ckptdb_set_retention(c.handle(), &keep) == CKPTDB_OK);
         for (int i = 1; i <= 12; i++) acked.insert(c.save_bytes(i % 2 ? "epoch" : "step", i, i, "bytes " + std::to_string(i)).id);
-        REQUIRE(ckptdb_prune(c.handle(), &keep, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &keep, 0, nullptr, nullptr) == CKPTDB_OK);
         Fsck check, repair;
         int64_t problems = 0;
-        REQUIRE(ckptdb_fsck(c.handle(), 0, Fsck::cb, &check, &problems) == CKPTDB_OK);
+        REQUIRE(ckptdb_fsck(&problems, c.handle(), 0, Fsck::cb, &check) == CKPTDB_OK);
         for (const auto &n : unknown) CHECK_MESSAGE(check.has_prefix("unknown_file " + n), check.all());
         CHECK(problems == static_cast<int64_t>(unknown.size()));
-        REQUIRE(ckptdb_fsck(c.handle(), 1, Fsck::cb, &repair, &problems) == CKPTDB_OK);
+        REQUIRE(ckptdb_fsck(&problems, c.handle(), 1, Fsck::cb, &repair) == CKPTDB_OK);
         int64_t checked = 0, corrupt = 0;
-        CHECK(ckptdb_verify_all(c.handle(), nullptr, nullptr, &checked, &corrupt) == CKPTDB_OK);
+        CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
         CHECK(corrupt == 0);
     }
     // The destination's own files survive a sync with delete.
     t::write_file(dst / "dst-notes.txt", "dst");
     ckptdb_sync_options so = CKPTDB_SYNC_OPTIONS_INIT;
     so.delete_pruned = 1;
-    REQUIRE(ckptdb_sync(d.path.c_str(), dst.path.c_str(), &so, nullptr, nullptr) == CKPTDB_OK);
-    REQUIRE(ckptdb_sync(d.path.c_str(), dst.path.c_str(), &so, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_sync(nullptr, nullptr, d.path.c_str(), dst.path.c_str(), &so) == CKPTDB_OK);
+    REQUIRE(ckptdb_sync(nullptr, nullptr, d.path.c_str(), dst.path.c_str(), &so) == CKPTDB_OK);
     CHECK(t::read_file(dst / "dst-notes.txt") == "dst");
     auto present = t::names(d.path);
     for (const auto &n : unknown) CHECK_MESSAGE(present.count(n) == 1, n);

@@ -42,7 +42,7 @@ TEST_CASE("threads sharing one handle save and rotate concurrently; nothing lost
             int rc = ckptdb_save_begin(&s, db, kinds[(th + i) % 4], i, th * 100000 + i, &o);
             if (rc == CKPTDB_OK) rc = ckptdb_save_write(s, bytes.data(), bytes.size());
             ckptdb_entry e = CKPTDB_ENTRY_INIT;
-            if (rc == CKPTDB_OK) rc = ckptdb_save_commit(s, &e);
+            if (rc == CKPTDB_OK) rc = ckptdb_save_commit(&e, s);
             std::lock_guard<std::mutex> lock(mu);
             if (rc == CKPTDB_OK)
                 ids.push_back(e.id);

@@ -92,15 +92,15 @@ TEST_CASE("a saved training state resumes bit-exact into fresh objects") {
     torch::optim::StepLR sched(opt, 2, 0.5);
     train(net, opt, 3);
     for (int i = 0; i < 3; i++) sched.step();
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(net).add_optimizer(opt).add_scheduler(sched);
     st.scaler.enabled = true;
     st.scaler.scale = 1024.0;
     st.scaler.growth_tracker = 7;
     st.set_extra("note", std::string("hello"));
     st.set_extra("best", 0.25);
-    ckptdb::catalog db(dir.path);
-    ckptdb::entry e = st.save(db, "epoch", 3, 30, "{\"loss\": 0.5}");
+    ckptdbxx::catalog db(dir.path);
+    ckptdbxx::entry e = st.save(db, "epoch", 3, 30, "{\"loss\": 0.5}");
     CHECK(e.name == "epoch_003.pt");
     CHECK(e.metadata == "{\"loss\":0.5}");
     auto saved = snapshot(net);
@@ -111,9 +111,9 @@ TEST_CASE("a saved training state resumes bit-exact into fresh objects") {
     Net net2;
     torch::optim::Adam opt2(net2.parameters(), torch::optim::AdamOptions(0.5));
     torch::optim::StepLR sched2(opt2, 2, 0.5);
-    ckptdb::training_state st2;
+    ckptdbxx::training_state st2;
     st2.add_module(net2).add_optimizer(opt2).add_scheduler(sched2);
-    ckptdb::catalog db2(dir.path);
+    ckptdbxx::catalog db2(dir.path);
     auto r = st2.resume(db2);
     REQUIRE(r.has_value());
     CHECK(r->epoch == 3);
@@ -163,7 +163,7 @@ TEST_CASE("a saved training state resumes bit-exact into fresh objects") {
 
 TEST_CASE("SGD with momentum and AdamW round-trip their per-parameter state") {
     t::TempDir dir;
-    ckptdb::catalog db(dir.path);
+    ckptdbxx::catalog db(dir.path);
     torch::manual_seed(2);
     Net a;
     torch::optim::SGD sgd(a.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
@@ -171,14 +171,14 @@ TEST_CASE("SGD with momentum and AdamW round-trip their per-parameter state") {
     Net b;
     torch::optim::AdamW adamw(b.parameters(), torch::optim::AdamWOptions(0.01).weight_decay(0.05));
     train(b, adamw, 2);
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(a, "net_a").add_optimizer(sgd, "sgd").add_module(b, "net_b").add_optimizer(adamw, "adamw");
     st.save(db, "manual", 0, 2);
 
     Net a2, b2;
     torch::optim::SGD sgd2(a2.parameters(), torch::optim::SGDOptions(0.5));
     torch::optim::AdamW adamw2(b2.parameters(), torch::optim::AdamWOptions(0.5));
-    ckptdb::training_state st2;
+    ckptdbxx::training_state st2;
     st2.add_module(a2, "net_a").add_optimizer(sgd2, "sgd").add_module(b2, "net_b").add_optimizer(adamw2, "adamw");
     REQUIRE(st2.resume(db));
     auto &so = static_cast<torch::optim::SGDOptions &>(sgd2.param_groups()[0].options());
@@ -198,25 +198,25 @@ TEST_CASE("SGD with momentum and AdamW round-trip their per-parameter state") {
 
 TEST_CASE("a checkpoint of another model is refused by name and changes nothing") {
     t::TempDir dir;
-    ckptdb::catalog db(dir.path);
+    ckptdbxx::catalog db(dir.path);
     torch::manual_seed(3);
     Net small(8);
     torch::optim::Adam opt(small.parameters());
     train(small, opt, 1);
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(small).add_optimizer(opt);
     st.save(db, "epoch", 1, 1);
 
     SUBCASE("other widths: shape mismatches, strict") {
         Net wide(16);
         torch::optim::Adam opt2(wide.parameters());
-        ckptdb::training_state st2;
+        ckptdbxx::training_state st2;
         st2.add_module(wide).add_optimizer(opt2);
         auto before = snapshot(wide);
         try {
             st2.resume(db);
             FAIL("a checkpoint of another shape was loaded");
-        } catch (const ckptdb::load_error &e) {
+        } catch (const ckptdbxx::load_error &e) {
             std::string m = e.what();
             CHECK(contains(m, "model.fc1.weight: checkpoint [8, 4], live [16, 4]"));
             CHECK(contains(m, "nothing was loaded"));
@@ -227,20 +227,20 @@ TEST_CASE("a checkpoint of another model is refused by name and changes nothing"
     }
     SUBCASE("an extra layer: missing keys, strict and non-strict") {
         Net more(8, true);
-        ckptdb::training_state st2;
+        ckptdbxx::training_state st2;
         st2.add_module(more);
         auto before = snapshot(more);
         try {
             st2.resume(db);
             FAIL("a checkpoint with missing keys was loaded");
-        } catch (const ckptdb::load_error &e) {
+        } catch (const ckptdbxx::load_error &e) {
             std::string m = e.what();
             CHECK(contains(m, "missing keys: model.head.weight, model.head.bias"));
             CHECK(contains(m, "unexpected keys: optimizer"));
         }
         CHECK(same(before, more));
 
-        ckptdb::load_options lenient;
+        ckptdbxx::load_options lenient;
         lenient.strict = false;
         auto r = st2.resume(db, lenient);
         REQUIRE(r);
@@ -252,13 +252,13 @@ TEST_CASE("a checkpoint of another model is refused by name and changes nothing"
     SUBCASE("an optimizer of another type") {
         Net same_shape(8);
         torch::optim::SGD sgd(same_shape.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
-        ckptdb::training_state st2;
+        ckptdbxx::training_state st2;
         st2.add_module(same_shape).add_optimizer(sgd);
         auto before = snapshot(same_shape);
         try {
             st2.resume(db);
             FAIL("an Adam state was loaded into SGD");
-        } catch (const ckptdb::load_error &e) {
+        } catch (const ckptdbxx::load_error &e) {
             CHECK(contains(e.what(), "not written for a SGD optimizer"));
         }
         CHECK(same(before, same_shape));
@@ -269,7 +269,7 @@ TEST_CASE("registration refuses reserved, duplicate and unsupported names") {
     Net net;
     torch::optim::RMSprop rms(net.parameters());
     torch::optim::Adam adam(net.parameters());
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     CHECK_THROWS_AS(st.add_module(net, "epoch"), std::invalid_argument);
     CHECK_THROWS_AS(st.add_module(net, ""), std::invalid_argument);
     st.add_module(net);
@@ -280,10 +280,10 @@ TEST_CASE("registration refuses reserved, duplicate and unsupported names") {
 
 TEST_CASE("resume falls back past a corrupt newest checkpoint; junk is not a training state") {
     t::TempDir dir;
-    ckptdb::catalog db(dir.path);
+    ckptdbxx::catalog db(dir.path);
     torch::manual_seed(4);
     Net net;
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(net);
     auto first = st.save(db, "epoch", 1, 10);
     auto kept = snapshot(net);
@@ -298,7 +298,7 @@ TEST_CASE("resume falls back past a corrupt newest checkpoint; junk is not a tra
     t::write_file(second.path, bytes);
 
     Net fresh;
-    ckptdb::training_state st2;
+    ckptdbxx::training_state st2;
     st2.add_module(fresh);
     auto r = st2.resume(db);
     REQUIRE(r);
@@ -309,18 +309,18 @@ TEST_CASE("resume falls back past a corrupt newest checkpoint; junk is not a tra
 
     auto junk = db.save_bytes("manual", 3, 30, std::string(4096, 'x'));
     CHECK_THROWS_WITH_AS(st2.load(db, junk), doctest::Contains("cannot be read as a training state"),
-                         ckptdb::load_error);
+                         ckptdbxx::load_error);
 }
 
 TEST_CASE("an asynchronous save writes the state as it was when save() returned") {
     t::TempDir dir;
-    ckptdb::catalog db(dir.path);
+    ckptdbxx::catalog db(dir.path);
     torch::manual_seed(6);
     Net net;
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(net);
     st.set_extra("tag", int64_t(1));
-    ckptdb::async_saver saver(st, db);
+    ckptdbxx::async_saver saver(st, db);
     auto before = snapshot(net);
     REQUIRE(saver.save("epoch", 1, 1));
     {
@@ -334,7 +334,7 @@ TEST_CASE("an asynchronous save writes the state as it was when save() returned"
     CHECK(!saver.wait());  // nothing committed since
 
     Net fresh;
-    ckptdb::training_state st2;
+    ckptdbxx::training_state st2;
     st2.add_module(fresh);
     REQUIRE(st2.load(db, *e).epoch == 1);
     CHECK(same(before, fresh));
@@ -352,15 +352,15 @@ TEST_CASE("an asynchronous save writes the state as it was when save() returned"
 
 TEST_CASE("a second asynchronous save waits or is skipped, by option") {
     t::TempDir dir;
-    ckptdb::catalog db(dir.path);
+    ckptdbxx::catalog db(dir.path);
     auto big = torch::ones({32, 1024, 1024}, torch::kFloat);  // 128 MiB: still in flight a moment later
     torch::nn::Module holder;
     holder.register_buffer("big", big);
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(holder);
-    ckptdb::async_options skip;
+    ckptdbxx::async_options skip;
     skip.skip_if_busy = true;
-    ckptdb::async_saver saver(st, db, skip);
+    ckptdbxx::async_saver saver(st, db, skip);
     REQUIRE(saver.save("step", 0, 1));
     REQUIRE(saver.busy());
     CHECK_FALSE(saver.save("step", 0, 2));  // skipped
@@ -368,7 +368,7 @@ TEST_CASE("a second asynchronous save waits or is skipped, by option") {
     CHECK_FALSE(saver.busy());
     CHECK(db.list(CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE)).size() == 1);
 
-    ckptdb::async_saver waiting(st, db);
+    ckptdbxx::async_saver waiting(st, db);
     REQUIRE(waiting.save("step", 0, 3));
     REQUIRE(waiting.save("step", 0, 4));  // waited for step 3 first
     REQUIRE(waiting.wait());
@@ -380,12 +380,12 @@ TEST_CASE("a second asynchronous save waits or is skipped, by option") {
 
 TEST_CASE("an error of a background save surfaces at the next call and the save is aborted") {
     t::TempDir dir;
-    ckptdb::catalog db(dir.path);
+    ckptdbxx::catalog db(dir.path);
     torch::nn::Module holder;
     holder.register_buffer("big", torch::ones({4, 1024, 1024}, torch::kFloat));  // 16 MiB
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(holder);
-    ckptdb::async_saver saver(st, db);
+    ckptdbxx::async_saver saver(st, db);
 
     // Files may not grow past 4 MiB: the background write fails (EFBIG).
     struct rlimit old;
@@ -403,7 +403,7 @@ TEST_CASE("an error of a background save surfaces at the next call and the save 
     try {
         saver.save("step", 0, 2);
         FAIL("the background error was lost");
-    } catch (const ckptdb::error &e) {
+    } catch (const ckptdbxx::error &e) {
         CHECK(e.code() == CKPTDB_ENOSPC);  // EFBIG: the file may not grow
     }
     // That call did nothing else; the saver works again.
@@ -424,7 +424,7 @@ TEST_CASE("extras of every plain kind round-trip, typed lists included, and the 
     Net net;
     torch::optim::SGD opt(net.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
     train(net, opt, 2);
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     st.add_module(net).add_optimizer(opt);
     c10::impl::GenericDict inner(c10::StringType::get(), c10::AnyType::get());
     inner.insert("t", torch::arange(4, torch::kInt64));
@@ -447,11 +447,11 @@ TEST_CASE("extras of every plain kind round-trip, typed lists included, and the 
     CHECK(bytes.find("build_intlist") == std::string::npos);
     CHECK(bytes.find("restore_type_tag") == std::string::npos);
 
-    ckptdb::catalog db(dir.path);
+    ckptdbxx::catalog db(dir.path);
     st.save(db, "epoch", 1, 2);
     Net net2;
     torch::optim::SGD opt2(net2.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
-    ckptdb::training_state st2;
+    ckptdbxx::training_state st2;
     st2.add_module(net2).add_optimizer(opt2);
     REQUIRE(st2.resume(db).has_value());
     CHECK(st2.extra_keys().size() == 10);
@@ -480,7 +480,7 @@ TEST_CASE("extras of every plain kind round-trip, typed lists included, and the 
 }
 
 TEST_CASE("an extra the safe loader would refuse is rejected by set_extra, naming the key and the place") {
-    ckptdb::training_state st;
+    ckptdbxx::training_state st;
     auto message = [&](const std::string &key, const c10::IValue &v) -> std::string {
         try {
             st.set_extra(key, v);

@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
         torch::manual_seed(1234);
         torch::rand({3});
 
-        ckptdb::training_state st;
+        ckptdbxx::training_state st;
         st.add_module(*net).add_optimizer(adam).add_optimizer(sgd, "sgd").add_scheduler(sched);
         st.scaler.enabled = true;
         st.scaler.scale = 1024.0;
@@ -83,13 +83,13 @@ int main(int argc, char **argv) {
         st.set_extra("empty_list", c10::impl::GenericList(c10::AnyType::get()));
         st.set_extra("empty_dict", c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()));
 
-        ckptdb::catalog db(dir + "/ckpts");
-        ckptdb::entry e1 = st.save(db, "epoch", 3, 30);
+        ckptdbxx::catalog db(dir + "/ckpts");
+        ckptdbxx::entry e1 = st.save(db, "epoch", 3, 30);
         std::cout << "file: " << e1.path << "\n";
         {
-            ckptdb::async_saver saver(st, db);
+            ckptdbxx::async_saver saver(st, db);
             saver.save("epoch", 4, 40);
-            std::optional<ckptdb::entry> e2 = saver.wait();
+            std::optional<ckptdbxx::entry> e2 = saver.wait();
             if (!e2) throw std::runtime_error("the asynchronous save committed nothing");
             std::cout << "file: " << e2->path << "\n";
         }

@@ -15,7 +15,7 @@ struct Fixture {
         ckptdb_save *s = nullptr;  // one good checkpoint, so there is something to disturb
         REQUIRE(ckptdb_save_begin(&s, db, "epoch", 1, 1, nullptr) == CKPTDB_OK);
         REQUIRE(ckptdb_save_write(s, "ok", 2) == CKPTDB_OK);
-        REQUIRE(ckptdb_save_commit(s, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_save_commit(nullptr, s) == CKPTDB_OK);
         ckptdb_save_free(s);
     }
     ~Fixture() { ckptdb_close(db); }
@@ -96,7 +96,7 @@ TEST_CASE("NULL handles and out-parameters are a misuse code, never a crash") {
     CHECK(ckptdb_save_begin(&s, nullptr, "epoch", 1, 1, nullptr) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_begin(&s, f.db, nullptr, 1, 1, nullptr) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_write(nullptr, "x", 1) == CKPTDB_EMISUSE);
-    CHECK(ckptdb_save_commit(nullptr, &e) == CKPTDB_EMISUSE);
+    CHECK(ckptdb_save_commit(&e, nullptr) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_abort(nullptr) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_temp_path(nullptr, nullptr) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_fd(nullptr, nullptr) == CKPTDB_EMISUSE);
@@ -111,7 +111,7 @@ TEST_CASE("NULL handles and out-parameters are a misuse code, never a crash") {
     CHECK(ckptdb_verify(nullptr, 1) == CKPTDB_EMISUSE);
     CHECK(ckptdb_verify_all(nullptr, nullptr, nullptr, nullptr, nullptr) == CKPTDB_EMISUSE);
     CHECK(ckptdb_reader_open(nullptr, f.db, 1) == CKPTDB_EMISUSE);
-    CHECK(ckptdb_reader_read(nullptr, nullptr, 0, nullptr) == CKPTDB_EMISUSE);
+    CHECK(ckptdb_reader_read(nullptr, nullptr, nullptr, 0) == CKPTDB_EMISUSE);
     CHECK(ckptdb_mark_resumed(nullptr, 1) == CKPTDB_EMISUSE);
     CHECK(ckptdb_open_options_init(nullptr, CKPTDB_OPEN_OPTIONS_VERSION) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_options_init(nullptr, CKPTDB_SAVE_OPTIONS_VERSION) == CKPTDB_EMISUSE);

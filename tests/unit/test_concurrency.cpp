@@ -11,7 +11,7 @@
 TEST_CASE("8 processes saving and rotating in one directory lose nothing and see no busy error") {
     t::TempDir d;
     const int procs = 8, saves = 40;
-    { ckptdb::catalog c(d.path); }  // create the catalog once, so the children race only on saves
+    { ckptdbxx::catalog c(d.path); }  // create the catalog once, so the children race only on saves
     std::vector<std::unique_ptr<t::Child>> kids;
     for (int p = 0; p < procs; p++)
         kids.push_back(std::make_unique<t::Child>(
@@ -34,9 +34,9 @@ TEST_CASE("8 processes saving and rotating in one directory lose nothing and see
     // kept file is whole.
     CHECK(std::stoi(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status = 'complete' AND kind = 'epoch'")) <= 5);
     CHECK(std::stoi(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status = 'complete' AND kind = 'time'")) <= 3);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     int64_t checked = 0, corrupt = 0;
-    CHECK(ckptdb_verify_all(c.handle(), nullptr, nullptr, &checked, &corrupt) == CKPTDB_OK);
+    CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
     CHECK(corrupt == 0);
     // On disk: exactly the complete checkpoints, the catalog, last.pt and the reserve.
     std::set<std::string> want;
@@ -62,14 +62,14 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
             a.kill9();
             b.kill9();
         }
-        ckptdb::catalog c(d.path);  // recovery of both
+        ckptdbxx::catalog c(d.path);  // recovery of both
         auto cat = t::catalog_path(d);
         CHECK(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status = 'writing'") == "0");
         CHECK(t::temp_files(d.path).empty());
         // I1: every complete row names a whole file; I2: the newest complete
         // checkpoint before this round is still there or superseded.
         int64_t checked = 0, corrupt = 0;
-        CHECK(ckptdb_verify_all(c.handle(), nullptr, nullptr, &checked, &corrupt) == CKPTDB_OK);
+        CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
         CHECK(corrupt == 0);
         auto l = c.latest();
         if (!l) {
@@ -99,7 +99,7 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
         REQUIRE(k.line() == std::string("PAUSED ") + point);
         k.kill9();
     }
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(recovered() == before + 2);
     CHECK(t::query1(cat, "SELECT group_concat(status) FROM (SELECT status FROM checkpoints WHERE kind = 'manual' "
                          "ORDER BY id DESC LIMIT 2)") == "complete,aborted");
@@ -119,7 +119,7 @@ static std::string link_target(const std::string &path) {
 TEST_CASE("a process opening the catalog never removes another process's in-flight last.pt temp link") {
     t::TempDir d;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         c.save_bytes("epoch", 1, 1, t::pattern(1000, 1));
     }
     REQUIRE(link_target(d / "last.pt") == "epoch_001.pt");
@@ -140,8 +140,8 @@ TEST_CASE("a process opening the catalog never removes another process's in-flig
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
     o.busy_timeout_ms = 300;
     try {
-        ckptdb::catalog b(d.path, &o);
-    } catch (const ckptdb::error &e) {
+        ckptdbxx::catalog b(d.path, &o);
+    } catch (const ckptdbxx::error &e) {
         CHECK(e.code() == CKPTDB_EBUSY);
     }
     CHECK(temp_links() == held);  // still there for its maker
@@ -152,7 +152,7 @@ TEST_CASE("a process opening the catalog never removes another process's in-flig
     CHECK(temp_links().empty());
     auto cat = t::catalog_path(d);
     CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'link_failed'") == "0");
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(c.latest()->name == "epoch_002.pt");
     CHECK(temp_links().empty());
 }

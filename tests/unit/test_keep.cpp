@@ -17,7 +17,9 @@ namespace {
 
 struct Items {
     std::vector<std::string> lines;  // "kind name"
-    static int cb(const ckptdb_fsck_item *it, void *p) {
+    // fsck, rebuild/adopt and sync items: each has its own type.
+    template <class Item>
+    static int cb(const Item *it, void *p) {
         static_cast<Items *>(p)->lines.push_back(std::string(it->kind) + " " + it->name);
         return 0;
     }
@@ -36,12 +38,12 @@ int sync(const std::string &src, const std::string &dst, bool del, Items *items 
         o.on_item = Items::cb;
         o.item_payload = items;
     }
-    return ckptdb_sync(src.c_str(), dst.c_str(), &o, nullptr, nullptr);
+    return ckptdb_sync(nullptr, nullptr, src.c_str(), dst.c_str(), &o);
 }
 
 // Epochs 1..n saved in dir, each t::pattern(bytes, e).
 void save_epochs(const t::TempDir &dir, int n, size_t bytes) {
-    ckptdb::catalog c(dir.path);
+    ckptdbxx::catalog c(dir.path);
     for (int e = 1; e <= n; e++) c.save_bytes("epoch", e, e, t::pattern(bytes, e));
 }
 
@@ -60,6 +62,7 @@ std::string live_rows_naming(const t::TempDir &d, const std::string &name) {
 }
 
 ckptdb_retention keep_epochs(ckptdb_keep_kind *k, int n) {
+    k->version = CKPTDB_KEEP_KIND_VERSION;
     k->kind = "epoch";
     k->count = n;
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
@@ -77,7 +80,7 @@ TEST_CASE("case 1: sync --delete keeps the destination's good copy of what is co
     flip_byte(src / "epoch_003.pt", 100);
     REQUIRE(::unlink((src / "epoch_002.pt").c_str()) == 0);
     {
-        ckptdb::catalog s(src.path);
+        ckptdbxx::catalog s(src.path);
         REQUIRE(s.latest()->name == "epoch_001.pt");  // 3 and 2 are marked corrupt
         CHECK(s.get(std::string("epoch_003.pt")).status == CKPTDB_STATUS_CORRUPT);
         CHECK(s.get(std::string("epoch_002.pt")).status == CKPTDB_STATUS_CORRUPT);
@@ -86,7 +89,7 @@ TEST_CASE("case 1: sync --delete keeps the destination's good copy of what is co
     sync(src.path, dst.path, true, &items);
     for (int e = 1; e <= 3; e++)
         CHECK_MESSAGE(t::read_file(dst / ("epoch_00" + std::to_string(e) + ".pt")) == t::pattern(5000, e), items.all());
-    ckptdb::catalog d(dst.path);
+    ckptdbxx::catalog d(dst.path);
     auto l = d.latest();
     REQUIRE(l.has_value());
     CHECK(l->name == "epoch_003.pt");
@@ -95,18 +98,18 @@ TEST_CASE("case 1: sync --delete keeps the destination's good copy of what is co
 
 TEST_CASE("case 1: sync --delete mirrors what the source pruned by a rule, never its explicit corrupt prune") {
     t::TempDir src, dst;
-    ckptdb::catalog s(src.path);
+    ckptdbxx::catalog s(src.path);
     for (int e = 1; e <= 4; e++) s.save_bytes("epoch", e, e, t::pattern(3000, e));
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
     flip_byte(src / "epoch_002.pt", 10);
     CHECK_FALSE(s.verify(s.get(std::string("epoch_002.pt")).id));
     ckptdb_keep_kind k;
     ckptdb_retention r = keep_epochs(&k, 2);  // lets epoch 1 go by a rule; epoch 2 is corrupt
-    REQUIRE(ckptdb_prune(s.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(nullptr, nullptr, s.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     REQUIRE(sync(src.path, dst.path, true) == CKPTDB_OK);
     CHECK_FALSE(t::exists(dst / "epoch_001.pt"));  // pruned by the user's rule: mirrored
     CHECK(t::read_file(dst / "epoch_002.pt") == t::pattern(3000, 2));  // the last good copy anywhere
-    ckptdb::catalog d(dst.path);
+    ckptdbxx::catalog d(dst.path);
     CHECK(d.get(std::string("epoch_002.pt")).status == CKPTDB_STATUS_COMPLETE);
     CHECK(d.latest()->name == "epoch_004.pt");
 }
@@ -123,7 +126,7 @@ TEST_CASE("case 2: a destination file no catalog owns is left alone and never be
     CHECK(t::read_file(dst / "epoch_002.pt") == "the user's own file");
     // Beside a catalog (one that exists before the file came), the file is left alone.
     REQUIRE(::rename((dst / "epoch_002.pt").c_str(), (dst / "aside").c_str()) == 0);
-    { ckptdb::catalog d(dst.path); }
+    { ckptdbxx::catalog d(dst.path); }
     REQUIRE(::rename((dst / "aside").c_str(), (dst / "epoch_002.pt").c_str()) == 0);
     Items items;
     int rc = sync(src.path, dst.path, false, &items);
@@ -132,11 +135,11 @@ TEST_CASE("case 2: a destination file no catalog owns is left alone and never be
     CHECK(t::read_file(dst / "epoch_002.pt") == "the user's own file");
     CHECK(live_rows_naming(dst, "epoch_002.pt") == "0");
     {
-        ckptdb::catalog d(dst.path);
+        ckptdbxx::catalog d(dst.path);
         ckptdb_retention r = CKPTDB_RETENTION_INIT;
-        REQUIRE(ckptdb_prune(d.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_prune(nullptr, nullptr, d.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
         Items fix;
-        REQUIRE(ckptdb_fsck(d.handle(), 1, Items::cb, &fix, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_fsck(nullptr, d.handle(), 1, Items::cb, &fix) == CKPTDB_OK);
         CHECK(d.latest()->name == "epoch_003.pt");
     }
     REQUIRE(sync(src.path, dst.path, true) == CKPTDB_OK);
@@ -148,16 +151,16 @@ TEST_CASE("case 7: checkpoints committed directly in the destination are never d
     save_epochs(src, 3, 2000);
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
     {
-        ckptdb::catalog d(dst.path);
+        ckptdbxx::catalog d(dst.path);
         d.save_bytes("epoch", 4, 4, "trained in the destination");
     }
     {
-        ckptdb::catalog s(src.path);
+        ckptdbxx::catalog s(src.path);
         s.save_bytes("epoch", 5, 5, t::pattern(2000, 5));
     }
     int rc = sync(src.path, dst.path, false);
     if (rc != CKPTDB_OK) CHECK(std::string(ckptdb_last_error()).find("epoch_004.pt") != std::string::npos);
-    ckptdb::catalog d(dst.path);
+    ckptdbxx::catalog d(dst.path);
     auto own = d.get(std::string("epoch_004.pt"));
     CHECK(own.status == CKPTDB_STATUS_COMPLETE);
     CHECK(d.read(own.id) == "trained in the destination");
@@ -171,7 +174,7 @@ TEST_CASE("case 10: sync into a directory where a save is in flight leaves that 
     save_epochs(src, 2, 2000);
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);
     {
-        ckptdb::catalog s(src.path);
+        ckptdbxx::catalog s(src.path);
         s.save_bytes("epoch", 3, 3, t::pattern(2000, 3));
     }
     t::Child trainer({"save", dst.path, "100000", "--pause-at", "wrote", "--epoch", "9"});
@@ -187,7 +190,7 @@ TEST_CASE("case 10: sync into a directory where a save is in flight leaves that 
     CHECK(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'writing'") == "1");
     trainer.kill9();
     REQUIRE(sync(src.path, dst.path, false) == CKPTDB_OK);  // the writer is gone: recovery, then the sync
-    ckptdb::catalog d(dst.path);
+    ckptdbxx::catalog d(dst.path);
     CHECK(d.latest()->name == "epoch_003.pt");
     CHECK(t::temp_files(dst.path).empty());
 }
@@ -201,16 +204,16 @@ TEST_CASE("case 11: a file the source prunes during the sync is skipped and repo
         Items items;
     } ctx{src.path, false, Items()};
     ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
-    o.on_item = [](const ckptdb_fsck_item *it, void *p) {
+    o.on_item = [](const ckptdb_sync_item *it, void *p) {
         auto *c = static_cast<Ctx *>(p);
         Items::cb(it, &c->items);
         if (!c->pruned && std::string(it->kind) == "copied") try {
             // The source's trainer rotates right after the first copy.
             c->pruned = true;
-            ckptdb::catalog s(c->src);
+            ckptdbxx::catalog s(c->src);
             ckptdb_keep_kind k;
             ckptdb_retention r = keep_epochs(&k, 1);
-            ckptdb_prune(s.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr);
+            ckptdb_prune(nullptr, nullptr, s.handle(), &r, 0, nullptr, nullptr);
         } catch (const std::exception &e) {
             c->items.lines.push_back(std::string("callback failed: ") + e.what());
         }
@@ -218,12 +221,12 @@ TEST_CASE("case 11: a file the source prunes during the sync is skipped and repo
     };
     o.item_payload = &ctx;
     int64_t copied = 0;
-    int rc = ckptdb_sync(src.path.c_str(), dst.path.c_str(), &o, &copied, nullptr);
+    int rc = ckptdb_sync(&copied, nullptr, src.path.c_str(), dst.path.c_str(), &o);
     CHECK_MESSAGE(rc == CKPTDB_OK, ckptdb_last_error());
     REQUIRE(ctx.pruned);
     CHECK_MESSAGE(ctx.items.has("skipped epoch_002.pt"), ctx.items.all());
     CHECK_MESSAGE(ctx.items.has("copied epoch_004.pt"), ctx.items.all());
-    ckptdb::catalog d(dst.path);
+    ckptdbxx::catalog d(dst.path);
     CHECK(d.latest()->name == "epoch_004.pt");
     CHECK(live_rows_naming(dst, "epoch_002.pt") == "0");
 }
@@ -289,7 +292,7 @@ TEST_CASE("case 12: a catalog left with a hot rollback journal still opens read-
 TEST_CASE("case 3: a prune stopped between its check and its unlink never deletes a save acknowledged meanwhile") {
     t::TempDir d;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         for (int e = 1; e <= 6; e++) c.save_bytes("epoch", e, e, t::pattern(1000, e));  // default policy: epoch 1 goes
     }
     t::Child prune({"prune", d.path, "--stop-at", "prune_checked"});
@@ -299,18 +302,18 @@ TEST_CASE("case 3: a prune stopped between its check and its unlink never delete
     try {
         ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
         o.busy_timeout_ms = 300;
-        ckptdb::catalog c(d.path, &o);
+        ckptdbxx::catalog c(d.path, &o);
         if (!t::exists(d / "epoch_001.pt")) {
             auto e = c.save_bytes("epoch", 1, 1, "acknowledged after the prune began");
             REQUIRE(e.name == "epoch_001.pt");
             acked = true;
         }
-    } catch (const ckptdb::error &e) {
+    } catch (const ckptdbxx::error &e) {
         CHECK(e.code() == CKPTDB_EBUSY);  // refused while the prune holds the catalog: not acknowledged
     }
     ::kill(prune.pid, SIGCONT);
     CHECK(prune.exit_code() == 0);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     if (!acked) {
         auto e = c.save_bytes("epoch", 1, 1, "acknowledged after the prune began");
         REQUIRE(e.name == "epoch_001.pt");
@@ -323,7 +326,7 @@ TEST_CASE("case 3: a prune stopped between its check and its unlink never delete
 
 TEST_CASE("case 4: a corrupt checkpoint is quarantined; only an explicit corrupt prune deletes it, confirmed first") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     for (int e = 1; e <= 3; e++) c.save_bytes("epoch", e, e, t::pattern(2000, e));
     // A damaged hex digit in the catalog's checksum: the file is intact.
     {
@@ -343,7 +346,7 @@ TEST_CASE("case 4: a corrupt checkpoint is quarantined; only an explicit corrupt
     // An ordinary prune (the rotation's policy) keeps the corrupt one's file.
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
     int64_t count = 0;
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, &count, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(&count, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     CHECK(count == 0);
     CHECK(t::read_file(d / "epoch_003.pt") == t::pattern(2000, 3));
     CHECK(c.get(std::string("epoch_003.pt")).status == CKPTDB_STATUS_CORRUPT);
@@ -356,7 +359,7 @@ TEST_CASE("case 4: a corrupt checkpoint is quarantined; only an explicit corrupt
     flip_byte(d / "epoch_002.pt", 7);
     REQUIRE(ckptdb_pin_by_name(c.handle(), "epoch_003.pt", 1) == CKPTDB_OK);  // the user keeps that one
     r.prune_corrupt = 1;
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, &count, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(&count, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     CHECK(count == 1);
     CHECK_FALSE(t::exists(d / "epoch_001.pt"));  // confirmed corrupt: deleted
     CHECK(t::read_file(d / "epoch_002.pt") == t::pattern(2000, 2));
@@ -369,7 +372,7 @@ TEST_CASE("sync carries the runs of the checkpoints it copies: a pull, a resume 
     save_epochs(shared, 2, 3000);
     REQUIRE(sync(shared.path, local.path, false) == CKPTDB_OK);  // the pull
     {
-        ckptdb::catalog l(local.path);  // the next job resumes there and saves
+        ckptdbxx::catalog l(local.path);  // the next job resumes there and saves
         auto from = l.latest();
         REQUIRE(from);
         CHECK(from->name == "epoch_002.pt");
@@ -395,7 +398,7 @@ TEST_CASE("sync carries the runs of the checkpoints it copies: a pull, a resume 
 
 TEST_CASE("a catalog creation a kill stopped leaves nothing behind once nobody holds it") {
     t::TempDir d;
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     const std::string dead = "ckptdb.sqlite.new-0123456789abcdef0123456789abcdef";
     const std::string live = "ckptdb.sqlite.new-fedcba9876543210fedcba9876543210";
     t::write_file(d / dead, "half a catalog");
@@ -407,7 +410,7 @@ TEST_CASE("a catalog creation a kill stopped leaves nothing behind once nobody h
     int fd = ::open((d / live).c_str(), O_RDONLY | O_CLOEXEC);
     REQUIRE(fd >= 0);
     REQUIRE(::flock(fd, LOCK_EX) == 0);  // as the creator holds it
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     CHECK_FALSE(t::exists(d / dead));
     CHECK_FALSE(t::exists(d / (dead + "-wal")));
     CHECK_FALSE(t::exists(d / "ckptdb.sqlite.new-00000000000000000000000000000000-shm"));
@@ -415,7 +418,7 @@ TEST_CASE("a catalog creation a kill stopped leaves nothing behind once nobody h
     CHECK(t::exists(d / (live + "-wal")));
     CHECK(t::exists(d / "ckptdb.sqlite.new-user-notes"));
     ::close(fd);
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     CHECK_FALSE(t::exists(d / live));
     CHECK_FALSE(t::exists(d / (live + "-wal")));
 }
@@ -456,7 +459,7 @@ TEST_CASE("case 5: a lost catalog (deleted or emptied) is never silently recreat
     for (bool emptied : {false, true}) {
         t::TempDir d;
         {
-            ckptdb::catalog c(d.path);
+            ckptdbxx::catalog c(d.path);
             for (int e = 1; e <= 3; e++) c.save_bytes("epoch", e, e * 10, t::pattern(2000, e));
         }
         for (const char *suffix : {"", "-wal", "-shm"}) ::unlink((t::catalog_path(d) + suffix).c_str());
@@ -470,9 +473,9 @@ TEST_CASE("case 5: a lost catalog (deleted or emptied) is never silently recreat
         if (emptied) CHECK(t::read_file(t::catalog_path(d)).empty());
         // The explicit repair takes every file back; resume finds the newest.
         int64_t rows = 0;
-        REQUIRE(ckptdb_rebuild(d.path.c_str(), nullptr, nullptr, nullptr, &rows) == CKPTDB_OK);
+        REQUIRE(ckptdb_rebuild(&rows, d.path.c_str(), nullptr, nullptr, nullptr) == CKPTDB_OK);
         CHECK(rows == 3);
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         CHECK(c.latest()->name == "epoch_003.pt");
         if (emptied) {
             bool aside = false;
@@ -503,16 +506,16 @@ TEST_CASE("case 9: adopting is conservative: torn archives quarantined, everythi
     CHECK(std::string(ckptdb_last_error()).find("ckptdb adopt") != std::string::npos);
     Items items;
     int64_t rows = 0;
-    REQUIRE(ckptdb_adopt(d.path.c_str(), nullptr, Items::cb, &items, &rows) == CKPTDB_OK);
+    REQUIRE(ckptdb_adopt(&rows, d.path.c_str(), nullptr, Items::cb, &items) == CKPTDB_OK);
     CHECK(rows == 12);
     CHECK(items.has("unknown_file notes.txt"));
-    CHECK(ckptdb_adopt(d.path.c_str(), nullptr, nullptr, nullptr, &rows) == CKPTDB_EEXISTS);
+    CHECK(ckptdb_adopt(&rows, d.path.c_str(), nullptr, nullptr, nullptr) == CKPTDB_EEXISTS);
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         CHECK(c.get(std::string("epoch_007.pt")).status == CKPTDB_STATUS_CORRUPT);
         CHECK(c.latest()->name == "last.pt");  // not the torn newest file
         ckptdb_retention r = CKPTDB_RETENTION_INIT;  // the default rules
-        REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     }
     for (int m = 1; m <= 8; m++) CHECK(t::read_file(d / ("manual_00" + std::to_string(m) + ".pt")) == whole1);
     CHECK(t::read_file(d / "epoch_001.pt") == whole1);
@@ -527,15 +530,14 @@ TEST_CASE("case 9: adopting is conservative: torn archives quarantined, everythi
     CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'adopted'") == "12");
     // Released by the user, an adopted checkpoint is rotated like any other.
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         REQUIRE(ckptdb_pin(c.handle(), c.get(std::string("manual_001.pt")).id, 0) == CKPTDB_OK);
-        ckptdb_keep_kind k;
-        k.kind = "manual";
+        ckptdb_keep_kind k = CKPTDB_KEEP_KIND("manual", 0);
         k.count = 0;
         ckptdb_retention r = CKPTDB_RETENTION_INIT;
         r.keep_last = &k;
         r.keep_last_count = 1;
-        REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     }
     CHECK_FALSE(t::exists(d / "manual_001.pt"));
     CHECK(t::exists(d / "manual_002.pt"));
@@ -545,7 +547,7 @@ TEST_CASE("case 8: the WAL is folded into the catalog file as it goes, and files
     t::TempDir d, lost;
     std::set<std::string> files;
     {
-        ckptdb::catalog c(d.path);  // kept open: no close folds the WAL in
+        ckptdbxx::catalog c(d.path);  // kept open: no close folds the WAL in
         for (int i = 1; i <= 39; i++) files.insert(c.save_bytes("step", 0, i, t::pattern(1000, i)).name);
         // The catalog file alone, as a crash that loses the -wal leaves it.
         t::write_file(t::catalog_path(lost), t::read_file(t::catalog_path(d)));
@@ -568,10 +570,10 @@ TEST_CASE("case 8: the WAL is folded into the catalog file as it goes, and files
     // and one more is put there by hand.
     const int unknown = 39 - std::stoi(t::query1(t::catalog_path(lost), "SELECT count(*) FROM checkpoints")) + 1;
     t::write_file(lost / "step_000040.pt", "put here behind the catalog's back");
-    ckptdb::catalog c(lost.path, &o);
+    ckptdbxx::catalog c(lost.path, &o);
     CHECK_MESSAGE(seen.detail.find("step_000040.pt") != std::string::npos, seen.detail);
     Items items;
-    REQUIRE(ckptdb_fsck(c.handle(), 0, Items::cb, &items, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_fsck(nullptr, c.handle(), 0, Items::cb, &items) == CKPTDB_OK);
     int newer = 0;
     for (const auto &l : items.lines) newer += l.rfind("newer_than_catalog ", 0) == 0;
     CHECK_MESSAGE(newer == unknown, items.all());
@@ -579,7 +581,7 @@ TEST_CASE("case 8: the WAL is folded into the catalog file as it goes, and files
     // Nothing is reported where the catalog knows every file.
     Seen quiet;
     o.event_payload = &quiet;
-    { ckptdb::catalog again(d.path, &o); }
+    { ckptdbxx::catalog again(d.path, &o); }
     CHECK(quiet.detail.empty());
 }
 
@@ -617,16 +619,16 @@ TEST_CASE("property: no checkpoint complete and whole in either directory before
     for (int round = 0; round < 60; round++) {
         unsigned op = rnd(10);
         if (op <= 2) {  // a save in the source (with its rotation: keep 3 epochs)
-            ckptdb::catalog s(src.path);
+            ckptdbxx::catalog s(src.path);
             std::string bytes = t::pattern(1500 + next * 7, next);
             auto e = s.save_bytes("epoch", next, next, bytes);
             content[e.name] = bytes;
             next++;
             ckptdb_keep_kind k;
             ckptdb_retention r = keep_epochs(&k, 3);
-            REQUIRE(ckptdb_prune(s.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+            REQUIRE(ckptdb_prune(nullptr, nullptr, s.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
         } else if (op == 3 && rnd(4) == 0 && t::exists(t::catalog_path(dst))) {  // a save made in the destination
-            ckptdb::catalog d(dst.path);
+            ckptdbxx::catalog d(dst.path);
             std::string bytes = t::pattern(900 + next * 5, next);
             auto e = d.save_bytes("manual", 0, next, bytes);
             content[e.name] = bytes;
@@ -640,7 +642,7 @@ TEST_CASE("property: no checkpoint complete and whole in either directory before
             std::string n = some_file(d);
             if (!n.empty()) ::unlink((d / n).c_str());
         } else if (op == 6 && t::exists(t::catalog_path(src))) {  // a resume in the source finds corruption
-            ckptdb::catalog s(src.path);
+            ckptdbxx::catalog s(src.path);
             (void)s.latest();
         } else {  // a sync, sometimes with --delete, sometimes killed after its first copy
             if (!t::exists(t::catalog_path(src))) continue;

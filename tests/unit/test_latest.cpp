@@ -19,7 +19,7 @@ static std::string status_of(const t::TempDir &d, int64_t id) {
 
 TEST_CASE("latest is the most recently committed complete checkpoint, optionally of one kind") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK_FALSE(c.latest().has_value());
     CHECK(ckptdb_latest(nullptr, c.handle(), nullptr, 0) == CKPTDB_EMISUSE);
     auto a = c.save_bytes("epoch", 1, 100, "a");
@@ -38,7 +38,7 @@ TEST_CASE("latest is the most recently committed complete checkpoint, optionally
 
 TEST_CASE("a flipped byte in the newest checkpoint falls back to the previous one and marks it corrupt") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto good = c.save_bytes("epoch", 1, 1, t::pattern(100000, 1));
     auto bad = c.save_bytes("epoch", 2, 2, t::pattern(100000, 2));
     flip_byte(bad.path, 54321);
@@ -58,7 +58,7 @@ TEST_CASE("a flipped byte in the newest checkpoint falls back to the previous on
 
 TEST_CASE("a truncated newest checkpoint falls back, even with the size-only check") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto good = c.save_bytes("epoch", 1, 1, t::pattern(5000, 1));
     auto bad = c.save_bytes("epoch", 2, 2, t::pattern(5000, 2));
     truncate_to(bad.path, 4096);
@@ -68,7 +68,7 @@ TEST_CASE("a truncated newest checkpoint falls back, even with the size-only che
 
 TEST_CASE("missing files and symlinks in place of a checkpoint are corrupt; links are not followed") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto a = c.save_bytes("epoch", 1, 1, "aaaa");
     auto b = c.save_bytes("epoch", 2, 2, "bbbb");
     auto cc = c.save_bytes("epoch", 3, 3, "cccc");
@@ -89,7 +89,7 @@ TEST_CASE("missing files and symlinks in place of a checkpoint are corrupt; link
 
 TEST_CASE("verify marks a damaged checkpoint corrupt and restores it once its bytes are back") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto e = c.save_bytes("epoch", 1, 1, t::pattern(4096));
     CHECK(c.verify(e.id));
     std::string original = t::read_file(e.path);
@@ -107,20 +107,17 @@ TEST_CASE("verify marks a damaged checkpoint corrupt and restores it once its by
 
 TEST_CASE("verify_all checks every complete checkpoint and counts the corrupt ones") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
-    std::vector<ckptdb::entry> es;
+    ckptdbxx::catalog c(d.path);
+    std::vector<ckptdbxx::entry> es;
     for (int i = 0; i < 5; i++) es.push_back(c.save_bytes("epoch", i, i, t::pattern(1000, i)));
     flip_byte(es[1].path, 3);
     truncate_to(es[3].path, 10);
     int64_t checked = 0, corrupt = 0;
     std::vector<std::pair<int64_t, int>> seen;
-    int rc = ckptdb_verify_all(
-        c.handle(),
-        [](const ckptdb_entry *e, int result, void *p) {
+    int rc = ckptdb_verify_all(&checked, &corrupt, c.handle(), [](const ckptdb_entry *e, int result, void *p) {
             static_cast<std::vector<std::pair<int64_t, int>> *>(p)->push_back({e->id, result});
             return 0;
-        },
-        &seen, &checked, &corrupt);
+        }, &seen);
     CHECK(rc == CKPTDB_ECORRUPT);
     CHECK(checked == 5);
     CHECK(corrupt == 2);
@@ -128,14 +125,14 @@ TEST_CASE("verify_all checks every complete checkpoint and counts the corrupt on
     CHECK(seen[1].second == CKPTDB_ECORRUPT);
     CHECK(seen[3].second == CKPTDB_ECORRUPT);
     CHECK(seen[4].second == CKPTDB_OK);
-    CHECK(ckptdb_verify_all(c.handle(), nullptr, nullptr, &checked, &corrupt) == CKPTDB_OK);
+    CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
     CHECK(checked == 3);
     CHECK(corrupt == 0);
 }
 
 TEST_CASE("the reader returns the bytes and fails with ECORRUPT at the end when they do not match") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     std::string data = t::pattern(300000, 9);
     auto e = c.save_bytes("epoch", 1, 1, data);
     CHECK(c.read(e.id) == data);
@@ -146,7 +143,7 @@ TEST_CASE("the reader returns the bytes and fails with ECORRUPT at the end when 
     char buf[8192];
     int rc;
     size_t n = 0;
-    while ((rc = ckptdb_reader_read(r, buf, sizeof buf, &n)) == CKPTDB_OK && n > 0) got.append(buf, n);
+    while ((rc = ckptdb_reader_read(&n, r, buf, sizeof buf)) == CKPTDB_OK && n > 0) got.append(buf, n);
     CHECK(rc == CKPTDB_ECORRUPT);
     CHECK(got.size() == data.size());
     ckptdb_reader_close(r);
@@ -157,7 +154,7 @@ TEST_CASE("the reader returns the bytes and fails with ECORRUPT at the end when 
 
 TEST_CASE("list and the cursor filter by status and kind, oldest first") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     for (int i = 0; i < 300; i++) c.save_bytes(i % 3 == 0 ? "time" : "epoch", i, i, "x");
     c.begin("epoch", 999, 999).abort();
     CHECK(c.list().size() == 301);
@@ -185,13 +182,15 @@ TEST_CASE("list and the cursor filter by status and kind, oldest first") {
     int calls = 0;
     CHECK(ckptdb_list(
               c.handle(), nullptr,
-              [](const ckptdb_entry *, void *p) { return ++*static_cast<int *>(p) == 5 ? 42 : 0; }, &calls) == 42);
+              [](const ckptdb_entry *, void *p) { return ++*static_cast<int *>(p) == 5 ? 42 : 0; }, &calls) ==
+          CKPTDB_ECALLBACK);
+    CHECK(ckptdb_last_callback_value() == 42);
     CHECK(calls == 5);
 }
 
 TEST_CASE("get by id and by name") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto e = c.save_bytes("epoch", 4, 40, "x", std::string("named.pt"), std::string("{\"k\":1}"));
     auto g = c.get(e.id);
     CHECK(g.name == "named.pt");
@@ -208,7 +207,7 @@ TEST_CASE("get by id and by name") {
 
 TEST_CASE("an older, smaller entry struct is filled only as far as it reaches") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto e = c.save_bytes("epoch", 4, 40, "x");
     struct small {
         size_t struct_size;
@@ -227,7 +226,7 @@ TEST_CASE("a tampered row naming a path outside the directory is never opened") 
     t::write_file(outside / "victim", "abc");
     int64_t id;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         id = c.save_bytes("epoch", 1, 1, "abc").id;
     }
     sqlite3 *db = nullptr;
@@ -236,7 +235,7 @@ TEST_CASE("a tampered row naming a path outside the directory is never opened") 
     std::string sql = "UPDATE checkpoints SET name = '" + evil + "'; UPDATE files SET name = '" + evil + "';";
     REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
     sqlite3_close(db);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(c.get(id).path.empty());
     CHECK_FALSE(c.latest().has_value());  // the outside file has the right bytes, but is not even opened
     CHECK(status_of(d, id) == "corrupt");
@@ -249,7 +248,7 @@ TEST_CASE("a read-only catalog skips a corrupt checkpoint without recording anyt
     t::TempDir d;
     int64_t good_id, bad_id;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         good_id = c.save_bytes("epoch", 1, 1, "good").id;
         auto bad = c.save_bytes("epoch", 2, 2, "bad!");
         bad_id = bad.id;
@@ -257,7 +256,7 @@ TEST_CASE("a read-only catalog skips a corrupt checkpoint without recording anyt
     }
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
     o.flags = CKPTDB_OPEN_READONLY;
-    ckptdb::catalog c(d.path, &o);
+    ckptdbxx::catalog c(d.path, &o);
     CHECK(c.latest()->id == good_id);
     CHECK(status_of(d, bad_id) == "complete");
     ckptdb_save *s = nullptr;
@@ -267,7 +266,7 @@ TEST_CASE("a read-only catalog skips a corrupt checkpoint without recording anyt
 
 TEST_CASE("mark_resumed records the run's resume point and an event") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto e = c.save_bytes("epoch", 1, 1, "x");
     c.mark_resumed(e.id);
     CHECK(t::query1(t::catalog_path(d), "SELECT resumed_from FROM runs") == std::to_string(e.id));

@@ -91,13 +91,13 @@ struct Item {
     std::string kind, name, detail, action;
 };
 
-std::vector<Item> fsck(const ckptdb::catalog &c, bool repair) {
+std::vector<Item> fsck(const ckptdbxx::catalog &c, bool repair) {
     std::vector<Item> items;
     auto cb = [](const ckptdb_fsck_item *it, void *p) {
         static_cast<std::vector<Item> *>(p)->push_back({it->kind, it->name, it->detail, it->action});
         return 0;
     };
-    REQUIRE_MESSAGE(ckptdb_fsck(c.handle(), repair ? 1 : 0, cb, &items, nullptr) == CKPTDB_OK, ckptdb_last_error());
+    REQUIRE_MESSAGE(ckptdb_fsck(nullptr, c.handle(), repair ? 1 : 0, cb, &items) == CKPTDB_OK, ckptdb_last_error());
     return items;
 }
 
@@ -106,10 +106,10 @@ const Item *find_item(const std::vector<Item> &items, const std::string &name) {
     return it == items.end() ? nullptr : &*it;
 }
 
-ckptdb::catalog open_readonly(const t::TempDir &d) {
+ckptdbxx::catalog open_readonly(const t::TempDir &d) {
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
     o.flags = CKPTDB_OPEN_READONLY;
-    return ckptdb::catalog(d.path, &o);
+    return ckptdbxx::catalog(d.path, &o);
 }
 
 bool contains(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
@@ -124,8 +124,8 @@ std::string own_start_time() {
 }
 
 // A budget of max_bytes over epoch checkpoints, every one kept by its rule.
-void set_budget(const ckptdb::catalog &c, int64_t max_bytes) {
-    ckptdb_keep_kind keep[] = {{"epoch", -1}};
+void set_budget(const ckptdbxx::catalog &c, int64_t max_bytes) {
+    ckptdb_keep_kind keep[] = {CKPTDB_KEEP_KIND("epoch", -1)};
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
     r.keep_last = keep;
     r.keep_last_count = 1;
@@ -156,7 +156,7 @@ TEST_CASE("lease expired: the next open aborts another host's save and removes i
         CHECK(t::snapshot(d) == before);
     }
 
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
     CHECK(t::temp_files(d.path).empty());
     std::string detail = recovered_detail(d, id);
@@ -171,7 +171,7 @@ TEST_CASE("lease expired: fsck --repair aborts the save where recovery on open d
     std::string temp = only_temp(d);
     move_to_node_b(d, id);
     set_mtime_ago(d / temp, 3600);
-    std::optional<ckptdb::catalog> c;
+    std::optional<ckptdbxx::catalog> c;
     {
         // Opened under a lease of three years: recovery leaves the save alone.
         Env lease("CKPTDB_LEASE_SECONDS", "100000000");
@@ -199,7 +199,7 @@ TEST_CASE("lease valid: open and fsck --repair leave another host's save and its
     set_mtime_ago(d / temp, 0);
     std::string size_before = std::to_string(t::read_file(d / temp).size());
 
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "writing");
     REQUIRE(t::exists(d / temp));
     auto items = fsck(c, true);
@@ -222,7 +222,7 @@ TEST_CASE("a temp file its live writer holds locked is never touched, however ol
     move_to_node_b(d, id);
     set_mtime_ago(d / temp, 3600);
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         CHECK(status_of(d, id) == "writing");
         REQUIRE(t::exists(d / temp));
         auto items = fsck(c, true);
@@ -235,7 +235,7 @@ TEST_CASE("a temp file its live writer holds locked is never touched, however ol
     }
     // The writer gone (its lock with it), the expired lease decides.
     w.kill9();
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
     CHECK(t::temp_files(d.path).empty());
 }
@@ -247,12 +247,12 @@ TEST_CASE("no temp file yet: the row's begin time is the heartbeat") {
     REQUIRE(t::temp_files(d.path).empty());
     move_to_node_b(d, id);
     {
-        ckptdb::catalog c(d.path);  // begun moments ago: within its lease
+        ckptdbxx::catalog c(d.path);  // begun moments ago: within its lease
         CHECK(status_of(d, id) == "writing");
     }
     exec(d, "UPDATE checkpoints SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour') WHERE id = " +
                 std::to_string(id));
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
     std::string detail = recovered_detail(d, id);
     CHECK_MESSAGE(contains(detail, "lease expired: host node-b"), detail);
@@ -263,11 +263,11 @@ TEST_CASE("the byte budget counts the temp files of saves in flight") {
     const std::string four_k(4000, 'k');
     SUBCASE("a save that fits without them is refused, changing nothing") {
         t::TempDir d;
-        { ckptdb::catalog(d.path).save_bytes("epoch", 1, 1, four_k); }
+        { ckptdbxx::catalog(d.path).save_bytes("epoch", 1, 1, four_k); }
         t::Child w({"save", d.path, "6000", "--pause-at", "wrote", "--epoch", "9", "--chunk", "6000"});
         REQUIRE(w.line() == "PAUSED wrote");
         REQUIRE(t::read_file(d / only_temp(d)).size() == 6000);
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         // 4000 complete + 4000 expected fits 12000; with the 6000 in flight it does not.
         set_budget(c, 12000);
         std::string before = t::snapshot(d);
@@ -281,13 +281,13 @@ TEST_CASE("the byte budget counts the temp files of saves in flight") {
     SUBCASE("room is made by deleting what the budget would otherwise keep") {
         t::TempDir d;
         {
-            ckptdb::catalog c(d.path);
+            ckptdbxx::catalog c(d.path);
             c.save_bytes("epoch", 1, 1, four_k);
             c.save_bytes("epoch", 2, 2, four_k);
         }
         t::Child w({"save", d.path, "6000", "--pause-at", "wrote", "--epoch", "9", "--chunk", "6000"});
         REQUIRE(w.line() == "PAUSED wrote");
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         // 8000 complete + 4000 expected fits 16000; with the 6000 in flight
         // the oldest must go.
         set_budget(c, 16000);
@@ -316,7 +316,7 @@ TEST_CASE("a live writer on this host is judged by its pid, never by the lease")
                 std::to_string(id));
     set_mtime_ago(d / temp, 24 * 3600);
     Env lease("CKPTDB_LEASE_SECONDS", "1");
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "writing");
     CHECK(t::exists(d / temp));
     auto items = fsck(c, true);
@@ -343,7 +343,7 @@ TEST_CASE("a bad CKPTDB_LEASE_SECONDS fails the open with CKPTDB_EINVAL naming i
         CHECK(t::snapshot(d) == before);
     }
     Env lease("CKPTDB_LEASE_SECONDS", "30");
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
 }
 
@@ -361,7 +361,7 @@ TEST_CASE("a writer judged gone while stalled after its rename still commits, an
     move_to_node_b(d, id);
     set_mtime_ago(d / "epoch_002.pt", 3600);
     {
-        ckptdb::catalog c(d.path);  // recovery finds the file whole and adopts it
+        ckptdbxx::catalog c(d.path);  // recovery finds the file whole and adopts it
         CHECK(status_of(d, id) == "complete");
         CHECK(contains(recovered_detail(d, id), "lease expired: host node-b"));
     }

@@ -75,11 +75,12 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
     if (t::exists("/dev/shm") && ::access("/dev/shm", W_OK) == 0) ::setenv("TMPDIR", "/dev/shm", 1);
     t::TempDir d;
     const char *kinds[] = {"epoch", "time", "preempt", "manual", "step"};
-    ckptdb_keep_kind keep[] = {{"epoch", 3}, {"time", 2}, {"preempt", 0}, {"manual", 0}, {"step", 1}};
+    ckptdb_keep_kind keep[] = {CKPTDB_KEEP_KIND("epoch", 3), CKPTDB_KEEP_KIND("time", 2), CKPTDB_KEEP_KIND("preempt", 0),
+                               CKPTDB_KEEP_KIND("manual", 0), CKPTDB_KEEP_KIND("step", 1)};
     int64_t epoch = 0, step = 0, checks = 0;
 
     for (int seq = 0; seq < sequences; seq++) {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         CHECK(t::temp_files(d.path).empty());  // nothing of a released save survives a reopen
         ckptdb_retention policy = CKPTDB_RETENTION_INIT;
         int variant = pick(4);
@@ -96,7 +97,7 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
         bool auto_prune = pick(3) != 0;
         REQUIRE(ckptdb_set_retention(c.handle(), auto_prune ? &policy : nullptr) == CKPTDB_OK);
         Probe p(t::catalog_path(d));
-        std::vector<ckptdb::save> open_saves;
+        std::vector<ckptdbxx::save> open_saves;
 
         int ops = 1 + pick(6);
         for (int op = 0; op < ops; op++) {
@@ -115,14 +116,14 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
                 try {
                     c.save_bytes(kind, epoch, step, std::string(static_cast<size_t>(pick(4000)), 'x'), std::nullopt,
                                  meta);
-                } catch (const ckptdb::error &e) {
+                } catch (const ckptdbxx::error &e) {
                     REQUIRE_MESSAGE(e.code() == CKPTDB_ENOSPC, e.what());  // a tight budget may refuse up front
                 }
             } else if (what <= 5) {  // begin and leave in flight
                 try {
                     open_saves.push_back(c.begin(kinds[pick(5)], epoch, ++step));
                     open_saves.back().write(std::string(static_cast<size_t>(pick(3000)), 'y'));
-                } catch (const ckptdb::error &e) {
+                } catch (const ckptdbxx::error &e) {
                     REQUIRE_MESSAGE(e.code() == CKPTDB_ENOSPC, e.what());
                 }
             } else if (what == 6 && !open_saves.empty()) {  // commit or abort one in flight
@@ -148,7 +149,7 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
                     return f;
                 };
                 std::string before = dry ? fingerprint() : "";
-                REQUIRE(ckptdb_prune(c.handle(), &policy, dry, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+                REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &policy, dry, nullptr, nullptr) == CKPTDB_OK);
                 if (dry) CHECK(fingerprint() == before);
             }
 
@@ -185,9 +186,9 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
                 REQUIRE_MESSAGE(!t::exists(d / r[0]), "pruned " << r[0] << " is still on disk");
         }
     }
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     int64_t checked = 0, corrupt = 0;
-    CHECK(ckptdb_verify_all(c.handle(), nullptr, nullptr, &checked, &corrupt) == CKPTDB_OK);
+    CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
     CHECK(corrupt == 0);
     CHECK(t::query1(t::catalog_path(d), "PRAGMA integrity_check") == "ok");
     MESSAGE(checks << " steps checked; " << checked << " complete checkpoints verified at the end");

@@ -26,11 +26,11 @@ int64_t newest_id(const t::TempDir &d) {
 }
 
 // One good checkpoint saved by a child that exits normally.
-ckptdb::entry good_checkpoint(const t::TempDir &d) {
+ckptdbxx::entry good_checkpoint(const t::TempDir &d) {
     int code = 0;
     std::string l = t::run_helper({"save", d.path, "4096", "--epoch", "1", "--seed", "3"}, &code);
     REQUIRE_MESSAGE(code == 0, l);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     return *c.latest();
 }
 
@@ -53,7 +53,7 @@ TEST_CASE("killed mid-write: the next open aborts the save, removes its temp fil
     int64_t id = newest_id(d);
     CHECK(status_of(d, id) == "writing");
     CHECK(t::temp_files(d.path).size() == 1);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
     CHECK(t::temp_files(d.path).empty());
     CHECK(c.latest()->id == good.id);
@@ -67,7 +67,7 @@ TEST_CASE("killed at each point before the seal: aborted, no temp file left, no 
         t::TempDir d;
         auto good = good_checkpoint(d);
         kill_save_at(d, point);
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         CHECK(status_of(d, newest_id(d)) == "aborted");
         CHECK(t::temp_files(d.path).empty());
         CHECK_FALSE(t::exists(d / "epoch_002.pt"));
@@ -82,7 +82,7 @@ TEST_CASE("killed after the seal, before the rename: recovery finishes the renam
     int64_t id = newest_id(d);
     CHECK(t::temp_files(d.path).size() == 1);
     CHECK_FALSE(t::exists(d / "epoch_002.pt"));
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "complete");
     CHECK(t::temp_files(d.path).empty());
     auto l = c.latest();
@@ -102,7 +102,7 @@ TEST_CASE("killed after the seal with the temp file torn afterwards: aborted, no
     std::string tp = d / *temps.begin();
     std::string b = t::read_file(tp);
     t::write_file(tp, b.substr(0, b.size() / 2));
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, newest_id(d)) == "aborted");
     CHECK(t::temp_files(d.path).empty());
     CHECK_FALSE(t::exists(d / "epoch_002.pt"));
@@ -117,7 +117,7 @@ TEST_CASE("killed between rename and commit: the whole final file is adopted as 
         kill_save_at(d, point, 3 << 20);
         int64_t id = newest_id(d);
         CHECK(status_of(d, id) == "writing");
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         CHECK(status_of(d, id) == "complete");
         auto l = c.latest();
         REQUIRE(l.has_value());
@@ -137,7 +137,7 @@ TEST_CASE("a final file that does not match the sealed checksum is not adopted a
     std::string b = t::read_file(final_path);
     b[100] = static_cast<char>(b[100] ^ 1);
     t::write_file(final_path, b);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, newest_id(d)) == "aborted");
     CHECK(t::exists(final_path));  // a file we cannot prove is ours is reported, never deleted
     CHECK(c.latest()->name == "epoch_001.pt");
@@ -147,10 +147,10 @@ TEST_CASE("recovery is idempotent: a second open changes nothing") {
     t::TempDir d;
     good_checkpoint(d);
     kill_two_saves(d, "wrote", "renamed");
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     std::string after_first = t::query1(t::catalog_path(d), "SELECT group_concat(id || status, ',') FROM checkpoints") +
                               t::query1(t::catalog_path(d), "SELECT count(*) FROM events");
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     std::string after_second = t::query1(t::catalog_path(d), "SELECT group_concat(id || status, ',') FROM checkpoints") +
                                t::query1(t::catalog_path(d), "SELECT count(*) FROM events");
     CHECK(after_first == after_second);
@@ -170,7 +170,7 @@ TEST_CASE("a crash inside recovery itself is recovered by the next open") {
         REQUIRE_MESSAGE(l == std::string("PAUSED ") + point, l);
         c.kill9();
     }
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(t::query(t::catalog_path(d), "SELECT status FROM checkpoints ORDER BY id") ==
           std::vector<std::string>{"complete", "aborted", "complete"});
     CHECK(t::temp_files(d.path).empty());
@@ -184,13 +184,13 @@ TEST_CASE("the save of a live process is left alone by another process's recover
     REQUIRE(writer.line() == "PAUSED wrote");
     int64_t id = newest_id(d);
     {
-        ckptdb::catalog c(d.path);  // recovery runs here
+        ckptdbxx::catalog c(d.path);  // recovery runs here
         CHECK(status_of(d, id) == "writing");
         CHECK(t::temp_files(d.path).size() == 1);
         CHECK(c.latest()->name == "epoch_001.pt");  // latest never sees a save in flight
     }
     writer.kill9();
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
     CHECK(t::temp_files(d.path).empty());
 }
@@ -200,7 +200,7 @@ TEST_CASE("orphan temp files are removed on open; files the catalog does not kno
     good_checkpoint(d);
     t::write_file(d / ".ckptdb-tmp-00000000000000000000000000000000", "orphan");
     t::write_file(d / "mystery.pt", "not ours");
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(t::temp_files(d.path).empty());
     CHECK(t::read_file(d / "mystery.pt") == "not ours");
 }
@@ -211,7 +211,7 @@ TEST_CASE("a helper that completes its save normally commits one checkpoint") {
     std::string l = t::run_helper({"save", d.path, "100000", "--epoch", "5"}, &code);
     CHECK(code == 0);
     CHECK(l.rfind("COMMITTED ", 0) == 0);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(c.latest()->name == "epoch_005.pt");
     CHECK(t::query1(t::catalog_path(d), "SELECT exit_reason FROM runs") == "clean");
 }

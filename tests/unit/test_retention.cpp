@@ -34,7 +34,7 @@ std::string link_target(const t::TempDir &d, const std::string &link = "last.pt"
     return n < 0 ? std::string() : std::string(buf, static_cast<size_t>(n));
 }
 
-void set_policy(ckptdb::catalog &c, const ckptdb_retention &r) {
+void set_policy(ckptdbxx::catalog &c, const ckptdb_retention &r) {
     REQUIRE(ckptdb_set_retention(c.handle(), &r) == CKPTDB_OK);
 }
 
@@ -42,7 +42,7 @@ void set_policy(ckptdb::catalog &c, const ckptdb_retention &r) {
 struct KeepOne {
     ckptdb_keep_kind keep[1];
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    KeepOne(const char *kind, int count) : keep{{kind, count}} {
+    KeepOne(const char *kind, int count) : keep{CKPTDB_KEEP_KIND(kind, count)} {
         r.keep_last = keep;
         r.keep_last_count = 1;
     }
@@ -57,7 +57,7 @@ std::string meta(double loss) { return "{\"val_loss\": " + std::to_string(loss) 
 TEST_CASE("the default policy keeps 5 epoch and 3 time checkpoints and drops preempt once a newer one exists") {
     t::TempDir d;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         ckptdb_retention r = CKPTDB_RETENTION_INIT;
         set_policy(c, r);
         for (int e = 1; e <= 8; e++) {
@@ -85,7 +85,7 @@ TEST_CASE("the default policy keeps 5 epoch and 3 time checkpoints and drops pre
 
 TEST_CASE("every Nth epoch is kept as a milestone") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     KeepOne policy("epoch", 2);
     ckptdb_retention &r = policy.r;
     r.keep_every_n_epochs = 5;
@@ -97,7 +97,7 @@ TEST_CASE("every Nth epoch is kept as a milestone") {
 TEST_CASE("one checkpoint per time interval is kept") {
     t::TempDir d;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         for (int i = 0; i < 6; i++) c.save_bytes("time", 0, i, "x", "t" + std::to_string(i) + ".pt");
     }
     // Spread the commits over three hours: 0:00, 0:20, 1:10, 1:50, 2:05, 2:30.
@@ -110,19 +110,19 @@ TEST_CASE("one checkpoint per time interval is kept") {
         REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
     }
     sqlite3_close(db);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     KeepOne policy("time", 1);
     ckptdb_retention &r = policy.r;
     r.keep_interval_seconds = 3600;
     int64_t count = 0;
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, &count, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(&count, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     CHECK(count == 2);  // t1 and t3: each shares its hour with an earlier one
     CHECK(complete_names(d) == "t0.pt t2.pt t4.pt t5.pt");
 }
 
 TEST_CASE("the best K by a metric are protected; rows without the metric rank last") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     KeepOne policy("epoch", 1);
     ckptdb_retention &r = policy.r;
     r.best_metric = "val_loss";
@@ -138,7 +138,7 @@ TEST_CASE("the best K by a metric are protected; rows without the metric rank la
 
     // Larger is better: accuracy.
     t::TempDir d2;
-    ckptdb::catalog c2(d2.path);
+    ckptdbxx::catalog c2(d2.path);
     r.best_metric = "eval.acc";
     r.best_mode = CKPTDB_BEST_MAX;
     r.best_k = 1;
@@ -151,7 +151,7 @@ TEST_CASE("the best K by a metric are protected; rows without the metric rank la
 
 TEST_CASE("pinned checkpoints are never pruned; unpinned ones go at the next prune") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     KeepOne policy("epoch", 1);
     ckptdb_retention &r = policy.r;
     set_policy(c, r);
@@ -179,41 +179,41 @@ TEST_CASE("the checkpoint a live run resumed from is kept until that run commits
     REQUIRE(code == 0);
     t::run_helper({"save", d.path, "10", "--epoch", "2"}, &code);
     REQUIRE(code == 0);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto old = c.get(std::string("epoch_001.pt"));
     c.mark_resumed(old.id);  // this run rolls back on purpose
     KeepOne policy("epoch", 0);
     ckptdb_retention &r = policy.r;
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     CHECK(complete_names(d) == "epoch_001.pt epoch_002.pt");
     c.save_bytes("epoch", 2, 3, "x", std::string("rolled.pt"));
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     CHECK(complete_names(d) == "rolled.pt");
 }
 
 TEST_CASE("corrupt checkpoints are kept unless a prune asks for them; then they go with the rule 'corrupt'") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto a = c.save_bytes("manual", 0, 1, "aaaa", std::string("a.pt"));
     c.save_bytes("manual", 0, 2, "bbbb", std::string("b.pt"));
     t::write_file(a.path, "AAAA");
     CHECK_FALSE(c.verify(a.id));
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
     r.keep_last_default = -1;
-    ckptdb_keep_kind keep[] = {{"manual", -1}};
+    ckptdb_keep_kind keep[] = {CKPTDB_KEEP_KIND("manual", -1)};
     r.keep_last = keep;
     r.keep_last_count = 1;
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     CHECK(t::exists(a.path));  // quarantined
     r.prune_corrupt = 1;
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     CHECK(rule_of(d, "a.pt") == "corrupt");
     CHECK_FALSE(t::exists(a.path));
 }
 
 TEST_CASE("a dry run returns the same plan and changes nothing") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     for (int e = 1; e <= 9; e++) c.save_bytes("epoch", e, e, "x");
     std::string before = t::snapshot(d);
     std::vector<std::string> planned;
@@ -222,21 +222,21 @@ TEST_CASE("a dry run returns the same plan and changes nothing") {
         return 0;
     };
     int64_t count = 0, bytes = 0;
-    REQUIRE(ckptdb_prune(c.handle(), nullptr, 1, collect, &planned, &count, &bytes) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(&count, &bytes, c.handle(), nullptr, 1, collect, &planned) == CKPTDB_OK);
     CHECK(count == 4);
     CHECK(bytes == 4);
     CHECK(joined(planned) == "epoch_001.pt keep_last:epoch=5, epoch_002.pt keep_last:epoch=5, "
                              "epoch_003.pt keep_last:epoch=5, epoch_004.pt keep_last:epoch=5");
     CHECK(t::snapshot(d) == before);
     std::vector<std::string> done;
-    REQUIRE(ckptdb_prune(c.handle(), nullptr, 0, collect, &done, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), nullptr, 0, collect, &done) == CKPTDB_OK);
     CHECK(joined(done) == joined(planned));
     CHECK(complete_names(d) == "epoch_005.pt epoch_006.pt epoch_007.pt epoch_008.pt epoch_009.pt");
 }
 
 TEST_CASE("the byte budget deletes the oldest unprotected checkpoints, rules notwithstanding") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     KeepOne policy("epoch", -1);
     ckptdb_retention &r = policy.r;
     r.max_bytes = 3500;
@@ -251,7 +251,7 @@ TEST_CASE("the byte budget deletes the oldest unprotected checkpoints, rules not
 
 TEST_CASE("the budget makes room ahead of a save, and refuses up front when only protected checkpoints remain") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     std::string kb(1000, 'k');
     KeepOne policy("epoch", -1);
     ckptdb_retention &r = policy.r;
@@ -280,24 +280,24 @@ TEST_CASE("the budget makes room ahead of a save, and refuses up front when only
 
 TEST_CASE("bad policies are refused, name the field, and delete nothing") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     for (int e = 1; e <= 7; e++) c.save_bytes("epoch", e, e, "x");
     std::string before = t::snapshot(d);
     auto refused = [&](const ckptdb_retention &r, const std::string &mention) {
         CHECK(ckptdb_set_retention(c.handle(), &r) == CKPTDB_EINVAL);
         CHECK_MESSAGE(std::string(ckptdb_last_error()).find(mention) != std::string::npos, ckptdb_last_error());
-        CHECK(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_EINVAL);
+        CHECK(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_EINVAL);
     };
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
-    ckptdb_keep_kind neg[] = {{"epoch", -5}};
+    ckptdb_keep_kind neg[] = {CKPTDB_KEEP_KIND("epoch", -5)};
     r.keep_last = neg;
     r.keep_last_count = 1;
     refused(r, "keep_last for kind 'epoch'");
-    ckptdb_keep_kind twice[] = {{"epoch", 1}, {"epoch", 2}};
+    ckptdb_keep_kind twice[] = {CKPTDB_KEEP_KIND("epoch", 1), CKPTDB_KEEP_KIND("epoch", 2)};
     r.keep_last = twice;
     r.keep_last_count = 2;
     refused(r, "twice");
-    ckptdb_keep_kind badkind[] = {{"no such/kind", 1}};
+    ckptdb_keep_kind badkind[] = {CKPTDB_KEEP_KIND("no such/kind", 1)};
     r.keep_last = badkind;
     r.keep_last_count = 1;
     refused(r, "kind 'no such/kind'");
@@ -334,7 +334,7 @@ TEST_CASE("bad policies are refused, name the field, and delete nothing") {
 
 TEST_CASE("last.pt follows the newest complete checkpoint; the catalog stays the truth") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(link_target(d).empty());
     c.save_bytes("epoch", 1, 1, "one");
     CHECK(link_target(d) == "epoch_001.pt");
@@ -358,14 +358,14 @@ TEST_CASE("the last-link can be renamed or turned off, and never replaces a user
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
     o.last_link = "current";
     {
-        ckptdb::catalog c(a.path, &o);
+        ckptdbxx::catalog c(a.path, &o);
         c.save_bytes("epoch", 1, 1, "x");
     }
     CHECK(link_target(a, "current") == "epoch_001.pt");
     CHECK_FALSE(t::exists(a / "last.pt"));
     o.last_link = "";
     {
-        ckptdb::catalog c(b.path, &o);
+        ckptdbxx::catalog c(b.path, &o);
         c.save_bytes("epoch", 1, 1, "x");
     }
     CHECK(t::names(b.path).count("last.pt") == 0);
@@ -376,11 +376,11 @@ TEST_CASE("the last-link can be renamed or turned off, and never replaces a user
         ckptdb_catalog *refused = nullptr;
         CHECK(ckptdb_open(&refused, u.path.c_str(), nullptr) == CKPTDB_ENOTCATALOG);
         int64_t rows = 0;
-        REQUIRE(ckptdb_adopt(u.path.c_str(), nullptr, nullptr, nullptr, &rows) == CKPTDB_OK);
+        REQUIRE(ckptdb_adopt(&rows, u.path.c_str(), nullptr, nullptr, nullptr) == CKPTDB_OK);
         CHECK(rows == 1);
     }
     {
-        ckptdb::catalog c(u.path);
+        ckptdbxx::catalog c(u.path);
         c.save_bytes("epoch", 1, 1, "x");
     }
     CHECK(t::read_file(u / "last.pt") == "the old recipe's copy");
@@ -392,7 +392,7 @@ TEST_CASE("the last-link can be renamed or turned off, and never replaces a user
 TEST_CASE("a prune killed after marking its victims is finished by the next open") {
     t::TempDir d;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         for (int e = 1; e <= 8; e++) c.save_bytes("epoch", e, e, "x");
     }
     t::Child child({"prune", d.path, "--pause-at", "pruned_marked"});
@@ -401,7 +401,7 @@ TEST_CASE("a prune killed after marking its victims is finished by the next open
     CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") ==
           "3");
     CHECK(t::exists(d / "epoch_001.pt"));
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") ==
           "0");
     CHECK_FALSE(t::exists(d / "epoch_001.pt"));

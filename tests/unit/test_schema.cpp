@@ -28,7 +28,7 @@ static void exec_sqlite(const std::string &path, const std::string &sql) {
 
 TEST_CASE("a new catalog has the current schema version, WAL, and ckptdb's application id") {
     t::TempDir d;
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     auto cat = t::catalog_path(d);
     CHECK(t::query1(cat, "PRAGMA user_version") == std::to_string(ckptdb_schema_version()));
     CHECK(t::query1(cat, "PRAGMA application_id") == std::to_string(0x636b7064));
@@ -42,7 +42,7 @@ TEST_CASE("a new catalog has the current schema version, WAL, and ckptdb's appli
 
 TEST_CASE("latest() and rotation queries use the partial indexes, not a table scan") {
     t::TempDir d;
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     auto plan = t::query(t::catalog_path(d),
                          "EXPLAIN QUERY PLAN SELECT id FROM checkpoints WHERE status = 'complete' AND commit_seq < 5 "
                          "ORDER BY commit_seq DESC LIMIT 1");
@@ -56,7 +56,7 @@ TEST_CASE("latest() and rotation queries use the partial indexes, not a table sc
 
 TEST_CASE("a catalog from a newer schema version is refused and left untouched") {
     t::TempDir d;
-    { ckptdb::catalog c(d.path); }
+    { ckptdbxx::catalog c(d.path); }
     auto cat = t::catalog_path(d);
     exec_sqlite(cat, "PRAGMA journal_mode=DELETE; PRAGMA user_version=99;");
     std::string before = t::read_file(cat);
@@ -103,7 +103,7 @@ TEST_CASE("an empty catalog file is a lost catalog: refused, left untouched, nev
 
 TEST_CASE("a catalog behind a symbolic link is refused, not followed") {
     t::TempDir d, other;
-    { ckptdb::catalog c(other.path); }
+    { ckptdbxx::catalog c(other.path); }
     REQUIRE(::symlink(t::catalog_path(other).c_str(), t::catalog_path(d).c_str()) == 0);
     CHECK(open_code(d.path) == CKPTDB_ENOTCATALOG);
     CHECK(std::string(ckptdb_last_error()).find("symbolic link") != std::string::npos);
@@ -112,7 +112,7 @@ TEST_CASE("a catalog behind a symbolic link is refused, not followed") {
 TEST_CASE("the views answer at the sqlite3 prompt") {
     t::TempDir d;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         c.save_bytes("epoch", 1, 10, "one");
         c.save_bytes("time", 1, 15, "two");
         c.save_bytes("epoch", 2, 20, "three", std::nullopt, std::string("{\"loss\": 0.5}"));

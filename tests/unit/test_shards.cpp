@@ -44,10 +44,12 @@ struct Shard {
         } else {
             REQUIRE(ckptdb_shard_write(sh, bytes.data(), bytes.size()) == CKPTDB_OK);
         }
-        REQUIRE(ckptdb_shard_finish(sh, &info) == CKPTDB_OK);
+        REQUIRE(ckptdb_shard_finish(&info, sh) == CKPTDB_OK);
     }
     ~Shard() { ckptdb_shard_free(sh); }
-    ckptdb_shard_file file() const { return {info.name, info.temp_name, info.size, info.checksum}; }
+    ckptdb_shard_file file() const {
+        return {CKPTDB_SHARD_FILE_VERSION, info.name, info.temp_name, info.size, info.checksum};
+    }
 };
 
 int commit(Cat &c, const std::vector<ckptdb_shard_file> &fs, int64_t epoch, ckptdb_entry *out = nullptr,
@@ -76,7 +78,7 @@ std::string read_rank(Cat &c, int64_t id, int64_t rank, int *rc) {
     char buf[65536];
     for (;;) {
         size_t n = 0;
-        *rc = ckptdb_reader_read(r, buf, sizeof buf, &n);
+        *rc = ckptdb_reader_read(&n, r, buf, sizeof buf);
         if (*rc != CKPTDB_OK || n == 0) break;
         out.append(buf, n);
     }
@@ -259,7 +261,7 @@ TEST_CASE("rotation removes every file of a sharded checkpoint it lets go") {
     t::TempDir d;
     ckptdb_retention pol;
     REQUIRE(ckptdb_retention_init(&pol, CKPTDB_RETENTION_VERSION) == CKPTDB_OK);
-    ckptdb_keep_kind keep{"epoch", 1};
+    ckptdb_keep_kind keep = CKPTDB_KEEP_KIND("epoch", 1);
     pol.keep_last = &keep;
     pol.keep_last_count = 1;
     Cat c(d.path, &pol);
@@ -289,12 +291,10 @@ TEST_CASE("a live shard's temp file survives other processes' recovery; a dead o
         Cat c(d.path);  // and in this one
         CHECK(t::exists(d / s.temp));
         int64_t in_flight = 0;
-        ckptdb_fsck(c.db, 0,
-                    [](const ckptdb_fsck_item *it, void *p) {
+        ckptdb_fsck(nullptr, c.db, 0, [](const ckptdb_fsck_item *it, void *p) {
                         if (std::string(it->kind) == "writing") ++*static_cast<int64_t *>(p);
                         return 0;
-                    },
-                    &in_flight, nullptr);
+                    }, &in_flight);
         CHECK(in_flight == 1);
     }
     s.child.kill9();
@@ -536,11 +536,11 @@ TEST_CASE("sync seals its copies and commits them, with either kind of seal") {
             REQUIRE(commit(c, {r0.file(), r1.file()}, 1) == CKPTDB_OK);
         }
         {
-            ckptdb::catalog c(src.path);
+            ckptdbxx::catalog c(src.path);
             c.save_bytes("epoch", 2, 20, t::pattern(9000, 3));
         }
         ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
-        REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), &o, nullptr, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_sync(nullptr, nullptr, src.path.c_str(), dst.path.c_str(), &o) == CKPTDB_OK);
         CHECK(t::temp_files(dst.path).empty());
         CHECK(t::read_file(dst / "e1.r1.pt") == t::read_file(src / "e1.r1.pt"));
         if (!side) {

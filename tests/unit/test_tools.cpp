@@ -11,9 +11,20 @@ namespace {
 
 struct Items {
     std::vector<std::string> lines;  // "kind name action"
+    void add(const char *kind, const char *name, const char *action) {
+        lines.push_back(std::string(kind) + " " + name + (*action ? std::string(" ") + action : std::string()));
+    }
+    // One per item type: fsck, rebuild/adopt and sync each have their own.
     static int cb(const ckptdb_fsck_item *it, void *p) {
-        static_cast<Items *>(p)->lines.push_back(std::string(it->kind) + " " + it->name +
-                                                 (*it->action ? std::string(" ") + it->action : std::string()));
+        static_cast<Items *>(p)->add(it->kind, it->name, it->action);
+        return 0;
+    }
+    static int cb(const ckptdb_rebuild_item *it, void *p) {
+        static_cast<Items *>(p)->add(it->kind, it->name, it->action);
+        return 0;
+    }
+    static int cb(const ckptdb_sync_item *it, void *p) {
+        static_cast<Items *>(p)->add(it->kind, it->name, "");
         return 0;
     }
     bool has(const std::string &line) const {
@@ -33,7 +44,7 @@ TEST_CASE("files, events and runs are listed with their columns") {
     int code = 0;
     t::run_helper({"save", d.path, "100", "--epoch", "1"}, &code);  // an earlier run
     REQUIRE(code == 0);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto e = c.save_bytes("epoch", 2, 20, "abc");
     c.mark_resumed(e.id);
     REQUIRE(ckptdb_run_progress(c.handle(), 2, 35) == CKPTDB_OK);
@@ -82,7 +93,7 @@ TEST_CASE("files, events and runs are listed with their columns") {
 
 TEST_CASE("verify reports progress and can be stopped by the callback") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto e = c.save_bytes("epoch", 1, 1, t::pattern(3 << 20));
     std::vector<int64_t> seen;
     auto cb = [](int64_t done, int64_t total, void *p) {
@@ -95,13 +106,14 @@ TEST_CASE("verify reports progress and can be stopped by the callback") {
     CHECK(seen.back() == 3 << 20);
     CHECK(std::is_sorted(seen.begin(), seen.end()));
     CHECK(ckptdb_verify_progress(c.handle(), e.id, [](int64_t, int64_t, void *) { return 1; }, nullptr) ==
-          CKPTDB_ERROR);
+          CKPTDB_ECALLBACK);
+    CHECK(ckptdb_last_callback_value() == 1);
     CHECK(c.get(e.id).status == CKPTDB_STATUS_COMPLETE);  // stopping is not corruption
 }
 
 TEST_CASE("fsck finds temp files, missing files, size mismatches and unknown files; repair fixes what is safe") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto a = c.save_bytes("epoch", 1, 1, "aaaa");
     auto b = c.save_bytes("epoch", 2, 2, "bbbb");
     c.save_bytes("epoch", 3, 3, "cccc");
@@ -113,7 +125,7 @@ TEST_CASE("fsck finds temp files, missing files, size mismatches and unknown fil
 
     Items check;
     int64_t problems = 0;
-    REQUIRE(ckptdb_fsck(c.handle(), 0, Items::cb, &check, &problems) == CKPTDB_OK);
+    REQUIRE(ckptdb_fsck(&problems, c.handle(), 0, Items::cb, &check) == CKPTDB_OK);
     CHECK_MESSAGE(problems == 4, check.all());
     CHECK(check.has("missing_file epoch_001.pt"));
     CHECK(check.has("size_mismatch epoch_002.pt"));
@@ -123,7 +135,7 @@ TEST_CASE("fsck finds temp files, missing files, size mismatches and unknown fil
     CHECK(c.get(a.id).status == CKPTDB_STATUS_COMPLETE);  // a check changes nothing
 
     Items repair;
-    REQUIRE(ckptdb_fsck(c.handle(), 1, Items::cb, &repair, &problems) == CKPTDB_OK);
+    REQUIRE(ckptdb_fsck(&problems, c.handle(), 1, Items::cb, &repair) == CKPTDB_OK);
     CHECK(repair.has("missing_file epoch_001.pt marked corrupt"));
     CHECK(repair.has("size_mismatch epoch_002.pt marked corrupt"));
     CHECK(repair.has("temp_file .ckptdb-tmp-0123456789abcdef0123456789abcdef removed"));
@@ -132,14 +144,14 @@ TEST_CASE("fsck finds temp files, missing files, size mismatches and unknown fil
     CHECK(t::temp_files(d.path).size() == 1);  // the save in flight keeps its temp file
     s.abort();
     Items after;
-    REQUIRE(ckptdb_fsck(c.handle(), 0, Items::cb, &after, &problems) == CKPTDB_OK);
+    REQUIRE(ckptdb_fsck(&problems, c.handle(), 0, Items::cb, &after) == CKPTDB_OK);
     CHECK_MESSAGE(problems == 1, after.all());  // only the user's file remains to report
 }
 
 TEST_CASE("a lost catalog is rebuilt from the files, the old one kept aside") {
     t::TempDir d;
     {
-        ckptdb::catalog c(d.path);
+        ckptdbxx::catalog c(d.path);
         c.save_bytes("epoch", 1, 10, "one");
         c.save_bytes("step", 1, 500, "two");
         c.save_bytes("epoch", 2, 20, "three");
@@ -154,7 +166,7 @@ TEST_CASE("a lost catalog is rebuilt from the files, the old one kept aside") {
 
     Items seen;
     int64_t rows = 0;
-    REQUIRE(ckptdb_rebuild(d.path.c_str(), nullptr, Items::cb, &seen, &rows) == CKPTDB_OK);
+    REQUIRE(ckptdb_rebuild(&rows, d.path.c_str(), nullptr, Items::cb, &seen) == CKPTDB_OK);
     CHECK(rows == 3);
     CHECK(seen.has("unknown_file notes.txt"));
     CHECK(seen.has("rebuilt epoch_002.pt added"));
@@ -163,7 +175,7 @@ TEST_CASE("a lost catalog is rebuilt from the files, the old one kept aside") {
         if (n.rfind("ckptdb.sqlite.broken-", 0) == 0) aside = n;
     REQUIRE(!aside.empty());
     CHECK(t::read_file(d / aside) == broken);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto l = c.latest();
     REQUIRE(l.has_value());
     CHECK(c.list().size() == 3);
@@ -178,7 +190,7 @@ TEST_CASE("sync copies complete checkpoints, verifies them, and leaves a consist
     t::TempDir src, parent;
     std::string dst = parent / "mirror";
     {
-        ckptdb::catalog c(src.path);
+        ckptdbxx::catalog c(src.path);
         for (int e = 1; e <= 3; e++) c.save_bytes("epoch", e, e, t::pattern(100000, e));
         c.begin("epoch", 9, 9).write("in flight");  // aborted when released: never copied
     }
@@ -187,45 +199,45 @@ TEST_CASE("sync copies complete checkpoints, verifies them, and leaves a consist
     o.on_item = Items::cb;
     o.item_payload = &items;
     int64_t copied = 0, bytes = 0;
-    REQUIRE(ckptdb_sync(src.path.c_str(), dst.c_str(), &o, &copied, &bytes) == CKPTDB_OK);
+    REQUIRE(ckptdb_sync(&copied, &bytes, src.path.c_str(), dst.c_str(), &o) == CKPTDB_OK);
     CHECK(copied == 3);
     CHECK(bytes == 300000);
     for (int e = 1; e <= 3; e++)
         CHECK(t::read_file(dst + "/epoch_00" + std::to_string(e) + ".pt") == t::pattern(100000, e));
     CHECK(t::query1(dst + "/ckptdb.sqlite", "SELECT count(*) FROM checkpoints WHERE status = 'complete'") == "3");
     {
-        ckptdb::catalog m(dst);
+        ckptdbxx::catalog m(dst);
         CHECK(m.latest()->name == "epoch_003.pt");
         int64_t checked = 0, bad = 0;
-        CHECK(ckptdb_verify_all(m.handle(), nullptr, nullptr, &checked, &bad) == CKPTDB_OK);
+        CHECK(ckptdb_verify_all(&checked, &bad, m.handle(), nullptr, nullptr) == CKPTDB_OK);
         CHECK(checked == 3);
     }
     // Idempotent: a second run copies nothing.
-    REQUIRE(ckptdb_sync(src.path.c_str(), dst.c_str(), nullptr, &copied, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_sync(&copied, nullptr, src.path.c_str(), dst.c_str(), nullptr) == CKPTDB_OK);
     CHECK(copied == 0);
     // Nested directories are refused.
-    CHECK(ckptdb_sync(src.path.c_str(), (src / "inner").c_str(), nullptr, nullptr, nullptr) == CKPTDB_EINVAL);
+    CHECK(ckptdb_sync(nullptr, nullptr, src.path.c_str(), (src / "inner").c_str(), nullptr) == CKPTDB_EINVAL);
     CHECK(std::string(ckptdb_last_error()).find("inside") != std::string::npos);
     CHECK_FALSE(t::exists(src / "inner"));
-    CHECK(ckptdb_sync(src.path.c_str(), src.path.c_str(), nullptr, nullptr, nullptr) == CKPTDB_EINVAL);
+    CHECK(ckptdb_sync(nullptr, nullptr, src.path.c_str(), src.path.c_str(), nullptr) == CKPTDB_EINVAL);
 }
 
 TEST_CASE("sync keeps what src pruned unless asked to delete it") {
     t::TempDir src, dst;
-    ckptdb::catalog c(src.path);
+    ckptdbxx::catalog c(src.path);
     for (int e = 1; e <= 3; e++) c.save_bytes("epoch", e, e, "x" + std::to_string(e));
-    REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), nullptr, nullptr, nullptr) == CKPTDB_OK);
-    ckptdb_keep_kind keep[] = {{"epoch", 1}};
+    REQUIRE(ckptdb_sync(nullptr, nullptr, src.path.c_str(), dst.path.c_str(), nullptr) == CKPTDB_OK);
+    ckptdb_keep_kind keep[] = {CKPTDB_KEEP_KIND("epoch", 1)};
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
     r.keep_last = keep;
     r.keep_last_count = 1;
-    REQUIRE(ckptdb_prune(c.handle(), &r, 0, nullptr, nullptr, nullptr, nullptr) == CKPTDB_OK);
-    REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), nullptr, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_sync(nullptr, nullptr, src.path.c_str(), dst.path.c_str(), nullptr) == CKPTDB_OK);
     CHECK(t::exists(dst / "epoch_001.pt"));
     CHECK(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'complete'") == "3");
     ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
     o.delete_pruned = 1;
-    REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), &o, nullptr, nullptr) == CKPTDB_OK);
+    REQUIRE(ckptdb_sync(nullptr, nullptr, src.path.c_str(), dst.path.c_str(), &o) == CKPTDB_OK);
     CHECK_FALSE(t::exists(dst / "epoch_001.pt"));
     CHECK_FALSE(t::exists(dst / "epoch_002.pt"));
     CHECK(t::exists(dst / "epoch_003.pt"));
@@ -238,12 +250,12 @@ TEST_CASE("a sync killed midway never leaves a catalog naming a partial file; th
         CAPTURE(point);
         t::TempDir src, dst;
         {
-            ckptdb::catalog c(src.path);
+            ckptdbxx::catalog c(src.path);
             for (int e = 1; e <= 4; e++) c.save_bytes("epoch", e, e, t::pattern(200000, e));
         }
-        REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), nullptr, nullptr, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_sync(nullptr, nullptr, src.path.c_str(), dst.path.c_str(), nullptr) == CKPTDB_OK);
         {
-            ckptdb::catalog c(src.path);
+            ckptdbxx::catalog c(src.path);
             for (int e = 5; e <= 7; e++) c.save_bytes("epoch", e, e, t::pattern(200000, e));
         }
         t::Child child({"sync", src.path, dst.path, "--pause-at", point});
@@ -257,12 +269,12 @@ TEST_CASE("a sync killed midway never leaves a catalog naming a partial file; th
         }
         CHECK(std::stoi(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'complete'")) >= 4);
         int64_t copied = 0;
-        REQUIRE(ckptdb_sync(src.path.c_str(), dst.path.c_str(), nullptr, &copied, nullptr) == CKPTDB_OK);
+        REQUIRE(ckptdb_sync(&copied, nullptr, src.path.c_str(), dst.path.c_str(), nullptr) == CKPTDB_OK);
         CHECK(copied <= 3);
         CHECK(t::temp_files(dst.path).empty());
-        ckptdb::catalog m(dst.path);
+        ckptdbxx::catalog m(dst.path);
         int64_t checked = 0, bad = 0;
-        CHECK(ckptdb_verify_all(m.handle(), nullptr, nullptr, &checked, &bad) == CKPTDB_OK);
+        CHECK(ckptdb_verify_all(&checked, &bad, m.handle(), nullptr, nullptr) == CKPTDB_OK);
         CHECK(checked == 7);
     }
 }

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#define CKPTDB_EXPERIMENTAL  // triggers and signals
 #include "ckptdb.h"
 
 extern char **environ;

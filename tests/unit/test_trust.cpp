@@ -109,10 +109,10 @@ std::pair<int, std::string> try_open(const std::string &dir, unsigned f) {
 struct Saved {
     t::TempDir base;
     std::string dir = base / "ck";
-    ckptdb::entry older, newer;
+    ckptdbxx::entry older, newer;
     Saved() {
         REQUIRE(::chmod(base.path.c_str(), 0755) == 0);
-        ckptdb::catalog c(dir);
+        ckptdbxx::catalog c(dir);
         older = c.save_bytes("epoch", 1, 10, t::pattern(5000, 1));
         newer = c.save_bytes("epoch", 2, 20, t::pattern(5000, 2));
     }
@@ -138,7 +138,7 @@ TEST_CASE("a directory writable by every user without the sticky bit is refused,
     CHECK(std::string(ckptdb_strerror(CKPTDB_EUNTRUSTED)) != "unknown status code");
     // Shared on purpose: the override opens it and resumes.
     ckptdb_open_options o = flags(CKPTDB_OPEN_READONLY | CKPTDB_OPEN_TRUST_SHARED);
-    ckptdb::catalog c(s.dir, &o);
+    ckptdbxx::catalog c(s.dir, &o);
     auto l = c.latest();
     REQUIRE(l.has_value());
     CHECK(l->id == s.newer.id);
@@ -148,7 +148,7 @@ TEST_CASE("a world-writable directory with the sticky bit (like /tmp) and files 
     Saved s;
     REQUIRE(::chmod(s.dir.c_str(), 01777) == 0);
     {
-        ckptdb::catalog c(s.dir);
+        ckptdbxx::catalog c(s.dir);
         auto third = c.save_bytes("epoch", 3, 30, t::pattern(100, 3));
         CHECK(c.latest()->id == third.id);
     }
@@ -157,7 +157,7 @@ TEST_CASE("a world-writable directory with the sticky bit (like /tmp) and files 
     // never reads leaves the catalog usable.
     CHECK(run_as_nobody({kTouch, s.dir + "/notes.txt"}) == 0);
     {
-        ckptdb::catalog c(s.dir);
+        ckptdbxx::catalog c(s.dir);
         CHECK(c.latest()->epoch == 3);
     }
     // One under a catalog file's name is refused before SQLite could roll
@@ -206,7 +206,7 @@ TEST_CASE("root's resume refuses a catalog another user put in place of its own 
 
     SUBCASE("CKPTDB_OPEN_TRUST_SHARED opens the same directory and resumes") {
         ckptdb_open_options o = flags(CKPTDB_OPEN_READONLY | CKPTDB_OPEN_TRUST_SHARED);
-        ckptdb::catalog c(s.dir, &o);
+        ckptdbxx::catalog c(s.dir, &o);
         auto l = c.latest();
         REQUIRE(l.has_value());
         CHECK(l->id == s.newer.id);
@@ -219,7 +219,7 @@ TEST_CASE("a checkpoint file another user owns stops the resume with its name; n
     Saved s;
     REQUIRE(::chown(s.newer.path.c_str(), kNobody, kNobody) == 0);
     {
-        ckptdb::catalog c(s.dir);
+        ckptdbxx::catalog c(s.dir);
         std::string before = listing(s.dir, true);
         for (unsigned v : {unsigned(CKPTDB_VERIFY_FULL), unsigned(CKPTDB_VERIFY_SIZE)}) {
             ckptdb_entry e = CKPTDB_ENTRY_INIT;
@@ -242,7 +242,7 @@ TEST_CASE("a checkpoint file another user owns stops the resume with its name; n
 
     SUBCASE("CKPTDB_OPEN_TRUST_SHARED trusts it") {
         ckptdb_open_options o = flags(CKPTDB_OPEN_TRUST_SHARED);
-        ckptdb::catalog c(s.dir, &o);
+        ckptdbxx::catalog c(s.dir, &o);
         CHECK(c.latest()->id == s.newer.id);
         CHECK(c.read(s.newer.id) == t::pattern(5000, 2));
     }

@@ -38,7 +38,7 @@ struct Dir {
         std::string bytes(6000, static_cast<char>('a' + epoch));
         REQUIRE(ckptdb_save_write(s, bytes.data(), bytes.size()) == CKPTDB_OK);
         ckptdb_entry e = CKPTDB_ENTRY_INIT;
-        REQUIRE(ckptdb_save_commit(s, &e) == CKPTDB_OK);
+        REQUIRE(ckptdb_save_commit(&e, s) == CKPTDB_OK);
         int64_t id = e.id;
         ckptdb_save_free(s);
         return id;
@@ -125,7 +125,7 @@ TEST_CASE("a read error in ckptdb_verify_all is reported for that checkpoint and
         Seen seen;
         int64_t checked = -1, corrupt = -1;
         arm(op, false);  // the first checkpoint (oldest id first) cannot be read
-        int rc = ckptdb_verify_all(d.db, collect, &seen, &checked, &corrupt);
+        int rc = ckptdb_verify_all(&checked, &corrupt, d.db, collect, &seen);
         faultio::disarm();
         CHECK(rc == CKPTDB_OK);  // nothing failed verification
         CHECK(checked == 2);
@@ -135,7 +135,7 @@ TEST_CASE("a read error in ckptdb_verify_all is reported for that checkpoint and
         CHECK(seen.statuses == std::vector<int>{CKPTDB_STATUS_COMPLETE, CKPTDB_STATUS_COMPLETE});
         CHECK(d.status(a) == CKPTDB_STATUS_COMPLETE);
         Seen again;
-        CHECK(ckptdb_verify_all(d.db, collect, &again, &checked, &corrupt) == CKPTDB_OK);
+        CHECK(ckptdb_verify_all(&checked, &corrupt, d.db, collect, &again) == CKPTDB_OK);
         CHECK(again.results == std::vector<int>{CKPTDB_OK, CKPTDB_OK});
     }
 }
@@ -181,7 +181,7 @@ TEST_CASE("a flipped byte marks the checkpoint corrupt in every path that verifi
         d.flip(b);
         Seen seen;
         int64_t checked = -1, corrupt = -1;
-        CHECK(ckptdb_verify_all(d.db, collect, &seen, &checked, &corrupt) == CKPTDB_ECORRUPT);
+        CHECK(ckptdb_verify_all(&checked, &corrupt, d.db, collect, &seen) == CKPTDB_ECORRUPT);
         CHECK(checked == 2);
         CHECK(corrupt == 1);
         CHECK(seen.results == std::vector<int>{CKPTDB_OK, CKPTDB_ECORRUPT});
@@ -234,7 +234,7 @@ TEST_CASE("a prune of corrupt checkpoints deletes only a confirmed mismatch, nev
     // The first open of the prune's hashing (a's file) fails: a is kept.
     arm("open", false);
     int64_t count = -1, bytes = -1;
-    int rc = ckptdb_prune(d.db, &r, 0, nullptr, nullptr, &count, &bytes);
+    int rc = ckptdb_prune(&count, &bytes, d.db, &r, 0, nullptr, nullptr);
     faultio::disarm();
     REQUIRE(rc == CKPTDB_OK);
     CHECK(count == 1);

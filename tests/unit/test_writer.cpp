@@ -14,11 +14,11 @@ static int64_t count_events(const t::TempDir &d, const std::string &event) {
 
 TEST_CASE("a streamed save writes exactly the caller's bytes and records size and XXH3-128") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto s = c.begin("epoch", 3, 300);
     std::string data = t::pattern(3 * 1024 * 1024 + 17);
     for (size_t off = 0; off < data.size(); off += 1000003) s.write(data.substr(off, 1000003));
-    ckptdb::entry e = s.commit();
+    ckptdbxx::entry e = s.commit();
     CHECK(e.name == "epoch_003.pt");
     CHECK(e.path == d / "epoch_003.pt");
     CHECK(e.status == CKPTDB_STATUS_COMPLETE);
@@ -39,7 +39,7 @@ TEST_CASE("a streamed save writes exactly the caller's bytes and records size an
 
 TEST_CASE("the checksum is the canonical XXH3-128 that xxh128sum prints") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     // Reference values printed by `printf abc | xxh128sum` and `xxh128sum < /dev/null`.
     CHECK(c.save_bytes("manual", 0, 1, "abc").checksum == "06b05ab6733a618578af5f94892f3950");
     CHECK(c.save_bytes("manual", 0, 2, "").checksum == "99aa06d3014798d86001c324468d497f");
@@ -47,7 +47,7 @@ TEST_CASE("the checksum is the canonical XXH3-128 that xxh128sum prints") {
 
 TEST_CASE("a caller may write the temp file itself through its path") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto s = c.begin("epoch", 1, 10);
     std::string tmp = s.temp_path();
     CHECK(tmp.rfind(d.path + "/.ckptdb-tmp-", 0) == 0);
@@ -62,7 +62,7 @@ TEST_CASE("a caller may write the temp file itself through its path") {
 
 TEST_CASE("a caller that replaces the temp file by rename gets the new file committed") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto s = c.begin("epoch", 1, 10);
     std::string tmp = s.temp_path();
     t::write_file(d / "staging", "atomic writer output");
@@ -75,7 +75,7 @@ TEST_CASE("a caller that replaces the temp file by rename gets the new file comm
 
 TEST_CASE("a caller may write through the library's descriptor") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto s = c.begin("step", 0, 500);
     int fd = s.fd();
     REQUIRE(fd >= 0);
@@ -88,7 +88,7 @@ TEST_CASE("a caller may write through the library's descriptor") {
 
 TEST_CASE("streaming and a caller-written temp file cannot be mixed") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     ckptdb_catalog *db = c.handle();
     ckptdb_save *s = nullptr;
     REQUIRE(ckptdb_save_begin(&s, db, "epoch", 1, 1, nullptr) == CKPTDB_OK);
@@ -106,14 +106,14 @@ TEST_CASE("streaming and a caller-written temp file cannot be mixed") {
 
 TEST_CASE("abort, and free without commit, remove the temp file and mark the row aborted") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     ckptdb_save *s = nullptr;
     REQUIRE(ckptdb_save_begin(&s, c.handle(), "epoch", 1, 1, nullptr) == CKPTDB_OK);
     REQUIRE(ckptdb_save_write(s, "partial", 7) == CKPTDB_OK);
     CHECK(t::temp_files(d.path).size() == 1);
     CHECK(ckptdb_save_abort(s) == CKPTDB_OK);
     CHECK(t::temp_files(d.path).empty());
-    CHECK(ckptdb_save_commit(s, nullptr) == CKPTDB_EMISUSE);
+    CHECK(ckptdb_save_commit(nullptr, s) == CKPTDB_EMISUSE);
     ckptdb_save_free(s);
     {
         auto s2 = c.begin("epoch", 2, 2);
@@ -129,13 +129,13 @@ TEST_CASE("abort, and free without commit, remove the temp file and mark the row
 
 TEST_CASE("a committed save refuses a second commit, a write and an abort") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     ckptdb_save *s = nullptr;
     REQUIRE(ckptdb_save_begin(&s, c.handle(), "epoch", 1, 1, nullptr) == CKPTDB_OK);
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    REQUIRE(ckptdb_save_commit(s, &e) == CKPTDB_OK);
+    REQUIRE(ckptdb_save_commit(&e, s) == CKPTDB_OK);
     CHECK(std::string(e.name) == "epoch_001.pt");  // borrowed from the save until it is freed
-    CHECK(ckptdb_save_commit(s, nullptr) == CKPTDB_EMISUSE);
+    CHECK(ckptdb_save_commit(nullptr, s) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_write(s, "x", 1) == CKPTDB_EMISUSE);
     CHECK(ckptdb_save_abort(s) == CKPTDB_EMISUSE);
     ckptdb_save_free(s);
@@ -144,7 +144,7 @@ TEST_CASE("a committed save refuses a second commit, a write and an abort") {
 
 TEST_CASE("default names follow the kind, and a taken default name gets a suffix") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(c.save_bytes("epoch", 10, 1000, "a").name == "epoch_010.pt");
     CHECK(c.save_bytes("epoch", 10, 1000, "b").name == "epoch_010-2.pt");
     CHECK(c.save_bytes("epoch", 10, 1000, "c").name == "epoch_010-3.pt");
@@ -166,7 +166,7 @@ TEST_CASE("default names follow the kind, and a taken default name gets a suffix
 
 TEST_CASE("an explicit name that is taken fails with EEXISTS and changes nothing") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     c.save_bytes("epoch", 1, 1, "first", std::string("best.pt"));
     t::write_file(d / "foreign.pt", "someone else's");
     std::string before = t::snapshot(d);
@@ -185,14 +185,14 @@ TEST_CASE("an explicit name that is taken fails with EEXISTS and changes nothing
 
 TEST_CASE("the name of an aborted save can be used again") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     c.begin("epoch", 1, 1, std::string("x.pt")).abort();
     CHECK(c.save_bytes("epoch", 1, 1, "again", std::string("x.pt")).name == "x.pt");
 }
 
 TEST_CASE("metadata is stored as a JSON object that sqlite3 can query") {
     t::TempDir d;
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     auto e = c.save_bytes("epoch", 1, 1, "m", std::nullopt, std::string(" { \"val_loss\" : 0.25, \"acc\": 0.9 } "));
     CHECK(e.metadata == "{\"acc\":0.9,\"val_loss\":0.25}");
     CHECK(t::query1(t::catalog_path(d), "SELECT json_extract(metadata, '$.val_loss') FROM checkpoints") == "0.25");
@@ -208,16 +208,16 @@ TEST_CASE("a save outlives the handle that began it") {
     ckptdb_close(db);
     REQUIRE(ckptdb_save_write(s, "late", 4) == CKPTDB_OK);
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    REQUIRE(ckptdb_save_commit(s, &e) == CKPTDB_OK);
+    REQUIRE(ckptdb_save_commit(&e, s) == CKPTDB_OK);
     ckptdb_save_free(s);
-    ckptdb::catalog c(d.path);
+    ckptdbxx::catalog c(d.path);
     CHECK(c.latest()->name == "epoch_001.pt");
 }
 
 TEST_CASE("the directory is created when missing, and a run row records this process") {
     t::TempDir d;
     std::string sub = d / "new-ckpts";
-    ckptdb::catalog c(sub);
+    ckptdbxx::catalog c(sub);
     CHECK(c.dir() == sub);
     auto e = c.save_bytes("epoch", 1, 1, "x");
     CHECK(e.run_id > 0);
@@ -242,7 +242,7 @@ TEST_CASE("events reach the callback after their transaction committed") {
     o.on_event = on_event;
     o.event_payload = &seen;
     {
-        ckptdb::catalog c(d.path, &o);
+        ckptdbxx::catalog c(d.path, &o);
         c.save_bytes("epoch", 1, 1, "x");
         c.begin("epoch", 2, 2).abort();
         CHECK(seen.events == std::vector<std::string>{"begun", "committed", "begun", "aborted"});

@@ -16,7 +16,7 @@ to logging.getLogger("ckptdb").
 
 from . import _lib  # noqa: F401  (ckptdb._lib: the raw ctypes layer)
 from .catalog import Catalog, Checkpoint, Event, FileInfo, PruneItem, Retention, Save, adopt, rebuild, sync, version
-from .errors import (Busy, Corrupt, DatabaseError, Error, Exists, InvalidArgument, IOFailure, Misuse, NoMemory,
+from .errors import (Busy, CallbackStopped, Corrupt, DatabaseError, Error, Exists, InvalidArgument, IOFailure, Misuse, NoMemory,
                      NoSpace, NotCatalog, NotFound, Permission, ReadOnly, StateMismatch, UnknownLayout,
                      UnsafeCheckpoint, UntrustedError, VersionMismatch)
 from .signals import (clear_preempt, install_signals, preempt_requested, request_preempt, restore_signals,
@@ -30,4 +30,4 @@ __all__ = ["Catalog", "Checkpoint", "Event", "FileInfo", "PruneItem", "Retention
            "install_signals", "restore_signals", "preempt_requested", "request_preempt", "clear_preempt",
            "Error", "Misuse", "InvalidArgument", "NotFound", "Exists", "IOFailure", "NoSpace", "Corrupt", "Busy",
            "VersionMismatch", "NotCatalog", "Permission", "ReadOnly", "NoMemory", "DatabaseError",
-           "UnsafeCheckpoint", "UnknownLayout", "StateMismatch", "UntrustedError"]
+           "UnsafeCheckpoint", "UnknownLayout", "StateMismatch", "UntrustedError", "CallbackStopped"]

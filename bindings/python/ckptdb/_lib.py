@@ -21,7 +21,7 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int, c_
 
 from .errors import InvalidArgument, error_for
 
-SONAME = "libckptdb.so.0"
+SONAME = "libckptdb.so.1"
 
 # Status codes (never renumbered).
 OK = 0
@@ -29,6 +29,7 @@ DONE = 100
 ENOTFOUND = 4
 ECORRUPT = 8
 EUNTRUSTED = 16
+ECALLBACK = 17  # a callback returned non-zero and stopped the call
 
 # Status of a checkpoint row.
 STATUS_NAMES = {1: "writing", 2: "complete", 3: "corrupt", 4: "aborted", 5: "pruned"}
@@ -54,6 +55,8 @@ FILTER_VERSION = 1
 RETENTION_VERSION = 2
 TRIGGER_OPTIONS_VERSION = 1
 SYNC_OPTIONS_VERSION = 1
+KEEP_KIND_VERSION = 1
+SHARD_FILE_VERSION = 1
 
 
 def _load():
@@ -114,7 +117,7 @@ class Filter(Structure):
 
 
 class KeepKind(Structure):
-    _fields_ = [("kind", c_char_p), ("count", c_int)]
+    _fields_ = [("version", c_uint), ("kind", c_char_p), ("count", c_int)]
 
 
 class Retention(Structure):
@@ -125,7 +128,8 @@ class Retention(Structure):
 
 
 class PruneItem(Structure):
-    _fields_ = [("id", c_int64), ("name", c_char_p), ("size", c_int64), ("rule", c_char_p)]
+    _fields_ = [("struct_size", c_size_t), ("id", c_int64), ("name", c_char_p), ("size", c_int64),
+                ("rule", c_char_p)]
 
 
 class File(Structure):
@@ -151,6 +155,17 @@ class FsckItem(Structure):
                 ("detail", c_char_p), ("action", c_char_p)]
 
 
+class RebuildItem(Structure):
+    _fields_ = [("struct_size", c_size_t), ("kind", c_char_p), ("name", c_char_p), ("checkpoint_id", c_int64),
+                ("detail", c_char_p), ("action", c_char_p)]
+
+
+class SyncItem(Structure):
+    _fields_ = [("struct_size", c_size_t), ("kind", c_char_p), ("name", c_char_p), ("checkpoint_id", c_int64),
+                ("detail", c_char_p)]
+
+
+# (experimental tier in C: visible there with CKPTDB_EXPERIMENTAL)
 class TriggerOptions(Structure):
     _fields_ = [("version", c_uint), ("every_epochs", c_int64), ("every_steps", c_int64),
                 ("every_seconds", c_double), ("watch_signals", c_int), ("clock", CLOCK_FN),
@@ -169,15 +184,16 @@ class ShardInfo(Structure):
 
 
 class ShardFile(Structure):
-    _fields_ = [("name", c_char_p), ("temp_name", c_char_p), ("size", c_int64), ("checksum", c_char_p)]
+    _fields_ = [("version", c_uint), ("name", c_char_p), ("temp_name", c_char_p), ("size", c_int64),
+                ("checksum", c_char_p)]
 
 
-FSCK_CB_ = CFUNCTYPE(c_int, POINTER(FsckItem), c_void_p)
+SYNC_CB = CFUNCTYPE(c_int, POINTER(SyncItem), c_void_p)
 
 
 class SyncOptions(Structure):
     _fields_ = [("version", c_uint), ("delete_pruned", c_int), ("progress", PROGRESS_CB),
-                ("progress_payload", c_void_p), ("on_item", FSCK_CB_), ("item_payload", c_void_p)]
+                ("progress_payload", c_void_p), ("on_item", SYNC_CB), ("item_payload", c_void_p)]
 
 
 ENTRY_CB = CFUNCTYPE(c_int, POINTER(Entry), c_void_p)
@@ -186,7 +202,8 @@ PRUNE_CB = CFUNCTYPE(c_int, POINTER(PruneItem), c_void_p)
 FILE_CB = CFUNCTYPE(c_int, POINTER(File), c_void_p)
 EVENT_ROW_CB = CFUNCTYPE(c_int, POINTER(Event), c_void_p)
 RUN_CB = CFUNCTYPE(c_int, POINTER(Run), c_void_p)
-FSCK_CB = FSCK_CB_
+FSCK_CB = CFUNCTYPE(c_int, POINTER(FsckItem), c_void_p)
+REBUILD_CB = CFUNCTYPE(c_int, POINTER(RebuildItem), c_void_p)
 
 # Opaque handles.
 catalog_p = c_void_p
@@ -201,6 +218,7 @@ STRUCTS = {
     "ckptdb_filter": Filter, "ckptdb_keep_kind": KeepKind, "ckptdb_retention": Retention,
     "ckptdb_prune_item": PruneItem, "ckptdb_file": File, "ckptdb_event": Event, "ckptdb_run": Run,
     "ckptdb_fsck_item": FsckItem, "ckptdb_trigger_options": TriggerOptions, "ckptdb_sync_options": SyncOptions,
+    "ckptdb_rebuild_item": RebuildItem, "ckptdb_sync_item": SyncItem,
 }
 # Sharded (multi-rank) saves: present in libraries that export them.
 HAS_SHARDS = hasattr(lib, "ckptdb_shard_begin")
@@ -215,6 +233,8 @@ lib.ckptdb_last_error.argtypes = []
 lib.ckptdb_last_error.restype = c_char_p
 lib.ckptdb_last_error_code.argtypes = []
 lib.ckptdb_last_error_code.restype = c_int
+lib.ckptdb_last_callback_value.argtypes = []
+lib.ckptdb_last_callback_value.restype = c_int
 lib.ckptdb_strerror.argtypes = [c_int]
 lib.ckptdb_strerror.restype = c_char_p
 
@@ -267,7 +287,7 @@ _proto("ckptdb_save_begin", c_int, [P(save_p), catalog_p, c_char_p, c_int64, c_i
 _proto("ckptdb_save_write", c_int, [save_p, c_void_p, c_size_t])
 _proto("ckptdb_save_temp_path", c_int, [P(c_char_p), save_p])
 _proto("ckptdb_save_fd", c_int, [P(c_int), save_p])
-_proto("ckptdb_save_commit", c_int, [save_p, P(Entry)])
+_proto("ckptdb_save_commit", c_int, [P(Entry), save_p])
 _proto("ckptdb_save_abort", c_int, [save_p])
 _proto("ckptdb_save_free", None, [save_p])
 _proto("ckptdb_latest", c_int, [P(Entry), catalog_p, c_char_p, c_uint])
@@ -279,25 +299,25 @@ _proto("ckptdb_cursor_open", c_int, [P(cursor_p), catalog_p, P(Filter)])
 _proto("ckptdb_cursor_next", c_int, [P(Entry), cursor_p])
 _proto("ckptdb_cursor_free", None, [cursor_p])
 _proto("ckptdb_verify", c_int, [catalog_p, c_int64])
-_proto("ckptdb_verify_all", c_int, [catalog_p, VERIFY_CB, c_void_p, P(c_int64), P(c_int64)])
+_proto("ckptdb_verify_all", c_int, [P(c_int64), P(c_int64), catalog_p, VERIFY_CB, c_void_p])
 _proto("ckptdb_reader_open", c_int, [P(reader_p), catalog_p, c_int64])
-_proto("ckptdb_reader_read", c_int, [reader_p, c_void_p, c_size_t, P(c_size_t)])
+_proto("ckptdb_reader_read", c_int, [P(c_size_t), reader_p, c_void_p, c_size_t])
 _proto("ckptdb_reader_close", None, [reader_p])
 _proto("ckptdb_check_trusted_fd", c_int, [c_int, c_char_p, c_uint])
 _proto("ckptdb_retention_init", c_int, [P(Retention), c_uint])
 _proto("ckptdb_set_retention", c_int, [catalog_p, P(Retention)])
-_proto("ckptdb_prune", c_int, [catalog_p, P(Retention), c_int, PRUNE_CB, c_void_p, P(c_int64), P(c_int64)])
+_proto("ckptdb_prune", c_int, [P(c_int64), P(c_int64), catalog_p, P(Retention), c_int, PRUNE_CB, c_void_p])
 _proto("ckptdb_pin", c_int, [catalog_p, c_int64, c_int])
 _proto("ckptdb_pin_by_name", c_int, [catalog_p, c_char_p, c_int])
 _proto("ckptdb_run_progress", c_int, [catalog_p, c_int64, c_int64])
 _proto("ckptdb_files", c_int, [catalog_p, c_int64, FILE_CB, c_void_p])
 _proto("ckptdb_events", c_int, [catalog_p, c_int64, c_int64, EVENT_ROW_CB, c_void_p])
 _proto("ckptdb_runs", c_int, [catalog_p, RUN_CB, c_void_p])
-_proto("ckptdb_fsck", c_int, [catalog_p, c_int, FSCK_CB, c_void_p, P(c_int64)])
+_proto("ckptdb_fsck", c_int, [P(c_int64), catalog_p, c_int, FSCK_CB, c_void_p])
 _proto("ckptdb_verify_progress", c_int, [catalog_p, c_int64, PROGRESS_CB, c_void_p])
-_proto("ckptdb_rebuild", c_int, [c_char_p, P(OpenOptions), FSCK_CB, c_void_p, P(c_int64)])
-_proto("ckptdb_adopt", c_int, [c_char_p, P(OpenOptions), FSCK_CB, c_void_p, P(c_int64)])
-_proto("ckptdb_sync", c_int, [c_char_p, c_char_p, P(SyncOptions), P(c_int64), P(c_int64)])
+_proto("ckptdb_rebuild", c_int, [P(c_int64), c_char_p, P(OpenOptions), REBUILD_CB, c_void_p])
+_proto("ckptdb_adopt", c_int, [P(c_int64), c_char_p, P(OpenOptions), REBUILD_CB, c_void_p])
+_proto("ckptdb_sync", c_int, [P(c_int64), P(c_int64), c_char_p, c_char_p, P(SyncOptions)])
 _proto("ckptdb_signals_install", c_int, [P(c_int), c_size_t, c_int])
 _proto("ckptdb_signals_restore", c_int, [])
 _proto("ckptdb_preempt_requested", c_int, [])
@@ -314,7 +334,7 @@ if HAS_SHARDS:
     _proto("ckptdb_shard_begin", c_int, [P(shard_p), c_char_p, c_char_p])
     _proto("ckptdb_shard_write", c_int, [shard_p, c_void_p, c_size_t])
     _proto("ckptdb_shard_fd", c_int, [P(c_int), shard_p])
-    _proto("ckptdb_shard_finish", c_int, [shard_p, P(ShardInfo)])
+    _proto("ckptdb_shard_finish", c_int, [P(ShardInfo), shard_p])
     _proto("ckptdb_shard_free", None, [shard_p])
     _proto("ckptdb_commit_shards", c_int, [P(Entry), catalog_p, c_char_p, c_int64, c_int64, P(SaveOptions),
                                            P(ShardFile), c_size_t])

@@ -31,7 +31,8 @@ CheckpointRef = Union[int, str, "Checkpoint"]
 #: A retention policy: a Retention, its keyword arguments as a dict, or
 #: "default" (the library's default policy).
 Policy = Union["Retention", Mapping[str, Any], str]
-#: progress(done_bytes, total_bytes); a true return stops the operation.
+#: progress(done_bytes, total_bytes); a true return stops the operation, which
+#: raises CallbackStopped (CKPTDB_ECALLBACK).
 Progress = Callable[[int, int], object]
 
 # The level each catalog event is logged at on the "ckptdb" logger; an event
@@ -212,6 +213,7 @@ class Retention:
         if self.keep_last is not None:
             keep = (_lib.KeepKind * max(1, len(self.keep_last)))()
             for i, (k, n) in enumerate(self.keep_last.items()):
+                keep[i].version = _lib.KEEP_KIND_VERSION
                 keep[i].kind = enc(k)
                 keep[i].count = _lib.i64(n, "keep_last[%r]" % (k,), _lib.INT32_MIN, _lib.INT32_MAX)
             r.keep_last = ctypes.cast(keep, ctypes.POINTER(_lib.KeepKind))
@@ -378,7 +380,7 @@ class Save(io.RawIOBase):
                 raise ValueError("ckptdb: the save was already committed or aborted")
             e = _lib.Entry.new()
             try:
-                lib.ckptdb_save_commit(self._h, byref(e))
+                lib.ckptdb_save_commit(byref(e), self._h)
                 self.entry = Checkpoint._from(e)
             finally:
                 self._release()
@@ -560,6 +562,7 @@ class Catalog:
         text = _metadata_text(metrics, metadata)
         arr = (_lib.ShardFile * max(1, len(files)))()
         for i, f in enumerate(files):
+            arr[i].version = _lib.SHARD_FILE_VERSION
             arr[i].name = enc(f["name"])
             arr[i].temp_name = enc(f["temp_name"])
             arr[i].size = _lib.i64(f["size"], "size of rank %d" % i)
@@ -708,7 +711,7 @@ class Catalog:
             if id_or_name is None:
                 checked, corrupt = c_int64(0), c_int64(0)
                 try:
-                    lib.ckptdb_verify_all(self._handle(), _lib.VERIFY_CB(), None, byref(checked), byref(corrupt))
+                    lib.ckptdb_verify_all(byref(checked), byref(corrupt), self._handle(), _lib.VERIFY_CB(), None)
                 except Error as e:
                     if e.code != _lib.ECORRUPT:
                         raise
@@ -740,7 +743,7 @@ class Catalog:
             buf = ctypes.create_string_buffer(1 << 20)
             n = c_size_t(0)
             while True:
-                lib.ckptdb_reader_read(r, buf, len(buf), byref(n))
+                lib.ckptdb_reader_read(byref(n), r, buf, len(buf))
                 if n.value == 0:
                     return b"".join(chunks)
                 chunks.append(buf.raw[:n.value])
@@ -812,8 +815,8 @@ class Catalog:
             policy = Retention(**policy)
         r, keep = policy._c() if policy is not None else (None, None)
         with self._lock:
-            lib.ckptdb_prune(self._handle(), byref(r) if r is not None else None, 1 if dry_run else 0,
-                             _lib.PRUNE_CB(cb), None, None, None)
+            lib.ckptdb_prune(None, None, self._handle(), byref(r) if r is not None else None, 1 if dry_run else 0,
+                             _lib.PRUNE_CB(cb), None)
         del keep
         return out
 
@@ -840,7 +843,7 @@ class Catalog:
         out: List[Dict[str, Any]] = []
 
         with self._lock:
-            lib.ckptdb_fsck(self._handle(), 1 if repair else 0, _items_cb(out), None, None)
+            lib.ckptdb_fsck(None, self._handle(), 1 if repair else 0, _items_cb(out, _lib.FSCK_CB), None)
         return out
 
     def __repr__(self) -> str:
@@ -871,13 +874,15 @@ def version() -> str:
 
 
 
-def _items_cb(out: List[Dict[str, Any]]) -> Any:
+def _items_cb(out: List[Dict[str, Any]], proto: Any) -> Any:
+    """A callback of type proto (FSCK_CB, REBUILD_CB, SYNC_CB) that appends
+    every item to out as a dict (a sync item has no action: "")."""
     def cb(it: Any, _p: Any) -> int:
         it = it.contents
         out.append({"kind": s(it.kind), "name": s(it.name), "checkpoint_id": it.checkpoint_id,
-                    "detail": s(it.detail), "action": s(it.action)})
+                    "detail": s(it.detail), "action": s(getattr(it, "action", None))})
         return 0
-    return _lib.FSCK_CB(cb)
+    return proto(cb)
 
 
 def rebuild(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -889,7 +894,8 @@ def rebuild(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict
     o.catalog_name = enc(catalog_name, "catalog_name")
     out: List[Dict[str, Any]] = []
     rows = c_int64(0)
-    lib.ckptdb_rebuild(enc(os.fspath(directory), "directory"), byref(o), _items_cb(out), None, byref(rows))
+    lib.ckptdb_rebuild(byref(rows), enc(os.fspath(directory), "directory"), byref(o), _items_cb(out, _lib.REBUILD_CB),
+                       None)
     return out
 
 
@@ -905,7 +911,8 @@ def adopt(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict[s
     o.catalog_name = enc(catalog_name, "catalog_name")
     out: List[Dict[str, Any]] = []
     rows = c_int64(0)
-    lib.ckptdb_adopt(enc(os.fspath(directory), "directory"), byref(o), _items_cb(out), None, byref(rows))
+    lib.ckptdb_adopt(byref(rows), enc(os.fspath(directory), "directory"), byref(o), _items_cb(out, _lib.REBUILD_CB),
+                     None)
     return out
 
 
@@ -922,8 +929,9 @@ def sync(src: StrPath, dst: StrPath, delete_pruned: bool = False,
         pcb = _lib.PROGRESS_CB(lambda done, total, _p: 1 if progress(done, total) else 0)
         o.progress = pcb
     out: List[Dict[str, Any]] = []
-    icb = _items_cb(out)
+    icb = _items_cb(out, _lib.SYNC_CB)
     o.on_item = icb
     copied, nbytes = c_int64(0), c_int64(0)
-    lib.ckptdb_sync(enc(os.fspath(src), "source directory"), enc(os.fspath(dst), "destination directory"), byref(o), byref(copied), byref(nbytes))
+    lib.ckptdb_sync(byref(copied), byref(nbytes), enc(os.fspath(src), "source directory"),
+                    enc(os.fspath(dst), "destination directory"), byref(o))
     return copied.value, nbytes.value, out

@@ -96,7 +96,7 @@ class ShardWriter(io.RawIOBase):
                 raise ValueError("ckptdb: the shard was freed")
             if self.info is None:
                 i = _lib.ShardInfo.new()
-                lib.ckptdb_shard_finish(self._h, byref(i))
+                lib.ckptdb_shard_finish(byref(i), self._h)
                 self.info = {"name": s(i.name), "temp_name": s(i.temp_name), "size": i.size,
                              "checksum": s(i.checksum)}
             return dict(self.info)

@@ -118,6 +118,14 @@ class UntrustedError(Error):
     code = 16
 
 
+class CallbackStopped(Error):
+    """A callback returned non-zero (a progress function that returned a
+    true value) and stopped the call (CKPTDB_ECALLBACK).  .message names the
+    function; what it finished before the stop stays done."""
+
+    code = 17
+
+
 # Failures of the Python layer itself (no status code of their own; they are
 # never returned by the library, so error_for() never yields them).
 
@@ -163,7 +171,7 @@ class StateMismatch(Error, RuntimeError):
 
 _BY_CODE = {c.code: c for c in (Misuse, InvalidArgument, NotFound, Exists, IOFailure, NoSpace, Corrupt, Busy,
                                 VersionMismatch, NotCatalog, Permission, ReadOnly, NoMemory, DatabaseError,
-                                UntrustedError)}
+                                UntrustedError, CallbackStopped)}
 
 
 def error_for(code: int) -> Type[Error]:
