@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
 #include <optional>
@@ -214,6 +215,23 @@ int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind, i
         auto s = std::make_unique<ckptdb_save>();
         s->save = ckptdb::Save::begin(db->cat, kind, epoch, step, name, meta);
         *out = s.release();
+    });
+}
+
+int ckptdb_default_name(char *out, size_t cap, const char *kind, int64_t epoch, int64_t step, int64_t unix_seconds,
+                        int suffix, int rank, int world) {
+    if (out && cap) *out = '\0';
+    return guard([&] {
+        need(out, "out");
+        need(kind, "kind");
+        if (unix_seconds < 0)
+            ckptdb::fail(CKPTDB_EINVAL, "unix_seconds must be >= 0 (0: now), got " + std::to_string(unix_seconds));
+        if (unix_seconds == 0) unix_seconds = static_cast<int64_t>(::time(nullptr));
+        std::string n = ckptdb::default_name(kind, epoch, step, suffix, rank, world, unix_seconds);
+        if (n.size() + 1 > cap)
+            ckptdb::fail(CKPTDB_EINVAL, "the default name '" + n + "' needs " + std::to_string(n.size() + 1) +
+                                            " bytes with its NUL; the buffer has " + std::to_string(cap));
+        std::memcpy(out, n.c_str(), n.size() + 1);
     });
 }
 
@@ -685,6 +703,22 @@ int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payloa
         for (const ckptdb::FileRow &f : db->cat->files(id)) {
             std::string path = ckptdb::name_problem(f.name).empty() ? db->cat->dir().join(f.name) : std::string();
             ckptdb_file out{sizeof(ckptdb_file), f.rank, f.name.c_str(), path.c_str(), f.size, f.checksum.c_str()};
+            if (int r = cb(&out, payload)) {
+                stopped = r;
+                return;
+            }
+        }
+    });
+    return rc ? rc : stopped;
+}
+
+int ckptdb_disk_usage(ckptdb_catalog *db, ckptdb_usage_cb cb, void *payload) {
+    int stopped = 0;
+    int rc = guard([&] {
+        need(db, "db");
+        if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
+        for (const ckptdb::UsageRow &u : db->cat->disk_usage()) {
+            ckptdb_usage out{sizeof(ckptdb_usage), u.kind.c_str(), u.status, u.checkpoints, u.bytes};
             if (int r = cb(&out, payload)) {
                 stopped = r;
                 return;

@@ -1079,21 +1079,22 @@ int cmd_history(const Common &c) {
 
 int cmd_du(const Common &c) {
     Catalog cat(c.dir, Mode::ReadOnly);
-    std::vector<Entry> es = list(cat, 0);
-    // Bytes on disk: files of complete, corrupt and in-flight checkpoints, and
-    // of pruned ones whose deletion is still pending.
+    // The library's one definition of disk usage (the catalog's view
+    // disk_usage), per kind and status.
     std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> usage;
     int64_t total_bytes = 0, total_count = 0;
-    for (const auto &e : es) {
-        bool on_disk = e.status == CKPTDB_STATUS_COMPLETE || e.status == CKPTDB_STATUS_CORRUPT ||
-                       e.status == CKPTDB_STATUS_WRITING ||
-                       (e.status == CKPTDB_STATUS_PRUNED && e.deleted_at.empty());
-        if (!on_disk) continue;
-        auto &u = usage[{e.kind, ckptdb_status_name(e.status)}];
-        u.first += 1;
-        u.second += std::max<int64_t>(0, e.size);
-        total_count += 1;
-        total_bytes += std::max<int64_t>(0, e.size);
+    int rc = ckptdb_disk_usage(
+        cat.get(),
+        [](const ckptdb_usage *u, void *p) {
+            auto &m = *static_cast<std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> *>(p);
+            m[{str(u->kind), ckptdb_status_name(u->status)}] = {u->checkpoints, u->bytes};
+            return 0;
+        },
+        &usage);
+    if (rc != CKPTDB_OK) fail_lib(rc);
+    for (const auto &kv : usage) {
+        total_count += kv.second.first;
+        total_bytes += kv.second.second;
     }
     if (c.json) {
         json arr = json::array();

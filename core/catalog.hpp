@@ -74,6 +74,13 @@ struct FsckItem {
     std::string detail, action;
 };
 
+// One row of the view disk_usage, the one definition of disk usage.
+struct UsageRow {
+    std::string kind;
+    int status = 0;  // CKPTDB_STATUS_*
+    int64_t checkpoints = 0, bytes = 0;
+};
+
 // The outcome of checking a checkpoint's files against its rows.
 struct Check {
     bool ok = true;
@@ -146,6 +153,9 @@ public:
 
     // --- checking and repair (fsck.cpp) ---
     std::vector<FsckItem> fsck(bool repair);
+    // The bytes the catalog's files take, per kind and status: the rows of
+    // the view disk_usage (sql/schema/0002_disk_usage.sql).
+    std::vector<UsageRow> disk_usage();
     // A new catalog for dir from the files present; the old catalog moved aside.
     // Builds a catalog from the checkpoint files in dir (adopt_checkpoints):
     // rebuild for a lost or unreadable catalog (moved aside), adopt for a
