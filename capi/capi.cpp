@@ -820,6 +820,21 @@ int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload
     return rc ? rc : stopped;
 }
 
+int ckptdb_fsck_dir(int64_t *out_problems, int *out_rebuilt, const char *dir, const ckptdb_open_options *opts,
+                    int repair, ckptdb_fsck_cb cb, void *payload) {
+    if (out_problems) *out_problems = 0;
+    if (out_rebuilt) *out_rebuilt = 0;
+    int stopped = 0;
+    int rc = guard([&] {
+        need(dir, "dir");
+        ckptdb::FsckReport rep = ckptdb::Catalog::fsck_dir(dir, open_options(opts), repair != 0);
+        if (out_problems) *out_problems = rep.problems;
+        if (out_rebuilt) *out_rebuilt = rep.rebuilt ? 1 : 0;
+        for (const ckptdb::FsckItem &it : rep.items) emit_item(cb, payload, it, stopped);
+    });
+    return rc ? rc : stopped;
+}
+
 // ckptdb_rebuild and ckptdb_adopt: one procedure (Catalog::rebuild), two refusals.
 static int build_catalog(const char *dir, const ckptdb_open_options *opts, ckptdb_fsck_cb cb, void *payload,
                          int64_t *out_rows, ckptdb::Catalog::Adoption how) {

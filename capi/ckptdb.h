@@ -703,6 +703,21 @@ typedef int (*ckptdb_fsck_cb)(const ckptdb_fsck_item *item, void *payload);
 CKPTDB_API int ckptdb_fsck(ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload,
                            int64_t *out_problems);
 
+/* What `ckptdb fsck DIR [--repair]` does, whole.  A lost or unreadable
+ * catalog (the directory there) is the finding "catalog_missing" or
+ * "catalog_unreadable" and, with repair, is rebuilt (ckptdb_rebuild; its
+ * items follow, *out_rebuilt is 1).  The check opens the catalog read-only,
+ * so that nothing, recovery included, changes what it reports; with repair
+ * a read-write open (and its recovery) and ckptdb_fsck with repair follow,
+ * and each finding of the check carries its outcome in action ("removed by
+ * recovery on open", "settled by recovery on open", or the repair's).
+ * opts: flags CKPTDB_OPEN_TRUST_SHARED and CKPTDB_OPEN_RESERVE apply to
+ * every open; READONLY and NO_CREATE are set as said.  Any other failure to
+ * open is returned.  *out_problems (may be NULL): the findings that are
+ * problems. */
+CKPTDB_API int ckptdb_fsck_dir(int64_t *out_problems, int *out_rebuilt, const char *dir,
+                               const ckptdb_open_options *opts, int repair, ckptdb_fsck_cb cb, void *payload);
+
 /* Rebuild a catalog for dir from the checkpoint files present, when the
  * catalog is lost, empty or unreadable.  The new catalog is built whole under
  * a temp name and installed by one rename: killed at any point, dir has its

@@ -74,6 +74,13 @@ struct FsckItem {
     std::string detail, action;
 };
 
+// What `ckptdb fsck DIR [--repair]` reports, whole: Catalog::fsck_dir.
+struct FsckReport {
+    std::vector<FsckItem> items;  // in the order to show them
+    int64_t problems = 0;         // findings that are problems (a save in flight is not)
+    bool rebuilt = false;         // the catalog was lost and has been rebuilt
+};
+
 // One row of the view disk_usage, the one definition of disk usage.
 struct UsageRow {
     std::string kind;
@@ -153,6 +160,12 @@ public:
 
     // --- checking and repair (fsck.cpp) ---
     std::vector<FsckItem> fsck(bool repair);
+    // The whole check of a directory: a lost or unreadable catalog is
+    // reported (and rebuilt by a repair); a check opens read-only, so that
+    // not even recovery changes what it reports; a repair then repairs, and
+    // each finding of the check carries what became of it (repaired, or
+    // settled by the recovery of the read-write open).
+    static FsckReport fsck_dir(const std::string &dir, const OpenOptions &opts, bool repair);
     // The bytes the catalog's files take, per kind and status: the rows of
     // the view disk_usage (sql/schema/0002_disk_usage.sql).
     std::vector<UsageRow> disk_usage();

@@ -156,6 +156,99 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     return out;
 }
 
+FsckReport Catalog::fsck_dir(const std::string &path, const OpenOptions &opts, bool repair) {
+    FsckReport rep;
+    std::vector<FsckItem> &rows = rep.items;
+    OpenOptions ro = opts, rw = opts;
+    ro.readonly = true;
+    ro.create = rw.create = false;
+    rw.readonly = false;
+    auto problems_in = [](const std::vector<FsckItem> &v) {
+        int64_t n = 0;
+        for (const FsckItem &it : v) n += it.kind != "writing";
+        return n;
+    };
+    int code = CKPTDB_OK;
+    std::string why;
+    try {
+        open(path, ro);
+    } catch (const Error &e) {
+        code = e.code();
+        why = e.what();
+    }
+    if (code != CKPTDB_OK) {
+        // The catalog is lost or unreadable (but the directory is there).
+        struct stat st {};
+        bool lost = ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+                    (code == CKPTDB_ENOTFOUND || code == CKPTDB_ENOTCATALOG || code == CKPTDB_EDB);
+        if (!lost) throw Error(code, why);
+        rows.push_back({code == CKPTDB_ENOTFOUND ? "catalog_missing" : "catalog_unreadable", opts.catalog_name, 0,
+                        why, ""});
+        if (!repair) {
+            rep.problems = 1;
+            return rep;
+        }
+        std::vector<FsckItem> items;
+        int64_t n = rebuild(path, rw, [&](const FsckItem &it) { items.push_back(it); });
+        rows.back().action = "rebuilt (" + std::to_string(n) + " checkpoints)";
+        for (FsckItem &it : items) {
+            if (it.kind == "rebuilt" && it.action.empty()) it.action = "added";
+            rows.push_back(std::move(it));
+        }
+        rep.rebuilt = true;
+    }
+
+    std::vector<FsckItem> found = open(path, ro)->fsck(false);
+    int64_t problems = problems_in(found);
+    if (repair) {
+        // The repair pass; an ordinary open first runs recovery, which may
+        // already settle what the check pass found (saves of dead writers).
+        std::shared_ptr<Catalog> cat = open(path, rw);
+        std::vector<FsckItem> fixed = cat->fsck(true);
+        std::vector<bool> used(fixed.size(), false);
+        for (FsckItem &f : found) {
+            for (size_t i = 0; i < fixed.size(); ++i)
+                if (!used[i] && fixed[i].kind == f.kind && fixed[i].name == f.name) {
+                    used[i] = true;
+                    f.action = fixed[i].action;
+                    break;
+                }
+            if (!f.action.empty()) continue;
+            // Not in the repair pass: the recovery of the read-write open may
+            // have settled it (a save whose writer is gone: aborted, its temp
+            // file removed).
+            bool gone = !name_exists(cat->dir(), f.name);
+            if ((f.kind == "temp_file" || f.kind == "writing" || f.kind == "pending_prune") && gone) {
+                f.action = "removed by recovery on open";
+                if (f.kind == "writing") ++problems;  // its writer was gone after all
+            } else if (f.kind != "unknown_file" && f.kind != "writing") {
+                f.action = "settled by recovery on open";
+            }
+        }
+        for (size_t i = 0; i < fixed.size(); ++i)
+            if (!used[i]) {
+                found.push_back(fixed[i]);
+                if (fixed[i].kind != "writing") ++problems;
+            }
+    }
+    if (rep.rebuilt) {
+        // Files the rebuild already reported as unknown are not repeated.
+        std::set<std::string> unknown;
+        for (const FsckItem &r : rows)
+            if (r.kind == "unknown_file") unknown.insert(r.name);
+        for (FsckItem &f : found)
+            if (!(f.kind == "unknown_file" && unknown.count(f.name)))
+                rows.push_back(std::move(f));
+            else
+                --problems;
+        problems += 1 + static_cast<int64_t>(unknown.size());
+    } else {
+        rows = std::move(found);
+    }
+    rep.problems = problems;
+    return rep;
+}
+
 namespace {
 
 bool checkpoint_extension(const std::string &n) {
