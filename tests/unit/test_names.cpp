@@ -1,6 +1,7 @@
 // The default-name rule has one home (ckptdb_default_name) and rebuild and
 // adopt read every name it gives back: kind, epoch and step, and the rank
-// files of a sharded checkpoint as one checkpoint.
+// files of a sharded checkpoint as one checkpoint. Also ckptdb_fsck_dir, the
+// whole `ckptdb fsck` (whose rebuild reads those names back).
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -8,6 +9,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -118,4 +120,37 @@ TEST_CASE("adopt reads kind, epoch and step back from every default name, rank f
     REQUIRE(ckptdb_get_by_name(&e, db, "epoch_004.rank0-of-2.pt") == CKPTDB_OK);
     CHECK(ckptdb_verify(db, e.id) == CKPTDB_OK);
     ckptdb_close(db);
+}
+
+TEST_CASE("ckptdb_fsck_dir: a lost catalog is reported without a change, rebuilt by a repair") {
+    t::TempDir d;
+    put(d, dname("epoch", 1, 10), "one", 1000);
+    std::vector<std::string> items;
+    auto cb = [](const ckptdb_fsck_item *it, void *p) {
+        static_cast<std::vector<std::string> *>(p)->push_back(std::string(it->kind) + " " + it->name + " " + it->action);
+        return 0;
+    };
+    int64_t problems = -1;
+    int rebuilt = -1;
+    REQUIRE(ckptdb_fsck_dir(&problems, &rebuilt, d.path.c_str(), nullptr, 0, cb, &items) == CKPTDB_OK);
+    CHECK(problems == 1);
+    CHECK(rebuilt == 0);
+    CHECK(items == std::vector<std::string>{"catalog_missing ckptdb.sqlite "});
+    CHECK(t::names(d.path) == std::set<std::string>{"epoch_001.pt"});  // the check changed nothing
+
+    items.clear();
+    REQUIRE(ckptdb_fsck_dir(&problems, &rebuilt, d.path.c_str(), nullptr, 1, cb, &items) == CKPTDB_OK);
+    CHECK(rebuilt == 1);
+    CHECK(problems == 1);
+    CHECK(items == std::vector<std::string>{"catalog_missing ckptdb.sqlite rebuilt (1 checkpoints)",
+                                            "rebuilt epoch_001.pt added"});
+    CHECK(t::query1(t::catalog_path(d), "SELECT kind || '|' || epoch FROM checkpoints") == "epoch|1");
+
+    items.clear();
+    REQUIRE(ckptdb_fsck_dir(&problems, &rebuilt, d.path.c_str(), nullptr, 0, cb, &items) == CKPTDB_OK);
+    CHECK(problems == 0);
+    CHECK(items.empty());
+    // Not a lost catalog but no directory at all: the open's error.
+    CHECK(ckptdb_fsck_dir(&problems, &rebuilt, (d / "nope").c_str(), nullptr, 0, cb, &items) == CKPTDB_ENOTFOUND);
+    CHECK(ckptdb_fsck_dir(&problems, &rebuilt, nullptr, nullptr, 0, cb, &items) == CKPTDB_EMISUSE);
 }
