@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <new>
 #include <optional>
@@ -216,6 +217,23 @@ int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind, i
         auto s = std::make_unique<ckptdb_save>();
         s->save = ckptdb::Save::begin(db->cat, kind, epoch, step, name, meta);
         *out = s.release();
+    });
+}
+
+int ckptdb_default_name(char *out, size_t cap, const char *kind, int64_t epoch, int64_t step, int64_t unix_seconds,
+                        int suffix, int rank, int world) {
+    if (out && cap) *out = '\0';
+    return guard([&] {
+        need(out, "out");
+        need(kind, "kind");
+        if (unix_seconds < 0)
+            ckptdb::fail(CKPTDB_EINVAL, "unix_seconds must be >= 0 (0: now), got " + std::to_string(unix_seconds));
+        if (unix_seconds == 0) unix_seconds = static_cast<int64_t>(::time(nullptr));
+        std::string n = ckptdb::default_name(kind, epoch, step, suffix, rank, world, unix_seconds);
+        if (n.size() + 1 > cap)
+            ckptdb::fail(CKPTDB_EINVAL, "the default name '" + n + "' needs " + std::to_string(n.size() + 1) +
+                                            " bytes with its NUL; the buffer has " + std::to_string(cap));
+        std::memcpy(out, n.c_str(), n.size() + 1);
     });
 }
 
@@ -654,6 +672,17 @@ int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payloa
     });
 }
 
+int ckptdb_disk_usage(ckptdb_catalog *db, ckptdb_usage_cb cb, void *payload) {
+    return guard([&] {
+        need(db, "db");
+        if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
+        for (const ckptdb::UsageRow &u : db->cat->disk_usage()) {
+            ckptdb_usage out{sizeof(ckptdb_usage), u.kind.c_str(), u.status, u.checkpoints, u.bytes};
+            call_back("ckptdb_disk_usage", cb, &out, payload);
+        }
+    });
+}
+
 int ckptdb_events(ckptdb_catalog *db, int64_t checkpoint_id, int64_t run_id, ckptdb_event_row_cb cb, void *payload) {
     return guard([&] {
         need(db, "db");
@@ -693,6 +722,16 @@ int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_progress_cb cb
 
 int ckptdb_verify(ckptdb_catalog *db, int64_t id) { return ckptdb_verify_progress(db, id, nullptr, nullptr); }
 
+static void emit_fsck(const char *function, ckptdb_fsck_cb cb, void *payload,
+                      const std::vector<ckptdb::FsckItem> &items) {
+    if (!cb) return;
+    for (const ckptdb::FsckItem &it : items) {
+        ckptdb_fsck_item out{sizeof(ckptdb_fsck_item), it.kind.c_str(), it.name.c_str(), it.checkpoint_id,
+                             it.detail.c_str(), it.action.c_str()};
+        call_back(function, cb, &out, payload);
+    }
+}
+
 int ckptdb_fsck(int64_t *out_problems, ckptdb_catalog *db, int repair, ckptdb_fsck_cb cb, void *payload) {
     if (out_problems) *out_problems = 0;
     return guard([&] {
@@ -700,14 +739,22 @@ int ckptdb_fsck(int64_t *out_problems, ckptdb_catalog *db, int repair, ckptdb_fs
         std::vector<ckptdb::FsckItem> items = db->cat->fsck(repair != 0);
         int64_t problems = 0;
         for (const ckptdb::FsckItem &it : items)
-            if (it.kind != "writing") problems++;
+            problems += it.is_problem();
         if (out_problems) *out_problems = problems;
-        if (!cb) return;
-        for (const ckptdb::FsckItem &it : items) {
-            ckptdb_fsck_item out{sizeof(ckptdb_fsck_item), it.kind.c_str(), it.name.c_str(), it.checkpoint_id,
-                                 it.detail.c_str(), it.action.c_str()};
-            call_back("ckptdb_fsck", cb, &out, payload);
-        }
+        emit_fsck("ckptdb_fsck", cb, payload, items);
+    });
+}
+
+int ckptdb_fsck_dir(int64_t *out_problems, int *out_rebuilt, const char *dir, const ckptdb_open_options *opts,
+                    int repair, ckptdb_fsck_cb cb, void *payload) {
+    if (out_problems) *out_problems = 0;
+    if (out_rebuilt) *out_rebuilt = 0;
+    return guard([&] {
+        need(dir, "dir");
+        ckptdb::FsckReport rep = ckptdb::Catalog::fsck_dir(dir, open_options(opts), repair != 0);
+        if (out_problems) *out_problems = rep.problems;
+        if (out_rebuilt) *out_rebuilt = rep.rebuilt ? 1 : 0;
+        emit_fsck("ckptdb_fsck_dir", cb, payload, rep.items);
     });
 }
 

@@ -318,15 +318,30 @@ CKPTDB_API int ckptdb_save_options_init(ckptdb_save_options *opts, unsigned int 
  * Names: an explicit name must be 1-255 bytes, contain no '/', NUL or control
  * character, and not be ".", ".." or start with ".ckptdb"; if a live
  * checkpoint (writing, complete, corrupt) or any file already has it, the
- * call fails with CKPTDB_EEXISTS.  Without a name the default is
- *   epoch   -> epoch_%03d.pt (epoch)     step    -> step_%06d.pt (step)
- *   time    -> time_<unix seconds>.pt    preempt -> preempt_%06d.pt (step)
- *   others  -> <kind>_%06d.pt (step)
- * and a taken default name gets a suffix: epoch_010-2.pt, epoch_010-3.pt...
+ * call fails with CKPTDB_EEXISTS.  Without a name the default is the one
+ * ckptdb_default_name gives (below; world 0), and a taken default name gets
+ * a suffix: epoch_010-2.pt, epoch_010-3.pt...
  * Bad input fails with CKPTDB_EINVAL and changes nothing on disk.
  * Thread-safety: see THREADS. */
 CKPTDB_API int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind,
                                  int64_t epoch, int64_t step, const ckptdb_save_options *opts);
+
+/* The default name of a checkpoint, the one rule (rebuild and adopt read
+ * kind, epoch and step back from every name it gives):
+ *   epoch   -> epoch_%03d.pt (epoch)     step    -> step_%06d.pt (step)
+ *   time    -> time_<unix seconds>.pt    preempt -> preempt_%06d.pt (step)
+ *   others  -> <kind>_%06d.pt (step)
+ * unix_seconds: the time a "time" name carries; 0 for now (ranks of one
+ * sharded checkpoint must all be given the same).  suffix: 0 or 1 for none;
+ * n >= 2 gives the n-th name tried when the first is taken (epoch_010-2.pt).
+ * world: 0 for a single-file checkpoint; else the file of rank `rank`
+ * (0 to world - 1) of a sharded checkpoint of `world` ranks:
+ * epoch_010.rank3-of-8.pt, epoch_010-2.rank3-of-8.pt.  Writes the name and
+ * its NUL into out (cap bytes).  A bad kind, epoch, step, unix_seconds,
+ * suffix, rank or world, or a cap too small for the name (the message says
+ * how many bytes it needs), fails with CKPTDB_EINVAL. */
+CKPTDB_API int ckptdb_default_name(char *out, size_t cap, const char *kind, int64_t epoch, int64_t step,
+                                   int64_t unix_seconds, int suffix, int rank, int world);
 
 /* Append bytes to the checkpoint (hashed as they pass).  Short writes and
  * EINTR are handled.  On an I/O error the save fails at once: the temp file
@@ -640,6 +655,23 @@ typedef int (*ckptdb_file_cb)(const ckptdb_file *file, void *payload);
 /* Every file of checkpoint id, by rank.  CKPTDB_ENOTFOUND for an unknown id. */
 CKPTDB_API int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payload);
 
+/* Disk usage: the bytes of every file the catalog wrote and has not deleted,
+ * per kind and status (complete; corrupt; writing, with the bytes its files
+ * were sealed with; pruned whose unlink is still pending), as the catalog's
+ * view disk_usage defines it; `ckptdb du` prints it. */
+typedef struct ckptdb_usage {
+    size_t struct_size;
+    const char *kind;
+    int status;           /* CKPTDB_STATUS_* */
+    int64_t checkpoints;
+    int64_t bytes;
+} ckptdb_usage;
+
+typedef int (*ckptdb_usage_cb)(const ckptdb_usage *row, void *payload);
+/* Every row, by kind then status.  A non-zero return from cb stops the call,
+ * which returns that value. */
+CKPTDB_API int ckptdb_disk_usage(ckptdb_catalog *db, ckptdb_usage_cb cb, void *payload);
+
 /* One row of the append-only event log. */
 typedef struct ckptdb_event {
     size_t struct_size;
@@ -737,6 +769,21 @@ typedef struct ckptdb_rebuild_item {
 } ckptdb_rebuild_item;
 
 typedef int (*ckptdb_rebuild_cb)(const ckptdb_rebuild_item *item, void *payload);
+
+/* What `ckptdb fsck DIR [--repair]` does, whole.  A lost or unreadable
+ * catalog (the directory there) is the finding "catalog_missing" or
+ * "catalog_unreadable" and, with repair, is rebuilt (ckptdb_rebuild; its
+ * items follow, *out_rebuilt is 1).  The check opens the catalog read-only,
+ * so that nothing, recovery included, changes what it reports; with repair
+ * a read-write open (and its recovery) and ckptdb_fsck with repair follow,
+ * and each finding of the check carries its outcome in action ("removed by
+ * recovery on open", "settled by recovery on open", or the repair's).
+ * opts: flags CKPTDB_OPEN_TRUST_SHARED and CKPTDB_OPEN_RESERVE apply to
+ * every open; READONLY and NO_CREATE are set as said.  Any other failure to
+ * open is returned.  *out_problems (may be NULL): the findings that are
+ * problems. */
+CKPTDB_API int ckptdb_fsck_dir(int64_t *out_problems, int *out_rebuilt, const char *dir,
+                               const ckptdb_open_options *opts, int repair, ckptdb_fsck_cb cb, void *payload);
 
 /* Rebuild a catalog for dir from the checkpoint files present, when the
  * catalog is lost, empty or unreadable.  The new catalog is built whole under

@@ -883,114 +883,27 @@ void print_fsck_rows(const std::vector<FsckRow> &rows) {
     t.print();
 }
 
-bool is_directory(const std::string &p) {
-    struct stat st {};
-    return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 int cmd_fsck(const Common &c, bool repair) {
-    // Check-only runs open read-only, so that nothing (not even the recovery
-    // an ordinary open runs) changes what is being reported.
-    ckptdb_catalog *probe = nullptr;
+    // The library does the whole check (and repair); this only renders it.
     if (repair) g_reserve_flag = CKPTDB_OPEN_RESERVE;  // on a full disk even the open may need the reserve
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
-    o.flags = CKPTDB_OPEN_NO_CREATE | CKPTDB_OPEN_READONLY | g_trust_flag | g_reserve_flag;
-    int rc = ckptdb_open(&probe, c.dir.c_str(), &o);
-    std::string open_err = rc == CKPTDB_OK ? "" : lib_message(rc);
-    ckptdb_close(probe);
-
+    o.flags = g_trust_flag | g_reserve_flag;
     std::vector<FsckRow> rows;
-    bool rebuilt = false;
-    int64_t rebuilt_rows = 0;
-    if (rc != CKPTDB_OK) {
-        // The catalog is lost or unreadable (but the directory is there).
-        bool lost = is_directory(c.dir) &&
-                    (rc == CKPTDB_ENOTFOUND || rc == CKPTDB_ENOTCATALOG || rc == CKPTDB_EDB);
-        if (!lost) fail(kError, open_err);
-        rows.push_back(FsckRow{rc == CKPTDB_ENOTFOUND ? "catalog_missing" : "catalog_unreadable", "ckptdb.sqlite", 0,
-                               open_err, ""});
-        if (!repair) {
-            if (c.json) {
-                json arr = json::array();
-                for (const auto &r : rows) arr.push_back(fsck_json(r));
-                print_json(json{{"repair", false}, {"rebuilt", false}, {"problems", 1}, {"findings", arr}});
-            } else {
-                print_fsck_rows(rows);
-                std::printf("the catalog is %s; 'ckptdb fsck --repair %s' rebuilds it from the files present\n",
-                            rc == CKPTDB_ENOTFOUND ? "missing" : "unreadable", c.dir.c_str());
-            }
-            return kCorrupt;
-        }
-        std::vector<FsckRow> items;
-        int rrc = ckptdb_rebuild(&rebuilt_rows, c.dir.c_str(), nullptr, collect_rebuild, &items);
-        if (rrc != CKPTDB_OK) fail_lib(rrc);
-        rows.back().action = "rebuilt (" + std::to_string(rebuilt_rows) + " checkpoints)";
-        for (auto &it : items) {
-            if (it.kind == "rebuilt" && it.action.empty()) it.action = "added";
-            rows.push_back(std::move(it));
-        }
-        rebuilt = true;
-    }
-
     int64_t problems = 0;
-    std::vector<FsckRow> found;
-    {
-        Catalog cat(c.dir, Mode::ReadOnly);
-        int frc = ckptdb_fsck(&problems, cat.get(), 0, collect_fsck, &found);
-        if (frc != CKPTDB_OK) fail_lib(frc);
-    }
-    if (repair) {
-        // The repair pass; an ordinary open first runs recovery, which may
-        // already settle what the check pass found (saves of dead writers).
-        std::vector<FsckRow> fixed;
-        Catalog cat(c.dir, Mode::ReadWrite);
-        int64_t left = 0;
-        int frc = ckptdb_fsck(&left, cat.get(), 1, collect_fsck, &fixed);
-        if (frc != CKPTDB_OK) fail_lib(frc);
-        std::vector<bool> used(fixed.size(), false);
-        for (auto &f : found) {
-            for (size_t i = 0; i < fixed.size(); ++i)
-                if (!used[i] && fixed[i].kind == f.kind && fixed[i].name == f.name) {
-                    used[i] = true;
-                    f.action = fixed[i].action;
-                    break;
-                }
-            if (!f.action.empty()) continue;
-            // Not in the repair pass: the recovery of the read-write open may
-            // have settled it (a save whose writer is gone: aborted, its temp
-            // file removed).
-            struct stat st {};
-            bool gone = ::lstat((c.dir + "/" + f.name).c_str(), &st) != 0 && errno == ENOENT;
-            if ((f.kind == "temp_file" || f.kind == "writing" || f.kind == "pending_prune") && gone) {
-                f.action = "removed by recovery on open";
-                if (f.kind == "writing") ++problems;  // its writer was gone after all
-            } else if (f.kind != "unknown_file" && f.kind != "writing") {
-                f.action = "settled by recovery on open";
-            }
-        }
-        for (size_t i = 0; i < fixed.size(); ++i)
-            if (!used[i]) {
-                found.push_back(fixed[i]);
-                if (fixed[i].kind != "writing") ++problems;
-            }
-    }
-    if (rebuilt) {
-        // Files the rebuild already reported as unknown are not repeated.
-        std::set<std::string> unknown;
-        for (const auto &r : rows)
-            if (r.kind == "unknown_file") unknown.insert(r.name);
-        for (auto &f : found)
-            if (!(f.kind == "unknown_file" && unknown.count(f.name))) rows.push_back(std::move(f));
-            else --problems;
-        problems += 1 + int64_t(unknown.size());
-    } else {
-        rows = std::move(found);
-    }
+    int rebuilt = 0;
+    int rc = ckptdb_fsck_dir(&problems, &rebuilt, c.dir.c_str(), &o, repair ? 1 : 0, collect_fsck, &rows);
+    if (rc != CKPTDB_OK) fail(kError, lib_message(rc));
+    const bool lost = !rebuilt && !rows.empty() &&
+                      (rows.front().kind == "catalog_missing" || rows.front().kind == "catalog_unreadable");
 
     if (c.json) {
         json arr = json::array();
         for (const auto &r : rows) arr.push_back(fsck_json(r));
-        print_json(json{{"repair", repair}, {"rebuilt", rebuilt}, {"problems", problems}, {"findings", arr}});
+        print_json(json{{"repair", repair}, {"rebuilt", rebuilt != 0}, {"problems", problems}, {"findings", arr}});
+    } else if (lost) {
+        print_fsck_rows(rows);
+        std::printf("the catalog is %s; 'ckptdb fsck --repair %s' rebuilds it from the files present\n",
+                    rows.front().kind == "catalog_missing" ? "missing" : "unreadable", c.dir.c_str());
     } else {
         if (!rows.empty()) print_fsck_rows(rows);
         if (problems == 0)
@@ -1088,21 +1001,22 @@ int cmd_history(const Common &c) {
 
 int cmd_du(const Common &c) {
     Catalog cat(c.dir, Mode::ReadOnly);
-    std::vector<Entry> es = list(cat, 0);
-    // Bytes on disk: files of complete, corrupt and in-flight checkpoints, and
-    // of pruned ones whose deletion is still pending.
+    // The library's one definition of disk usage (the catalog's view
+    // disk_usage), per kind and status.
     std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> usage;
     int64_t total_bytes = 0, total_count = 0;
-    for (const auto &e : es) {
-        bool on_disk = e.status == CKPTDB_STATUS_COMPLETE || e.status == CKPTDB_STATUS_CORRUPT ||
-                       e.status == CKPTDB_STATUS_WRITING ||
-                       (e.status == CKPTDB_STATUS_PRUNED && e.deleted_at.empty());
-        if (!on_disk) continue;
-        auto &u = usage[{e.kind, ckptdb_status_name(e.status)}];
-        u.first += 1;
-        u.second += std::max<int64_t>(0, e.size);
-        total_count += 1;
-        total_bytes += std::max<int64_t>(0, e.size);
+    int rc = ckptdb_disk_usage(
+        cat.get(),
+        [](const ckptdb_usage *u, void *p) {
+            auto &m = *static_cast<std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> *>(p);
+            m[{str(u->kind), ckptdb_status_name(u->status)}] = {u->checkpoints, u->bytes};
+            return 0;
+        },
+        &usage);
+    if (rc != CKPTDB_OK) fail_lib(rc);
+    for (const auto &kv : usage) {
+        total_count += kv.second.first;
+        total_bytes += kv.second.second;
     }
     if (c.json) {
         json arr = json::array();

@@ -72,6 +72,22 @@ struct FsckItem {
     std::string kind, name;
     int64_t checkpoint_id = 0;
     std::string detail, action;
+    // Every finding is a problem except a save in flight (its writer lives).
+    bool is_problem() const { return kind != "writing"; }
+};
+
+// What `ckptdb fsck DIR [--repair]` reports, whole: Catalog::fsck_dir.
+struct FsckReport {
+    std::vector<FsckItem> items;  // in the order to show them
+    int64_t problems = 0;         // findings that are problems (a save in flight is not)
+    bool rebuilt = false;         // the catalog was lost and has been rebuilt
+};
+
+// One row of the view disk_usage, the one definition of disk usage.
+struct UsageRow {
+    std::string kind;
+    int status = 0;  // CKPTDB_STATUS_*
+    int64_t checkpoints = 0, bytes = 0;
 };
 
 // The outcome of checking a checkpoint's files against its rows.
@@ -225,6 +241,15 @@ public:
 
     // --- checking and repair (fsck.cpp) ---
     std::vector<FsckItem> fsck(bool repair);
+    // The whole check of a directory: a lost or unreadable catalog is
+    // reported (and rebuilt by a repair); a check opens read-only, so that
+    // not even recovery changes what it reports; a repair then repairs, and
+    // each finding of the check carries what became of it (repaired, or
+    // settled by the recovery of the read-write open).
+    static FsckReport fsck_dir(const std::string &dir, const OpenOptions &opts, bool repair);
+    // The bytes the catalog's files take, per kind and status: the rows of
+    // the view disk_usage (sql/schema/0002_disk_usage.sql).
+    std::vector<UsageRow> disk_usage();
     // A new catalog for dir from the files present; the old catalog moved aside.
     // Builds a catalog from the checkpoint files in dir (rebuild, below):
     // rebuild for a lost or unreadable catalog (moved aside), adopt for a

@@ -10,7 +10,6 @@
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <utility>
 #include <vector>
@@ -157,17 +156,97 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     return out;
 }
 
-// kind, epoch, step from a default name; false for any other name.
-static bool parse_default_name(const std::string &name, std::string &kind, int64_t &epoch, int64_t &step) {
-    static const std::regex re(R"(^([A-Za-z0-9_.-]+?)_([0-9]{1,18})(-[0-9]+)?\.pt$)");
-    std::smatch m;
-    if (!std::regex_match(name, m, re)) return false;
-    kind = m[1].str();
-    if (!kind_problem(kind).empty()) return false;
-    int64_t n = std::stoll(m[2].str());
-    epoch = kind == "epoch" ? n : 0;
-    step = (kind == "epoch" || kind == "time") ? 0 : n;
-    return true;
+FsckReport Catalog::fsck_dir(const std::string &path, const OpenOptions &opts, bool repair) {
+    FsckReport rep;
+    std::vector<FsckItem> &rows = rep.items;
+    OpenOptions ro = opts, rw = opts;
+    ro.readonly = true;
+    ro.create = rw.create = false;
+    rw.readonly = false;
+    auto problems_in = [](const std::vector<FsckItem> &v) {
+        int64_t n = 0;
+        for (const FsckItem &it : v) n += it.is_problem();
+        return n;
+    };
+    int code = CKPTDB_OK;
+    std::string why;
+    try {
+        open(path, ro);
+    } catch (const Error &e) {
+        code = e.code();
+        why = e.what();
+    }
+    if (code != CKPTDB_OK) {
+        // The catalog is lost or unreadable (but the directory is there).
+        struct stat st {};
+        bool lost = ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+                    (code == CKPTDB_ENOTFOUND || code == CKPTDB_ENOTCATALOG || code == CKPTDB_EDB);
+        if (!lost) throw Error(code, why);
+        rows.push_back({code == CKPTDB_ENOTFOUND ? "catalog_missing" : "catalog_unreadable", opts.catalog_name, 0,
+                        why, ""});
+        if (!repair) {
+            rep.problems = 1;
+            return rep;
+        }
+        std::vector<FsckItem> items;
+        int64_t n = rebuild(path, rw, [&](const FsckItem &it) { items.push_back(it); });
+        rows.back().action = "rebuilt (" + std::to_string(n) + " checkpoints)";
+        for (FsckItem &it : items) {
+            if (it.kind == "rebuilt" && it.action.empty()) it.action = "added";
+            rows.push_back(std::move(it));
+        }
+        rep.rebuilt = true;
+    }
+
+    std::vector<FsckItem> found = open(path, ro)->fsck(false);
+    int64_t problems = problems_in(found);
+    if (repair) {
+        // The repair pass; an ordinary open first runs recovery, which may
+        // already settle what the check pass found (saves of dead writers).
+        std::shared_ptr<Catalog> cat = open(path, rw);
+        std::vector<FsckItem> fixed = cat->fsck(true);
+        std::vector<bool> used(fixed.size(), false);
+        for (FsckItem &f : found) {
+            for (size_t i = 0; i < fixed.size(); ++i)
+                if (!used[i] && fixed[i].kind == f.kind && fixed[i].name == f.name) {
+                    used[i] = true;
+                    f.action = fixed[i].action;
+                    break;
+                }
+            if (!f.action.empty()) continue;
+            // Not in the repair pass: the recovery of the read-write open may
+            // have settled it (a save whose writer is gone: aborted, its temp
+            // file removed).
+            bool gone = !name_exists(cat->dir(), f.name);
+            if ((f.kind == "temp_file" || f.kind == "writing" || f.kind == "pending_prune") && gone) {
+                f.action = "removed by recovery on open";
+                if (f.kind == "writing") ++problems;  // its writer was gone after all
+            } else if (f.kind != "unknown_file" && f.kind != "writing") {
+                f.action = "settled by recovery on open";
+            }
+        }
+        for (size_t i = 0; i < fixed.size(); ++i)
+            if (!used[i]) {
+                found.push_back(fixed[i]);
+                if (fixed[i].is_problem()) ++problems;
+            }
+    }
+    if (rep.rebuilt) {
+        // Files the rebuild already reported as unknown are not repeated.
+        std::set<std::string> unknown;
+        for (const FsckItem &r : rows)
+            if (r.kind == "unknown_file") unknown.insert(r.name);
+        for (FsckItem &f : found)
+            if (!(f.kind == "unknown_file" && unknown.count(f.name)))
+                rows.push_back(std::move(f));
+            else
+                --problems;
+        problems += 1 + static_cast<int64_t>(unknown.size());
+    } else {
+        rows = std::move(found);
+    }
+    rep.problems = problems;
+    return rep;
 }
 
 namespace {
@@ -332,6 +411,15 @@ void keep_catalog_aside(const Dir &dir, const std::string &catalog) {
     sync_dir(dir);
 }
 
+std::vector<UsageRow> Catalog::disk_usage() {
+    std::vector<UsageRow> out;
+    read([&](Db &db) {
+        Db::Query q(db, sql::Stmt::disk_usage);
+        while (q.step()) out.push_back({q.text(0), status_code(q.text(1)), q.i64(2), q.i64(3)});
+    });
+    return out;
+}
+
 // Rebuild and adopt build the whole new catalog under a temp name, held
 // locked (remove_dead_creations takes it once its builder is gone), and
 // install it by one rename: killed at any point, the directory has its old
@@ -357,16 +445,35 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
                                  "'): adopt is for directories written without ckptdb, and changed nothing. "
                                  "'ckptdb fsck --repair' rebuilds a catalog that is lost or unreadable");
 
+    struct File {
+        std::string name, checksum, problem;  // problem: why the file is torn ("" when whole)
+        int64_t size = 0;
+        bool zip = false;
+        DefaultName dn;  // kind "" when not a default name
+        struct timespec mtime {};
+    };
+    // One row per checkpoint: a single file, or every rank file of a
+    // sharded checkpoint (default names "<stem>.rank<R>-of-<N>.pt").
     struct Found {
         std::string name, kind, checksum, status, check;
         int64_t epoch = 0, step = 0, size = 0;
         struct timespec mtime {};
+        std::vector<File> files;  // in rank order
+    };
+    auto later = [](const struct timespec &a, const struct timespec &b) {
+        return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
     };
     std::vector<Found> found;
+    std::map<std::pair<std::string, int>, std::vector<File>> sharded;  // (stem, world) -> its rank files
     std::vector<std::string> files = checkpoint_looking_files(dir, opts);
     std::set<std::string> taken(files.begin(), files.end());
     for (const std::string &n : list_names(dir)) {
         if (catalog_own(n, opts) || taken.count(n)) continue;
+        struct stat st;
+        // The last link is the library's (refreshed once the catalog is in).
+        if (!opts.last_link.empty() && n == opts.last_link &&
+            io::ops().fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+            continue;
         if (report) report({"unknown_file", n, 0, "not a checkpoint file by its name or type; left alone", ""});
     }
     for (const std::string &n : files) {
@@ -376,28 +483,77 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
         struct stat st;
         if (io::ops().fstat(fd.get(), &st) != 0) fail_os("cannot stat", dir.join(n), errno);
         if (!S_ISREG(st.st_mode)) continue;  // replaced since the listing
-        Found f;
+        File f;
         f.name = n;
         f.mtime = st.st_mtim;
         Hasher h;
         f.size = hash_fd(fd.get(), h, dir.join(n));
         f.checksum = h.hex();
-        bool zip = false;
-        std::string torn = zip_problem(fd.get(), f.size, &zip);
-        f.status = torn.empty() ? "complete" : "corrupt";
-        f.check = !torn.empty() ? torn
-                  : zip         ? "a whole zip archive (its end-of-central-directory record is in place)"
-                                : "not a zip archive: hashed, but its wholeness could not be checked";
-        if (!parse_default_name(n, f.kind, f.epoch, f.step)) {
-            f.kind = "adopted";
-            f.epoch = f.step = 0;
+        f.problem = zip_problem(fd.get(), f.size, &f.zip);
+        if (!parse_default_name(n, f.dn)) f.dn = DefaultName{};
+        if (f.dn.world > 0) {
+            sharded[{f.dn.stem, f.dn.world}].push_back(std::move(f));
+            continue;
         }
-        found.push_back(std::move(f));
+        Found c;
+        c.name = n;
+        c.mtime = f.mtime;
+        c.size = f.size;
+        c.checksum = f.checksum;
+        c.status = f.problem.empty() ? "complete" : "corrupt";
+        c.check = !f.problem.empty() ? f.problem
+                  : f.zip            ? "a whole zip archive (its end-of-central-directory record is in place)"
+                                     : "not a zip archive: hashed, but its wholeness could not be checked";
+        c.kind = f.dn.kind.empty() ? "adopted" : f.dn.kind;
+        c.epoch = f.dn.epoch;
+        c.step = f.dn.step;
+        c.files.push_back(std::move(f));
+        found.push_back(std::move(c));
+    }
+    // A sharded checkpoint is one row when every rank of one world is
+    // present; a partial set is left alone (resuming it would load a model
+    // with ranks missing) and reported.
+    for (auto &g : sharded) {
+        std::vector<File> &fs = g.second;
+        std::sort(fs.begin(), fs.end(), [](const File &a, const File &b) { return a.dn.rank < b.dn.rank; });
+        bool whole = static_cast<size_t>(g.first.second) == fs.size();
+        for (size_t r = 0; whole && r < fs.size(); r++) whole = fs[r].dn.rank == static_cast<int>(r);
+        if (!whole) {
+            for (const File &f : fs)
+                if (report)
+                    report({"unknown_file", f.name, 0,
+                            "rank " + std::to_string(f.dn.rank) + " of a sharded checkpoint of " +
+                                std::to_string(f.dn.world) + " ranks ('" + g.first.first +
+                                "') whose other rank files are not all here; left alone",
+                            ""});
+            continue;
+        }
+        Found c;
+        c.name = fs.front().name;
+        c.kind = fs.front().dn.kind;
+        c.epoch = fs.front().dn.epoch;
+        c.step = fs.front().dn.step;
+        c.checksum = fs.size() == 1 ? fs.front().checksum : "";  // several files: each has its own checksum
+        std::string torn;
+        bool all_zip = true;
+        for (const File &f : fs) {
+            c.size += f.size;
+            if (later(f.mtime, c.mtime)) c.mtime = f.mtime;
+            all_zip = all_zip && f.zip;
+            if (torn.empty() && !f.problem.empty()) torn = "rank " + std::to_string(f.dn.rank) + ": " + f.problem;
+        }
+        c.status = torn.empty() ? "complete" : "corrupt";
+        c.check = !torn.empty() ? torn
+                  : all_zip     ? "all " + std::to_string(fs.size()) + " rank files are whole zip archives"
+                                : "all " + std::to_string(fs.size()) +
+                                  " rank files present and hashed; the wholeness of those that are not zip archives "
+                                  "could not be checked";
+        c.files = std::move(fs);
+        found.push_back(std::move(c));
     }
     // Oldest first, so that the newest file becomes the newest commit.
-    std::sort(found.begin(), found.end(), [](const Found &a, const Found &b) {
-        if (a.mtime.tv_sec != b.mtime.tv_sec) return a.mtime.tv_sec < b.mtime.tv_sec;
-        if (a.mtime.tv_nsec != b.mtime.tv_nsec) return a.mtime.tv_nsec < b.mtime.tv_nsec;
+    std::sort(found.begin(), found.end(), [&](const Found &a, const Found &b) {
+        if (later(b.mtime, a.mtime) || later(a.mtime, b.mtime)) return later(b.mtime, a.mtime);
         return a.name < b.name;
     });
 
@@ -416,19 +572,25 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
                                      {"position", seq + 1},
                                      {"check", f.check},
                                      {"pinned", "kept out of rotation until released (ckptdb unpin)"}}}};
-            Db::Query(db, sql::Stmt::checkpoint_insert_adopted)
-                .bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size)
-                .bind(6, f.checksum).bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump())
-                .bind(10, ++seq)
-                .run();
+            Db::Query ins(db, sql::Stmt::checkpoint_insert_adopted);
+            ins.bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size);
+            if (f.checksum.empty())
+                ins.bind_null(6);
+            else
+                ins.bind(6, f.checksum);
+            ins.bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump()).bind(10, ++seq).run();
             int64_t id = db.last_insert_rowid();
-            Db::Query(db, sql::Stmt::file_insert_sealed).bind(1, id).bind(2, int64_t(0)).bind(3, f.name)
-                .bind(4, f.size).bind(5, f.checksum).run();
+            for (size_t r = 0; r < f.files.size(); r++)
+                Db::Query(db, sql::Stmt::file_insert_sealed).bind(1, id).bind(2, static_cast<int64_t>(r))
+                    .bind(3, f.files[r].name).bind(4, f.files[r].size).bind(5, f.files[r].checksum).run();
             Db::Query ev(db, sql::Stmt::event_insert);
             ev.bind_null(1).bind(2, id).bind(3, std::string(verb));
             ev.bind(4, std::string(verb) + " from the directory, position " + std::to_string(seq) +
                            " by modification time (" + utc(f.mtime) + "), then name; " +
-                           std::to_string(f.size) + " bytes, xxh128 " + f.checksum + "; " + f.check +
+                           std::to_string(f.size) + " bytes, " +
+                           (f.files.size() == 1 ? "xxh128 " + f.checksum
+                                                : std::to_string(f.files.size()) + " rank files") +
+                           "; " + f.check +
                            "; pinned until released");
             ev.run();
             if (report)

@@ -58,15 +58,109 @@ void check_kind(const std::string &kind) {
     if (!p.empty()) fail(CKPTDB_EINVAL, "invalid checkpoint kind '" + printable(kind) + "': it " + p);
 }
 
-std::string default_name(const std::string &kind, int64_t epoch, int64_t step, int64_t unix_seconds) {
+std::string default_stem(const std::string &kind, int64_t epoch, int64_t step, int64_t unix_seconds) {
     char buf[128];
     if (kind == "epoch")
-        std::snprintf(buf, sizeof buf, "epoch_%03lld.pt", static_cast<long long>(epoch));
+        std::snprintf(buf, sizeof buf, "epoch_%03lld", static_cast<long long>(epoch));
     else if (kind == "time")
-        std::snprintf(buf, sizeof buf, "time_%lld.pt", static_cast<long long>(unix_seconds));
+        std::snprintf(buf, sizeof buf, "time_%lld", static_cast<long long>(unix_seconds));
     else
-        std::snprintf(buf, sizeof buf, "%s_%06lld.pt", kind.c_str(), static_cast<long long>(step));
+        std::snprintf(buf, sizeof buf, "%s_%06lld", kind.c_str(), static_cast<long long>(step));
     return buf;
+}
+
+std::string default_name(const std::string &kind, int64_t epoch, int64_t step, int64_t unix_seconds) {
+    return default_stem(kind, epoch, step, unix_seconds) + ".pt";
+}
+
+std::string shard_name(const std::string &stem, int rank, int world) {
+    if (world < 1 || rank < 0 || rank >= world)
+        fail(CKPTDB_EINVAL, "invalid shard rank " + std::to_string(rank) + " of world " + std::to_string(world) +
+                                ": the world must be at least 1 and the rank from 0 to world - 1");
+    return stem + ".rank" + std::to_string(rank) + "-of-" + std::to_string(world) + ".pt";
+}
+
+std::string default_name(const std::string &kind, int64_t epoch, int64_t step, int suffix, int rank, int world,
+                         int64_t unix_seconds) {
+    check_kind(kind);
+    if (epoch < 0) fail(CKPTDB_EINVAL, "epoch must be >= 0, got " + std::to_string(epoch));
+    if (step < 0) fail(CKPTDB_EINVAL, "step must be >= 0, got " + std::to_string(step));
+    if (suffix < 0) fail(CKPTDB_EINVAL, "a name's suffix must be >= 0, got " + std::to_string(suffix));
+    if (world < 0) fail(CKPTDB_EINVAL, "world must be >= 0 (0: a single-file checkpoint), got " + std::to_string(world));
+    std::string stem = default_stem(kind, epoch, step, unix_seconds);
+    if (suffix >= 2) stem += "-" + std::to_string(suffix);
+    if (world == 0) {
+        if (rank != 0) fail(CKPTDB_EINVAL, "rank must be 0 for a single-file checkpoint (world 0), got " +
+                                               std::to_string(rank));
+        return stem + ".pt";
+    }
+    return shard_name(stem, rank, world);
+}
+
+namespace {
+
+// Digits from s[at] on (at most `most`); the value in *v, the count returned.
+size_t digits(const std::string &s, size_t at, size_t most, int64_t *v) {
+    size_t n = 0;
+    int64_t x = 0;
+    while (at + n < s.size() && n < most && s[at + n] >= '0' && s[at + n] <= '9') x = x * 10 + (s[at + n++] - '0');
+    *v = x;
+    return n;
+}
+
+// "<kind>_<digits>" or "<kind>_<digits>-<n>", the whole of stem.
+bool parse_stem(const std::string &stem, DefaultName &out) {
+    // The kind may itself hold '_' and '-': try each '_' from the left, as
+    // the shortest kind that leaves "<digits>[-<n>]" wins.
+    for (size_t us = stem.find('_'); us != std::string::npos; us = stem.find('_', us + 1)) {
+        int64_t n = 0, suffix = 0;
+        size_t d = digits(stem, us + 1, 18, &n);
+        if (d == 0) continue;
+        size_t end = us + 1 + d;
+        if (end < stem.size()) {
+            if (stem[end] != '-') continue;
+            size_t sd = digits(stem, end + 1, 9, &suffix);
+            if (sd == 0 || end + 1 + sd != stem.size()) continue;
+        }
+        std::string kind = stem.substr(0, us);
+        if (!kind_problem(kind).empty()) continue;
+        out.kind = kind;
+        out.epoch = kind == "epoch" ? n : 0;
+        out.step = (kind == "epoch" || kind == "time") ? 0 : n;
+        out.stem = stem;
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+bool parse_default_name(const std::string &name, DefaultName &out) {
+    static const std::string pt = ".pt";
+    if (name.size() <= pt.size() || name.compare(name.size() - pt.size(), pt.size(), pt) != 0) return false;
+    std::string stem = name.substr(0, name.size() - pt.size());
+    DefaultName d;
+    // <stem>.rank<R>-of-<N>
+    size_t r = stem.rfind(".rank");
+    if (r != std::string::npos) {
+        int64_t rank = 0, world = 0;
+        size_t rd = digits(stem, r + 5, 9, &rank);
+        size_t of = r + 5 + rd;
+        if (rd > 0 && stem.compare(of, 4, "-of-") == 0) {
+            size_t wd = digits(stem, of + 4, 9, &world);
+            if (wd > 0 && of + 4 + wd == stem.size() && rank < world &&
+                shard_name(stem.substr(0, r), static_cast<int>(rank), static_cast<int>(world)) == name &&
+                parse_stem(stem.substr(0, r), d)) {
+                d.rank = static_cast<int>(rank);
+                d.world = static_cast<int>(world);
+                out = d;
+                return true;
+            }
+        }
+    }
+    if (!parse_stem(stem, d)) return false;
+    out = d;
+    return true;
 }
 
 std::string with_suffix(const std::string &name, int n) {

@@ -23,10 +23,37 @@ std::string kind_problem(const std::string &kind);
 void check_name(const std::string &name);
 void check_kind(const std::string &kind);
 
+// The default-name rule and its inverse (docs/DESIGN.md, "Which file owns
+// which rule"). Every name the library or a binding gives a checkpoint
+// without being told one comes from default_name or shard_name, and
+// parse_default_name recognises every one of them (rebuild and adopt).
+//
 // epoch_010.pt, step_000500.pt, time_<unix>.pt, preempt_000500.pt, <kind>_<step>.pt
 std::string default_name(const std::string &kind, int64_t epoch, int64_t step, int64_t unix_seconds);
+// default_name without its ".pt": the stem a suffix and a rank are added to.
+std::string default_stem(const std::string &kind, int64_t epoch, int64_t step, int64_t unix_seconds);
 // epoch_010.pt, 2 -> epoch_010-2.pt
 std::string with_suffix(const std::string &name, int n);
+// The whole rule, every input checked (CKPTDB_EINVAL naming it): the stem,
+// "-<suffix>" when suffix >= 2, then ".pt" (world 0) or shard_name's
+// ".rank<R>-of-<N>.pt". What ckptdb_default_name returns.
+std::string default_name(const std::string &kind, int64_t epoch, int64_t step, int suffix, int rank, int world,
+                         int64_t unix_seconds);
+// The file of rank `rank` of a sharded checkpoint of `world` ranks:
+// epoch_010, 3, 8 -> epoch_010.rank3-of-8.pt. Throws CKPTDB_EINVAL unless
+// 0 <= rank < world.
+std::string shard_name(const std::string &stem, int rank, int world);
+
+// What a default name says; world is 0 for a single-file checkpoint.
+struct DefaultName {
+    std::string kind;
+    int64_t epoch = 0, step = 0;
+    int rank = 0, world = 0;
+    std::string stem;  // the name without ".pt" or ".rank<R>-of-<N>.pt" (suffix kept)
+};
+// The inverse of default_name (with or without a with_suffix suffix) and of
+// shard_name over a default stem; false for any other name.
+bool parse_default_name(const std::string &name, DefaultName &out);
 // .ckptdb-tmp-<32 random hex digits>
 std::string random_temp_name();
 bool is_temp_name(const std::string &name);

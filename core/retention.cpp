@@ -129,9 +129,11 @@ static int64_t in_flight_bytes(Db &db, const Dir &dir, int64_t &files) {
 std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run,
                                               bool *fits, std::string *usage) {
     std::vector<PruneItem> victims, protected_items;
-    // The space the directory's checkpoints use: the complete ones (summed
-    // by the plan below) and the temp files of saves in flight, plus the
-    // room asked for.
+    // Budget usage (docs/DESIGN.md, "Known duplication", item 4; a subset of
+    // disk usage, the view disk_usage): the complete checkpoints the plan
+    // keeps (summed below), the temp files of saves in flight as they are on
+    // disk now, and the room asked for. Corrupt files and pending unlinks
+    // are not counted.
     int64_t in_flight_files = 0;
     const int64_t in_flight = r.max_bytes > 0 ? in_flight_bytes(db, dir_, in_flight_files) : 0;
     int64_t remaining = extra_bytes + in_flight;

@@ -249,6 +249,11 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'complete', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'
 -- name: file_insert_sealed
 INSERT INTO files (checkpoint_id, rank, name, size, checksum) VALUES (?1, ?2, ?3, ?4, ?5);
 
+-- name: disk_usage
+-- The bytes the catalog's files take, per kind and status: the one
+-- definition is the view disk_usage (sql/schema/0002_disk_usage.sql).
+SELECT kind, status, checkpoints, coalesce(bytes, 0) FROM disk_usage ORDER BY kind, status;
+
 -- name: sync_rows
 -- Every checkpoint a sync compares, with its files (one row per file),
 -- from the source and from the destination alike.

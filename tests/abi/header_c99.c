@@ -14,7 +14,7 @@ int main(void) {
         (fn)ckptdb_version, (fn)ckptdb_version_number, (fn)ckptdb_schema_version,
         (fn)ckptdb_strerror, (fn)ckptdb_last_error, (fn)ckptdb_last_error_code,
         (fn)ckptdb_open_options_init, (fn)ckptdb_open, (fn)ckptdb_close, (fn)ckptdb_dir,
-        (fn)ckptdb_status_name, (fn)ckptdb_save_options_init, (fn)ckptdb_save_begin,
+        (fn)ckptdb_status_name, (fn)ckptdb_save_options_init, (fn)ckptdb_save_begin, (fn)ckptdb_default_name, (fn)ckptdb_disk_usage, (fn)ckptdb_fsck_dir,
         (fn)ckptdb_save_write, (fn)ckptdb_save_temp_path, (fn)ckptdb_save_fd,
         (fn)ckptdb_save_commit, (fn)ckptdb_save_abort, (fn)ckptdb_save_free, (fn)ckptdb_latest,
         (fn)ckptdb_get, (fn)ckptdb_get_by_name, (fn)ckptdb_mark_resumed, (fn)ckptdb_list,

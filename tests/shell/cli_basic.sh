@@ -150,6 +150,42 @@ assert {(u['kind'], u['status']): (u['checkpoints'], u['bytes']) for u in d['usa
     {('epoch', 'complete'): (7, 458752), ('step', 'complete'): (1, 65536)}, d['usage']
 "
 
+# --- du, the view disk_usage and the cookbook agree -----------------------------
+# One definition of disk usage: a catalog with complete, corrupt, writing (a
+# save killed after its seal, as a copy holds it until recovery) and pruned
+# rows whose unlink is pending; every byte they count is a byte in the
+# directory.
+u="$work/usage"
+cp -a "$d" "$u"
+tmp=.ckptdb-tmp-0123456789abcdef0123456789abcdef
+head -c 1000 /dev/zero > "$u/$tmp"
+sqlite3 "$u/ckptdb.sqlite" "
+  UPDATE checkpoints SET status = 'corrupt' WHERE name = 'epoch_006.pt';
+  UPDATE checkpoints SET status = 'pruned', prune_rule = 'keep_last:step=0', deleted_at = NULL
+   WHERE name = 'step_000065.pt';
+  INSERT INTO checkpoints (name, kind, epoch, step, size, status, created_at) VALUES
+    ('epoch_008.pt', 'epoch', 8, 80, 1000, 'writing', '2026-01-01T00:00:00.000Z');
+  INSERT INTO files (checkpoint_id, rank, name, temp_name, size, checksum)
+    VALUES (last_insert_rowid(), 0, 'epoch_008.pt', '$tmp', 1000, '00000000000000000000000000000000');"
+export U="$u" COOKBOOK="$(dirname "$0")/../../sql/cookbook/disk_use_per_kind.sql"
+expect 0 du --json "$u"
+ondisk=$(find "$u" -maxdepth 1 -type f \( -name '*.pt' -o -name '.ckptdb-tmp-*' \) -printf '%s\n' | awk '{s += $1} END {print s}')
+pycheck "
+import os, sqlite3
+db = sqlite3.connect('file:' + os.environ['U'] + '/ckptdb.sqlite?mode=ro', uri=True)
+du = {(r['kind'], r['status']): (r['checkpoints'], r['bytes']) for r in d['usage']}
+view = {(k, s): (n, b) for k, s, n, b in db.execute('SELECT kind, status, checkpoints, bytes FROM disk_usage')}
+assert du == view == {('epoch', 'complete'): (6, 393216), ('epoch', 'corrupt'): (1, 65536),
+                      ('epoch', 'writing'): (1, 1000), ('step', 'pruned'): (1, 65536)}, (du, view)
+assert $ondisk == 8 * 65536 + 1000 and d['total'] == {'checkpoints': 9, 'bytes': $ondisk}, (d['total'], $ondisk)
+book = {r[0]: r[1:7] for r in db.execute(open(os.environ['COOKBOOK']).read())}
+assert book == {'epoch': (8, 6, 1, 1, 0, 459752), 'step': (1, 0, 0, 0, 1, 65536),
+                '(all)': (9, 6, 1, 1, 1, $ondisk)}, book
+"
+expect 0 du "$u"
+out_has "^epoch +writing +1 +1000 +1000 B$"
+out_has "^step +pruned +1 +65536 +64\.0 KiB$"
+
 # --- bad input: one line, the right code, nothing changed ---------------------
 before=$(snapshot "$d")
 for sub in ls show latest verify prune pin unpin fsck history du; do

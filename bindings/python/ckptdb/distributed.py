@@ -11,9 +11,10 @@ any moment leaves no complete checkpoint: the previous one stays the resume
 point.  Resume verifies every file of the newest checkpoint and falls back
 as a whole (ckptdb_latest with full verification).
 
-File names: rank 0 picks "<default base>.rank<R>-of-<N>.pt" from the kind's
-default name (epoch_010.pt -> epoch_010.rank0-of-4.pt ...), with a "-2",
-"-3"... suffix on the base when any of them is taken, and broadcasts them.
+File names: rank 0 asks the library (ckptdb_default_name) for the kind's
+default names of a sharded checkpoint (epoch_010.rank0-of-4.pt ...), with a
+"-2", "-3"... suffix on the stem when any of them is taken, and broadcasts
+them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import io
 import os
 import threading
 import time
-from ctypes import byref, c_int
+from ctypes import byref, c_int, create_string_buffer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
@@ -128,26 +129,21 @@ class ShardWriter(io.RawIOBase):
             pass
 
 
-def _default_base(kind: str, epoch: int, step: int) -> str:
-    if kind == "epoch":
-        return "epoch_%03d" % epoch
-    if kind == "step":
-        return "step_%06d" % step
-    if kind == "time":
-        return "time_%d" % int(time.time())
-    if kind == "preempt":
-        return "preempt_%06d" % step
-    return "%s_%06d" % (kind, step)
-
-
-def shard_names(directory: StrPath, kind: str, epoch: int, step: int, world: int, cat: Optional[Catalog] = None,
-                base: Optional[str] = None) -> List[str]:
+def shard_names(directory: StrPath, kind: str, epoch: int, step: int, world: int,
+                cat: Optional[Catalog] = None) -> List[str]:
     """The file names of a sharded checkpoint, one per rank, none of them
-    taken by a file in the directory or by a live checkpoint."""
-    base = base or _default_base(kind, epoch, step)
+    taken by a file in the directory or by a live checkpoint: the library's
+    default names (ckptdb_default_name), the first free suffix."""
+    kind_b = enc(kind, "kind")
+    epoch, step = _lib.i64(epoch, "epoch"), _lib.i64(step, "step")
+    world = _lib.i64(world, "world", 1, _lib.INT32_MAX)
+    now = int(time.time())  # one time for every rank's name
+    buf = create_string_buffer(512)
     for n in range(1, 10000):
-        b = base if n == 1 else "%s-%d" % (base, n)
-        names = ["%s.rank%d-of-%d.pt" % (b, r, world) for r in range(world)]
+        names = []
+        for r in range(world):
+            lib.ckptdb_default_name(buf, len(buf), kind_b, epoch, step, now, n, r, world)
+            names.append(s(buf.value))
         if any(os.path.lexists(os.path.join(directory, x)) for x in names):
             continue
         if cat is not None and any(_live(cat, x) for x in names):
