@@ -83,6 +83,14 @@ TEST_CASE("every row callback that returns non-zero stops its call with CKPTDB_E
     int64_t problems = -1;
     check_stopped(ckptdb_fsck(&problems, c.handle(), 0, stop_at_first<ckptdb_fsck_item>, nullptr), "ckptdb_fsck");
     CHECK(problems == 1);  // notes.txt, counted before the report
+    check_stopped(ckptdb_disk_usage(c.handle(), stop_at_first<ckptdb_usage>, nullptr), "ckptdb_disk_usage");
+    int rebuilt = -1;
+    problems = -1;
+    check_stopped(ckptdb_fsck_dir(&problems, &rebuilt, dir.d.path.c_str(), nullptr, 0, stop_at_first<ckptdb_fsck_item>,
+                                  nullptr),
+                  "ckptdb_fsck_dir");
+    CHECK(problems == 1);
+    CHECK(rebuilt == 0);
     check_stopped(ckptdb_verify_progress(c.handle(), first,
                                          [](int64_t, int64_t, void *) {
                                              ++calls;
