@@ -20,6 +20,7 @@
 #include "shard.hpp"
 #include "sync.hpp"
 #include "trust.hpp"
+#include "reader.hpp"
 #include "writer.hpp"
 
 using ckptdb::Entry;

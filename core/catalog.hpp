@@ -318,7 +318,6 @@ private:
     // requeue. Never throws: where the catalog cannot take the row, the
     // event callback alone hears it.
     void log_event_noexcept(const std::string &event, const std::string &what) noexcept;
-    friend class Save;
 
     Dir dir_;
     OpenOptions opts_;

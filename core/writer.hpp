@@ -13,7 +13,6 @@
 #include "commit.hpp"
 #include "error.hpp"
 #include "fsio.hpp"
-#include "reader.hpp"
 
 namespace ckptdb {
 

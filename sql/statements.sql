@@ -239,13 +239,6 @@ SELECT r.id, r.host, r.pid, r.started_at, coalesce(r.ended_at, ''), coalesce(r.e
 SELECT f.name, c.id, c.status, coalesce(c.deleted_at, '') FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
  WHERE c.status IN ('writing', 'complete', 'corrupt', 'pruned');
 
--- name: checkpoint_insert_complete
-INSERT INTO checkpoints (name, kind, epoch, step, size, checksum, status, created_at, committed_at, run_id,
-                         metadata, commit_seq)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'complete', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
-        strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?7, '{}',
-        (SELECT coalesce(max(commit_seq), 0) + 1 FROM checkpoints));
-
 -- name: file_insert_sealed
 INSERT INTO files (checkpoint_id, rank, name, size, checksum) VALUES (?1, ?2, ?3, ?4, ?5);
 
