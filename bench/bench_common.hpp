@@ -35,9 +35,7 @@ inline double now_s() {
     std::exit(1);
 }
 
-[[noreturn]] inline void die_errno(const std::string &what) {
-    die(what + ": " + std::strerror(errno));
-}
+[[noreturn]] inline void die_errno(const std::string &what) { die(what + ": " + std::strerror(errno)); }
 
 // Quantile q in [0, 1] by nearest rank on a copy of v.
 inline double quantile(std::vector<double> v, double q) {
@@ -74,8 +72,7 @@ inline std::string exe_dir() {
 inline std::string make_workdir(const char *prefix) {
     const char *env = std::getenv("CKPTDB_BENCH_DIR");
     std::string base = (env && *env) ? std::string(env) : exe_dir();
-    if (mkdir(base.c_str(), 0755) != 0 && errno != EEXIST)
-        die_errno("mkdir " + base);
+    if (mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) die_errno("mkdir " + base);
     std::string templ = base + "/" + prefix + "-XXXXXX";
     std::vector<char> t(templ.begin(), templ.end());
     t.push_back('\0');
@@ -108,9 +105,7 @@ inline void remove_tree_at(int parent_fd, const char *name, const std::string &s
     }
 }
 
-inline void remove_tree(const std::string &path) {
-    remove_tree_at(AT_FDCWD, path.c_str(), path);
-}
+inline void remove_tree(const std::string &path) { remove_tree_at(AT_FDCWD, path.c_str(), path); }
 
 // Run argv (searched in PATH), optionally capturing stdout; dies unless it
 // exits with status 0.

@@ -37,9 +37,7 @@ namespace {
     bench::die(std::string(what) + " failed: " + ckptdb_strerror(rc) + ": " + ckptdb_last_error());
 }
 
-[[noreturn]] void die_sql(sqlite3 *db, const std::string &what) {
-    bench::die(what + ": " + sqlite3_errmsg(db));
-}
+[[noreturn]] void die_sql(sqlite3 *db, const std::string &what) { bench::die(what + ": " + sqlite3_errmsg(db)); }
 
 std::string iso_utc(int64_t ms_since_epoch) {
     time_t secs = time_t(ms_since_epoch / 1000);
@@ -47,8 +45,8 @@ std::string iso_utc(int64_t ms_since_epoch) {
     struct tm tm;
     gmtime_r(&secs, &tm);
     char buf[80];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
     return buf;
 }
 
@@ -266,8 +264,8 @@ Stats stats_us(const std::vector<double> &s) {
     return {bench::median(us), bench::quantile(us, 0.99)};
 }
 
-Stats time_latest(ckptdb_catalog *db, const char *kind, unsigned flags, int warmup, int calls,
-                  int64_t want_id, const std::string &want_name) {
+Stats time_latest(ckptdb_catalog *db, const char *kind, unsigned flags, int warmup, int calls, int64_t want_id,
+                  const std::string &want_name) {
     std::vector<double> t;
     t.reserve(size_t(calls));
     for (int i = 0; i < warmup + calls; ++i) {
@@ -277,17 +275,15 @@ Stats time_latest(ckptdb_catalog *db, const char *kind, unsigned flags, int warm
         double t1 = bench::now_s();
         if (rc != CKPTDB_OK) die_api("ckptdb_latest", rc);
         if (e.id != want_id || !e.name || want_name != e.name)
-            bench::die("ckptdb_latest returned id " + std::to_string(e.id) + " (" +
-                       (e.name ? e.name : "null") + "), want id " + std::to_string(want_id) +
-                       " (" + want_name + ")");
+            bench::die("ckptdb_latest returned id " + std::to_string(e.id) + " (" + (e.name ? e.name : "null") +
+                       "), want id " + std::to_string(want_id) + " (" + want_name + ")");
         if (i >= warmup) t.push_back(t1 - t0);
     }
     return stats_us(t);
 }
 
 void usage() {
-    std::fprintf(stderr,
-                 "usage: bench_latest [--files N | N] [--calls 2000] [--warmup 50] [--scan-calls 20]\n");
+    std::fprintf(stderr, "usage: bench_latest [--files N | N] [--calls 2000] [--warmup 50] [--scan-calls 20]\n");
     std::exit(2);
 }
 
@@ -304,19 +300,24 @@ int main(int argc, char **argv) {
     int nfiles = 100000, calls = 2000, warmup = 50, scan_calls = 20;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        if (a == "--files" && i + 1 < argc) nfiles = parse_pos(argv[++i]);
-        else if (a == "--calls" && i + 1 < argc) calls = parse_pos(argv[++i]);
-        else if (a == "--warmup" && i + 1 < argc) warmup = std::atoi(argv[++i]);
-        else if (a == "--scan-calls" && i + 1 < argc) scan_calls = parse_pos(argv[++i]);
-        else if (!a.empty() && a[0] != '-') nfiles = parse_pos(a.c_str());
-        else usage();
+        if (a == "--files" && i + 1 < argc)
+            nfiles = parse_pos(argv[++i]);
+        else if (a == "--calls" && i + 1 < argc)
+            calls = parse_pos(argv[++i]);
+        else if (a == "--warmup" && i + 1 < argc)
+            warmup = std::atoi(argv[++i]);
+        else if (a == "--scan-calls" && i + 1 < argc)
+            scan_calls = parse_pos(argv[++i]);
+        else if (!a.empty() && a[0] != '-')
+            nfiles = parse_pos(a.c_str());
+        else
+            usage();
     }
     if (warmup < 0) usage();
 
     std::string work = bench::make_workdir("bench-latest");
     std::string dir = work + "/ckpts";
-    std::printf("bench_latest: ckptdb %s, %d files, work dir %s\n", ckptdb_version(), nfiles,
-                work.c_str());
+    std::printf("bench_latest: ckptdb %s, %d files, work dir %s\n", ckptdb_version(), nfiles, work.c_str());
     std::fflush(stdout);
 
     // 1. The catalog schema, through the library.
@@ -340,8 +341,8 @@ int main(int argc, char **argv) {
     int64_t newest_id = fill_catalog(dir + "/ckptdb.sqlite", m, nfiles);
     double t_fill = bench::now_s() - t0;
     std::string newest_name = file_name(nfiles - 1);
-    std::printf("setup: %d files in %.2f s, %d rows inserted in %.2f s (one transaction)\n", nfiles,
-                t_files, nfiles, t_fill);
+    std::printf("setup: %d files in %.2f s, %d rows inserted in %.2f s (one transaction)\n", nfiles, t_files, nfiles,
+                t_fill);
 
     // 4. Reopen (recovery runs on a catalog with N rows and a directory of N files).
     t0 = bench::now_s();
@@ -363,8 +364,7 @@ int main(int argc, char **argv) {
         {"verify_full", nullptr, CKPTDB_VERIFY_FULL, {}},
         {"kind_epoch_verify_none", "epoch", CKPTDB_VERIFY_NONE, {}},
     };
-    for (auto &md : modes)
-        md.s = time_latest(db, md.kind, md.flags, warmup, calls, newest_id, newest_name);
+    for (auto &md : modes) md.s = time_latest(db, md.kind, md.flags, warmup, calls, newest_id, newest_name);
 
     // 6. The mtime scan and the bare glob.
     std::vector<double> t_scan, t_glob;
@@ -375,8 +375,8 @@ int main(int argc, char **argv) {
         std::string best = mtime_scan(dir, &count);
         double b = bench::now_s();
         if (best != newest_name || count != size_t(nfiles))
-            bench::die("mtime scan found " + best + " among " + std::to_string(count) +
-                       " files, want " + newest_name + " among " + std::to_string(nfiles));
+            bench::die("mtime scan found " + best + " among " + std::to_string(count) + " files, want " + newest_name +
+                       " among " + std::to_string(nfiles));
         double c = bench::now_s();
         size_t g = glob_pt(dir, &names);
         double d = bench::now_s();
@@ -394,15 +394,13 @@ int main(int argc, char **argv) {
     for (const auto &md : modes) {
         char lbl[64];
         std::snprintf(lbl, sizeof lbl, "ckptdb_latest %s", md.label);
-        std::printf("%-36s %12.1f %12.1f %13.0fx\n", lbl, md.s.median_us, md.s.p99_us,
-                    scan.median_us / md.s.median_us);
+        std::printf("%-36s %12.1f %12.1f %13.0fx\n", lbl, md.s.median_us, md.s.p99_us, scan.median_us / md.s.median_us);
     }
-    std::printf("%-36s %12.1f %12.1f %13.2fx\n", "glob *.pt (listing only)", glob.median_us,
-                glob.p99_us, scan.median_us / glob.median_us);
-    std::printf("%-36s %12.1f %12.1f %13.2fx\n", "mtime scan (glob+stat+max)", scan.median_us,
-                scan.p99_us, 1.0);
-    std::printf("(latest: %d calls after %d warm-up; scan: %d calls after 2 warm-up; %d files)\n\n",
-                calls, warmup, scan_calls, nfiles);
+    std::printf("%-36s %12.1f %12.1f %13.2fx\n", "glob *.pt (listing only)", glob.median_us, glob.p99_us,
+                scan.median_us / glob.median_us);
+    std::printf("%-36s %12.1f %12.1f %13.2fx\n", "mtime scan (glob+stat+max)", scan.median_us, scan.p99_us, 1.0);
+    std::printf("(latest: %d calls after %d warm-up; scan: %d calls after 2 warm-up; %d files)\n\n", calls, warmup,
+                scan_calls, nfiles);
 
     for (const auto &md : modes) {
         std::printf("RESULT latest_median_us_%s=%.2f\n", md.label, md.s.median_us);

@@ -39,7 +39,8 @@ double batch(const std::shared_ptr<ckptdb::Catalog> &cat, size_t bytes, int save
     for (int i = 0; i < saves; i++) {
         auto s = ckptdb::Save::begin(cat, "epoch", epoch, epoch, std::nullopt, std::nullopt);
         epoch++;
-        for (size_t off = 0; off < bytes; off += chunk.size()) s->write(chunk.data(), std::min(chunk.size(), bytes - off));
+        for (size_t off = 0; off < bytes; off += chunk.size())
+            s->write(chunk.data(), std::min(chunk.size(), bytes - off));
         s->commit();
     }
     double per = (bench::now_s() - t0) / saves;
@@ -68,11 +69,16 @@ int main(int argc, char **argv) {
         std::string a = argv[i];
         int v = std::atoi(argv[i + 1]);
         if (v <= 0) bench::die("bad value for " + a);
-        if (a == "--small-saves") small_saves = v;
-        else if (a == "--big-saves") big_saves = v;
-        else if (a == "--big-mib") big_mib = v;
-        else if (a == "--reps") reps = v;
-        else bench::die("unknown option " + a);
+        if (a == "--small-saves")
+            small_saves = v;
+        else if (a == "--big-saves")
+            big_saves = v;
+        else if (a == "--big-mib")
+            big_mib = v;
+        else if (a == "--reps")
+            reps = v;
+        else
+            bench::die("unknown option " + a);
     }
     std::string dir = bench::make_workdir("bench-lease");
     try {
@@ -87,8 +93,7 @@ int main(int argc, char **argv) {
             int saves;
         };
         std::string big_label = std::to_string(big_mib) + "MiB";
-        std::vector<Case> cases = {{"4KiB", 4096, small_saves},
-                                   {big_label.c_str(), size_t(big_mib) << 20, big_saves}};
+        std::vector<Case> cases = {{"4KiB", 4096, small_saves}, {big_label.c_str(), size_t(big_mib) << 20, big_saves}};
         for (const Case &c : cases) {
             batch(cat, c.bytes, 1, true, epoch);  // warm the catalog and the page cache
             std::vector<double> on, off;
@@ -100,9 +105,10 @@ int main(int argc, char **argv) {
                 }
             }
             double m_on = bench::median(on), m_off = bench::median(off);
-            std::printf("save %s: renewals on %.1f us/save, off %.1f us/save, difference %+.1f us/save, ratio %.4fx "
-                        "(median of %d batches of %d)\n",
-                        c.label, m_on * 1e6, m_off * 1e6, (m_on - m_off) * 1e6, m_on / m_off, reps, c.saves);
+            std::printf(
+                "save %s: renewals on %.1f us/save, off %.1f us/save, difference %+.1f us/save, ratio %.4fx "
+                "(median of %d batches of %d)\n",
+                c.label, m_on * 1e6, m_off * 1e6, (m_on - m_off) * 1e6, m_on / m_off, reps, c.saves);
             std::printf("RESULT lease_%s_ratio_on_vs_off=%.4f\n", c.label, m_on / m_off);
             std::printf("RESULT lease_%s_diff_us_per_save=%.1f\n", c.label, (m_on - m_off) * 1e6);
         }

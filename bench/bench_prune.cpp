@@ -39,8 +39,9 @@ std::string make_catalog(const std::string &dir, int rows, int complete) {
     sqlite3 *db = nullptr;
     if (sqlite3_open((dir + "/ckptdb.sqlite").c_str(), &db) != SQLITE_OK) bench::die("sqlite3_open");
     exec(db, "BEGIN");
-    exec(db, "INSERT INTO runs(host, boot_id, pid, proc_start, started_at, ended_at, exit_reason) "
-             "VALUES('bench', 'none', 1, 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', 'clean')");
+    exec(db,
+         "INSERT INTO runs(host, boot_id, pid, proc_start, started_at, ended_at, exit_reason) "
+         "VALUES('bench', 'none', 1, 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', 'clean')");
     sqlite3_stmt *st = nullptr;
     sqlite3_prepare_v2(db,
                        "INSERT INTO checkpoints(name, kind, epoch, step, size, checksum, status, created_at, "
@@ -50,8 +51,10 @@ std::string make_catalog(const std::string &dir, int rows, int complete) {
                        "?5, 1, json_object('val_loss', ?6), ?3, ?7)",
                        -1, &st, nullptr);
     sqlite3_stmt *fl = nullptr;
-    sqlite3_prepare_v2(db, "INSERT INTO files(checkpoint_id, rank, name, size, checksum) VALUES(?1, 0, ?2, 1000, "
-                           "'00000000000000000000000000000000')", -1, &fl, nullptr);
+    sqlite3_prepare_v2(db,
+                       "INSERT INTO files(checkpoint_id, rank, name, size, checksum) VALUES(?1, 0, ?2, 1000, "
+                       "'00000000000000000000000000000000')",
+                       -1, &fl, nullptr);
     for (int i = 1; i <= rows; i++) {
         bool live = i > rows - complete;
         std::string kind = i % 2 ? "epoch" : "time";
@@ -138,9 +141,12 @@ int main(int argc, char **argv) {
     int rows = 100000, saves = 200;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
-        if (a == "--rows") rows = std::atoi(argv[i + 1]);
-        else if (a == "--saves") saves = std::atoi(argv[i + 1]);
-        else bench::die("usage: bench_prune [--rows N] [--saves N]");
+        if (a == "--rows")
+            rows = std::atoi(argv[i + 1]);
+        else if (a == "--saves")
+            saves = std::atoi(argv[i + 1]);
+        else
+            bench::die("usage: bench_prune [--rows N] [--saves N]");
     }
     std::string work = bench::make_workdir("bench-prune");
     std::printf("bench_prune: ckptdb %s, %d rows, %d saves, work dir %s\n", ckptdb_version(), rows, saves,
@@ -153,8 +159,8 @@ int main(int argc, char **argv) {
                 plan_steady * 1e3, static_cast<long long>(victims));
     std::string worst = make_catalog(work + "/worst", rows, rows);
     double plan_worst = time_plan(worst, 10, &victims);
-    std::printf("prune plan, %d rows all complete (worst case): median %.1f ms, %lld victims\n", rows,
-                plan_worst * 1e3, static_cast<long long>(victims));
+    std::printf("prune plan, %d rows all complete (worst case): median %.1f ms, %lld victims\n", rows, plan_worst * 1e3,
+                static_cast<long long>(victims));
 
     // Small saves: with rotation, without, and the raw floor, interleaved.
     std::vector<char> payload(4096, 'p');

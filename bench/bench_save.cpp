@@ -41,21 +41,30 @@ uint64_t parse_size(const std::string &s) {
     if (errno || end == s.c_str()) bench::die("bad size: " + s);
     std::string unit(end);
     uint64_t mul = 1;
-    if (unit == "" || unit == "B") mul = 1;
-    else if (unit == "K" || unit == "KiB" || unit == "k") mul = uint64_t(1) << 10;
-    else if (unit == "M" || unit == "MiB") mul = uint64_t(1) << 20;
-    else if (unit == "G" || unit == "GiB") mul = uint64_t(1) << 30;
-    else bench::die("bad size unit: " + s);
+    if (unit == "" || unit == "B")
+        mul = 1;
+    else if (unit == "K" || unit == "KiB" || unit == "k")
+        mul = uint64_t(1) << 10;
+    else if (unit == "M" || unit == "MiB")
+        mul = uint64_t(1) << 20;
+    else if (unit == "G" || unit == "GiB")
+        mul = uint64_t(1) << 30;
+    else
+        bench::die("bad size unit: " + s);
     if (v == 0) bench::die("size must be > 0: " + s);
     return uint64_t(v) * mul;
 }
 
 std::string size_label(uint64_t n) {
     char buf[64];
-    if (n % (uint64_t(1) << 30) == 0) std::snprintf(buf, sizeof buf, "%" PRIu64 "GiB", n >> 30);
-    else if (n % (uint64_t(1) << 20) == 0) std::snprintf(buf, sizeof buf, "%" PRIu64 "MiB", n >> 20);
-    else if (n % (uint64_t(1) << 10) == 0) std::snprintf(buf, sizeof buf, "%" PRIu64 "KiB", n >> 10);
-    else std::snprintf(buf, sizeof buf, "%" PRIu64 "B", n);
+    if (n % (uint64_t(1) << 30) == 0)
+        std::snprintf(buf, sizeof buf, "%" PRIu64 "GiB", n >> 30);
+    else if (n % (uint64_t(1) << 20) == 0)
+        std::snprintf(buf, sizeof buf, "%" PRIu64 "MiB", n >> 20);
+    else if (n % (uint64_t(1) << 10) == 0)
+        std::snprintf(buf, sizeof buf, "%" PRIu64 "KiB", n >> 10);
+    else
+        std::snprintf(buf, sizeof buf, "%" PRIu64 "B", n);
     return buf;
 }
 
@@ -129,8 +138,7 @@ double time_ckptdb(const std::string &dir, uint64_t size, int rep, const std::ve
 
     if (esize != int64_t(size))
         bench::die("commit reported size " + std::to_string(esize) + ", wrote " + std::to_string(size));
-    if (estatus != CKPTDB_STATUS_COMPLETE)
-        bench::die(std::string("commit left status ") + ckptdb_status_name(estatus));
+    if (estatus != CKPTDB_STATUS_COMPLETE) bench::die(std::string("commit left status ") + ckptdb_status_name(estatus));
     std::string file = cat + "/bench.pt";
     struct stat st;
     if (stat(file.c_str(), &st) != 0) bench::die_errno("stat " + file);
@@ -146,7 +154,7 @@ double time_xxh128sum(const std::string &dir, uint64_t size, int reps, std::stri
     std::string path = dir + "/hash.bin";
     bench::run_child(dd_args(path, size), nullptr);  // fsynced: clean pages stay cached
     std::string out;
-    bench::run_child({"xxh128sum", "-q", path}, &out);     // warm-up, and the reference checksum
+    bench::run_child({"xxh128sum", "-q", path}, &out);  // warm-up, and the reference checksum
     *sum_out = out.substr(0, out.find_first_of(" \t\n"));
     std::vector<double> t;
     for (int i = 0; i < reps; ++i) {
@@ -212,8 +220,7 @@ int main(int argc, char **argv) {
     }
 
     std::string dir = bench::make_workdir("bench-save");
-    std::printf("bench_save: ckptdb %s, work dir %s, %d rep(s), chunk 4 MiB\n",
-                ckptdb_version(), dir.c_str(), reps);
+    std::printf("bench_save: ckptdb %s, work dir %s, %d rep(s), chunk 4 MiB\n", ckptdb_version(), dir.c_str(), reps);
     std::fflush(stdout);
 
     std::vector<char> zeros(kChunk, 0);
@@ -233,8 +240,8 @@ int main(int argc, char **argv) {
             t_dd.push_back(dd_s);
             t_db.push_back(db_s);
             t_open.push_back(open_s);
-            std::printf("  rep %d %s: ckptdb %.3f s  dd %.3f s  ratio %.2fx  (open %.1f ms)\n",
-                        r + 1, label.c_str(), db_s, dd_s, db_s / dd_s, open_s * 1e3);
+            std::printf("  rep %d %s: ckptdb %.3f s  dd %.3f s  ratio %.2fx  (open %.1f ms)\n", r + 1, label.c_str(),
+                        db_s, dd_s, db_s / dd_s, open_s * 1e3);
             std::fflush(stdout);
         }
         for (int r = 0; r < reps; ++r) {
@@ -248,20 +255,22 @@ int main(int argc, char **argv) {
         double ratio = m_db / m_dd;
         double b_dd = bench::quantile(t_dd, 0.0), b_db = bench::quantile(t_db, 0.0);
         double mib = double(size) / double(1 << 20);
-        std::printf("save %s: ckptdb %.3f s  dd %.3f s  ratio %.2fx (median of %d)"
-                    "  [ckptdb %.0f MiB/s, dd %.0f MiB/s]\n",
-                    label.c_str(), m_db, m_dd, ratio, reps, mib / m_db, mib / m_dd);
-        std::printf("save %s best: ckptdb %.3f s  dd %.3f s  ratio %.2fx (min of %d)\n",
-                    label.c_str(), b_db, b_dd, b_db / b_dd, reps);
+        std::printf(
+            "save %s: ckptdb %.3f s  dd %.3f s  ratio %.2fx (median of %d)"
+            "  [ckptdb %.0f MiB/s, dd %.0f MiB/s]\n",
+            label.c_str(), m_db, m_dd, ratio, reps, mib / m_db, mib / m_dd);
+        std::printf("save %s best: ckptdb %.3f s  dd %.3f s  ratio %.2fx (min of %d)\n", label.c_str(), b_db, b_dd,
+                    b_db / b_dd, reps);
         if (hash) {
             std::string ref;
             double m_h = time_xxh128sum(dir, size, reps, &ref);
             if (ref != sum)
-                bench::die("checksum mismatch for " + label + ": ckptdb recorded '" + sum +
-                           "', xxh128sum prints '" + ref + "'");
-            std::printf("hash %s: xxh128sum %.3f s (page cache, median of %d)  [%.0f MiB/s]"
-                        "  ckptdb/xxh128sum %.2fx  checksum matches xxh128sum\n",
-                        label.c_str(), m_h, reps, mib / m_h, m_db / m_h);
+                bench::die("checksum mismatch for " + label + ": ckptdb recorded '" + sum + "', xxh128sum prints '" +
+                           ref + "'");
+            std::printf(
+                "hash %s: xxh128sum %.3f s (page cache, median of %d)  [%.0f MiB/s]"
+                "  ckptdb/xxh128sum %.2fx  checksum matches xxh128sum\n",
+                label.c_str(), m_h, reps, mib / m_h, m_db / m_h);
             std::printf("RESULT save_%s_xxh128sum_s=%.4f\n", label.c_str(), m_h);
         }
         std::printf("RESULT save_%s_ckptdb_s=%.4f\n", label.c_str(), m_db);

@@ -115,9 +115,12 @@ int main(int argc, char **argv) {
     size_t bytes = 4096;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
-        if (a == "--saves") saves = std::atoi(argv[i + 1]);
-        else if (a == "--bytes") bytes = std::strtoull(argv[i + 1], nullptr, 10);
-        else bench::die("usage: bench_seal [--saves N] [--bytes N]");
+        if (a == "--saves")
+            saves = std::atoi(argv[i + 1]);
+        else if (a == "--bytes")
+            bytes = std::strtoull(argv[i + 1], nullptr, 10);
+        else
+            bench::die("usage: bench_seal [--saves N] [--bytes N]");
     }
     std::string work = bench::make_workdir("bench-seal");
     std::printf("bench_seal: %d saves of %d ranks x %zu bytes, work dir %s\n", saves, kRanks, bytes, work.c_str());
@@ -132,14 +135,16 @@ int main(int argc, char **argv) {
         report("whole 2-rank save, sidecar", whole_side);
         double share_attr = bench::median(attr) / bench::median(whole_attr);
         double share_side = bench::median(side) / bench::median(whole_side);
-        std::printf("seal + check per 2-rank save: %.1f us with the attribute (%.2f%% of a save), %.1f us with the "
-                    "sidecar (%.2f%%)\n",
-                    bench::median(attr) * 1e6, share_attr * 100, bench::median(side) * 1e6, share_side * 100);
-        std::printf("RESULT seal_attr_us=%.2f\nRESULT seal_sidecar_us=%.2f\nRESULT seal_attr_share=%.5f\n"
-                    "RESULT seal_sidecar_share=%.5f\nRESULT save_2rank_attr_us=%.1f\n"
-                    "RESULT save_2rank_sidecar_us=%.1f\n",
-                    bench::median(attr) * 1e6, bench::median(side) * 1e6, share_attr, share_side,
-                    bench::median(whole_attr) * 1e6, bench::median(whole_side) * 1e6);
+        std::printf(
+            "seal + check per 2-rank save: %.1f us with the attribute (%.2f%% of a save), %.1f us with the "
+            "sidecar (%.2f%%)\n",
+            bench::median(attr) * 1e6, share_attr * 100, bench::median(side) * 1e6, share_side * 100);
+        std::printf(
+            "RESULT seal_attr_us=%.2f\nRESULT seal_sidecar_us=%.2f\nRESULT seal_attr_share=%.5f\n"
+            "RESULT seal_sidecar_share=%.5f\nRESULT save_2rank_attr_us=%.1f\n"
+            "RESULT save_2rank_sidecar_us=%.1f\n",
+            bench::median(attr) * 1e6, bench::median(side) * 1e6, share_attr, share_side,
+            bench::median(whole_attr) * 1e6, bench::median(whole_side) * 1e6);
     } catch (const ckptdb::Error &e) {
         bench::die(e.what());
     }

@@ -32,9 +32,12 @@ int main(int argc, char **argv) {
     int reps = 3;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
-        if (a == "--mib") size = std::strtoull(argv[i + 1], nullptr, 10) << 20;
-        else if (a == "--reps") reps = std::atoi(argv[i + 1]);
-        else bench::die("usage: bench_sync [--mib N] [--reps N]");
+        if (a == "--mib")
+            size = std::strtoull(argv[i + 1], nullptr, 10) << 20;
+        else if (a == "--reps")
+            reps = std::atoi(argv[i + 1]);
+        else
+            bench::die("usage: bench_sync [--mib N] [--reps N]");
     }
     std::string work = bench::make_workdir("bench-sync");
     std::string src = work + "/src";
@@ -79,11 +82,12 @@ int main(int argc, char **argv) {
                             timed({"xxh128sum", "-q", cps_dir + "/epoch_001.pt"}));
     }
     ckptdb_close(db);
-    double v = bench::median(t_verify), x = bench::median(t_xxh), sy = bench::median(t_sync),
-           c = bench::median(t_cp), cs = bench::median(t_cp_sync);
+    double v = bench::median(t_verify), x = bench::median(t_xxh), sy = bench::median(t_sync), c = bench::median(t_cp),
+           cs = bench::median(t_cp_sync);
     std::printf("verify: ckptdb %.3f s, xxh128sum %.3f s: ratio %.2fx (median of %d)\n", v, x, v / x, reps);
-    std::printf("sync:   ckptdb %.3f s, cp + xxh128sum %.3f s: ratio %.2fx; cp + sync + xxh128sum %.3f s: ratio %.2fx\n",
-                sy, c, sy / c, cs, sy / cs);
+    std::printf(
+        "sync:   ckptdb %.3f s, cp + xxh128sum %.3f s: ratio %.2fx; cp + sync + xxh128sum %.3f s: ratio %.2fx\n", sy, c,
+        sy / c, cs, sy / cs);
     std::printf("RESULT verify_ratio_vs_xxh128sum=%.3f\n", v / x);
     std::printf("RESULT sync_ratio_vs_cp_xxh128sum=%.3f\n", sy / c);
     std::printf("RESULT sync_ratio_vs_cp_fsync_xxh128sum=%.3f\n", sy / cs);

@@ -93,8 +93,9 @@ int64_t rss_child(const std::string &what, int64_t mib, const std::string &dir) 
 }
 
 double time_dd(const std::string &path, uint64_t bytes) {
-    std::vector<std::string> a = {"dd", "if=/dev/zero", "of=" + path, "bs=4M",
-                                  "count=" + std::to_string(bytes), "iflag=count_bytes", "conv=fsync", "status=none"};
+    std::vector<std::string> a = {
+        "dd",         "if=/dev/zero", "of=" + path, "bs=4M", "count=" + std::to_string(bytes), "iflag=count_bytes",
+        "conv=fsync", "status=none"};
     sync();
     double t0 = bench::now_s();
     bench::run_child(a, nullptr);
@@ -113,11 +114,16 @@ int main(int argc, char **argv) {
             if (i + 1 >= argc) bench::die("missing value for " + a);
             return argv[++i];
         };
-        if (a == "--mib") mib = std::stoll(val());
-        else if (a == "--reps") reps = std::stoi(val());
-        else if (a == "--child") child_what = val();
-        else if (a == "--dir") child_dir = val();
-        else bench::die("unknown argument " + a + " (usage: bench_torch [--mib 1024] [--reps 2])");
+        if (a == "--mib")
+            mib = std::stoll(val());
+        else if (a == "--reps")
+            reps = std::stoi(val());
+        else if (a == "--child")
+            child_what = val();
+        else if (a == "--dir")
+            child_dir = val();
+        else
+            bench::die("unknown argument " + a + " (usage: bench_torch [--mib 1024] [--reps 2])");
     }
     if (mib < kTensors || reps < 1) bench::die("--mib must be >= 8 and --reps >= 1");
     try {
@@ -182,14 +188,15 @@ int main(int argc, char **argv) {
 
         double state_bytes = double(mib) * 1048576.0;
         std::printf("\nsummary (%" PRId64 " MiB state, %d reps, medians):\n", mib, reps);
-        std::printf("  save vs dd conv=fsync       : %.3f s / %.3f s = %.3fx   (target <= 1.15x)\n",
-                    bench::median(sv), bench::median(dd), bench::median(sv) / bench::median(dd));
-        std::printf("  peak RSS added by a save    : ckptdb_torch %s MiB (%s of the state), torch::pickle_save %s MiB (%s)"
-                    "   (target < 10%%)\n",
-                    fmt("%.1f", double(rss_save) / 1048576.0).c_str(),
-                    fmt("%.1f%%", 100.0 * double(rss_save) / state_bytes).c_str(),
-                    fmt("%.1f", double(rss_pickle) / 1048576.0).c_str(),
-                    fmt("%.1f%%", 100.0 * double(rss_pickle) / state_bytes).c_str());
+        std::printf("  save vs dd conv=fsync       : %.3f s / %.3f s = %.3fx   (target <= 1.15x)\n", bench::median(sv),
+                    bench::median(dd), bench::median(sv) / bench::median(dd));
+        std::printf(
+            "  peak RSS added by a save    : ckptdb_torch %s MiB (%s of the state), torch::pickle_save %s MiB (%s)"
+            "   (target < 10%%)\n",
+            fmt("%.1f", double(rss_save) / 1048576.0).c_str(),
+            fmt("%.1f%%", 100.0 * double(rss_save) / state_bytes).c_str(),
+            fmt("%.1f", double(rss_pickle) / 1048576.0).c_str(),
+            fmt("%.1f%%", 100.0 * double(rss_pickle) / state_bytes).c_str());
         std::printf("  async: caller blocked       : %.3f s vs host copy alone %.3f s = %.3fx   (target <= 1.2x)\n",
                     bench::median(block_t), bench::median(copy_t), bench::median(block_t) / bench::median(copy_t));
         std::printf("  async: save() to committed  : %.3f s\n", bench::median(bg_t));

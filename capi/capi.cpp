@@ -144,26 +144,46 @@ int ckptdb_schema_version(void) { return ckptdb::sql::kSchemaVersion; }
 
 const char *ckptdb_strerror(int code) {
     switch (code) {
-    case CKPTDB_OK: return "success";
-    case CKPTDB_ERROR: return "error";
-    case CKPTDB_EMISUSE: return "library misuse (NULL argument or call in the wrong state)";
-    case CKPTDB_EINVAL: return "invalid argument";
-    case CKPTDB_ENOTFOUND: return "not found";
-    case CKPTDB_EEXISTS: return "name already in use";
-    case CKPTDB_EIO: return "input/output error";
-    case CKPTDB_ENOSPC: return "no space left on device";
-    case CKPTDB_ECORRUPT: return "checkpoint does not match its catalog row";
-    case CKPTDB_EBUSY: return "catalog is busy";
-    case CKPTDB_EVERSION: return "catalog schema version not supported";
-    case CKPTDB_ENOTCATALOG: return "not a ckptdb catalog";
-    case CKPTDB_EPERM: return "permission denied";
-    case CKPTDB_EREADONLY: return "catalog opened read-only";
-    case CKPTDB_ENOMEM: return "out of memory";
-    case CKPTDB_EDB: return "catalog database error";
-    case CKPTDB_EUNTRUSTED: return "owned or writable by another user (not trusted)";
-    case CKPTDB_ECALLBACK: return "stopped by a callback";
-    case CKPTDB_DONE: return "no more rows";
-    default: return "unknown status code";
+        case CKPTDB_OK:
+            return "success";
+        case CKPTDB_ERROR:
+            return "error";
+        case CKPTDB_EMISUSE:
+            return "library misuse (NULL argument or call in the wrong state)";
+        case CKPTDB_EINVAL:
+            return "invalid argument";
+        case CKPTDB_ENOTFOUND:
+            return "not found";
+        case CKPTDB_EEXISTS:
+            return "name already in use";
+        case CKPTDB_EIO:
+            return "input/output error";
+        case CKPTDB_ENOSPC:
+            return "no space left on device";
+        case CKPTDB_ECORRUPT:
+            return "checkpoint does not match its catalog row";
+        case CKPTDB_EBUSY:
+            return "catalog is busy";
+        case CKPTDB_EVERSION:
+            return "catalog schema version not supported";
+        case CKPTDB_ENOTCATALOG:
+            return "not a ckptdb catalog";
+        case CKPTDB_EPERM:
+            return "permission denied";
+        case CKPTDB_EREADONLY:
+            return "catalog opened read-only";
+        case CKPTDB_ENOMEM:
+            return "out of memory";
+        case CKPTDB_EDB:
+            return "catalog database error";
+        case CKPTDB_EUNTRUSTED:
+            return "owned or writable by another user (not trusted)";
+        case CKPTDB_ECALLBACK:
+            return "stopped by a callback";
+        case CKPTDB_DONE:
+            return "no more rows";
+        default:
+            return "unknown status code";
     }
 }
 
@@ -284,8 +304,7 @@ int ckptdb_save_abort(ckptdb_save *save) {
 void ckptdb_save_free(ckptdb_save *save) {
     try {
         delete save;
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 int ckptdb_shard_begin(ckptdb_shard **out, const char *dir, const char *name) {
@@ -339,8 +358,7 @@ int ckptdb_shard_finish(ckptdb_shard_info *out, ckptdb_shard *shard) {
 void ckptdb_shard_free(ckptdb_shard *shard) {
     try {
         delete shard;
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
@@ -355,8 +373,9 @@ int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const char *kind
         if (opts) {
             check_version(opts->version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
             if (opts->name)
-                throw Error(CKPTDB_EINVAL, "a sharded save takes its names from its files; ckptdb_save_options.name "
-                                           "must be NULL");
+                throw Error(CKPTDB_EINVAL,
+                            "a sharded save takes its names from its files; ckptdb_save_options.name "
+                            "must be NULL");
             meta = opt_str(opts->metadata);
         }
         std::vector<ckptdb::ShardFile> fs(count);
@@ -383,9 +402,10 @@ int ckptdb_latest(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, unsig
         std::optional<std::string> k = opt_str(kind);
         std::optional<Entry> found = db->cat->latest(k, mode);
         if (!found)
-            throw Error(CKPTDB_ENOTFOUND, std::string("no complete checkpoint") + (kind ? " of kind '" + *k + "'" : "") +
-                                              (mode == ckptdb::Catalog::Verify::none ? "" : " that verifies") + " in '" +
-                                              db->cat->dir().path + "'");
+            throw Error(CKPTDB_ENOTFOUND, std::string("no complete checkpoint") +
+                                              (kind ? " of kind '" + *k + "'" : "") +
+                                              (mode == ckptdb::Catalog::Verify::none ? "" : " that verifies") +
+                                              " in '" + db->cat->dir().path + "'");
         db->slot = std::move(*found);
         fill(out, db->slot);
     });
@@ -410,7 +430,9 @@ int ckptdb_get_by_name(ckptdb_entry *out, ckptdb_catalog *db, const char *name) 
         need_entry(out);
         clear(out);
         auto id = db->cat->id_by_name(name);
-        if (!id) throw Error(CKPTDB_ENOTFOUND, std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
+        if (!id)
+            throw Error(CKPTDB_ENOTFOUND,
+                        std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
         db->slot = db->cat->entry(*id);
         fill(out, db->slot);
     });
@@ -584,8 +606,8 @@ static ckptdb::Retention to_retention(const ckptdb_retention &p) {
             check_version(p.keep_last[i].version, CKPTDB_KEEP_KIND_VERSION, who + " (ckptdb_keep_kind)");
             need(p.keep_last[i].kind, (who + ".kind").c_str());
             if (!r.keep_last.emplace(p.keep_last[i].kind, p.keep_last[i].count).second)
-                throw Error(CKPTDB_EINVAL, std::string("retention keep_last lists kind '") + p.keep_last[i].kind +
-                                               "' twice");
+                throw Error(CKPTDB_EINVAL,
+                            std::string("retention keep_last lists kind '") + p.keep_last[i].kind + "' twice");
         }
     } else if (p.keep_last_count != 0) {
         throw Error(CKPTDB_EINVAL, "retention keep_last is NULL but keep_last_count is not 0");
@@ -621,8 +643,8 @@ int ckptdb_prune(int64_t *out_count, int64_t *out_bytes, ckptdb_catalog *db, con
     if (out_bytes) *out_bytes = 0;
     return guard([&] {
         need(db, "db");
-        ckptdb::Retention r = policy ? to_retention(*policy)
-                                     : db->cat->retention().value_or(ckptdb::Retention::defaults());
+        ckptdb::Retention r =
+            policy ? to_retention(*policy) : db->cat->retention().value_or(ckptdb::Retention::defaults());
         std::vector<ckptdb::PruneItem> victims = db->cat->prune(r, dry_run != 0);
         int64_t bytes = 0;
         for (const auto &v : victims) bytes += v.size;
@@ -648,7 +670,9 @@ int ckptdb_pin_by_name(ckptdb_catalog *db, const char *name, int pinned) {
         need(db, "db");
         need(name, "name");
         auto id = db->cat->id_by_name(name);
-        if (!id) throw Error(CKPTDB_ENOTFOUND, std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
+        if (!id)
+            throw Error(CKPTDB_ENOTFOUND,
+                        std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
         db->cat->pin(*id, pinned != 0);
     });
 }
@@ -689,8 +713,8 @@ int ckptdb_events(ckptdb_catalog *db, int64_t checkpoint_id, int64_t run_id, ckp
         need(db, "db");
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
         db->cat->for_each_event(checkpoint_id, run_id, [&](const ckptdb::EventRow &e) {
-            ckptdb_event out{sizeof(ckptdb_event), e.id, e.at.c_str(), e.run_id, e.checkpoint_id,
-                             e.event.c_str(), e.detail.c_str()};
+            ckptdb_event out{sizeof(ckptdb_event), e.id, e.at.c_str(), e.run_id, e.checkpoint_id, e.event.c_str(),
+                             e.detail.c_str()};
             call_back("ckptdb_events", cb, &out, payload);
             return true;
         });
@@ -702,10 +726,22 @@ int ckptdb_runs(ckptdb_catalog *db, ckptdb_run_cb cb, void *payload) {
         need(db, "db");
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
         for (const ckptdb::RunRow &r : db->cat->runs()) {
-            ckptdb_run out{sizeof(ckptdb_run), r.id, r.host.c_str(), r.pid, r.started_at.c_str(),
-                           r.ended_at.c_str(), r.exit_reason.c_str(), r.slurm_job_id.c_str(),
-                           r.slurm_array_job_id.c_str(), r.slurm_array_task_id.c_str(), r.slurm_restart_count,
-                           r.resumed_from, r.last_step, r.last_saved_step, r.saves, r.steps_lost};
+            ckptdb_run out{sizeof(ckptdb_run),
+                           r.id,
+                           r.host.c_str(),
+                           r.pid,
+                           r.started_at.c_str(),
+                           r.ended_at.c_str(),
+                           r.exit_reason.c_str(),
+                           r.slurm_job_id.c_str(),
+                           r.slurm_array_job_id.c_str(),
+                           r.slurm_array_task_id.c_str(),
+                           r.slurm_restart_count,
+                           r.resumed_from,
+                           r.last_step,
+                           r.last_saved_step,
+                           r.saves,
+                           r.steps_lost};
             call_back("ckptdb_runs", cb, &out, payload);
         }
     });
@@ -715,8 +751,11 @@ int ckptdb_verify_progress(ckptdb_catalog *db, int64_t id, ckptdb_progress_cb cb
     return guard([&] {
         need(db, "db");
         std::function<bool(int64_t, int64_t)> progress;
-        if (cb) progress = [&](int64_t done, int64_t total) { call_back("ckptdb_verify_progress", cb, done, total, payload);
-            return true; };
+        if (cb)
+            progress = [&](int64_t done, int64_t total) {
+                call_back("ckptdb_verify_progress", cb, done, total, payload);
+                return true;
+            };
         db->cat->verify(id, progress);
     });
 }
@@ -727,8 +766,8 @@ static void emit_fsck(const char *function, ckptdb_fsck_cb cb, void *payload,
                       const std::vector<ckptdb::FsckItem> &items) {
     if (!cb) return;
     for (const ckptdb::FsckItem &it : items) {
-        ckptdb_fsck_item out{sizeof(ckptdb_fsck_item), it.kind.c_str(), it.name.c_str(), it.checkpoint_id,
-                             it.detail.c_str(), it.action.c_str()};
+        ckptdb_fsck_item out{sizeof(ckptdb_fsck_item), it.kind.c_str(),   it.name.c_str(),
+                             it.checkpoint_id,         it.detail.c_str(), it.action.c_str()};
         call_back(function, cb, &out, payload);
     }
 }
@@ -739,8 +778,7 @@ int ckptdb_fsck(int64_t *out_problems, ckptdb_catalog *db, int repair, ckptdb_fs
         need(db, "db");
         std::vector<ckptdb::FsckItem> items = db->cat->fsck(repair != 0);
         int64_t problems = 0;
-        for (const ckptdb::FsckItem &it : items)
-            problems += it.is_problem();
+        for (const ckptdb::FsckItem &it : items) problems += it.is_problem();
         if (out_problems) *out_problems = problems;
         emit_fsck("ckptdb_fsck", cb, payload, items);
     });
@@ -769,8 +807,9 @@ static int build_catalog(int64_t *out_rows, const char *dir, const ckptdb_open_o
         std::function<void(const ckptdb::FsckItem &)> report;
         if (cb)
             report = [&](const ckptdb::FsckItem &it) {
-                ckptdb_rebuild_item out{sizeof(ckptdb_rebuild_item), it.kind.c_str(), it.name.c_str(),
-                                        it.checkpoint_id, it.detail.c_str(), it.action.c_str()};
+                ckptdb_rebuild_item out{
+                    sizeof(ckptdb_rebuild_item), it.kind.c_str(),  it.name.c_str(), it.checkpoint_id,
+                    it.detail.c_str(),           it.action.c_str()};
                 call_back(function, cb, &out, payload);
             };
         int64_t rows = ckptdb::Catalog::rebuild(dir, open_options(opts), report, how);

@@ -26,8 +26,8 @@ inline thread_local int t_callback_value = 0;
 class CallbackStop : public Error {
 public:
     CallbackStop(const char *function, int value)
-        : Error(CKPTDB_ECALLBACK, std::string(function) + " was stopped by its callback, which returned " +
-                                      std::to_string(value)),
+        : Error(CKPTDB_ECALLBACK,
+                std::string(function) + " was stopped by its callback, which returned " + std::to_string(value)),
           value_(value) {}
     int value() const noexcept { return value_; }
 
@@ -80,8 +80,8 @@ inline void need(const void *p, const char *what) {
 // what names the struct (and, for an array element, which one).
 inline void check_version(unsigned v, unsigned current, const std::string &what) {
     if (v == 0 || v > current)
-        throw Error(CKPTDB_EINVAL, what + " has unknown version " + std::to_string(v) +
-                                       " (this library knows up to " + std::to_string(current) + ")");
+        throw Error(CKPTDB_EINVAL, what + " has unknown version " + std::to_string(v) + " (this library knows up to " +
+                                       std::to_string(current) + ")");
 }
 
 // The body of every *_options_init(): defaults, with the caller's version.

@@ -72,8 +72,7 @@ int ckptdb_trigger_new(ckptdb_trigger **out, const ckptdb_trigger_options *opts)
 
 void ckptdb_trigger_free(ckptdb_trigger *trigger) { delete trigger; }
 
-int ckptdb_trigger_check(const char **out_kind, ckptdb_trigger *trigger, int64_t epoch, int64_t step,
-                         int epoch_end) {
+int ckptdb_trigger_check(const char **out_kind, ckptdb_trigger *trigger, int64_t epoch, int64_t step, int epoch_end) {
     if (out_kind) *out_kind = nullptr;
     return guard([&] {
         need(out_kind, "out_kind");

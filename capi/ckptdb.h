@@ -116,27 +116,29 @@ CKPTDB_API int ckptdb_schema_version(void);
 /* Status codes and errors                                                   */
 /* ------------------------------------------------------------------------ */
 
-#define CKPTDB_OK 0
-#define CKPTDB_ERROR 1        /* an error that fits no other code */
-#define CKPTDB_EMISUSE 2      /* NULL handle or out-parameter, call in wrong state */
-#define CKPTDB_EINVAL 3       /* bad argument: name, kind, epoch, step, JSON, option */
-#define CKPTDB_ENOTFOUND 4    /* no such checkpoint, directory or catalog */
-#define CKPTDB_EEXISTS 5      /* the name is already used */
-#define CKPTDB_EIO 6          /* an I/O error from the OS (message has path and errno text) */
-#define CKPTDB_ENOSPC 7       /* no space left on the device or quota exceeded */
-#define CKPTDB_ECORRUPT 8     /* a checkpoint's bytes do not match its catalog row */
-#define CKPTDB_EBUSY 9        /* the catalog stayed locked past the busy timeout */
-#define CKPTDB_EVERSION 10    /* the catalog was written by a newer ckptdb */
+#define CKPTDB_OK          0
+#define CKPTDB_ERROR       1  /* an error that fits no other code */
+#define CKPTDB_EMISUSE     2  /* NULL handle or out-parameter, call in wrong state */
+#define CKPTDB_EINVAL      3  /* bad argument: name, kind, epoch, step, JSON, option */
+#define CKPTDB_ENOTFOUND   4  /* no such checkpoint, directory or catalog */
+#define CKPTDB_EEXISTS     5  /* the name is already used */
+#define CKPTDB_EIO         6  /* an I/O error from the OS (message has path and errno text) */
+#define CKPTDB_ENOSPC      7  /* no space left on the device or quota exceeded */
+#define CKPTDB_ECORRUPT    8  /* a checkpoint's bytes do not match its catalog row */
+#define CKPTDB_EBUSY       9  /* the catalog stayed locked past the busy timeout */
+#define CKPTDB_EVERSION    10 /* the catalog was written by a newer ckptdb */
 #define CKPTDB_ENOTCATALOG 11 /* the catalog file is not an SQLite database, or not ckptdb's */
-#define CKPTDB_EPERM 12       /* the directory or catalog is not writable / not readable */
-#define CKPTDB_EREADONLY 13   /* a write through a catalog opened read-only */
-#define CKPTDB_ENOMEM 14      /* out of memory */
-#define CKPTDB_EDB 15         /* the catalog database itself failed (message has SQLite's text) */
-#define CKPTDB_EUNTRUSTED 16  /* the directory, catalog or a checkpoint file may have been written by another
-                               * user (see CKPTDB_OPEN_TRUST_SHARED); message has the path, owner and mode */
-#define CKPTDB_ECALLBACK 17   /* a callback returned non-zero and stopped the call (see CONVENTIONS and
-                               * ckptdb_last_callback_value) */
-#define CKPTDB_DONE 100       /* not an error: an iteration has no more rows */
+#define CKPTDB_EPERM       12 /* the directory or catalog is not writable / not readable */
+#define CKPTDB_EREADONLY   13 /* a write through a catalog opened read-only */
+#define CKPTDB_ENOMEM      14 /* out of memory */
+#define CKPTDB_EDB         15 /* the catalog database itself failed (message has SQLite's text) */
+/* CKPTDB_EUNTRUSTED: the directory, catalog or a checkpoint file may have been
+ * written by another user (see CKPTDB_OPEN_TRUST_SHARED); the message has the
+ * path, owner and mode.  CKPTDB_ECALLBACK: a callback returned non-zero and
+ * stopped the call (see CONVENTIONS and ckptdb_last_callback_value). */
+#define CKPTDB_EUNTRUSTED 16
+#define CKPTDB_ECALLBACK  17
+#define CKPTDB_DONE       100 /* not an error: an iteration has no more rows */
 
 /* A static, never-NULL description of a status code. */
 CKPTDB_API const char *ckptdb_strerror(int code);
@@ -167,11 +169,10 @@ typedef struct ckptdb_catalog ckptdb_catalog;
  * ckptdb_fsck with repair use on a full disk) (later versions may add more).
  * The events table also records "rebuilt", "adopted" and "synced", which
  * reach no callback.  checkpoint_id is 0 when none. */
-typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
-                                const char *detail, void *payload);
+typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id, const char *detail, void *payload);
 
 #define CKPTDB_OPEN_NO_CREATE 0x1u /* fail with CKPTDB_ENOTFOUND if the directory or catalog is missing */
-#define CKPTDB_OPEN_READONLY 0x2u  /* no writes at all: no recovery, no run row, saves refused */
+#define CKPTDB_OPEN_READONLY  0x2u /* no writes at all: no recovery, no run row, saves refused */
 #ifdef CKPTDB_EXPERIMENTAL
 /* Experimental tier (see CONVENTIONS). */
 /* Opt-in Slurm requeue on preemption.  When a checkpoint of kind "preempt"
@@ -181,7 +182,8 @@ typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
  * `scontrol requeue <SLURM_JOB_ID>` once per process, inside
  * ckptdb_save_commit once the checkpoint is durable and complete: through
  * posix_spawnp (found on PATH, no shell, argv only; a SLURM_JOB_ID other
- * than digits and '_' runs nothing), waiting for it at most 30 s.  Success logs the event "requeued" and the run ends with
+ * than digits and '_' runs nothing), waiting for it at most 30 s.  Success
+ * logs the event "requeued" and the run ends with
  * exit_reason "requeued" when the handle closes; failure logs
  * "requeue_failed" with scontrol's exit status and the first line of its
  * stderr, and the run ends "preempted".  Either way the commit itself
@@ -220,17 +222,20 @@ typedef void (*ckptdb_event_cb)(const char *event, int64_t checkpoint_id,
 #define CKPTDB_OPEN_RESERVE 0x10u
 
 typedef struct ckptdb_open_options {
-    unsigned int version;          /* CKPTDB_OPEN_OPTIONS_VERSION */
-    unsigned int flags;            /* CKPTDB_OPEN_* */
-    const char *catalog_name;      /* file name of the catalog in the directory; NULL: "ckptdb.sqlite"; the rules of a checkpoint name (no "/", nothing starting ".ckptdb") */
-    int busy_timeout_ms;           /* <= 0: 60000 */
-    ckptdb_event_cb on_event;      /* NULL: none */
+    unsigned int version; /* CKPTDB_OPEN_OPTIONS_VERSION */
+    unsigned int flags;   /* CKPTDB_OPEN_* */
+    /* file name of the catalog in the directory; NULL: "ckptdb.sqlite"; the
+     * rules of a checkpoint name (no "/", nothing starting ".ckptdb") */
+    const char *catalog_name;
+    int busy_timeout_ms;      /* <= 0: 60000 */
+    ckptdb_event_cb on_event; /* NULL: none */
     void *event_payload;
-    const char *last_link;         /* symlink to the newest complete checkpoint; NULL: "last.pt"; "": none */
+    const char *last_link; /* symlink to the newest complete checkpoint; NULL: "last.pt"; "": none */
 } ckptdb_open_options;
 
 #define CKPTDB_OPEN_OPTIONS_VERSION 1
-#define CKPTDB_OPEN_OPTIONS_INIT { CKPTDB_OPEN_OPTIONS_VERSION, 0u, NULL, 0, NULL, NULL, NULL }
+#define CKPTDB_OPEN_OPTIONS_INIT \
+    { CKPTDB_OPEN_OPTIONS_VERSION, 0u, NULL, 0, NULL, NULL, NULL }
 CKPTDB_API int ckptdb_open_options_init(ckptdb_open_options *opts, unsigned int version);
 
 /* Open the catalog of checkpoint directory dir, creating the directory (one
@@ -262,22 +267,22 @@ CKPTDB_API const char *ckptdb_dir(const ckptdb_catalog *db);
 /* ------------------------------------------------------------------------ */
 
 /* Status of a checkpoint row (stored as text in the catalog). */
-#define CKPTDB_STATUS_WRITING 1
+#define CKPTDB_STATUS_WRITING  1
 #define CKPTDB_STATUS_COMPLETE 2
-#define CKPTDB_STATUS_CORRUPT 3
-#define CKPTDB_STATUS_ABORTED 4
-#define CKPTDB_STATUS_PRUNED 5
-#define CKPTDB_STATUS_BIT(s) (1u << (s))
+#define CKPTDB_STATUS_CORRUPT  3
+#define CKPTDB_STATUS_ABORTED  4
+#define CKPTDB_STATUS_PRUNED   5
+#define CKPTDB_STATUS_BIT(s)   (1u << (s))
 
 /* The text form of a status ("writing", "complete", ...); "unknown" otherwise. */
 CKPTDB_API const char *ckptdb_status_name(int status);
 
 typedef struct ckptdb_entry {
-    size_t struct_size;       /* in: sizeof what the caller has; out: bytes filled */
+    size_t struct_size; /* in: sizeof what the caller has; out: bytes filled */
     int64_t id;
-    const char *name;         /* file name inside the directory */
-    const char *path;         /* absolute path of the file */
-    const char *kind;         /* "epoch", "step", "time", "preempt", "manual", or a user kind */
+    const char *name; /* file name inside the directory */
+    const char *path; /* absolute path of the file */
+    const char *kind; /* "epoch", "step", "time", "preempt", "manual", or a user kind */
     int64_t epoch;
     int64_t step;
     int64_t size;             /* bytes in all files; -1 while unknown */
@@ -292,7 +297,8 @@ typedef struct ckptdb_entry {
     const char *metadata;     /* JSON object text; "{}" when none was given */
 } ckptdb_entry;
 
-#define CKPTDB_ENTRY_INIT { sizeof(ckptdb_entry), 0, NULL, NULL, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
+#define CKPTDB_ENTRY_INIT \
+    { sizeof(ckptdb_entry), 0, NULL, NULL, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
 
 /* ------------------------------------------------------------------------ */
 /* Saving                                                                    */
@@ -301,14 +307,15 @@ typedef struct ckptdb_entry {
 typedef struct ckptdb_save ckptdb_save;
 
 typedef struct ckptdb_save_options {
-    unsigned int version;   /* CKPTDB_SAVE_OPTIONS_VERSION */
-    const char *name;       /* NULL: the default name of the kind (see ckptdb_save_begin) */
-    const char *metadata;   /* NULL: "{}"; else a JSON object (metrics, config): at most 1 MiB,
+    unsigned int version; /* CKPTDB_SAVE_OPTIONS_VERSION */
+    const char *name;     /* NULL: the default name of the kind (see ckptdb_save_begin) */
+    const char *metadata; /* NULL: "{}"; else a JSON object (metrics, config): at most 1 MiB,
                              * objects and arrays nested at most 64 deep (else CKPTDB_EINVAL) */
 } ckptdb_save_options;
 
 #define CKPTDB_SAVE_OPTIONS_VERSION 1
-#define CKPTDB_SAVE_OPTIONS_INIT { CKPTDB_SAVE_OPTIONS_VERSION, NULL, NULL }
+#define CKPTDB_SAVE_OPTIONS_INIT \
+    { CKPTDB_SAVE_OPTIONS_VERSION, NULL, NULL }
 CKPTDB_API int ckptdb_save_options_init(ckptdb_save_options *opts, unsigned int version);
 
 /* Begin a save: records the intent (a "writing" row) and creates the temp
@@ -323,8 +330,8 @@ CKPTDB_API int ckptdb_save_options_init(ckptdb_save_options *opts, unsigned int 
  * a suffix: epoch_010-2.pt, epoch_010-3.pt...
  * Bad input fails with CKPTDB_EINVAL and changes nothing on disk.
  * Thread-safety: see THREADS. */
-CKPTDB_API int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind,
-                                 int64_t epoch, int64_t step, const ckptdb_save_options *opts);
+CKPTDB_API int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
+                                 const ckptdb_save_options *opts);
 
 /* The default name of a checkpoint, the one rule (rebuild and adopt read
  * kind, epoch and step back from every name it gives):
@@ -407,14 +414,15 @@ CKPTDB_API void ckptdb_save_free(ckptdb_save *save);
 typedef struct ckptdb_shard ckptdb_shard;
 
 typedef struct ckptdb_shard_info {
-    size_t struct_size;     /* in: sizeof what the caller has; out: bytes filled */
-    const char *name;       /* the final file name */
-    const char *temp_name;  /* the fsynced temp file holding the bytes until the commit */
+    size_t struct_size;    /* in: sizeof what the caller has; out: bytes filled */
+    const char *name;      /* the final file name */
+    const char *temp_name; /* the fsynced temp file holding the bytes until the commit */
     int64_t size;
-    const char *checksum;   /* XXH3-128, 32 lower-case hex digits */
+    const char *checksum; /* XXH3-128, 32 lower-case hex digits */
 } ckptdb_shard_info;
 
-#define CKPTDB_SHARD_INFO_INIT { sizeof(ckptdb_shard_info), NULL, NULL, 0, NULL }
+#define CKPTDB_SHARD_INFO_INIT \
+    { sizeof(ckptdb_shard_info), NULL, NULL, 0, NULL }
 
 /* Begin the file `name` (validated like a checkpoint name) in the existing
  * checkpoint directory dir, without opening its catalog: creates a locked
@@ -435,7 +443,7 @@ CKPTDB_API void ckptdb_shard_free(ckptdb_shard *shard);
 
 /* What rank 0 knows of one rank's file (from ckptdb_shard_info). */
 typedef struct ckptdb_shard_file {
-    unsigned int version;   /* CKPTDB_SHARD_FILE_VERSION */
+    unsigned int version; /* CKPTDB_SHARD_FILE_VERSION */
     const char *name;
     const char *temp_name;
     int64_t size;
@@ -443,7 +451,8 @@ typedef struct ckptdb_shard_file {
 } ckptdb_shard_file;
 
 #define CKPTDB_SHARD_FILE_VERSION 1
-#define CKPTDB_SHARD_FILE_INIT { CKPTDB_SHARD_FILE_VERSION, NULL, NULL, 0, NULL }
+#define CKPTDB_SHARD_FILE_INIT \
+    { CKPTDB_SHARD_FILE_VERSION, NULL, NULL, 0, NULL }
 
 /* Commit files[0..count-1] (files[i] is rank i) as one checkpoint of the
  * given kind, epoch and step.  opts may give metadata; opts->name must be
@@ -463,9 +472,9 @@ CKPTDB_API int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const
 /* Finding checkpoints                                                       */
 /* ------------------------------------------------------------------------ */
 
-#define CKPTDB_VERIFY_FULL 0x0u    /* default: size and XXH3-128 of every file */
-#define CKPTDB_VERIFY_SIZE 0x1u    /* only that the files exist with the recorded size */
-#define CKPTDB_VERIFY_NONE 0x2u    /* trust the catalog */
+#define CKPTDB_VERIFY_FULL 0x0u /* default: size and XXH3-128 of every file */
+#define CKPTDB_VERIFY_SIZE 0x1u /* only that the files exist with the recorded size */
+#define CKPTDB_VERIFY_NONE 0x2u /* trust the catalog */
 
 /* The newest complete checkpoint ("newest" = most recently committed),
  * of the given kind if kind is not NULL.  Unless CKPTDB_VERIFY_NONE, its
@@ -483,13 +492,14 @@ CKPTDB_API int ckptdb_get_by_name(ckptdb_entry *out, ckptdb_catalog *db, const c
 CKPTDB_API int ckptdb_mark_resumed(ckptdb_catalog *db, int64_t id);
 
 typedef struct ckptdb_filter {
-    unsigned int version;       /* CKPTDB_FILTER_VERSION */
-    unsigned int status_mask;   /* OR of CKPTDB_STATUS_BIT(s); 0: every status */
-    const char *kind;           /* NULL: every kind */
+    unsigned int version;     /* CKPTDB_FILTER_VERSION */
+    unsigned int status_mask; /* OR of CKPTDB_STATUS_BIT(s); 0: every status */
+    const char *kind;         /* NULL: every kind */
 } ckptdb_filter;
 
 #define CKPTDB_FILTER_VERSION 1
-#define CKPTDB_FILTER_INIT { CKPTDB_FILTER_VERSION, 0u, NULL }
+#define CKPTDB_FILTER_INIT \
+    { CKPTDB_FILTER_VERSION, 0u, NULL }
 
 /* Callback for ckptdb_list; a non-zero return stops the listing
  * (CKPTDB_ECALLBACK, see CONVENTIONS). */
@@ -557,14 +567,15 @@ CKPTDB_API int ckptdb_check_trusted_fd(int fd, const char *path, unsigned int fl
 
 /* Keep the newest `count` complete checkpoints of `kind` (-1: all of them). */
 typedef struct ckptdb_keep_kind {
-    unsigned int version;   /* CKPTDB_KEEP_KIND_VERSION */
+    unsigned int version; /* CKPTDB_KEEP_KIND_VERSION */
     const char *kind;
     int count;
 } ckptdb_keep_kind;
 
 #define CKPTDB_KEEP_KIND_VERSION 1
 /* CKPTDB_KEEP_KIND("epoch", 5): one initialised element. */
-#define CKPTDB_KEEP_KIND(kind, count) { CKPTDB_KEEP_KIND_VERSION, (kind), (count) }
+#define CKPTDB_KEEP_KIND(kind, count) \
+    { CKPTDB_KEEP_KIND_VERSION, (kind), (count) }
 
 #define CKPTDB_BEST_MIN 0 /* smaller metric is better (loss) */
 #define CKPTDB_BEST_MAX 1 /* larger metric is better (accuracy) */
@@ -577,16 +588,16 @@ typedef struct ckptdb_keep_kind {
  * notwithstanding) until the directory fits.  Corrupt checkpoints are kept
  * (quarantined) unless prune_corrupt asks for them. */
 typedef struct ckptdb_retention {
-    unsigned int version;             /* CKPTDB_RETENTION_VERSION */
+    unsigned int version;              /* CKPTDB_RETENTION_VERSION */
     const ckptdb_keep_kind *keep_last; /* NULL: epoch 5, time 3, preempt 0, manual 0 */
     size_t keep_last_count;
-    int keep_last_default;            /* kinds not listed: -1 keeps all (default), K >= 0 keeps K */
-    int64_t keep_every_n_epochs;      /* kind "epoch" with epoch % N == 0 is a milestone; 0: off */
-    int64_t keep_interval_seconds;    /* keep the first checkpoint committed in each interval; 0: off */
-    const char *best_metric;          /* metadata key (dots for nesting, e.g. "val.loss"); NULL: off */
-    int best_mode;                    /* CKPTDB_BEST_MIN or CKPTDB_BEST_MAX */
-    int best_k;                       /* how many best to protect (>= 1 when best_metric is set) */
-    int64_t max_bytes;                /* byte budget for all checkpoint files; 0: none */
+    int keep_last_default;         /* kinds not listed: -1 keeps all (default), K >= 0 keeps K */
+    int64_t keep_every_n_epochs;   /* kind "epoch" with epoch % N == 0 is a milestone; 0: off */
+    int64_t keep_interval_seconds; /* keep the first checkpoint committed in each interval; 0: off */
+    const char *best_metric;       /* metadata key (dots for nesting, e.g. "val.loss"); NULL: off */
+    int best_mode;                 /* CKPTDB_BEST_MIN or CKPTDB_BEST_MAX */
+    int best_k;                    /* how many best to protect (>= 1 when best_metric is set) */
+    int64_t max_bytes;             /* byte budget for all checkpoint files; 0: none */
     /* Version 2: delete corrupt checkpoints too (rule "corrupt").  Each is
      * hashed again first: one whose bytes verify now is complete again, one
      * that cannot be read is kept; only a confirmed mismatch is deleted.
@@ -597,7 +608,8 @@ typedef struct ckptdb_retention {
 } ckptdb_retention;
 
 #define CKPTDB_RETENTION_VERSION 2
-#define CKPTDB_RETENTION_INIT { CKPTDB_RETENTION_VERSION, NULL, 0, -1, 0, 0, NULL, CKPTDB_BEST_MIN, 1, 0, 0 }
+#define CKPTDB_RETENTION_INIT \
+    { CKPTDB_RETENTION_VERSION, NULL, 0, -1, 0, 0, NULL, CKPTDB_BEST_MIN, 1, 0, 0 }
 CKPTDB_API int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version);
 
 /* Set (copy) the handle's policy; NULL removes it.  With a policy, every
@@ -611,11 +623,11 @@ CKPTDB_API int ckptdb_set_retention(ckptdb_catalog *db, const ckptdb_retention *
 
 /* One checkpoint a prune deletes (or would delete, in a dry run). */
 typedef struct ckptdb_prune_item {
-    size_t struct_size;  /* set by the library */
+    size_t struct_size; /* set by the library */
     int64_t id;
     const char *name;
     int64_t size;
-    const char *rule;   /* which rule let it go: "keep_last:epoch=5", "budget", "corrupt" */
+    const char *rule; /* which rule let it go: "keep_last:epoch=5", "budget", "corrupt" */
 } ckptdb_prune_item;
 
 typedef int (*ckptdb_prune_cb)(const ckptdb_prune_item *item, void *payload);
@@ -646,9 +658,9 @@ typedef struct ckptdb_file {
     size_t struct_size;
     int64_t rank;
     const char *name;
-    const char *path;      /* absolute; "" when the stored name is invalid */
-    int64_t size;          /* -1 while unknown */
-    const char *checksum;  /* "" while unknown */
+    const char *path;     /* absolute; "" when the stored name is invalid */
+    int64_t size;         /* -1 while unknown */
+    const char *checksum; /* "" while unknown */
 } ckptdb_file;
 
 typedef int (*ckptdb_file_cb)(const ckptdb_file *file, void *payload);
@@ -662,7 +674,7 @@ CKPTDB_API int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, v
 typedef struct ckptdb_usage {
     size_t struct_size;
     const char *kind;
-    int status;           /* CKPTDB_STATUS_* */
+    int status; /* CKPTDB_STATUS_* */
     int64_t checkpoints;
     int64_t bytes;
 } ckptdb_usage;
@@ -676,9 +688,9 @@ CKPTDB_API int ckptdb_disk_usage(ckptdb_catalog *db, ckptdb_usage_cb cb, void *p
 typedef struct ckptdb_event {
     size_t struct_size;
     int64_t id;
-    const char *at;           /* UTC ISO-8601 */
-    int64_t run_id;           /* 0 if none */
-    int64_t checkpoint_id;    /* 0 if none */
+    const char *at;        /* UTC ISO-8601 */
+    int64_t run_id;        /* 0 if none */
+    int64_t checkpoint_id; /* 0 if none */
     const char *event;
     const char *detail;
 } ckptdb_event;
@@ -696,17 +708,17 @@ typedef struct ckptdb_run {
     const char *host;
     int64_t pid;
     const char *started_at;
-    const char *ended_at;            /* "" while running or unknown */
-    const char *exit_reason;         /* "clean", "preempted", "requeued", "crashed", or "" */
-    const char *slurm_job_id;        /* "" when not under Slurm */
+    const char *ended_at;     /* "" while running or unknown */
+    const char *exit_reason;  /* "clean", "preempted", "requeued", "crashed", or "" */
+    const char *slurm_job_id; /* "" when not under Slurm */
     const char *slurm_array_job_id;
     const char *slurm_array_task_id;
-    int64_t slurm_restart_count;     /* -1 when not set */
-    int64_t resumed_from;            /* checkpoint id, 0 if none */
-    int64_t last_step;               /* furthest step known (progress or any save), -1 if none */
-    int64_t last_saved_step;         /* step of its newest committed save (or of resumed_from), -1 if none */
-    int64_t saves;                   /* committed saves */
-    int64_t steps_lost;              /* last_step - last_saved_step for a run that did not end clean
+    int64_t slurm_restart_count; /* -1 when not set */
+    int64_t resumed_from;        /* checkpoint id, 0 if none */
+    int64_t last_step;           /* furthest step known (progress or any save), -1 if none */
+    int64_t last_saved_step;     /* step of its newest committed save (or of resumed_from), -1 if none */
+    int64_t saves;               /* committed saves */
+    int64_t steps_lost;          /* last_step - last_saved_step for a run that did not end clean
                                         (preempted, requeued, crashed); 0 otherwise */
 } ckptdb_run;
 
@@ -739,7 +751,7 @@ typedef struct ckptdb_fsck_item {
     size_t struct_size;
     const char *kind;
     const char *name;
-    int64_t checkpoint_id;  /* 0 if none */
+    int64_t checkpoint_id; /* 0 if none */
     const char *detail;
     const char *action;
 } ckptdb_fsck_item;
@@ -763,7 +775,7 @@ typedef struct ckptdb_rebuild_item {
     size_t struct_size;
     const char *kind;
     const char *name;
-    int64_t checkpoint_id;  /* 0 if none */
+    int64_t checkpoint_id; /* 0 if none */
     const char *detail;
     const char *action;
 } ckptdb_rebuild_item;
@@ -802,16 +814,16 @@ CKPTDB_API int ckptdb_fsck_dir(int64_t *out_problems, int *out_rebuilt, const ch
  * the user releases it (ckptdb_pin(..., 0)).  Other files are reported as
  * "unknown_file" and left alone.  cb (may be NULL) sees every file, with kind
  * "rebuilt" or "unknown_file".  opts: as for ckptdb_open (NULL: defaults). */
-CKPTDB_API int ckptdb_rebuild(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts,
-                              ckptdb_rebuild_cb cb, void *payload);
+CKPTDB_API int ckptdb_rebuild(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts, ckptdb_rebuild_cb cb,
+                              void *payload);
 
 /* Adopt a directory written without ckptdb (torch.save to epoch_N.pt and a
  * regular last.pt, say): builds its catalog from the files there exactly as
  * ckptdb_rebuild does (hashed, zip archives checked whole, pinned, ordered by
  * modification time and name, recorded), with kind "adopted" on cb's items.
  * CKPTDB_EEXISTS, changing nothing, where dir already has a catalog. */
-CKPTDB_API int ckptdb_adopt(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts,
-                            ckptdb_rebuild_cb cb, void *payload);
+CKPTDB_API int ckptdb_adopt(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts, ckptdb_rebuild_cb cb,
+                            void *payload);
 
 /* ------------------------------------------------------------------------ */
 /* Sync to shared storage                                                    */
@@ -826,23 +838,24 @@ typedef struct ckptdb_sync_item {
     size_t struct_size;
     const char *kind;
     const char *name;
-    int64_t checkpoint_id;  /* in src; 0 if none */
+    int64_t checkpoint_id; /* in src; 0 if none */
     const char *detail;
 } ckptdb_sync_item;
 
 typedef int (*ckptdb_sync_cb)(const ckptdb_sync_item *item, void *payload);
 
 typedef struct ckptdb_sync_options {
-    unsigned int version;     /* CKPTDB_SYNC_OPTIONS_VERSION */
-    int delete_pruned;        /* remove from dst the checkpoints src no longer keeps */
-    ckptdb_progress_cb progress;  /* bytes copied and verified of all to copy; NULL: none */
+    unsigned int version;        /* CKPTDB_SYNC_OPTIONS_VERSION */
+    int delete_pruned;           /* remove from dst the checkpoints src no longer keeps */
+    ckptdb_progress_cb progress; /* bytes copied and verified of all to copy; NULL: none */
     void *progress_payload;
-    ckptdb_sync_cb on_item;   /* every checkpoint, as it is done; NULL: none */
+    ckptdb_sync_cb on_item; /* every checkpoint, as it is done; NULL: none */
     void *item_payload;
 } ckptdb_sync_options;
 
 #define CKPTDB_SYNC_OPTIONS_VERSION 1
-#define CKPTDB_SYNC_OPTIONS_INIT { CKPTDB_SYNC_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL }
+#define CKPTDB_SYNC_OPTIONS_INIT \
+    { CKPTDB_SYNC_OPTIONS_VERSION, 0, NULL, NULL, NULL, NULL }
 
 /* Merge every complete checkpoint of src that dst lacks into dst's own
  * catalog (dst and its catalog are created if missing): each is copied
@@ -897,19 +910,20 @@ typedef struct ckptdb_trigger ckptdb_trigger;
 typedef double (*ckptdb_clock_fn)(void *payload);
 
 typedef struct ckptdb_trigger_options {
-    unsigned int version;   /* CKPTDB_TRIGGER_OPTIONS_VERSION */
-    int64_t every_epochs;   /* save at the end of every Nth epoch; 0: off */
-    int64_t every_steps;    /* save when step % N == 0; 0: off */
-    double every_seconds;   /* save when this long has passed since the last save (or start, or resume); 0: off */
-    int watch_signals;      /* non-zero: answer "preempt" once ckptdb_preempt_requested() */
-    ckptdb_clock_fn clock;  /* NULL: CLOCK_MONOTONIC */
+    unsigned int version;  /* CKPTDB_TRIGGER_OPTIONS_VERSION */
+    int64_t every_epochs;  /* save at the end of every Nth epoch; 0: off */
+    int64_t every_steps;   /* save when step % N == 0; 0: off */
+    double every_seconds;  /* save when this long has passed since the last save (or start, or resume); 0: off */
+    int watch_signals;     /* non-zero: answer "preempt" once ckptdb_preempt_requested() */
+    ckptdb_clock_fn clock; /* NULL: CLOCK_MONOTONIC */
     void *clock_payload;
 } ckptdb_trigger_options;
 
 #define CKPTDB_TRIGGER_OPTIONS_VERSION 1
 /* The production default: every 5 epochs or every 15 minutes, whichever
  * comes first, and always on preemption. */
-#define CKPTDB_TRIGGER_OPTIONS_INIT { CKPTDB_TRIGGER_OPTIONS_VERSION, 5, 0, 900.0, 1, NULL, NULL }
+#define CKPTDB_TRIGGER_OPTIONS_INIT \
+    { CKPTDB_TRIGGER_OPTIONS_VERSION, 5, 0, 900.0, 1, NULL, NULL }
 CKPTDB_API int ckptdb_trigger_options_init(ckptdb_trigger_options *opts, unsigned int version);
 
 /* NULL opts: the production default.  Negative or non-finite values: CKPTDB_EINVAL. */

@@ -59,9 +59,12 @@ std::string lib_message(int rc) {
 
 int exit_for(int rc) {
     switch (rc) {
-    case CKPTDB_ENOTFOUND: return kNotFound;
-    case CKPTDB_ECORRUPT: return kCorrupt;
-    default: return kError;
+        case CKPTDB_ENOTFOUND:
+            return kNotFound;
+        case CKPTDB_ECORRUPT:
+            return kCorrupt;
+        default:
+            return kError;
     }
 }
 
@@ -78,9 +81,7 @@ std::string str(const char *s) { return s ? s : ""; }
 json str_or_null(const std::string &s) { return s.empty() ? json(nullptr) : json(s); }
 
 // Print JSON with invalid UTF-8 (names are bytes) replaced rather than thrown on.
-void print_json(const json &j) {
-    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
-}
+void print_json(const json &j) { std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n"; }
 
 // ------------------------------------------------------------------------
 // Formatting
@@ -160,9 +161,12 @@ public:
             for (size_t i = 0; i < r.size(); ++i) {
                 if (i) line += "  ";
                 size_t pad = w[i] - r[i].size();
-                if (right_.count(i)) line += std::string(pad, ' ') + r[i];
-                else if (i + 1 < r.size()) line += r[i] + std::string(pad, ' ');
-                else line += r[i];
+                if (right_.count(i))
+                    line += std::string(pad, ' ') + r[i];
+                else if (i + 1 < r.size())
+                    line += r[i] + std::string(pad, ' ');
+                else
+                    line += r[i];
             }
             std::fprintf(f, "%s\n", line.c_str());
         }
@@ -247,8 +251,8 @@ private:
         }
         char pct[16];
         std::snprintf(pct, sizeof pct, "%3d%%", int(frac * 100.0));
-        std::string line = verb_ + " " + pct + " " + bar + " " + human_size(done_) + "/" + human_size(total_) +
-                           "  " + rate_text() + "  " + left + " left  " + label_;
+        std::string line = verb_ + " " + pct + " " + bar + " " + human_size(done_) + "/" + human_size(total_) + "  " +
+                           rate_text() + "  " + left + " left  " + label_;
         struct winsize ws {};
         size_t cols = 80;
         if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) cols = ws.ws_col;
@@ -429,12 +433,28 @@ int64_t parse_size(const std::string &flag, const std::string &s) {
     double mult = 1;
     if (!suffix.empty()) {
         switch (suffix[0]) {
-        case 'k': case 'K': mult = 1024.0; break;
-        case 'm': case 'M': mult = 1024.0 * 1024; break;
-        case 'g': case 'G': mult = 1024.0 * 1024 * 1024; break;
-        case 't': case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
-        case 'b': case 'B': mult = 1; break;
-        default: return bad();
+            case 'k':
+            case 'K':
+                mult = 1024.0;
+                break;
+            case 'm':
+            case 'M':
+                mult = 1024.0 * 1024;
+                break;
+            case 'g':
+            case 'G':
+                mult = 1024.0 * 1024 * 1024;
+                break;
+            case 't':
+            case 'T':
+                mult = 1024.0 * 1024 * 1024 * 1024;
+                break;
+            case 'b':
+            case 'B':
+                mult = 1;
+                break;
+            default:
+                return bad();
         }
         std::string rest = suffix.substr(1);
         bool ok = rest.empty() || (mult > 1 && (rest == "iB" || rest == "B" || rest == "ib" || rest == "b")) ||
@@ -458,11 +478,16 @@ int64_t parse_seconds(const std::string &flag, const std::string &s) {
     if (errno != 0 || v < 0) return bad();
     std::string suffix(end);
     int64_t mult = 1;
-    if (suffix == "" || suffix == "s") mult = 1;
-    else if (suffix == "m") mult = 60;
-    else if (suffix == "h") mult = 3600;
-    else if (suffix == "d") mult = 86400;
-    else return bad();
+    if (suffix == "" || suffix == "s")
+        mult = 1;
+    else if (suffix == "m")
+        mult = 60;
+    else if (suffix == "h")
+        mult = 3600;
+    else if (suffix == "d")
+        mult = 86400;
+    else
+        return bad();
     if (v > INT64_MAX / mult) return bad();
     return int64_t(v) * mult;
 }
@@ -635,8 +660,8 @@ int cmd_latest(const Common &c, const std::string &kind, bool no_verify, bool pa
     }
     if (rc != CKPTDB_OK) fail(exit_for(rc), err);
     if (!bad.empty())
-        std::fprintf(stderr, "ckptdb: using %s (id %" PRId64 "), the newest checkpoint that verifies\n",
-                     e.name.c_str(), e.id);
+        std::fprintf(stderr, "ckptdb: using %s (id %" PRId64 "), the newest checkpoint that verifies\n", e.name.c_str(),
+                     e.id);
     if (path_only) {
         std::printf("%s\n", e.path.c_str());
         return kOk;
@@ -790,9 +815,12 @@ int cmd_prune(const Common &c, const PruneOpts &o) {
     if (!o.best.empty()) r.best_metric = o.best.c_str(), custom = true;
     if (!o.best_mode.empty()) {
         if (o.best.empty()) fail(kUsage, "--best-mode needs --best METRIC");
-        if (o.best_mode == "min") r.best_mode = CKPTDB_BEST_MIN;
-        else if (o.best_mode == "max") r.best_mode = CKPTDB_BEST_MAX;
-        else fail(kUsage, "--best-mode must be 'min' or 'max', not '" + o.best_mode + "'");
+        if (o.best_mode == "min")
+            r.best_mode = CKPTDB_BEST_MIN;
+        else if (o.best_mode == "max")
+            r.best_mode = CKPTDB_BEST_MAX;
+        else
+            fail(kUsage, "--best-mode must be 'min' or 'max', not '" + o.best_mode + "'");
     }
     if (!o.best_k.empty()) {
         if (o.best.empty()) fail(kUsage, "--best-k needs --best METRIC");
@@ -930,7 +958,8 @@ int cmd_adopt(const Common &c) {
         print_json(json{{"adopted", rows}, {"corrupt", corrupt}, {"findings", arr}});
     } else {
         if (!items.empty()) print_fsck_rows(items);
-        std::printf("adopted %" PRId64 " checkpoint%s (%" PRId64 " corrupt, quarantined), ordered by modification "
+        std::printf("adopted %" PRId64 " checkpoint%s (%" PRId64
+                    " corrupt, quarantined), ordered by modification "
                     "time; all pinned: 'ckptdb unpin %s ID' releases one to rotation\n",
                     rows, rows == 1 ? "" : "s", corrupt, c.dir.c_str());
     }
@@ -958,22 +987,22 @@ int cmd_history(const Common &c) {
     if (c.json) {
         json arr = json::array();
         for (const auto &r : runs)
-            arr.push_back(json{{"id", r.id},
-                               {"host", r.host},
-                               {"pid", r.pid},
-                               {"started_at", str_or_null(r.started_at)},
-                               {"ended_at", str_or_null(r.ended_at)},
-                               {"exit_reason", str_or_null(r.exit_reason)},
-                               {"slurm_job_id", str_or_null(r.slurm_job_id)},
-                               {"slurm_array_job_id", str_or_null(r.slurm_array_job_id)},
-                               {"slurm_array_task_id", str_or_null(r.slurm_array_task_id)},
-                               {"slurm_restart_count",
-                                r.slurm_restart_count < 0 ? json(nullptr) : json(r.slurm_restart_count)},
-                               {"resumed_from", r.resumed_from ? json(r.resumed_from) : json(nullptr)},
-                               {"last_step", r.last_step < 0 ? json(nullptr) : json(r.last_step)},
-                               {"last_saved_step", r.last_saved_step < 0 ? json(nullptr) : json(r.last_saved_step)},
-                               {"saves", r.saves},
-                               {"steps_lost", r.steps_lost}});
+            arr.push_back(
+                json{{"id", r.id},
+                     {"host", r.host},
+                     {"pid", r.pid},
+                     {"started_at", str_or_null(r.started_at)},
+                     {"ended_at", str_or_null(r.ended_at)},
+                     {"exit_reason", str_or_null(r.exit_reason)},
+                     {"slurm_job_id", str_or_null(r.slurm_job_id)},
+                     {"slurm_array_job_id", str_or_null(r.slurm_array_job_id)},
+                     {"slurm_array_task_id", str_or_null(r.slurm_array_task_id)},
+                     {"slurm_restart_count", r.slurm_restart_count < 0 ? json(nullptr) : json(r.slurm_restart_count)},
+                     {"resumed_from", r.resumed_from ? json(r.resumed_from) : json(nullptr)},
+                     {"last_step", r.last_step < 0 ? json(nullptr) : json(r.last_step)},
+                     {"last_saved_step", r.last_saved_step < 0 ? json(nullptr) : json(r.last_saved_step)},
+                     {"saves", r.saves},
+                     {"steps_lost", r.steps_lost}});
         print_json(json{{"runs", arr}});
         return kOk;
     }
@@ -1057,10 +1086,14 @@ int sync_progress_cb(int64_t done, int64_t total, void *payload) {
 int sync_item_cb(const ckptdb_sync_item *it, void *payload) {
     auto *s = static_cast<SyncCtx *>(payload);
     FsckRow r{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), ""};
-    if (r.kind == "copied") ++s->copied;
-    else if (r.kind == "present") ++s->present;
-    else if (r.kind == "deleted") ++s->deleted;
-    else if (r.kind == "failed") ++s->failed;
+    if (r.kind == "copied")
+        ++s->copied;
+    else if (r.kind == "present")
+        ++s->present;
+    else if (r.kind == "deleted")
+        ++s->deleted;
+    else if (r.kind == "failed")
+        ++s->failed;
     auto sz = s->sizes.find(r.name);
     std::string size = sz == s->sizes.end() ? "-" : human_size(sz->second);
     if (r.kind == "copied" || r.kind == "failed") {
@@ -1133,9 +1166,8 @@ int run(int argc, char **argv) {
     app.require_subcommand(1);
     app.set_version_flag("--version", std::string("ckptdb ") + ckptdb_version());
     app.footer(std::string("Every command takes --help.\n\n") + kExitCodes);
-    app.failure_message([](const CLI::App *, const CLI::Error &e) {
-        return std::string("ckptdb: ") + e.what() + " (see --help)\n";
-    });
+    app.failure_message(
+        [](const CLI::App *, const CLI::Error &e) { return std::string("ckptdb: ") + e.what() + " (see --help)\n"; });
 
     Common c;
     std::string target, kind, src, dst;
@@ -1167,8 +1199,8 @@ int run(int argc, char **argv) {
     add_dir(latest);
     latest->add_option("--kind", kind, "only checkpoints of this kind")->type_name("KIND");
     latest->add_flag("--no-verify", no_verify, "trust the catalog: do not read the files back");
-    auto *path_opt = latest->add_flag("--path", path_only,
-                                      "print only the path, e.g. --resume \"$(ckptdb latest --path ckpts)\"");
+    auto *path_opt =
+        latest->add_flag("--path", path_only, "print only the path, e.g. --resume \"$(ckptdb latest --path ckpts)\"");
     latest->add_flag("--json", c.json, "print one JSON document")->excludes(path_opt);
 
     auto *verify = app.add_subcommand("verify", "Verify checkpoints' sizes and XXH3-128 checksums (default: all)");
@@ -1179,9 +1211,10 @@ int run(int argc, char **argv) {
 
     auto *prune = app.add_subcommand("prune", "Delete the checkpoints the retention policy lets go");
     add_dir(prune);
-    prune->add_option("--keep", po.keep,
-                      "KIND=N: keep the newest N of KIND ('all' or -1: every one); repeatable; replaces the "
-                      "default list (epoch=5 time=3 preempt=0 manual=0)")
+    prune
+        ->add_option("--keep", po.keep,
+                     "KIND=N: keep the newest N of KIND ('all' or -1: every one); repeatable; replaces the "
+                     "default list (epoch=5 time=3 preempt=0 manual=0)")
         ->allow_extra_args(false)
         ->type_name("KIND=N");
     prune->add_option("--keep-default", po.keep_default, "N for kinds --keep does not list (default: all)")
@@ -1192,8 +1225,7 @@ int run(int argc, char **argv) {
         ->type_name("SECONDS");
     prune->add_option("--best", po.best, "keep the best K by this metadata key (dots for nesting, e.g. val.loss)")
         ->type_name("METRIC");
-    prune->add_option("--best-mode", po.best_mode, "min (default: smaller is better) or max")
-        ->type_name("min|max");
+    prune->add_option("--best-mode", po.best_mode, "min (default: smaller is better) or max")->type_name("min|max");
     prune->add_option("--best-k", po.best_k, "how many best to keep (default 1)")->type_name("K");
     prune->add_option("--max-bytes", po.max_bytes, "byte budget for the directory (4096, 512K, 8M, 1.5G)")
         ->type_name("SIZE");
@@ -1221,8 +1253,9 @@ int run(int argc, char **argv) {
     add_json(fsck);
 
     auto *adopt = app.add_subcommand(
-        "adopt", "Take in a directory written without ckptdb (torch.save files, a regular last.pt): every file "
-                 "hashed, torn zip archives quarantined, rows ordered by modification time and pinned");
+        "adopt",
+        "Take in a directory written without ckptdb (torch.save files, a regular last.pt): every file "
+        "hashed, torn zip archives quarantined, rows ordered by modification time and pinned");
     add_dir(adopt);
     add_json(adopt);
 
@@ -1234,8 +1267,9 @@ int run(int argc, char **argv) {
     add_dir(du);
     add_json(du);
 
-    auto *sync = app.add_subcommand("sync", "Copy every complete checkpoint DST lacks, verified, with a consistent "
-                                            "catalog (e.g. node-local scratch to shared storage)");
+    auto *sync = app.add_subcommand("sync",
+                                    "Copy every complete checkpoint DST lacks, verified, with a consistent "
+                                    "catalog (e.g. node-local scratch to shared storage)");
     sync->add_option("SRC", src, "source checkpoint directory")->required()->type_name("");
     sync->add_option("DST", dst, "destination (created if missing)")->required()->type_name("");
     sync->add_flag("--delete", del, "remove from DST the checkpoints SRC has pruned");

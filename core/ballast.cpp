@@ -90,8 +90,8 @@ std::string make_ballast(const Dir &dir) noexcept {
 void keep_ballast(const Dir &dir, const ReserveNote &note) noexcept {
     std::string why = make_ballast(dir);
     if (why.empty()) return;
-    note("reserve_unavailable", "no reserve ('" + dir.join(kBallastName) + "', " + mib(kBallastBytes) +
-                                    "): " + why + ". On a full disk a prune or fsck --repair may then be unable to "
+    note("reserve_unavailable", "no reserve ('" + dir.join(kBallastName) + "', " + mib(kBallastBytes) + "): " + why +
+                                    ". On a full disk a prune or fsck --repair may then be unable to "
                                     "write the catalog; the next writable open tries again");
 }
 
@@ -127,8 +127,8 @@ void Reserve::restore() noexcept {
     released_ = false;
     std::string why = make_ballast(dir_);
     if (why.empty())
-        note_("reserve_restored", "made the reserve '" + dir_.join(kBallastName) + "' (" + mib(kBallastBytes) +
-                                      ") again");
+        note_("reserve_restored",
+              "made the reserve '" + dir_.join(kBallastName) + "' (" + mib(kBallastBytes) + ") again");
     else
         note_("reserve_unavailable", "could not make the reserve '" + dir_.join(kBallastName) + "' (" +
                                          mib(kBallastBytes) + ") again: " + why +

@@ -32,12 +32,18 @@ int status_code(const std::string &t) {
 
 const char *status_text(int code) {
     switch (code) {
-    case CKPTDB_STATUS_WRITING: return "writing";
-    case CKPTDB_STATUS_COMPLETE: return "complete";
-    case CKPTDB_STATUS_CORRUPT: return "corrupt";
-    case CKPTDB_STATUS_ABORTED: return "aborted";
-    case CKPTDB_STATUS_PRUNED: return "pruned";
-    default: return "unknown";
+        case CKPTDB_STATUS_WRITING:
+            return "writing";
+        case CKPTDB_STATUS_COMPLETE:
+            return "complete";
+        case CKPTDB_STATUS_CORRUPT:
+            return "corrupt";
+        case CKPTDB_STATUS_ABORTED:
+            return "aborted";
+        case CKPTDB_STATUS_PRUNED:
+            return "pruned";
+        default:
+            return "unknown";
     }
 }
 
@@ -51,8 +57,10 @@ void remove_dead_creations(const Dir &dir, const std::string &catalog) {
         std::string hex = n.substr(prefix.size(), 32);
         if (!is_hex32(hex)) continue;
         std::string rest = n.substr(prefix.size() + 32);
-        if (rest.empty()) bases.push_back(n);
-        else if (rest == "-wal" || rest == "-shm" || rest == "-journal") extras.push_back(n);
+        if (rest.empty())
+            bases.push_back(n);
+        else if (rest == "-wal" || rest == "-shm" || rest == "-journal")
+            extras.push_back(n);
     }
     std::set<std::string> dead;
     for (const std::string &b : bases)
@@ -76,7 +84,8 @@ std::string build_catalog_temp(const Dir &dir, const std::string &name, const Db
     // It is held under an exclusive flock while it is built: recovery
     // removes only such files nobody holds (remove_dead_creations).
     std::string tmp;
-    held = create_locked_traced(dir, [&] { return name + ".new-" + random_temp_name().substr(12); }, tmp);
+    held = create_locked_traced(
+        dir, [&] { return name + ".new-" + random_temp_name().substr(12); }, tmp);
     hook("catalog_temp_created");
     try {
         {
@@ -181,8 +190,11 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
                  "'" + cat->dir_.path + "' holds checkpoint files but no catalog ('" + opts.catalog_name +
                      "' is missing): " + list +
                      ". No empty catalog was started beside them. If ckptdb wrote them and its catalog was lost, "
-                     "'ckptdb fsck --repair " + cat->dir_.path + "' rebuilds it; if they were written without "
-                     "ckptdb, 'ckptdb adopt " + cat->dir_.path + "' takes them in; or move them elsewhere");
+                     "'ckptdb fsck --repair " +
+                     cat->dir_.path +
+                     "' rebuilds it; if they were written without "
+                     "ckptdb, 'ckptdb adopt " +
+                     cat->dir_.path + "' takes them in; or move them elsewhere");
         }
         // A -wal or journal whose catalog is gone must never meet a new one
         // (SQLite would replay it into it): that catalog was lost. A creator
@@ -192,7 +204,8 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
             if (name_exists(cat->dir_, opts.catalog_name + suffix) && !name_exists(cat->dir_, opts.catalog_name))
                 fail(CKPTDB_ENOTCATALOG, "'" + cat->dir_.path + "' holds '" + opts.catalog_name + suffix +
                                              "' but not the catalog it belongs to: the catalog was lost. Nothing "
-                                             "was changed; 'ckptdb fsck --repair " + cat->dir_.path +
+                                             "was changed; 'ckptdb fsck --repair " +
+                                             cat->dir_.path +
                                              "' keeps them aside and rebuilds the catalog from the files there");
         if (!name_exists(cat->dir_, opts.catalog_name)) create_catalog(cat->dir_, opts.catalog_name, dbo);
     }
@@ -250,16 +263,15 @@ Catalog::~Catalog() {
     if (run_id_ == 0) {
         try {
             write([](Db &) {});  // records the deletions still pending
-        } catch (...) {
-        }
+        } catch (...) {}
         return;
     }
     try {
         // Requeued: preempted, and Slurm accepted to requeue the job.
         // Preempted: a preemption signal reached this process, or it saved a
         // preempt checkpoint; otherwise it ended by closing the catalog.
-        std::string reason = !exit_reason_.empty() ? exit_reason_
-                             : requeued_ ? "requeued"
+        std::string reason = !exit_reason_.empty()                             ? exit_reason_
+                             : requeued_                                       ? "requeued"
                              : committed_preempt_ || signals::requested() != 0 ? "preempted"
                                                                                : "clean";
         write([&](Db &db) {
@@ -358,8 +370,7 @@ void Catalog::log_event_noexcept(const std::string &event, const std::string &wh
         // The catalog itself is failing; the event callback is the last resort.
         try {
             if (opts_.on_event) opts_.on_event(event, 0, what);
-        } catch (...) {
-        }
+        } catch (...) {}
     }
 }
 
@@ -425,8 +436,8 @@ std::vector<FileRow> Catalog::files(int64_t id) {
     return out;
 }
 
-std::vector<Entry> Catalog::entries_page(int64_t after_id, unsigned status_mask,
-                                         const std::optional<std::string> &kind, int limit) {
+std::vector<Entry> Catalog::entries_page(int64_t after_id, unsigned status_mask, const std::optional<std::string> &kind,
+                                         int limit) {
     std::vector<Entry> out;
     read([&](Db &db) {
         Db::Query q(db, sql::Stmt::entries_page);

@@ -44,11 +44,11 @@ struct OpenOptions {
     std::string catalog_name = "ckptdb.sqlite";
     int busy_timeout_ms = 60000;
     std::string last_link = "last.pt";  // "" for none
-    bool requeue = false;                // CKPTDB_OPEN_REQUEUE (slurm.cpp)
+    bool requeue = false;               // CKPTDB_OPEN_REQUEUE (slurm.cpp)
     // CKPTDB_OPEN_TRUST_SHARED: no ownership checks (trust.hpp) on the
     // directory, the catalog or the files read from the directory.
     bool trust_shared = false;
-    bool open_with_reserve = false;      // CKPTDB_OPEN_RESERVE: the open may use the reserve (ballast.hpp)
+    bool open_with_reserve = false;  // CKPTDB_OPEN_RESERVE: the open may use the reserve (ballast.hpp)
     std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
 };
 
@@ -64,8 +64,7 @@ struct RunRow {
     std::string host;
     int64_t pid = 0;
     std::string started_at, ended_at, exit_reason, slurm_job_id, slurm_array_job_id, slurm_array_task_id;
-    int64_t slurm_restart_count = -1, resumed_from = 0, last_step = -1, last_saved_step = -1, saves = 0,
-            steps_lost = 0;
+    int64_t slurm_restart_count = -1, resumed_from = 0, last_step = -1, last_saved_step = -1, saves = 0, steps_lost = 0;
 };
 
 struct FsckItem {
@@ -93,7 +92,7 @@ struct UsageRow {
 // The outcome of checking a checkpoint's files against its rows.
 struct Check {
     bool ok = true;
-    std::string reason;  // why not, for people
+    std::string reason;     // why not, for people
     bool io_error = false;  // the files could not be read (EIO): not evidence of corruption
 };
 
@@ -277,8 +276,8 @@ public:
                                  std::string *usage = nullptr, bool for_save = false);
     // Inside write(): plans a prune and marks its victims pruned (with their
     // events). Returns the victims; their files are not touched yet.
-    std::vector<PruneItem> plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run,
-                                         bool *fits, std::string *usage);
+    std::vector<PruneItem> plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run, bool *fits,
+                                         std::string *usage);
     // Inside the commit transaction of a save: rotation by the handle's
     // policy, in a savepoint so that a failing rotation never fails the
     // commit (it is reported as a "prune_failed" event instead).
@@ -329,7 +328,7 @@ private:
     ProcIdentity self_;
     std::optional<Retention> retention_;
     bool committed_preempt_ = false;
-    bool requeued_ = false;  // Slurm accepted the requeue: the run ends "requeued"
+    bool requeued_ = false;    // Slurm accepted the requeue: the run ends "requeued"
     std::string exit_reason_;  // set by the caller (sync: "synced"); else judged on close
     int64_t run_id_ = 0;
     int64_t pending_run_id_ = 0;

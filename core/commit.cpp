@@ -36,20 +36,27 @@ std::string normalized_metadata(const std::optional<std::string> &metadata) {
     // the stack. Metadata is a row's description; data goes in the file.
     if (metadata->size() > kMaxMetadataBytes)
         fail(CKPTDB_EINVAL, "metadata is " + std::to_string(metadata->size()) + " bytes, more than the limit of " +
-                                std::to_string(kMaxMetadataBytes) + " (1 MiB); put large data in the checkpoint itself");
+                                std::to_string(kMaxMetadataBytes) +
+                                " (1 MiB); put large data in the checkpoint itself");
     {
         size_t depth = 0, deepest = 0;
         bool in_string = false, escaped = false;
         for (char c : *metadata) {
             if (in_string) {
-                if (escaped) escaped = false;
-                else if (c == '\\') escaped = true;
-                else if (c == '"') in_string = false;
+                if (escaped)
+                    escaped = false;
+                else if (c == '\\')
+                    escaped = true;
+                else if (c == '"')
+                    in_string = false;
                 continue;
             }
-            if (c == '"') in_string = true;
-            else if (c == '{' || c == '[') deepest = std::max(deepest, ++depth);
-            else if ((c == '}' || c == ']') && depth > 0) depth--;
+            if (c == '"')
+                in_string = true;
+            else if (c == '{' || c == '[')
+                deepest = std::max(deepest, ++depth);
+            else if ((c == '}' || c == ']') && depth > 0)
+                depth--;
             if (deepest > kMaxMetadataDepth)
                 fail(CKPTDB_EINVAL, "metadata nests deeper than the limit of " + std::to_string(kMaxMetadataDepth) +
                                         " levels of objects and arrays");
@@ -128,29 +135,37 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
                 continue;
             }
             if (name_taken(db, f.name))
-                fail(CKPTDB_EEXISTS, "checkpoint name '" + f.name + "' is already used by a live checkpoint in '" +
-                                         dir.path + "'");
+                fail(CKPTDB_EEXISTS,
+                     "checkpoint name '" + f.name + "' is already used by a live checkpoint in '" + dir.path + "'");
             if (name_exists(dir, f.name))
                 fail(CKPTDB_EEXISTS, "a file named '" + f.name + "' already exists in '" + dir.path +
                                          "' and the catalog does not own it");
         }
         int64_t run = cr.run_id_in_tx(db);
         Db::Query(db, sql::Stmt::checkpoint_insert)
-            .bind(1, c->files_[0].name).bind(2, kind).bind(3, epoch).bind(4, step).bind(5, run).bind(6, meta)
+            .bind(1, c->files_[0].name)
+            .bind(2, kind)
+            .bind(3, epoch)
+            .bind(4, step)
+            .bind(5, run)
+            .bind(6, meta)
             .run();
         c->id_ = db.last_insert_rowid();
         for (size_t r = 0; r < c->files_.size(); r++) {
             const CommitFile &f = c->files_[r];
             Db::Query(db, sql::Stmt::file_insert)
-                .bind(1, c->id_).bind(2, static_cast<int64_t>(r)).bind(3, f.name).bind(4, f.temp_name)
+                .bind(1, c->id_)
+                .bind(2, static_cast<int64_t>(r))
+                .bind(3, f.name)
+                .bind(4, f.temp_name)
                 .run();
         }
         std::string what = kind + " epoch " + std::to_string(epoch) + " step " + std::to_string(step);
         if (layout == Layout::shards) {
             // Every file is already fsynced: the rows are sealed at once.
             c->seal_in_tx(db);
-            what += ", " + std::to_string(c->files_.size()) + " shard file(s), " + std::to_string(c->total()) +
-                    " bytes";
+            what +=
+                ", " + std::to_string(c->files_.size()) + " shard file(s), " + std::to_string(c->total()) + " bytes";
         }
         cr.log_event(db, c->id_, "begun", what);
     });
@@ -162,7 +177,10 @@ void Commit::seal_in_tx(Db &db) {
     for (size_t r = 0; r < files_.size(); r++) {
         const CommitFile &f = files_[r];
         Db::Query(db, sql::Stmt::file_seal)
-            .bind(1, id_).bind(2, static_cast<int64_t>(r)).bind(3, f.size).bind(4, f.checksum)
+            .bind(1, id_)
+            .bind(2, static_cast<int64_t>(r))
+            .bind(3, f.size)
+            .bind(4, f.checksum)
             .run();
     }
     Db::Query seal(db, sql::Stmt::checkpoint_seal);

@@ -12,28 +12,28 @@ namespace ckptdb {
 
 static int code_for_sqlite(int rc) {
     switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return CKPTDB_EBUSY;
-    case SQLITE_NOTADB:
-        return CKPTDB_ENOTCATALOG;
-    case SQLITE_FULL:
-        return CKPTDB_ENOSPC;
-    case SQLITE_READONLY:
-        return CKPTDB_EREADONLY;
-    case SQLITE_PERM:
-    case SQLITE_AUTH:
-        return CKPTDB_EPERM;
-    case SQLITE_IOERR:
-        return CKPTDB_EIO;
-    case SQLITE_NOMEM:
-        return CKPTDB_ENOMEM;
-    case SQLITE_CORRUPT:
-        return CKPTDB_ENOTCATALOG;
-    case SQLITE_CONSTRAINT:
-        return CKPTDB_EEXISTS;
-    default:
-        return CKPTDB_EDB;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+            return CKPTDB_EBUSY;
+        case SQLITE_NOTADB:
+            return CKPTDB_ENOTCATALOG;
+        case SQLITE_FULL:
+            return CKPTDB_ENOSPC;
+        case SQLITE_READONLY:
+            return CKPTDB_EREADONLY;
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+            return CKPTDB_EPERM;
+        case SQLITE_IOERR:
+            return CKPTDB_EIO;
+        case SQLITE_NOMEM:
+            return CKPTDB_ENOMEM;
+        case SQLITE_CORRUPT:
+            return CKPTDB_ENOTCATALOG;
+        case SQLITE_CONSTRAINT:
+            return CKPTDB_EEXISTS;
+        default:
+            return CKPTDB_EDB;
     }
 }
 
@@ -54,14 +54,13 @@ Db::Db(const std::string &path, const DbOptions &opts) : path_(path) {
     if (exists && S_ISLNK(st.st_mode))
         fail(CKPTDB_ENOTCATALOG, "catalog '" + path + "' is a symbolic link; ckptdb does not follow links");
     if (exists && !S_ISREG(st.st_mode)) fail(CKPTDB_ENOTCATALOG, "catalog '" + path + "' is not a regular file");
-    if (!exists && (!opts.create || opts.readonly))
-        fail(CKPTDB_ENOTFOUND, "catalog '" + path + "' does not exist");
+    if (!exists && (!opts.create || opts.readonly)) fail(CKPTDB_ENOTFOUND, "catalog '" + path + "' does not exist");
 
     // Only a catalog being built is created here (Catalog::open makes a new
     // one under a temp name first); an existing catalog that vanished is an
     // error, not a new empty file.
-    int flags = opts.readonly ? SQLITE_OPEN_READONLY
-                              : (SQLITE_OPEN_READWRITE | (opts.init_schema ? SQLITE_OPEN_CREATE : 0));
+    int flags =
+        opts.readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | (opts.init_schema ? SQLITE_OPEN_CREATE : 0));
     flags |= SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path.c_str(), &db_, flags, io::sqlite_vfs());
     if (rc != SQLITE_OK) {
@@ -114,9 +113,10 @@ void Db::roll_back_hot_journal(const std::string &path, const DbOptions &opts) {
     std::string why = rw ? sqlite3_errmsg(rw) : sqlite3_errstr(rc);
     sqlite3_close_v2(rw);
     if (rc != SQLITE_OK)
-        fail(CKPTDB_EREADONLY, "catalog '" + path + "' has a hot rollback journal left by a writer that was killed, "
-                               "and it cannot be rolled back from here (" + why +
-                               "); open it once by a user who may write the directory");
+        fail(CKPTDB_EREADONLY, "catalog '" + path +
+                                   "' has a hot rollback journal left by a writer that was killed, "
+                                   "and it cannot be rolled back from here (" +
+                                   why + "); open it once by a user who may write the directory");
 }
 
 Db::~Db() {
@@ -150,7 +150,8 @@ void Db::check_and_migrate(const DbOptions &opts) {
     int64_t app_id = pragma_int(*this, db_, "PRAGMA application_id");
     int64_t objects = pragma_int(*this, db_, "SELECT count(*) FROM sqlite_master");
     if (app_id != kApplicationId && (objects > 0 || version != 0))
-        fail(CKPTDB_ENOTCATALOG, "'" + path_ + "' is an SQLite database but not a ckptdb catalog; it was left untouched");
+        fail(CKPTDB_ENOTCATALOG,
+             "'" + path_ + "' is an SQLite database but not a ckptdb catalog; it was left untouched");
     if (objects == 0 && version == 0 && !opts.init_schema)
         fail(CKPTDB_ENOTCATALOG, "catalog '" + path_ +
                                      "' is empty (no ckptdb schema): the catalog was lost, truncated or never "
@@ -160,7 +161,8 @@ void Db::check_and_migrate(const DbOptions &opts) {
     if (version > sql::kSchemaVersion)
         fail(CKPTDB_EVERSION, "catalog '" + path_ + "' has schema version " + std::to_string(version) +
                                   ", newer than this library's " + std::to_string(sql::kSchemaVersion) +
-                                  " (ckptdb " CKPTDB_VERSION_STRING "); upgrade ckptdb. The catalog was left untouched");
+                                  " (ckptdb " CKPTDB_VERSION_STRING
+                                  "); upgrade ckptdb. The catalog was left untouched");
     if (opts.readonly) {
         if (version < sql::kSchemaVersion)
             fail(CKPTDB_EVERSION, "catalog '" + path_ + "' has schema version " + std::to_string(version) +
@@ -254,13 +256,12 @@ bool Db::Query::step() {
     int rc = sqlite3_step(st_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    db_.fail_sqlite(rc, std::string("catalog statement ") + sql::kStatementNames[static_cast<size_t>(which_)] +
-                            " failed");
+    db_.fail_sqlite(rc,
+                    std::string("catalog statement ") + sql::kStatementNames[static_cast<size_t>(which_)] + " failed");
 }
 
 void Db::Query::run() {
-    while (step()) {
-    }
+    while (step()) {}
 }
 
 int64_t Db::Query::i64(int col) const { return sqlite3_column_int64(st_, col); }

@@ -11,23 +11,23 @@ void fail(int code, const std::string &msg) { throw Error(code, msg); }
 
 int code_for_errno(int err) {
     switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-        return CKPTDB_ENOSPC;
-    case EACCES:
-    case EPERM:
-    case EROFS:
-        return CKPTDB_EPERM;
-    case ENOENT:
-    case ENOTDIR:
-        return CKPTDB_ENOTFOUND;
-    case EEXIST:
-        return CKPTDB_EEXISTS;
-    case ENOMEM:
-        return CKPTDB_ENOMEM;
-    default:
-        return CKPTDB_EIO;
+        case ENOSPC:
+        case EDQUOT:
+        case EFBIG:
+            return CKPTDB_ENOSPC;
+        case EACCES:
+        case EPERM:
+        case EROFS:
+            return CKPTDB_EPERM;
+        case ENOENT:
+        case ENOTDIR:
+            return CKPTDB_ENOTFOUND;
+        case EEXIST:
+            return CKPTDB_EEXISTS;
+        case ENOMEM:
+            return CKPTDB_ENOMEM;
+        default:
+            return CKPTDB_EIO;
     }
 }
 

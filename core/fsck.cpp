@@ -83,10 +83,10 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
                 continue;
             }
             FsckItem it{"temp_file", n, o != owned_temps.end() ? o->second.id : 0,
-                        o == owned_temps.end()  ? "a leftover temp file of the library"
-                        : o->second.why.empty() ? "left by a save whose process is gone (recovery aborts it)"
-                                                : "left by a save whose writer is gone: " + o->second.why +
-                                                      " (recovery aborts it)",
+                        o == owned_temps.end() ? "a leftover temp file of the library"
+                        : o->second.why.empty()
+                            ? "left by a save whose process is gone (recovery aborts it)"
+                            : "left by a save whose writer is gone: " + o->second.why + " (recovery aborts it)",
                         ""};
             out.push_back(it);
             continue;
@@ -182,8 +182,8 @@ FsckReport Catalog::fsck_dir(const std::string &path, const OpenOptions &opts, b
         bool lost = ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
                     (code == CKPTDB_ENOTFOUND || code == CKPTDB_ENOTCATALOG || code == CKPTDB_EDB);
         if (!lost) throw Error(code, why);
-        rows.push_back({code == CKPTDB_ENOTFOUND ? "catalog_missing" : "catalog_unreadable", opts.catalog_name, 0,
-                        why, ""});
+        rows.push_back(
+            {code == CKPTDB_ENOTFOUND ? "catalog_missing" : "catalog_unreadable", opts.catalog_name, 0, why, ""});
         if (!repair) {
             rep.problems = 1;
             return rep;
@@ -561,47 +561,55 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
     dbo.busy_timeout_ms = opts.busy_timeout_ms;
     dbo.rollback_journal = on_network_fs(dir.fd.get());
     UniqueFd held;
-    const std::string tmp = build_catalog_temp(dir, opts.catalog_name, dbo, [&](Db &db) {
-        int64_t seq = 0;
-        for (const Found &f : found) {
-            nlohmann::json meta = {{"adopted",
-                                    {{"by", adopt ? "ckptdb adopt" : "ckptdb fsck --repair (rebuild)"},
-                                     {"order", "file modification time, then name: the only order left "
-                                               "without a catalog"},
-                                     {"mtime", utc(f.mtime)},
-                                     {"position", seq + 1},
-                                     {"check", f.check},
-                                     {"pinned", "kept out of rotation until released (ckptdb unpin)"}}}};
-            Db::Query ins(db, sql::Stmt::checkpoint_insert_adopted);
-            ins.bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size);
-            if (f.checksum.empty())
-                ins.bind_null(6);
-            else
-                ins.bind(6, f.checksum);
-            ins.bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump()).bind(10, ++seq).run();
-            int64_t id = db.last_insert_rowid();
-            for (size_t r = 0; r < f.files.size(); r++)
-                Db::Query(db, sql::Stmt::file_insert_sealed).bind(1, id).bind(2, static_cast<int64_t>(r))
-                    .bind(3, f.files[r].name).bind(4, f.files[r].size).bind(5, f.files[r].checksum).run();
-            Db::Query ev(db, sql::Stmt::event_insert);
-            ev.bind_null(1).bind(2, id).bind(3, std::string(verb));
-            ev.bind(4, std::string(verb) + " from the directory, position " + std::to_string(seq) +
-                           " by modification time (" + utc(f.mtime) + "), then name; " +
-                           std::to_string(f.size) + " bytes, " +
-                           (f.files.size() == 1 ? "xxh128 " + f.checksum
-                                                : std::to_string(f.files.size()) + " rank files") +
-                           "; " + f.check +
-                           "; pinned until released");
-            ev.run();
-            if (report)
-                report({verb, f.name, id,
-                        f.status == "corrupt" ? "corrupt: " + f.check
-                                              : "kind " + f.kind + ", epoch " + std::to_string(f.epoch) + ", step " +
-                                                    std::to_string(f.step) + ", pinned",
-                        f.status == "corrupt" ? "added, quarantined" : "added"});
-            hook("rebuild_row");
-        }
-    }, held);
+    const std::string tmp = build_catalog_temp(
+        dir, opts.catalog_name, dbo,
+        [&](Db &db) {
+            int64_t seq = 0;
+            for (const Found &f : found) {
+                nlohmann::json meta = {{"adopted",
+                                        {{"by", adopt ? "ckptdb adopt" : "ckptdb fsck --repair (rebuild)"},
+                                         {"order",
+                                          "file modification time, then name: the only order left "
+                                          "without a catalog"},
+                                         {"mtime", utc(f.mtime)},
+                                         {"position", seq + 1},
+                                         {"check", f.check},
+                                         {"pinned", "kept out of rotation until released (ckptdb unpin)"}}}};
+                Db::Query ins(db, sql::Stmt::checkpoint_insert_adopted);
+                ins.bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size);
+                if (f.checksum.empty())
+                    ins.bind_null(6);
+                else
+                    ins.bind(6, f.checksum);
+                ins.bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump()).bind(10, ++seq).run();
+                int64_t id = db.last_insert_rowid();
+                for (size_t r = 0; r < f.files.size(); r++)
+                    Db::Query(db, sql::Stmt::file_insert_sealed)
+                        .bind(1, id)
+                        .bind(2, static_cast<int64_t>(r))
+                        .bind(3, f.files[r].name)
+                        .bind(4, f.files[r].size)
+                        .bind(5, f.files[r].checksum)
+                        .run();
+                Db::Query ev(db, sql::Stmt::event_insert);
+                ev.bind_null(1).bind(2, id).bind(3, std::string(verb));
+                ev.bind(4, std::string(verb) + " from the directory, position " + std::to_string(seq) +
+                               " by modification time (" + utc(f.mtime) + "), then name; " + std::to_string(f.size) +
+                               " bytes, " +
+                               (f.files.size() == 1 ? "xxh128 " + f.checksum
+                                                    : std::to_string(f.files.size()) + " rank files") +
+                               "; " + f.check + "; pinned until released");
+                ev.run();
+                if (report)
+                    report({verb, f.name, id,
+                            f.status == "corrupt" ? "corrupt: " + f.check
+                                                  : "kind " + f.kind + ", epoch " + std::to_string(f.epoch) +
+                                                        ", step " + std::to_string(f.step) + ", pinned",
+                            f.status == "corrupt" ? "added, quarantined" : "added"});
+                hook("rebuild_row");
+            }
+        },
+        held);
     try {
         hook("rebuild_built");
         keep_catalog_aside(dir, opts.catalog_name);

@@ -69,18 +69,18 @@ bool on_network_fs(int dirfd) {
     struct statfs sfs;
     if (::fstatfs(dirfd, &sfs) != 0) return false;
     switch (static_cast<unsigned long>(sfs.f_type)) {
-    case 0x6969UL:      // NFS
-    case 0x0BD00BD0UL:  // Lustre
-    case 0x47504653UL:  // GPFS
-    case 0xFF534D42UL:  // CIFS
-    case 0xFE534D42UL:  // SMB2
-    case 0x517BUL:      // SMB
-    case 0x19830326UL:  // BeeGFS
-    case 0x6B414653UL:  // AFS
-    case 0x00C36400UL:  // CephFS
-        return true;
-    default:
-        return false;
+        case 0x6969UL:      // NFS
+        case 0x0BD00BD0UL:  // Lustre
+        case 0x47504653UL:  // GPFS
+        case 0xFF534D42UL:  // CIFS
+        case 0xFE534D42UL:  // SMB2
+        case 0x517BUL:      // SMB
+        case 0x19830326UL:  // BeeGFS
+        case 0x6B414653UL:  // AFS
+        case 0x00C36400UL:  // CephFS
+            return true;
+        default:
+            return false;
     }
 }
 

@@ -78,8 +78,7 @@ void write_all(int fd, const void *data, size_t len, const std::string &path);
 // Hands every full `window` bytes written since *flushed to writeback
 // (sync_file_range), advancing *flushed: the final fsync then has little
 // left. Only a hint; a writeback error throws like a failed fsync.
-void start_writeback(int fd, int64_t written, int64_t &flushed, const std::string &path,
-                     int64_t window = 8 << 20);
+void start_writeback(int fd, int64_t written, int64_t &flushed, const std::string &path, int64_t window = 8 << 20);
 
 // fsync, never retried: a failure throws.
 void sync_fd(int fd, const std::string &path);

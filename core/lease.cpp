@@ -24,13 +24,14 @@ int64_t lease_seconds() {
     const char *v = std::getenv(kLeaseEnv);
     if (!v) return kDefaultLeaseSeconds;
     const std::string s(v);
-    bool digits = !s.empty() && s.size() <= 12 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    bool digits =
+        !s.empty() && s.size() <= 12 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
     int64_t n = digits ? std::stoll(s) : 0;
     if (n < 1 || n > kMaxLeaseSeconds)
-        fail(CKPTDB_EINVAL, std::string("environment variable ") + kLeaseEnv + " must be a whole number of seconds from 1 to " +
-                                std::to_string(kMaxLeaseSeconds) + " (10 years), got '" + s.substr(0, 40) +
-                                (s.size() > 40 ? "...'" : "'") + "; unset it for the default of " +
-                                std::to_string(kDefaultLeaseSeconds) + " s");
+        fail(CKPTDB_EINVAL, std::string("environment variable ") + kLeaseEnv +
+                                " must be a whole number of seconds from 1 to " + std::to_string(kMaxLeaseSeconds) +
+                                " (10 years), got '" + s.substr(0, 40) + (s.size() > 40 ? "...'" : "'") +
+                                "; unset it for the default of " + std::to_string(kDefaultLeaseSeconds) + " s");
     return n;
 }
 
@@ -119,7 +120,7 @@ WriterVerdict judge_writer(const ProcIdentity &self, const Dir &dir, const Write
         }
     }
     const std::string last = "host " + w.host + " last heartbeat " + utc_seconds(beat) +
-                              (from_file ? " (its file's mtime)" : " (the save's begin time, no file yet)");
+                             (from_file ? " (its file's mtime)" : " (the save's begin time, no file yet)");
     if (now - beat <= static_cast<double>(lease)) return {false, "a writer on " + last + ", within its lease"};
     for (const std::string &n : present)
         if (temp_in_use(dir, n)) return {false, "a writer on host " + w.host + " holds its file locked"};

@@ -56,11 +56,11 @@ void hold_writer_lock(int fd);
 // A checkpoint row still "writing", with the run row that began it.
 struct WriterRow {
     int64_t id = 0;
-    bool has_run = false;     // no run row: nobody can own it
-    bool run_ended = false;   // the run closed the catalog
+    bool has_run = false;    // no run row: nobody can own it
+    bool run_ended = false;  // the run closed the catalog
     std::string host, boot_id;
     int64_t pid = 0, proc_start = 0;
-    double begun_unix = 0;    // the row's created_at, Unix seconds
+    double begun_unix = 0;  // the row's created_at, Unix seconds
     std::vector<FileRow> files;
 };
 

@@ -27,8 +27,8 @@ std::string kind_problem(const std::string &kind) {
     if (kind.empty()) return "is empty";
     if (kind.size() > 64) return "is longer than 64 characters";
     for (unsigned char c : kind) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                  c == '-' || c == '.';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+                  c == '.';
         if (!ok) return "may contain only letters, digits, '_', '-' and '.'";
     }
     return "";
@@ -86,12 +86,13 @@ std::string default_name(const std::string &kind, int64_t epoch, int64_t step, i
     if (epoch < 0) fail(CKPTDB_EINVAL, "epoch must be >= 0, got " + std::to_string(epoch));
     if (step < 0) fail(CKPTDB_EINVAL, "step must be >= 0, got " + std::to_string(step));
     if (suffix < 0) fail(CKPTDB_EINVAL, "a name's suffix must be >= 0, got " + std::to_string(suffix));
-    if (world < 0) fail(CKPTDB_EINVAL, "world must be >= 0 (0: a single-file checkpoint), got " + std::to_string(world));
+    if (world < 0)
+        fail(CKPTDB_EINVAL, "world must be >= 0 (0: a single-file checkpoint), got " + std::to_string(world));
     std::string stem = default_stem(kind, epoch, step, unix_seconds);
     if (suffix >= 2) stem += "-" + std::to_string(suffix);
     if (world == 0) {
-        if (rank != 0) fail(CKPTDB_EINVAL, "rank must be 0 for a single-file checkpoint (world 0), got " +
-                                               std::to_string(rank));
+        if (rank != 0)
+            fail(CKPTDB_EINVAL, "rank must be 0 for a single-file checkpoint (world 0), got " + std::to_string(rank));
         return stem + ".pt";
     }
     return shard_name(stem, rank, world);

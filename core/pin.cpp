@@ -13,8 +13,8 @@ void Catalog::pin(int64_t id, bool pinned) {
     write([&](Db &db) {
         Db::Query(db, sql::Stmt::checkpoint_pin).bind(1, id).bind(2, static_cast<int64_t>(pinned ? 1 : 0)).run();
         if (db.changes() != 1)
-            fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + status_text(e.status) + " and cannot be " +
-                                    (pinned ? "pinned" : "unpinned"));
+            fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + status_text(e.status) +
+                                    " and cannot be " + (pinned ? "pinned" : "unpinned"));
         run_id_in_tx(db);
         log_event(db, id, pinned ? "pinned" : "unpinned", e.name);
     });

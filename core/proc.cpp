@@ -52,7 +52,7 @@ Liveness liveness(const ProcIdentity &self, const std::string &host, const std::
     if (pid <= 0) return Liveness::dead;
     if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return Liveness::dead;
     int64_t start = proc_start_time(pid);
-    if (start < 0) return Liveness::dead;  // gone between the two checks (or a zombie's stat vanished)
+    if (start < 0) return Liveness::dead;            // gone between the two checks (or a zombie's stat vanished)
     if (start != proc_start) return Liveness::dead;  // the pid was reused
     return Liveness::alive;
 }

@@ -18,9 +18,9 @@ Reader::Reader(std::shared_ptr<Catalog> cat, int64_t id, int64_t rank) : cat_(st
     for (const FileRow &r : fs)
         if (r.rank == rank) f = &r;
     if (!f)
-        fail(fs.empty() ? CKPTDB_ECORRUPT : CKPTDB_ENOTFOUND,
-             "checkpoint " + std::to_string(id) + " has no file of rank " + std::to_string(rank) + " (it has " +
-                 std::to_string(fs.size()) + ")");
+        fail(fs.empty() ? CKPTDB_ECORRUPT : CKPTDB_ENOTFOUND, "checkpoint " + std::to_string(id) +
+                                                                  " has no file of rank " + std::to_string(rank) +
+                                                                  " (it has " + std::to_string(fs.size()) + ")");
     if (!name_problem(f->name).empty()) {
         cat_->mark_corrupt(id, "its file name in the catalog is invalid; not opened");
         fail(CKPTDB_ECORRUPT, "checkpoint " + std::to_string(id) + " names an invalid file; it was not opened");
@@ -52,7 +52,8 @@ size_t Reader::read(void *buf, size_t cap) {
             hash_.update(buf, static_cast<size_t>(n));
             got_ += n;
             if (got_ > want_size_) {
-                std::string why = "'" + path_ + "' is longer than the " + std::to_string(want_size_) + " bytes recorded";
+                std::string why =
+                    "'" + path_ + "' is longer than the " + std::to_string(want_size_) + " bytes recorded";
                 cat_->mark_corrupt(id_, why);
                 fail(CKPTDB_ECORRUPT, why);
             }

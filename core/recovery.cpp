@@ -57,9 +57,7 @@ void Catalog::recover() {
         if (c.io_error) fail(CKPTDB_EIO, "recovery cannot read a file of a save left writing: " + c.reason);
         return c.ok;
     };
-    auto usable_temp = [](const FileRow &f) {
-        return is_exact_temp_name(f.temp_name);
-    };
+    auto usable_temp = [](const FileRow &f) { return is_exact_temp_name(f.temp_name); };
     for (const Stale &s : stale) {
         std::vector<FileRow> fs = files(s.id);
         bool whole = !fs.empty();
@@ -133,7 +131,8 @@ void Catalog::recover() {
             if (db.changes() != 1) return;
             Db::Query ev(db, sql::Stmt::event_insert);
             ev.bind(1, run).bind_null(2).bind(3, std::string("run_ended"));
-            ev.bind(4, "crashed: pid gone without closing the catalog (found by pid " + std::to_string(self_.pid) + ")");
+            ev.bind(4,
+                    "crashed: pid gone without closing the catalog (found by pid " + std::to_string(self_.pid) + ")");
             ev.run();
             pending_.push_back({"run_ended", 0, "crashed"});
         });
@@ -162,8 +161,10 @@ void Catalog::recover() {
         for (size_t i = 0; i < newer.size() && i < 5; i++) list += (i ? ", " : "") + newer[i];
         if (newer.size() > 5) list += " and " + std::to_string(newer.size() - 5) + " more";
         pending_.push_back({"catalog_behind", 0,
-                            "'" + dir_.path + "' holds checkpoint files newer than the catalog's newest commit that "
-                            "it does not know: " + list + " (commits lost with its WAL?); 'ckptdb fsck' lists them"});
+                            "'" + dir_.path +
+                                "' holds checkpoint files newer than the catalog's newest commit that "
+                                "it does not know: " +
+                                list + " (commits lost with its WAL?); 'ckptdb fsck' lists them"});
         emit_pending();
     }
     // Removing a temp file needs no directory fsync: one that reappears

@@ -47,8 +47,8 @@ void Retention::validate() const {
                                     std::to_string(kv.second));
     }
     if (keep_last_default < -1)
-        fail(CKPTDB_EINVAL, "retention keep_last_default must be -1 (all) or >= 0, got " +
-                                std::to_string(keep_last_default));
+        fail(CKPTDB_EINVAL,
+             "retention keep_last_default must be -1 (all) or >= 0, got " + std::to_string(keep_last_default));
     if (keep_every_n_epochs < 0)
         fail(CKPTDB_EINVAL, "retention keep_every_n_epochs must be >= 0, got " + std::to_string(keep_every_n_epochs));
     if (keep_interval_seconds < 0)
@@ -59,8 +59,8 @@ void Retention::validate() const {
         if (!metric_ok(*best_metric))
             fail(CKPTDB_EINVAL, "retention best_metric '" + *best_metric +
                                     "' must be a metadata key of letters, digits, '_', '-' (dots for nesting)");
-        if (best_k < 1) fail(CKPTDB_EINVAL, "retention best_k must be >= 1 with a best_metric, got " +
-                                                std::to_string(best_k));
+        if (best_k < 1)
+            fail(CKPTDB_EINVAL, "retention best_k must be >= 1 with a best_metric, got " + std::to_string(best_k));
     } else if (best_k < 0) {
         fail(CKPTDB_EINVAL, "retention best_k must be >= 0, got " + std::to_string(best_k));
     }
@@ -126,8 +126,8 @@ static int64_t in_flight_bytes(Db &db, const Dir &dir, int64_t &files) {
     return bytes;
 }
 
-std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run,
-                                              bool *fits, std::string *usage) {
+std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run, bool *fits,
+                                              std::string *usage) {
     std::vector<PruneItem> victims, protected_items;
     // Budget usage (docs/DESIGN.md, "Known duplication", item 4; a subset of
     // disk usage, the view disk_usage): the complete checkpoints the plan

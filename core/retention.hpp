@@ -31,7 +31,7 @@ struct Retention {
     // malformed values.
     void validate() const;
 
-    std::string keep_last_json() const;             // {"epoch":5,...}
+    std::string keep_last_json() const;              // {"epoch":5,...}
     std::optional<std::string> metric_path() const;  // $."val"."loss"
 };
 

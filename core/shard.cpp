@@ -149,7 +149,8 @@ UniqueFd write_seal(const Dir &dir, int fd, const ShardFile &f) {
     // No user attributes here (or any other refusal): the sidecar, locked
     // before anyone can take it for an orphan.
     std::string side = seal_sidecar_name(f.temp_name), made;
-    UniqueFd s = create_locked_traced(dir, [&] { return side; }, made);
+    UniqueFd s = create_locked_traced(
+        dir, [&] { return side; }, made);
     try {
         write_all(s.get(), text.data(), text.size(), dir.join(side));
     } catch (...) {

@@ -55,8 +55,7 @@ bool is_ours(const struct sigaction &sa) { return (sa.sa_flags & SA_SIGINFO) && 
 }
 
 void check_signal(int signo) {
-    if (signo <= 0 || signo >= NSIG)
-        bad_signal(signo, "signal numbers are 1.." + std::to_string(NSIG - 1));
+    if (signo <= 0 || signo >= NSIG) bad_signal(signo, "signal numbers are 1.." + std::to_string(NSIG - 1));
     if (signo == SIGKILL || signo == SIGSTOP) bad_signal(signo, "SIGKILL and SIGSTOP cannot be caught");
     // The C library reserves some signals for itself (glibc: 32 and 33);
     // asking sigaction about them is refused the same way as setting them.

@@ -170,8 +170,8 @@ CommandResult run_command(const std::vector<std::string> &argv, int timeout_ms) 
     }
     std::string line = first_line(err);
     if (timed_out) {
-        std::string limit = timeout_ms % 1000 == 0 ? std::to_string(timeout_ms / 1000) + " s"
-                                                   : std::to_string(timeout_ms) + " ms";
+        std::string limit =
+            timeout_ms % 1000 == 0 ? std::to_string(timeout_ms / 1000) + " s" : std::to_string(timeout_ms) + " ms";
         r.failure = "'" + cmd + "' did not finish within " + limit + " and was killed";
     } else if (w < 0) {
         r.failure = "'" + cmd + "' ran, but its exit status is unknown: " + std::strerror(errno);
@@ -199,8 +199,8 @@ std::optional<Requeue> requeue_after_preempt(int signo) noexcept {
         if (!valid_job_id(id)) {
             std::string shown = first_line(id);
             if (shown.size() > 40) shown = shown.substr(0, 40) + "...";
-            return Requeue{false, "SLURM_JOB_ID '" + shown +
-                                      "' is not a Slurm job id (digits and '_'); scontrol was not run"};
+            return Requeue{false,
+                           "SLURM_JOB_ID '" + shown + "' is not a Slurm job id (digits and '_'); scontrol was not run"};
         }
         CommandResult c = run_command({"scontrol", "requeue", id}, kRequeueTimeoutMs);
         if (c.ok) return Requeue{true, "job " + id + " requeued after SIGUSR1 (scontrol requeue " + id + ")"};

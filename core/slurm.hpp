@@ -14,8 +14,8 @@ namespace ckptdb::slurm {
 bool valid_job_id(const std::string &id);
 
 struct CommandResult {
-    bool ok = false;         // ran and exited with status 0
-    std::string failure;     // why not, for people ("" when ok)
+    bool ok = false;      // ran and exited with status 0
+    std::string failure;  // why not, for people ("" when ok)
 };
 
 // Runs argv (argv[0] found through PATH by posix_spawnp; no shell) with

@@ -197,7 +197,8 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
                                        ", '" + r.files.front().name +
                                        "'): a process is saving there; sync changed nothing. Run it again once "
                                        "that process has ended");
-            if (r.status == "complete" && !s_sigs.count(r.sig())) own += (own.empty() ? "" : ", ") + r.files.front().name;
+            if (r.status == "complete" && !s_sigs.count(r.sig()))
+                own += (own.empty() ? "" : ", ") + r.files.front().name;
         }
         if (!own.empty())
             fail(CKPTDB_EEXISTS, "'" + dd.path + "' holds checkpoints that '" + s_real +
@@ -225,8 +226,10 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         scomplete.push_back(&r);
         std::string bad;
         for (const FileRow &f : r.files) {
-            if (!name_problem(f.name).empty() || dcat->reserved_name(f.name)) bad = "an invalid file name";
-            else if (f.size < 0 || !is_hex32(f.checksum)) bad = "no size and checksum";
+            if (!name_problem(f.name).empty() || dcat->reserved_name(f.name))
+                bad = "an invalid file name";
+            else if (f.size < 0 || !is_hex32(f.checksum))
+                bad = "no size and checksum";
         }
         if (!bad.empty()) {
             res.left_alone++;
@@ -248,7 +251,8 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             if (d_by_name.count(f.name))
                 clash = "a different checkpoint named '" + f.name + "' is in the destination; left alone";
             else if (name_exists(dd, f.name))
-                clash = "a file named '" + f.name + "' that the destination's catalog does not own is there; left alone";
+                clash =
+                    "a file named '" + f.name + "' that the destination's catalog does not own is there; left alone";
             if (!clash.empty()) break;
         }
         if (!clash.empty()) {
@@ -348,7 +352,8 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
                 ssize_t n = io::ops().read(in.get(), buf.get(), 4 << 20);
                 if (n < 0) {
                     if (errno == EINTR) continue;
-                    why = NotCopied{"failed", "cannot read '" + scat->dir().join(f.name) + "': " + std::strerror(errno), errno};
+                    why = NotCopied{"failed", "cannot read '" + scat->dir().join(f.name) + "': " + std::strerror(errno),
+                                    errno};
                     read_failed = true;
                     break;
                 }
@@ -382,8 +387,10 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         if (why) {
             // The source may have let it go meanwhile (a rotation): skipped, not a failure.
             if (!still_complete(r->id)) why = NotCopied{"skipped", "pruned in the source during the sync"};
-            if (why->kind == "failed") res.failed++;
-            else res.skipped++;
+            if (why->kind == "failed")
+                res.failed++;
+            else
+                res.skipped++;
             if (why->kind == "failed" && why->err != 0 && why->err != ENOENT && read_error.empty()) {
                 read_error = why->why;
                 read_errno = why->err;
@@ -428,10 +435,14 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             for (const Row *s : scomplete)
                 if (s->id == c.first) r = s;
             Db::Query(db, sql::Stmt::sync_adjust)
-                .bind(1, c.second).bind(2, r->created_at).bind(3, r->committed_at)
-                .bind(4, static_cast<int64_t>(r->pinned ? 1 : 0)).run();
-            dcat->log_event(db, c.second, "synced",
-                            "copied from '" + s_real + "' (checkpoint " + std::to_string(c.first) + " there), verified");
+                .bind(1, c.second)
+                .bind(2, r->created_at)
+                .bind(3, r->committed_at)
+                .bind(4, static_cast<int64_t>(r->pinned ? 1 : 0))
+                .run();
+            dcat->log_event(
+                db, c.second, "synced",
+                "copied from '" + s_real + "' (checkpoint " + std::to_string(c.first) + " there), verified");
         }
         std::vector<Row> now = rows_of(db);
         std::map<std::string, const Row *> now_by_sig;
@@ -465,7 +476,8 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         std::set<int64_t> placed;
         for (const Row *s : src_order) {
             auto d = now_by_sig.find(s->sig());
-            if (d != now_by_sig.end() && placed.insert(d->second->id).second) placed_seq.push_back({d->second->id, s->seq});
+            if (d != now_by_sig.end() && placed.insert(d->second->id).second)
+                placed_seq.push_back({d->second->id, s->seq});
         }
         std::vector<const Row *> rest;
         std::set<int64_t> other_seqs;
@@ -473,8 +485,10 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         for (const Row &r : now) {
             top = std::max(top, r.seq);
             if (placed.count(r.id) || r.seq <= 0) continue;
-            if (r.status == "complete" || r.status == "corrupt") rest.push_back(&r);
-            else other_seqs.insert(r.seq);
+            if (r.status == "complete" || r.status == "corrupt")
+                rest.push_back(&r);
+            else
+                other_seqs.insert(r.seq);
         }
         {
             Db::Query q(db, sql::Stmt::max_commit_seq);
@@ -518,7 +532,8 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         }
     });
     if (deletes_held && opts.on_item)
-        opts.on_item({"kept", "", 0, "nothing deleted: not every checkpoint of the source reached the destination", ""});
+        opts.on_item(
+            {"kept", "", 0, "nothing deleted: not every checkpoint of the source reached the destination", ""});
 
     // 6. With delete: unlink what was marked (the catalog's own deletion
     // path: the exact file it wrote, and only while no live row names it).
@@ -528,7 +543,9 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             const Row *s = delete_src[id];
             bool gone = true;
             for (const FileRow &f : s->files) gone = gone && !name_exists(dd, f.name);
-            if (gone && opts.on_item) opts.on_item({"deleted", s->files.front().name, s->id, "pruned in the source (" + s->prune_rule + ")", ""});
+            if (gone && opts.on_item)
+                opts.on_item(
+                    {"deleted", s->files.front().name, s->id, "pruned in the source (" + s->prune_rule + ")", ""});
         }
     }
     dcat->refresh_link();

@@ -12,10 +12,10 @@ namespace ckptdb {
 class Trigger {
 public:
     struct Options {
-        int64_t every_epochs = 5;    // 0: off
-        int64_t every_steps = 0;     // 0: off
-        double every_seconds = 900;  // 0: off
-        bool watch_signals = true;   // answer "preempt" once signals::requested()
+        int64_t every_epochs = 5;       // 0: off
+        int64_t every_steps = 0;        // 0: off
+        double every_seconds = 900;     // 0: off
+        bool watch_signals = true;      // answer "preempt" once signals::requested()
         std::function<double()> clock;  // seconds, monotonic; empty: CLOCK_MONOTONIC
     };
 

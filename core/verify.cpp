@@ -22,7 +22,8 @@ Check check_file(const Dir &dir, const std::string &name, int64_t size, const st
     UniqueFd fd = open_read(dir, name, err);
     if (!fd) {
         if (err == ENOENT) return {false, "'" + path + "' is missing"};
-        if (err == ELOOP || err == EINVAL) return {false, "'" + path + "' is not a regular file (links are not followed)"};
+        if (err == ELOOP || err == EINVAL)
+            return {false, "'" + path + "' is not a regular file (links are not followed)"};
         if (err == EIO) return {false, "'" + path + "' cannot be read: " + std::strerror(err), true};
         fail_os("cannot open", path, err);
     }

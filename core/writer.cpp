@@ -16,8 +16,7 @@ namespace ckptdb {
 HookFn g_test_hook = nullptr;
 
 std::unique_ptr<Save> Save::begin(std::shared_ptr<Catalog> cat, const std::string &kind, int64_t epoch, int64_t step,
-                                  const std::optional<std::string> &name,
-                                  const std::optional<std::string> &metadata) {
+                                  const std::optional<std::string> &name, const std::optional<std::string> &metadata) {
     // Bad input is refused before anything is written.
     check_save_request(*cat, kind, epoch, step);
     if (name) check_final_name(*cat, *name, "");
@@ -45,7 +44,8 @@ Save::~Save() {
 
 void Save::check_usable(const char *what) {
     if (state_ == State::failed) throw Error(err_code_, err_msg_);
-    if (state_ == State::committed) fail(CKPTDB_EMISUSE, std::string("cannot ") + what + ": the save was already committed");
+    if (state_ == State::committed)
+        fail(CKPTDB_EMISUSE, std::string("cannot ") + what + ": the save was already committed");
     if (state_ == State::aborted) fail(CKPTDB_EMISUSE, std::string("cannot ") + what + ": the save was aborted");
 }
 
@@ -64,8 +64,7 @@ void Save::fail_with(const Error &e) {
 
 void Save::write(const void *data, size_t len) {
     check_usable("write");
-    if (state_ == State::external)
-        fail(CKPTDB_EMISUSE, "cannot mix ckptdb_save_write with a caller-written temp file");
+    if (state_ == State::external) fail(CKPTDB_EMISUSE, "cannot mix ckptdb_save_write with a caller-written temp file");
     if (len == 0) return;
     try {
         out_.write(fd_.get(), data, len);
@@ -123,7 +122,8 @@ Entry Save::commit() {
             if (t.fd_err) fail_os("cannot stat", temp_path_, t.fd_err);
             if (!t.ours)
                 fail(CKPTDB_EIO, "temp file '" + temp_path_ + "' was replaced by another " +
-                                     (t.symlink ? "entry (a symbolic link)" : "file") + " before the rename; not committed");
+                                     (t.symlink ? "entry (a symbolic link)" : "file") +
+                                     " before the rename; not committed");
         }
         fd_.reset();
         hook("synced");

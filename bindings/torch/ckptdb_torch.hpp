@@ -88,8 +88,7 @@ struct load_report {
 // training state at all).  Nothing was changed.
 class load_error : public std::runtime_error {
 public:
-    load_error(const std::string &msg, load_report report)
-        : std::runtime_error(msg), report_(std::move(report)) {}
+    load_error(const std::string &msg, load_report report) : std::runtime_error(msg), report_(std::move(report)) {}
     const load_report &report() const noexcept { return report_; }
 
 private:
@@ -142,8 +141,8 @@ public:
     // metadata: a JSON object of metrics (for best-K retention, queries).
     // Durable when it returns.  On failure the save is aborted and the
     // error thrown (ckptdbxx::error).
-    entry save(catalog &db, const std::string &kind, int64_t epoch, int64_t step,
-               const std::string &metadata = "{}", const std::string &name = "");
+    entry save(catalog &db, const std::string &kind, int64_t epoch, int64_t step, const std::string &metadata = "{}",
+               const std::string &name = "");
 
     // Load the newest complete checkpoint that verifies (the catalog marks
     // a corrupt one and falls back to the next) and record the resume in

@@ -58,9 +58,7 @@ enum class opt_kind { adam, adamw, sgd };
 // LRScheduler keeps its step count in a protected member; a derived class
 // may name it, which gives a pointer to member usable on any scheduler.
 struct scheduler_access : torch::optim::LRScheduler {
-    static unsigned &step_count(torch::optim::LRScheduler &s) {
-        return s.*(&scheduler_access::step_count_);
-    }
+    static unsigned &step_count(torch::optim::LRScheduler &s) { return s.*(&scheduler_access::step_count_); }
 };
 
 std::string shape_str(c10::IntArrayRef sizes) {
@@ -153,14 +151,14 @@ std::string key_text(const IValue &k) {
 }
 
 void check_plain(const IValue &v, const std::string &where) {
-    if (v.isNone() || v.isBool() || v.isInt() || v.isDouble() || v.isComplexDouble() || v.isString() ||
-        v.isDevice())
+    if (v.isNone() || v.isBool() || v.isInt() || v.isDouble() || v.isComplexDouble() || v.isString() || v.isDevice())
         return;
     if (v.isTensor()) {
         const at::Tensor &t = v.toTensor();
         if (!t.defined()) throw std::invalid_argument(where + ": an undefined tensor (store None instead)");
         if (t.layout() != at::kStrided || t.is_quantized())
-            throw std::invalid_argument(where + ": a sparse, quantized or other non-dense tensor; extras hold dense tensors");
+            throw std::invalid_argument(where +
+                                        ": a sparse, quantized or other non-dense tensor; extras hold dense tensors");
         return;
     }
     if (v.isList()) {
@@ -183,9 +181,10 @@ void check_plain(const IValue &v, const std::string &where) {
         }
         return;
     }
-    throw std::invalid_argument(where + ": a value of type " + std::string(v.tagKind()) +
-                                " cannot be saved (extras hold None, bool, int, float, complex, str, dense tensors, "
-                                "devices, and lists, tuples and dicts of them: what torch.load(weights_only=True) accepts)");
+    throw std::invalid_argument(
+        where + ": a value of type " + std::string(v.tagKind()) +
+        " cannot be saved (extras hold None, bool, int, float, complex, str, dense tensors, "
+        "devices, and lists, tuples and dicts of them: what torch.load(weights_only=True) accepts)");
 }
 
 // The tree as it is written: every list untyped (List[Any]), recursively.
@@ -228,11 +227,16 @@ IValue typed(const IValue &v) {
             return !el.empty();
         };
         c10::TypePtr t = c10::AnyType::get();
-        if (all(&IValue::isInt)) t = c10::IntType::get();
-        else if (all(&IValue::isDouble)) t = c10::FloatType::get();
-        else if (all(&IValue::isBool)) t = c10::BoolType::get();
-        else if (all(&IValue::isString)) t = c10::StringType::get();
-        else if (all(&IValue::isTensor)) t = c10::TensorType::get();
+        if (all(&IValue::isInt))
+            t = c10::IntType::get();
+        else if (all(&IValue::isDouble))
+            t = c10::FloatType::get();
+        else if (all(&IValue::isBool))
+            t = c10::BoolType::get();
+        else if (all(&IValue::isString))
+            t = c10::StringType::get();
+        else if (all(&IValue::isTensor))
+            t = c10::TensorType::get();
         GenericList out(t);
         for (IValue &x : el) out.push_back(std::move(x));
         return out;
@@ -260,7 +264,8 @@ class fd_adapter : public caffe2::serialize::ReadAdapterInterface {
 public:
     explicit fd_adapter(const std::string &path) : path_(path) {
         fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd_ < 0) throw error(errno == ENOENT ? CKPTDB_ENOTFOUND : CKPTDB_EIO, "open " + path + ": " + std::strerror(errno));
+        if (fd_ < 0)
+            throw error(errno == ENOENT ? CKPTDB_ENOTFOUND : CKPTDB_EIO, "open " + path + ": " + std::strerror(errno));
         struct stat st;
         if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
             int e = errno;
@@ -353,9 +358,12 @@ training_state &training_state::add_module(torch::nn::Module &module, const std:
 training_state &training_state::add_optimizer(torch::optim::Optimizer &optimizer, const std::string &name) {
     impl_->check_name(name);
     opt_kind k;
-    if (dynamic_cast<torch::optim::AdamW *>(&optimizer)) k = opt_kind::adamw;
-    else if (dynamic_cast<torch::optim::Adam *>(&optimizer)) k = opt_kind::adam;
-    else if (dynamic_cast<torch::optim::SGD *>(&optimizer)) k = opt_kind::sgd;
+    if (dynamic_cast<torch::optim::AdamW *>(&optimizer))
+        k = opt_kind::adamw;
+    else if (dynamic_cast<torch::optim::Adam *>(&optimizer))
+        k = opt_kind::adam;
+    else if (dynamic_cast<torch::optim::SGD *>(&optimizer))
+        k = opt_kind::sgd;
     else
         throw std::invalid_argument("ckptdb_torch: optimizer '" + name +
                                     "' is not supported (supported: torch::optim::Adam, AdamW, SGD)");
@@ -479,8 +487,9 @@ IValue optimizer_dict(torch::optim::Optimizer &opt, opt_kind kind, bool host_cop
                 GenericDict s = str_any_dict();
                 if (kind == opt_kind::sgd) {
                     auto &ps = static_cast<torch::optim::SGDParamState &>(*it->second);
-                    s.insert("momentum_buffer",
-                             ps.momentum_buffer().defined() ? IValue(out_tensor(ps.momentum_buffer(), host_copy)) : IValue());
+                    s.insert("momentum_buffer", ps.momentum_buffer().defined()
+                                                    ? IValue(out_tensor(ps.momentum_buffer(), host_copy))
+                                                    : IValue());
                 } else {
                     int64_t stepv;
                     at::Tensor ea, eas, mx;
@@ -638,8 +647,7 @@ entry save_tree(catalog &db, const IValue &root, const std::string &kind, int64_
 
 }  // namespace
 
-void training_state::write(const std::function<void(const void *, size_t)> &sink, int64_t epoch,
-                           int64_t step) const {
+void training_state::write(const std::function<void(const void *, size_t)> &sink, int64_t epoch, int64_t step) const {
     write_archive(impl_->build(epoch, step, false, scaler, save_rng), sink);
 }
 
@@ -656,8 +664,7 @@ namespace {
 
 IValue read_archive(const std::string &path) {
     caffe2::serialize::PyTorchStreamReader reader(std::make_shared<fd_adapter>(path));
-    return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU),
-                                             reader);
+    return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU), reader);
 }
 
 // One planned copy; nothing is applied until every check has passed.
@@ -694,8 +701,8 @@ void plan_module(plan &pl, load_report &rep, torch::nn::Module &m, const std::st
         if (!seen.count(k)) rep.missing_keys.push_back(name + "." + k);
 }
 
-void plan_optimizer(plan &pl, load_report &rep, torch::optim::Optimizer &opt, opt_kind kind,
-                    const std::string &name, const IValue &v) {
+void plan_optimizer(plan &pl, load_report &rep, torch::optim::Optimizer &opt, opt_kind kind, const std::string &name,
+                    const IValue &v) {
     GenericDict d = as_dict(v, name);
     auto st = get(d, "state");
     auto pg = get(d, "param_groups");
@@ -715,9 +722,9 @@ void plan_optimizer(plan &pl, load_report &rep, torch::optim::Optimizer &opt, op
         auto need = [&](const char *key) {
             auto x = get(g, key);
             if (!x)
-                throw load_error(where + " has no '" + key + "': the checkpoint was not written for a " + kind_name +
-                                     " optimizer",
-                                 load_report{{where + "." + key}, {}, {}});
+                throw load_error(
+                    where + " has no '" + key + "': the checkpoint was not written for a " + kind_name + " optimizer",
+                    load_report{{where + "." + key}, {}, {}});
             return *x;
         };
         std::vector<IValue> ids = as_list(need("params"), where + ".params");
@@ -749,9 +756,19 @@ void plan_optimizer(plan &pl, load_report &rep, torch::optim::Optimizer &opt, op
             bool ams = as_bool(need("amsgrad"), where + ".amsgrad");
             pl.actions.push_back([opts, kind, lr, wd, b1, b2, eps, ams] {
                 if (kind == opt_kind::adam)
-                    static_cast<torch::optim::AdamOptions &>(*opts).lr(lr).weight_decay(wd).betas({b1, b2}).eps(eps).amsgrad(ams);
+                    static_cast<torch::optim::AdamOptions &>(*opts)
+                        .lr(lr)
+                        .weight_decay(wd)
+                        .betas({b1, b2})
+                        .eps(eps)
+                        .amsgrad(ams);
                 else
-                    static_cast<torch::optim::AdamWOptions &>(*opts).lr(lr).weight_decay(wd).betas({b1, b2}).eps(eps).amsgrad(ams);
+                    static_cast<torch::optim::AdamWOptions &>(*opts)
+                        .lr(lr)
+                        .weight_decay(wd)
+                        .betas({b1, b2})
+                        .eps(eps)
+                        .amsgrad(ams);
             });
         }
     }
@@ -796,8 +813,8 @@ void plan_optimizer(plan &pl, load_report &rep, torch::optim::Optimizer &opt, op
         } else {
             auto sv = get(s, "step");
             if (!sv)
-                throw load_error(where + " has no 'step': the checkpoint was not written for a " + std::string(kind_name) +
-                                     " optimizer",
+                throw load_error(where + " has no 'step': the checkpoint was not written for a " +
+                                     std::string(kind_name) + " optimizer",
                                  load_report{{where + ".step"}, {}, {}});
             int64_t stepv = as_int(*sv, where + ".step");
             at::Tensor ea, eas, mx;
@@ -931,7 +948,6 @@ load_report training_state::impl::load(const IValue &rootv, const std::string &w
     return rep;
 }
 
-
 // --------------------------------------------------------------------------
 // Resume and load
 // --------------------------------------------------------------------------
@@ -947,12 +963,12 @@ resume_info load_verified(training_state::impl &im, grad_scaler_state &scaler, c
                                          " bytes, the catalog recorded " + std::to_string(checkpoint.size));
     try {
         caffe2::serialize::PyTorchStreamReader reader(adapter);
-        root = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU),
-                                                 reader);
+        root =
+            torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, at::Device(at::kCPU), reader);
     } catch (const c10::Error &e) {
-        throw load_error("checkpoint " + checkpoint.name + " cannot be read as a training state: " +
-                             e.what_without_backtrace(),
-                         load_report{});
+        throw load_error(
+            "checkpoint " + checkpoint.name + " cannot be read as a training state: " + e.what_without_backtrace(),
+            load_report{});
     }
     resume_info info;
     info.checkpoint = checkpoint;
@@ -963,7 +979,8 @@ resume_info load_verified(training_state::impl &im, grad_scaler_state &scaler, c
 
 resume_info training_state::load(catalog &db, const entry &checkpoint, const load_options &opts) {
     if (!db.verify(checkpoint.id))
-        throw error(CKPTDB_ECORRUPT, "checkpoint " + checkpoint.name + " does not match its catalog checksum (now marked corrupt)");
+        throw error(CKPTDB_ECORRUPT,
+                    "checkpoint " + checkpoint.name + " does not match its catalog checksum (now marked corrupt)");
     return load_verified(*impl_, scaler, checkpoint, opts);
 }
 

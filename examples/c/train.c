@@ -79,7 +79,7 @@
 #include <time.h>
 
 #define HEADER_BYTES 64
-#define CHUNK_BYTES ((size_t)1 << 20)
+#define CHUNK_BYTES  ((size_t)1 << 20)
 static const char kMagic[8] = {'C', 'K', 'P', 'T', 'T', 'R', 'N', '1'};
 
 /* ------------------------------------------------------------------------ */
@@ -97,8 +97,8 @@ struct config {
     int64_t step_sleep_ms;
     int keep_all;
     int requeue;
-    int64_t keep_epoch; /* -1: the library's default */
-    int64_t keep_time;  /* -1: the library's default */
+    int64_t keep_epoch;      /* -1: the library's default */
+    int64_t keep_time;       /* -1: the library's default */
     double sim_step_seconds; /* > 0: the trigger's clock is simulated */
 };
 
@@ -107,8 +107,7 @@ static const char *prog = "ckptdb-train-c";
 /* The library's production default: every 5 epochs or 900 s, and on preemption. */
 static const ckptdb_trigger_options kDefaultTrigger = CKPTDB_TRIGGER_OPTIONS_INIT;
 
-static void usage(FILE *f)
-{
+static void usage(FILE *f) {
     fprintf(f,
             "usage: %s --dir DIR [options]\n"
             "Simulated trainer that saves and resumes checkpoints through ckptdb.\n"
@@ -118,7 +117,8 @@ static void usage(FILE *f)
             "  --steps-per-epoch N       steps per epoch (default 100)\n"
             "  --state-bytes N[K|M|G]    size of the saved state (default 1M; at least %d)\n"
             "  --save-every-epochs N     save (kind \"epoch\") at the end of every Nth epoch\n"
-            "                            (default %" PRId64 "; 0: off)\n"
+            "                            (default %" PRId64
+            "; 0: off)\n"
             "  --save-every-steps N      save (kind \"step\") when the global step is a multiple\n"
             "                            of N (default 0: off)\n"
             "  --save-every-seconds T    save (kind \"time\") when T seconds have passed since\n"
@@ -146,53 +146,60 @@ static void usage(FILE *f)
             prog, HEADER_BYTES, (int64_t)kDefaultTrigger.every_epochs, kDefaultTrigger.every_seconds);
 }
 
-static void bad_usage(const char *fmt, const char *a, const char *b)
-{
+static void bad_usage(const char *fmt, const char *a, const char *b) {
     fprintf(stderr, "%s: ", prog);
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\nTry '%s --help'.\n", prog);
     exit(2);
 }
 
-static int64_t parse_int(const char *flag, const char *s, int64_t min)
-{
+static int64_t parse_int(const char *flag, const char *s, int64_t min) {
     char *end = NULL;
     long long v;
     errno = 0;
     v = strtoll(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || v < min)
-        bad_usage(min > 0 ? "%s needs an integer >= 1, not '%s'" : "%s needs an integer >= 0, not '%s'",
-                  flag, s);
+        bad_usage(min > 0 ? "%s needs an integer >= 1, not '%s'" : "%s needs an integer >= 0, not '%s'", flag, s);
     return (int64_t)v;
 }
 
-static int64_t parse_bytes(const char *flag, const char *s)
-{
+static int64_t parse_bytes(const char *flag, const char *s) {
     char *end = NULL;
     long long v;
     int64_t mult = 1;
     errno = 0;
     v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || v < 0)
-        bad_usage("%s needs a size such as 4096, 512K, 8M or 1G, not '%s'", flag, s);
+    if (errno != 0 || end == s || v < 0) bad_usage("%s needs a size such as 4096, 512K, 8M or 1G, not '%s'", flag, s);
     switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': mult = (int64_t)1 << 10; end++; break;
-    case 'm': case 'M': mult = (int64_t)1 << 20; end++; break;
-    case 'g': case 'G': mult = (int64_t)1 << 30; end++; break;
-    default: end = NULL; break;
+        case '\0':
+            break;
+        case 'k':
+        case 'K':
+            mult = (int64_t)1 << 10;
+            end++;
+            break;
+        case 'm':
+        case 'M':
+            mult = (int64_t)1 << 20;
+            end++;
+            break;
+        case 'g':
+        case 'G':
+            mult = (int64_t)1 << 30;
+            end++;
+            break;
+        default:
+            end = NULL;
+            break;
     }
-    if (end != NULL && mult > 1 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-        end += strlen(end);
-    if (end == NULL || *end != '\0')
-        bad_usage("%s needs a size such as 4096, 512K, 8M or 1G, not '%s'", flag, s);
+    if (end != NULL && mult > 1 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)) end += strlen(end);
+    if (end == NULL || *end != '\0') bad_usage("%s needs a size such as 4096, 512K, 8M or 1G, not '%s'", flag, s);
     if (v > INT64_MAX / mult) bad_usage("%s: size '%s' is too large", flag, s);
     if (v * mult < HEADER_BYTES) bad_usage("%s: size '%s' is below the 64-byte header", flag, s);
     return (int64_t)v * mult;
 }
 
-static double parse_seconds(const char *flag, const char *s)
-{
+static double parse_seconds(const char *flag, const char *s) {
     char *end = NULL;
     double v;
     errno = 0;
@@ -202,12 +209,18 @@ static double parse_seconds(const char *flag, const char *s)
     return v;
 }
 
-static void parse_args(struct config *cfg, int argc, char **argv)
-{
-    static const char *const with_value[] = {"--dir", "--epochs", "--steps-per-epoch", "--state-bytes",
-                                             "--save-every-epochs", "--save-every-seconds",
-                                             "--step-sleep-ms", "--save-every-steps", "--keep-epoch",
-                                             "--keep-time", "--simulated-step-seconds"};
+static void parse_args(struct config *cfg, int argc, char **argv) {
+    static const char *const with_value[] = {"--dir",
+                                             "--epochs",
+                                             "--steps-per-epoch",
+                                             "--state-bytes",
+                                             "--save-every-epochs",
+                                             "--save-every-seconds",
+                                             "--step-sleep-ms",
+                                             "--save-every-steps",
+                                             "--keep-epoch",
+                                             "--keep-time",
+                                             "--simulated-step-seconds"};
     int i;
     size_t k;
 
@@ -236,8 +249,7 @@ static void parse_args(struct config *cfg, int argc, char **argv)
             usage(stdout);
             exit(0);
         }
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-            bad_usage("unexpected argument '%s'%s", arg, "");
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') bad_usage("unexpected argument '%s'%s", arg, "");
         if (strncmp(arg, "--keep-all", 10) == 0 && (arg[10] == '\0' || arg[10] == '=')) {
             if (arg[10] == '=') bad_usage("option '--keep-all' takes no value, not '%s'%s", arg, "");
             cfg->keep_all = 1;
@@ -265,29 +277,49 @@ static void parse_args(struct config *cfg, int argc, char **argv)
         }
 
         switch (k) {
-        case 0:
-            if (*val == '\0') bad_usage("%s needs a directory%s", "--dir", "");
-            cfg->dir = val;
-            break;
-        case 1: cfg->epochs = parse_int("--epochs", val, 0); break;
-        case 2: cfg->steps_per_epoch = parse_int("--steps-per-epoch", val, 1); break;
-        case 3: cfg->state_bytes = parse_bytes("--state-bytes", val); break;
-        case 4: cfg->save_every_epochs = parse_int("--save-every-epochs", val, 0); break;
-        case 5: cfg->save_every_seconds = parse_seconds("--save-every-seconds", val); break;
-        case 6: cfg->step_sleep_ms = parse_int("--step-sleep-ms", val, 0); break;
-        case 7: cfg->save_every_steps = parse_int("--save-every-steps", val, 0); break;
-        case 8: cfg->keep_epoch = parse_int("--keep-epoch", val, 0); break;
-        case 9: cfg->keep_time = parse_int("--keep-time", val, 0); break;
-        case 10: cfg->sim_step_seconds = parse_seconds("--simulated-step-seconds", val); break;
-        default: break;
+            case 0:
+                if (*val == '\0') bad_usage("%s needs a directory%s", "--dir", "");
+                cfg->dir = val;
+                break;
+            case 1:
+                cfg->epochs = parse_int("--epochs", val, 0);
+                break;
+            case 2:
+                cfg->steps_per_epoch = parse_int("--steps-per-epoch", val, 1);
+                break;
+            case 3:
+                cfg->state_bytes = parse_bytes("--state-bytes", val);
+                break;
+            case 4:
+                cfg->save_every_epochs = parse_int("--save-every-epochs", val, 0);
+                break;
+            case 5:
+                cfg->save_every_seconds = parse_seconds("--save-every-seconds", val);
+                break;
+            case 6:
+                cfg->step_sleep_ms = parse_int("--step-sleep-ms", val, 0);
+                break;
+            case 7:
+                cfg->save_every_steps = parse_int("--save-every-steps", val, 0);
+                break;
+            case 8:
+                cfg->keep_epoch = parse_int("--keep-epoch", val, 0);
+                break;
+            case 9:
+                cfg->keep_time = parse_int("--keep-time", val, 0);
+                break;
+            case 10:
+                cfg->sim_step_seconds = parse_seconds("--simulated-step-seconds", val);
+                break;
+            default:
+                break;
         }
     }
     if (cfg->dir == NULL) bad_usage("--dir DIR is required%s%s", "", "");
     if (cfg->epochs > INT64_MAX / cfg->steps_per_epoch)
         bad_usage("--epochs times --steps-per-epoch is too large%s%s", "", "");
     if (cfg->keep_all && (cfg->keep_epoch >= 0 || cfg->keep_time >= 0))
-        bad_usage("--keep-all cannot be combined with %s%s",
-                  cfg->keep_epoch >= 0 ? "--keep-epoch" : "--keep-time", "");
+        bad_usage("--keep-all cannot be combined with %s%s", cfg->keep_epoch >= 0 ? "--keep-epoch" : "--keep-time", "");
     if (cfg->keep_epoch > INT_MAX || cfg->keep_time > INT_MAX)
         bad_usage("%s is too large%s", cfg->keep_epoch > INT_MAX ? "--keep-epoch" : "--keep-time", "");
 }
@@ -305,16 +337,14 @@ static struct timespec g_signal_at;
 static volatile sig_atomic_t g_signal_seen = 0;
 static struct timespec g_commit_at;
 
-static void note_signal(int signo)
-{
+static void note_signal(int signo) {
     (void)signo;
     if (g_signal_seen) return;
     (void)clock_gettime(CLOCK_REALTIME, &g_signal_at);
     g_signal_seen = 1;
 }
 
-static double ms_between(const struct timespec *a, const struct timespec *b)
-{
+static double ms_between(const struct timespec *a, const struct timespec *b) {
     return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
 }
 
@@ -323,8 +353,7 @@ static ckptdb_save *g_save = NULL;
 static ckptdb_reader *g_reader = NULL;
 static ckptdb_trigger *g_trigger = NULL;
 
-static void cleanup(void)
-{
+static void cleanup(void) {
     ckptdb_trigger_free(g_trigger);
     g_trigger = NULL;
     ckptdb_reader_close(g_reader);
@@ -337,8 +366,7 @@ static void cleanup(void)
 
 /* Report a ckptdb failure and exit 1.  The message is printed before any
  * other ckptdb call, which would replace ckptdb_last_error(). */
-static void check(int rc)
-{
+static void check(int rc) {
     if (rc == CKPTDB_OK) return;
     fprintf(stderr, "error: %s: %s\n", ckptdb_strerror(rc), ckptdb_last_error());
     fflush(stderr);
@@ -346,8 +374,7 @@ static void check(int rc)
     exit(1);
 }
 
-static void state_error(const char *fmt, int64_t id, const char *name, int64_t a, int64_t b)
-{
+static void state_error(const char *fmt, int64_t id, const char *name, int64_t a, int64_t b) {
     fprintf(stderr, "error: checkpoint id=%" PRId64 " name=%s: ", id, name);
     fprintf(stderr, fmt, a, b);
     fputc('\n', stderr);
@@ -359,22 +386,19 @@ static void state_error(const char *fmt, int64_t id, const char *name, int64_t a
 /* The deterministic state                                                   */
 /* ------------------------------------------------------------------------ */
 
-static uint64_t splitmix64(uint64_t *x)
-{
+static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += UINT64_C(0x9E3779B97F4A7C15));
     z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
     return z ^ (z >> 31);
 }
 
-static void put_le64(unsigned char *p, uint64_t v)
-{
+static void put_le64(unsigned char *p, uint64_t v) {
     int i;
     for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint64_t get_le64(const unsigned char *p)
-{
+static uint64_t get_le64(const unsigned char *p) {
     uint64_t v = 0;
     int i;
     for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
@@ -391,8 +415,7 @@ struct blob_gen {
     int word_left; /* unread bytes at the end of word[] */
 };
 
-static void gen_init(struct blob_gen *g, int64_t epoch, int64_t gstep, int64_t steps_per_epoch, int64_t size)
-{
+static void gen_init(struct blob_gen *g, int64_t epoch, int64_t gstep, int64_t steps_per_epoch, int64_t size) {
     uint64_t seed = UINT64_C(0x636B707464622D63) ^ ((uint64_t)epoch * UINT64_C(0xD6E8FEB86659FD93));
     (void)splitmix64(&seed);
     seed ^= (uint64_t)gstep * UINT64_C(0x9FB21C651E98DF25);
@@ -410,8 +433,7 @@ static void gen_init(struct blob_gen *g, int64_t epoch, int64_t gstep, int64_t s
 }
 
 /* Produce the next n bytes of the blob (n <= what is left). */
-static void gen_fill(struct blob_gen *g, unsigned char *out, size_t n)
-{
+static void gen_fill(struct blob_gen *g, unsigned char *out, size_t n) {
     while (n > 0 && g->pos < HEADER_BYTES) {
         *out++ = g->header[g->pos++];
         n--;
@@ -439,8 +461,7 @@ static void gen_fill(struct blob_gen *g, unsigned char *out, size_t n)
 }
 
 /* A deterministic, decreasing "loss" for the metadata. */
-static double fake_loss(int64_t gstep)
-{
+static double fake_loss(int64_t gstep) {
     uint64_t x = (uint64_t)gstep;
     double noise = (double)(splitmix64(&x) >> 11) / 9007199254740992.0; /* [0, 1) */
     return 2.5 / (1.0 + (double)gstep / 200.0) + 0.02 * noise;
@@ -451,8 +472,7 @@ static double fake_loss(int64_t gstep)
 /* ------------------------------------------------------------------------ */
 
 static void save(ckptdb_catalog *db, const struct config *cfg, const char *kind, int64_t epoch, int64_t gstep,
-                 unsigned char *buf)
-{
+                 unsigned char *buf) {
     ckptdb_save_options opts = CKPTDB_SAVE_OPTIONS_INIT;
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
     struct blob_gen gen;
@@ -471,8 +491,7 @@ static void save(ckptdb_catalog *db, const struct config *cfg, const char *kind,
     }
     check(ckptdb_save_commit(&e, g_save));
     (void)clock_gettime(CLOCK_REALTIME, &g_commit_at);
-    printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64
-           " xxh128=%s\n",
+    printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 " xxh128=%s\n",
            e.id, e.name, e.kind, e.epoch, e.step, e.size, e.checksum);
     fflush(stdout);
     ckptdb_save_free(g_save);
@@ -481,8 +500,7 @@ static void save(ckptdb_catalog *db, const struct config *cfg, const char *kind,
 
 /* Read checkpoint e back, check every byte; returns through *epoch / *gstep. */
 static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_entry *e, unsigned char *rbuf,
-                   unsigned char *xbuf, int64_t *epoch, int64_t *gstep)
-{
+                   unsigned char *xbuf, int64_t *epoch, int64_t *gstep) {
     char name[512];
     int64_t id = e->id, size = e->size, total = 0;
     int64_t h_epoch, h_in_epoch, h_gstep, h_spe, h_size;
@@ -491,8 +509,8 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
 
     snprintf(name, sizeof name, "%s", e->name);
     if (size < HEADER_BYTES)
-        state_error("%" PRId64 " bytes are too few for the %" PRId64 "-byte header of this trainer", id, name,
-                    size, (int64_t)HEADER_BYTES);
+        state_error("%" PRId64 " bytes are too few for the %" PRId64 "-byte header of this trainer", id, name, size,
+                    (int64_t)HEADER_BYTES);
 
     check(ckptdb_reader_open(&g_reader, db, id));
     /* The header first (a read may return fewer bytes than asked). */
@@ -502,22 +520,20 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
         have += got;
     }
     if (have < HEADER_BYTES || memcmp(rbuf, kMagic, sizeof kMagic) != 0)
-        state_error("not written by this trainer (no \"CKPTTRN1\" header; %" PRId64 " of %" PRId64
-                    " bytes read)",
-                    id, name, (int64_t)have, size);
+        state_error("not written by this trainer (no \"CKPTTRN1\" header; %" PRId64 " of %" PRId64 " bytes read)", id,
+                    name, (int64_t)have, size);
     h_epoch = (int64_t)get_le64(rbuf + 8);
     h_in_epoch = (int64_t)get_le64(rbuf + 16);
     h_gstep = (int64_t)get_le64(rbuf + 24);
     h_spe = (int64_t)get_le64(rbuf + 32);
     h_size = (int64_t)get_le64(rbuf + 40);
     if (h_epoch != e->epoch || h_gstep != e->step)
-        state_error("the header says epoch=%" PRId64 " step=%" PRId64 " but the catalog row does not agree",
-                    id, name, h_epoch, h_gstep);
-    if (h_size != size)
-        state_error("the header says %" PRId64 " bytes, the catalog %" PRId64, id, name, h_size, size);
+        state_error("the header says epoch=%" PRId64 " step=%" PRId64 " but the catalog row does not agree", id, name,
+                    h_epoch, h_gstep);
+    if (h_size != size) state_error("the header says %" PRId64 " bytes, the catalog %" PRId64, id, name, h_size, size);
     if (h_spe != cfg->steps_per_epoch)
-        state_error("it was written with --steps-per-epoch %" PRId64 ", this run has %" PRId64, id, name,
-                    h_spe, cfg->steps_per_epoch);
+        state_error("it was written with --steps-per-epoch %" PRId64 ", this run has %" PRId64, id, name, h_spe,
+                    cfg->steps_per_epoch);
     if (h_in_epoch < 0 || h_in_epoch >= h_spe || h_in_epoch != h_gstep - h_epoch * h_spe)
         state_error("inconsistent header: step %" PRId64 " within the epoch, global step %" PRId64, id, name,
                     h_in_epoch, h_gstep);
@@ -528,12 +544,11 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
         size_t i;
         if (have > 0) {
             if ((int64_t)have > size - total)
-                state_error("it is longer than the %" PRId64 " bytes recorded (at least %" PRId64 ")", id,
-                            name, size, total + (int64_t)have);
+                state_error("it is longer than the %" PRId64 " bytes recorded (at least %" PRId64 ")", id, name, size,
+                            total + (int64_t)have);
             gen_fill(&gen, xbuf, have);
             if (memcmp(rbuf, xbuf, have) != 0) {
-                for (i = 0; i < have && rbuf[i] == xbuf[i]; i++) {
-                }
+                for (i = 0; i < have && rbuf[i] == xbuf[i]; i++) {}
                 state_error("byte %" PRId64 " differs from the state regenerated for step %" PRId64, id, name,
                             total + (int64_t)i, h_gstep);
             }
@@ -545,12 +560,11 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
     }
     ckptdb_reader_close(g_reader);
     g_reader = NULL;
-    if (total != size)
-        state_error("read %" PRId64 " bytes, the catalog records %" PRId64, id, name, total, size);
+    if (total != size) state_error("read %" PRId64 " bytes, the catalog records %" PRId64, id, name, total, size);
 
     check(ckptdb_mark_resumed(db, id));
-    printf("resume: id=%" PRId64 " name=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 "\n", id, name,
-           h_epoch, h_gstep, size);
+    printf("resume: id=%" PRId64 " name=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 "\n", id, name, h_epoch,
+           h_gstep, size);
     fflush(stdout);
     *epoch = h_epoch;
     *gstep = h_gstep;
@@ -560,8 +574,7 @@ static void resume(ckptdb_catalog *db, const struct config *cfg, const ckptdb_en
 /* Main                                                                      */
 /* ------------------------------------------------------------------------ */
 
-static void sleep_ms(int64_t ms)
-{
+static void sleep_ms(int64_t ms) {
     struct timespec ts;
     if (ms <= 0) return;
     ts.tv_sec = (time_t)(ms / 1000);
@@ -571,8 +584,7 @@ static void sleep_ms(int64_t ms)
 }
 
 /* The library's events that a log reader wants: the requeue's outcome. */
-static void on_event(const char *event, int64_t checkpoint_id, const char *detail, void *payload)
-{
+static void on_event(const char *event, int64_t checkpoint_id, const char *detail, void *payload) {
     (void)checkpoint_id;
     (void)payload;
     if (strcmp(event, "requeued") == 0)
@@ -586,8 +598,7 @@ static void on_event(const char *event, int64_t checkpoint_id, const char *detai
 
 /* Rotation: the library's default policy, with the keep-last counts of
  * "epoch" and "time" replaced when --keep-epoch / --keep-time are given. */
-static void set_rotation(ckptdb_catalog *db, const struct config *cfg)
-{
+static void set_rotation(ckptdb_catalog *db, const struct config *cfg) {
     ckptdb_retention policy = CKPTDB_RETENTION_INIT;
     ckptdb_keep_kind keep[4] = {CKPTDB_KEEP_KIND(NULL, 0), CKPTDB_KEEP_KIND(NULL, 0), CKPTDB_KEEP_KIND(NULL, 0),
                                 CKPTDB_KEEP_KIND(NULL, 0)};
@@ -612,14 +623,12 @@ static void set_rotation(ckptdb_catalog *db, const struct config *cfg)
 /* --simulated-step-seconds: the trigger's clock, advanced once per step. */
 static double g_sim_now = 0.0;
 
-static double simulated_clock(void *payload)
-{
+static double simulated_clock(void *payload) {
     (void)payload;
     return g_sim_now;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     struct config cfg;
     ckptdb_trigger_options topts = CKPTDB_TRIGGER_OPTIONS_INIT;
     ckptdb_open_options oopts = CKPTDB_OPEN_OPTIONS_INIT;

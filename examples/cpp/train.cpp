@@ -130,20 +130,34 @@ config parse(int argc, char **argv) {
             if (i + 1 >= argc) usage_error("option '" + a + "' needs a value");
             v = argv[++i];
         }
-        if (a == "--dir") c.dir = v;
-        else if (a == "--epochs") c.epochs = to_int(a, v, 0);
-        else if (a == "--samples") c.samples = to_int(a, v, 1);
-        else if (a == "--batch") c.batch = to_int(a, v, 1);
-        else if (a == "--hidden") c.hidden = to_int(a, v, 1);
-        else if (a == "--seed") c.seed = uint64_t(to_int(a, v, 0));
-        else if (a == "--lr") c.lr = to_double(a, v);
-        else if (a == "--lr-step") c.lr_step = to_int(a, v, 1);
-        else if (a == "--lr-gamma") c.lr_gamma = to_double(a, v);
-        else if (a == "--save-every-epochs") c.save_every_epochs = to_int(a, v, 0);
-        else if (a == "--save-every-seconds") c.save_every_seconds = to_double(a, v);
-        else if (a == "--step-sleep-ms") c.step_sleep_ms = to_int(a, v, 0);
-        else if (a == "--simulated-step-seconds") c.sim_step_seconds = to_double(a, v);
-        else usage_error("unknown option '" + a + "'");
+        if (a == "--dir")
+            c.dir = v;
+        else if (a == "--epochs")
+            c.epochs = to_int(a, v, 0);
+        else if (a == "--samples")
+            c.samples = to_int(a, v, 1);
+        else if (a == "--batch")
+            c.batch = to_int(a, v, 1);
+        else if (a == "--hidden")
+            c.hidden = to_int(a, v, 1);
+        else if (a == "--seed")
+            c.seed = uint64_t(to_int(a, v, 0));
+        else if (a == "--lr")
+            c.lr = to_double(a, v);
+        else if (a == "--lr-step")
+            c.lr_step = to_int(a, v, 1);
+        else if (a == "--lr-gamma")
+            c.lr_gamma = to_double(a, v);
+        else if (a == "--save-every-epochs")
+            c.save_every_epochs = to_int(a, v, 0);
+        else if (a == "--save-every-seconds")
+            c.save_every_seconds = to_double(a, v);
+        else if (a == "--step-sleep-ms")
+            c.step_sleep_ms = to_int(a, v, 0);
+        else if (a == "--simulated-step-seconds")
+            c.sim_step_seconds = to_double(a, v);
+        else
+            usage_error("unknown option '" + a + "'");
     }
     if (c.dir.empty()) usage_error("--dir DIR is required");
     if (c.samples % c.batch != 0) usage_error("--samples must be a multiple of --batch");
@@ -225,9 +239,9 @@ uint64_t fnv_tensor(uint64_t h, const torch::Tensor &t) {
 int run(const config &c) {
     torch::set_num_threads(1);
     torch::manual_seed(c.seed);
-    auto model = torch::nn::Sequential(torch::nn::Linear(kFeatures, c.hidden), torch::nn::ReLU(),
-                                       torch::nn::Linear(c.hidden, c.hidden), torch::nn::ReLU(),
-                                       torch::nn::Linear(c.hidden, 1));
+    auto model =
+        torch::nn::Sequential(torch::nn::Linear(kFeatures, c.hidden), torch::nn::ReLU(),
+                              torch::nn::Linear(c.hidden, c.hidden), torch::nn::ReLU(), torch::nn::Linear(c.hidden, 1));
     torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(c.lr));
     torch::optim::StepLR sched(opt, unsigned(c.lr_step), c.lr_gamma);
 
@@ -266,8 +280,8 @@ int run(const config &c) {
     const int64_t spe = c.samples / c.batch;
     ckptdbxx::async_saver saver(state, db);
     auto report = [](const ckptdbxx::entry &e) {
-        std::printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 "\n",
-                    e.id, e.name.c_str(), e.kind.c_str(), e.epoch, e.step, e.size);
+        std::printf("save: id=%" PRId64 " name=%s kind=%s epoch=%" PRId64 " step=%" PRId64 " bytes=%" PRId64 "\n", e.id,
+                    e.name.c_str(), e.kind.c_str(), e.epoch, e.step, e.size);
         std::fflush(stdout);
     };
 

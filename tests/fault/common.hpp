@@ -139,7 +139,7 @@ inline std::string resume_save(const std::string &dir) {
 // What a helper run printed: BASE and ACK lines, and how it ended.
 struct Acks {
     std::vector<std::pair<int64_t, int64_t>> base, acked;  // (id, commit_seq)
-    std::string done;                                     // the DONE line, or PAUSED
+    std::string done;                                      // the DONE line, or PAUSED
 };
 
 inline bool parse_line(const std::string &l, Acks &a) {
@@ -160,9 +160,10 @@ inline bool parse_line(const std::string &l, Acks &a) {
 struct Figures {
     long crash_states = 0, faults = 0, kills = 0, violations = 0, runs = 0;
     void print(const char *suite) const {
-        std::printf("%s: runs %ld, crash states tried %ld, faults injected %ld, kills delivered %ld, "
-                    "invariant violations %ld\n",
-                    suite, runs, crash_states, faults, kills, violations);
+        std::printf(
+            "%s: runs %ld, crash states tried %ld, faults injected %ld, kills delivered %ld, "
+            "invariant violations %ld\n",
+            suite, runs, crash_states, faults, kills, violations);
         std::fflush(stdout);
     }
 };

@@ -34,20 +34,27 @@ enum class Mode { none, errno_once, errno_always, short_write, eintr_once, eintr
 
 struct Fault {
     Mode mode = Mode::none;
-    long k = 0;     // the operation (1-based) to fail; with *_always every one from there
-    int err = EIO;  // for errno modes
+    long k = 0;        // the operation (1-based) to fail; with *_always every one from there
+    int err = EIO;     // for errno modes
     std::string only;  // when set, only operations of this kind count ("fstatat", "sqlite-sync", ...)
 };
 
 inline const char *mode_name(Mode m) {
     switch (m) {
-    case Mode::none: return "none";
-    case Mode::errno_once: return "once";
-    case Mode::errno_always: return "persistent";
-    case Mode::short_write: return "short-write";
-    case Mode::eintr_once: return "EINTR-once";
-    case Mode::eintr_always: return "EINTR-storm";
-    case Mode::pause: return "pause";
+        case Mode::none:
+            return "none";
+        case Mode::errno_once:
+            return "once";
+        case Mode::errno_always:
+            return "persistent";
+        case Mode::short_write:
+            return "short-write";
+        case Mode::eintr_once:
+            return "EINTR-once";
+        case Mode::eintr_always:
+            return "EINTR-storm";
+        case Mode::pause:
+            return "pause";
     }
     return "?";
 }
@@ -55,18 +62,18 @@ inline const char *mode_name(Mode m) {
 struct State {
     bool armed = false;  // counting (and failing) only while armed
     Fault fault;
-    long ops = 0;           // operations counted while armed
-    long writes = 0;        // write operations counted (a short write counts these)
-    long injected = 0;      // faults delivered
-    std::string last_hit;   // what the fault hit
+    long ops = 0;          // operations counted while armed
+    long writes = 0;       // write operations counted (a short write counts these)
+    long injected = 0;     // faults delivered
+    std::string last_hit;  // what the fault hit
     // Recording for the power-loss model.
     bool recording = false;
     std::string root;  // absolute; trace paths are relative to it
     FILE *out = nullptr;
     int64_t next_ino = 1;
-    std::map<std::string, int64_t> ns;  // relative path -> inode of a regular file
-    std::map<int, int64_t> fd_ino;      // open file descriptors of regular files
-    std::map<int, std::string> fd_dir;  // open descriptors of directories (relative path)
+    std::map<std::string, int64_t> ns;            // relative path -> inode of a regular file
+    std::map<int, int64_t> fd_ino;                // open file descriptors of regular files
+    std::map<int, std::string> fd_dir;            // open descriptors of directories (relative path)
     std::set<std::string> dirsync_on_first_sync;  // SQLite files created as WAL/journal
 };
 
@@ -202,46 +209,46 @@ inline int gate(const char *what, bool is_write) {
     if (is_write) s.writes++;
     const Fault &f = s.fault;
     switch (f.mode) {
-    case Mode::none:
-        return 0;
-    case Mode::pause:
-        if (s.ops == f.k) {
-            std::printf("PAUSED %ld %s\n", s.ops, what);
-            std::fflush(stdout);
-            for (;;) ::pause();
-        }
-        return 0;
-    case Mode::short_write:
-        // The k-th write is short; from then on the disk is full.
-        if (!is_write) return 0;
-        if (s.writes == f.k) {
+        case Mode::none:
+            return 0;
+        case Mode::pause:
+            if (s.ops == f.k) {
+                std::printf("PAUSED %ld %s\n", s.ops, what);
+                std::fflush(stdout);
+                for (;;) ::pause();
+            }
+            return 0;
+        case Mode::short_write:
+            // The k-th write is short; from then on the disk is full.
+            if (!is_write) return 0;
+            if (s.writes == f.k) {
+                s.injected++;
+                s.last_hit = what;
+                return -1;
+            }
+            if (s.writes > f.k) {
+                s.injected++;
+                return ENOSPC;
+            }
+            return 0;
+        case Mode::errno_once:
+        case Mode::eintr_once:
+            if (s.ops != f.k) return 0;
             s.injected++;
             s.last_hit = what;
-            return -1;
-        }
-        if (s.writes > f.k) {
+            return f.mode == Mode::eintr_once ? EINTR : f.err;
+        case Mode::eintr_always:
+            // A storm of signals: EINTR for 16 operations in a row. (EINTR for
+            // ever would only show that retry loops retry.)
+            if (s.ops < f.k || s.ops >= f.k + 16) return 0;
+            if (s.ops == f.k) s.last_hit = what;
             s.injected++;
-            return ENOSPC;
-        }
-        return 0;
-    case Mode::errno_once:
-    case Mode::eintr_once:
-        if (s.ops != f.k) return 0;
-        s.injected++;
-        s.last_hit = what;
-        return f.mode == Mode::eintr_once ? EINTR : f.err;
-    case Mode::eintr_always:
-        // A storm of signals: EINTR for 16 operations in a row. (EINTR for
-        // ever would only show that retry loops retry.)
-        if (s.ops < f.k || s.ops >= f.k + 16) return 0;
-        if (s.ops == f.k) s.last_hit = what;
-        s.injected++;
-        return EINTR;
-    case Mode::errno_always:
-        if (s.ops < f.k) return 0;
-        if (s.ops == f.k) s.last_hit = what;
-        s.injected++;
-        return f.err;
+            return EINTR;
+        case Mode::errno_always:
+            if (s.ops < f.k) return 0;
+            if (s.ops == f.k) s.last_hit = what;
+            s.injected++;
+            return f.err;
     }
     return 0;
 }
@@ -268,13 +275,13 @@ inline void disarm() {
 
 // ---- the replacement system calls --------------------------------------------
 
-#define FAULTIO_GATE(what, is_write)       \
-    do {                                   \
-        int e_ = gate(what, is_write);     \
-        if (e_ > 0) {                      \
-            errno = e_;                    \
-            return -1;                     \
-        }                                  \
+#define FAULTIO_GATE(what, is_write)   \
+    do {                               \
+        int e_ = gate(what, is_write); \
+        if (e_ > 0) {                  \
+            errno = e_;                \
+            return -1;                 \
+        }                              \
     } while (0)
 
 inline int f_open(const char *path, int flags, mode_t mode) {
@@ -341,8 +348,10 @@ inline int f_fsync(int fd) {
     FAULTIO_GATE(is_dir ? "dirsync" : "fsync", false);
     int r = ckptdb::io::real_ops().fsync(fd);
     if (r == 0 && st().recording) {
-        if (is_dir) emit({trace::Op::dirsync, 0, 0, st().fd_dir[fd], "", ""});
-        else if (st().fd_ino.count(fd)) emit({trace::Op::fsync, st().fd_ino[fd], 0, "", "", ""});
+        if (is_dir)
+            emit({trace::Op::dirsync, 0, 0, st().fd_dir[fd], "", ""});
+        else if (st().fd_ino.count(fd))
+            emit({trace::Op::fsync, st().fd_ino[fd], 0, "", "", ""});
     }
     return r;
 }
@@ -463,26 +472,26 @@ inline int sqlite_observer(const ckptdb::io_vfs::SqliteOp &op) {
     if (!inside) return 0;
     if (!s.ns.count(r) && op.kind != K::remove) s.ns[r] = s.next_ino++;  // opened before recording began
     switch (op.kind) {
-    case K::write:
-        emit({trace::Op::write, s.ns[r], op.off, "", "",
-              std::string(static_cast<const char *>(op.data), static_cast<size_t>(op.len))});
-        break;
-    case K::truncate:
-        emit({trace::Op::truncate, s.ns[r], op.off, "", "", ""});
-        break;
-    case K::sync:
-        // Emitted before SQLite syncs; a sync that then fails is rare enough
-        // not to model (the shim fails syncs only through the gate above).
-        emit({trace::Op::fsync, s.ns[r], 0, "", "", ""});
-        if (s.dirsync_on_first_sync.erase(r)) emit({trace::Op::dirsync, 0, 0, trace::parent_of(r), "", ""});
-        break;
-    case K::remove:
-        s.ns.erase(r);
-        emit({trace::Op::unlink, 0, 0, r, "", ""});
-        if (op.flags) emit({trace::Op::dirsync, 0, 0, trace::parent_of(r), "", ""});
-        break;
-    default:
-        break;
+        case K::write:
+            emit({trace::Op::write, s.ns[r], op.off, "", "",
+                  std::string(static_cast<const char *>(op.data), static_cast<size_t>(op.len))});
+            break;
+        case K::truncate:
+            emit({trace::Op::truncate, s.ns[r], op.off, "", "", ""});
+            break;
+        case K::sync:
+            // Emitted before SQLite syncs; a sync that then fails is rare enough
+            // not to model (the shim fails syncs only through the gate above).
+            emit({trace::Op::fsync, s.ns[r], 0, "", "", ""});
+            if (s.dirsync_on_first_sync.erase(r)) emit({trace::Op::dirsync, 0, 0, trace::parent_of(r), "", ""});
+            break;
+        case K::remove:
+            s.ns.erase(r);
+            emit({trace::Op::unlink, 0, 0, r, "", ""});
+            if (op.flags) emit({trace::Op::dirsync, 0, 0, trace::parent_of(r), "", ""});
+            break;
+        default:
+            break;
     }
     return 0;
 }

@@ -67,7 +67,7 @@ inline std::string dir_b(const std::string &root) { return root + "/b"; }
 
 struct Scenario {
     std::string name;
-    std::function<void(const std::string &root)> setup;              // seam quiet
+    std::function<void(const std::string &root)> setup;                   // seam quiet
     std::function<Result(const std::string &root, const Ack &ack)> body;  // seam armed
 };
 
@@ -171,7 +171,8 @@ inline std::vector<Scenario> all() {
                      for (int i = 1; i <= 3; i++) save_one(cat, i, 5000);
                  },
                  [](const std::string &root, const Ack &) {
-                     return run_guarded([&](Result &) { ckptdb::sync_dirs(dir_a(root), dir_b(root), ckptdb::SyncOptions()); });
+                     return run_guarded(
+                         [&](Result &) { ckptdb::sync_dirs(dir_a(root), dir_b(root), ckptdb::SyncOptions()); });
                  }});
     // Rebuild of a catalog lost as an empty file (the old file is kept
     // aside), and adopt of a directory written without ckptdb (plain files,
@@ -189,7 +190,8 @@ inline std::vector<Scenario> all() {
                      if (f) std::fclose(f);
                  },
                  [](const std::string &root, const Ack &) {
-                     return run_guarded([&](Result &) { ckptdb::Catalog::rebuild(dir_a(root), ckptdb::OpenOptions(), nullptr); });
+                     return run_guarded(
+                         [&](Result &) { ckptdb::Catalog::rebuild(dir_a(root), ckptdb::OpenOptions(), nullptr); });
                  }});
     v.push_back({"adopt",
                  [](const std::string &root) {

@@ -40,16 +40,16 @@ const Variant k_variants[] = {
 
 bool clear_error(int code, const std::string &msg) {
     switch (code) {
-    case CKPTDB_EIO:
-    case CKPTDB_ENOSPC:
-    case CKPTDB_EDB:
-    case CKPTDB_EPERM:
-    case CKPTDB_ENOTFOUND:
-    case CKPTDB_ECORRUPT:
-    case CKPTDB_EBUSY:
-        return !msg.empty();
-    default:
-        return false;
+        case CKPTDB_EIO:
+        case CKPTDB_ENOSPC:
+        case CKPTDB_EDB:
+        case CKPTDB_EPERM:
+        case CKPTDB_ENOTFOUND:
+        case CKPTDB_ECORRUPT:
+        case CKPTDB_EBUSY:
+            return !msg.empty();
+        default:
+            return false;
     }
 }
 
@@ -134,10 +134,15 @@ void inject(const std::string &scenario, const std::function<void(const std::str
             std::string resumed = common::resume_save(run.path + "/a");
             CHECK_MESSAGE(resumed.empty(), "a save after the fault was cleared failed: ", resumed);
             if (std::getenv("CKPTDB_FAULT_VERBOSE")) {
-                auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_start).count();
+                auto ms =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_start)
+                        .count();
                 auto ms1 = std::chrono::duration_cast<std::chrono::milliseconds>(t_body - t_start).count();
                 auto ms2 = std::chrono::duration_cast<std::chrono::milliseconds>(t_check - t_body).count();
-                if (ms > 100) std::fprintf(stderr, "slow: %s k=%ld hit %s: %ld ms (to body end %ld, check %ld) (%s)\n", v.name, k, hit.c_str(), static_cast<long>(ms), static_cast<long>(ms1), static_cast<long>(ms2), r.message.c_str());
+                if (ms > 100)
+                    std::fprintf(stderr, "slow: %s k=%ld hit %s: %ld ms (to body end %ld, check %ld) (%s)\n", v.name, k,
+                                 hit.c_str(), static_cast<long>(ms), static_cast<long>(ms1), static_cast<long>(ms2),
+                                 r.message.c_str());
             }
         }
     }

@@ -125,9 +125,9 @@ void kill_adoption(const std::string &scenario, const std::vector<std::string> &
             if (!installed) {
                 // ... and the same command again finishes the job.
                 try {
-                    ckptdb::Catalog::rebuild(dir, ckptdb::OpenOptions(), nullptr,
-                                             scenario == "adopt" ? ckptdb::Catalog::Adoption::adopt
-                                                                 : ckptdb::Catalog::Adoption::rebuild);
+                    ckptdb::Catalog::rebuild(
+                        dir, ckptdb::OpenOptions(), nullptr,
+                        scenario == "adopt" ? ckptdb::Catalog::Adoption::adopt : ckptdb::Catalog::Adoption::rebuild);
                     whole(ckptdb::Catalog::open(dir, ckptdb::OpenOptions()));
                 } catch (const ckptdb::Error &e) {
                     v.push_back(std::string("running it again failed: ") + e.what());

@@ -58,7 +58,8 @@ void power_loss(const std::string &scenario, size_t sample,
         };
         for (const auto &kv : real) {
             auto it = replay.find(kv.first);
-            if (it == replay.end()) diff += "missing in the replay: " + kv.first + "\n";
+            if (it == replay.end())
+                diff += "missing in the replay: " + kv.first + "\n";
             else if (it->second != kv.second && !(reserve(kv.first) && it->second[0] == 'f'))
                 diff += "differs: " + kv.first + " (" + std::to_string(kv.second.size()) + " vs " +
                         std::to_string(it->second.size()) + " bytes)\n";
@@ -122,7 +123,8 @@ void power_loss(const std::string &scenario, size_t sample,
             v.push_back("the checkpoint directory is gone, with acknowledged checkpoints in it");
         }
         if (t::exists(st.path + "/b")) {
-            for (auto &m : harness::check_invariants(st.path + "/b", harness::Expect())) v.push_back("destination: " + m);
+            for (auto &m : harness::check_invariants(st.path + "/b", harness::Expect()))
+                v.push_back("destination: " + m);
         }
         g_fig.violations += static_cast<long>(v.size());
         if (!v.empty() && shown++ < 5)
@@ -149,7 +151,9 @@ struct PrintAtExit {
 
 }  // namespace
 
-TEST_CASE("power loss: saves with rotation, in a directory the first open creates") { power_loss("saves", budget(120)); }
+TEST_CASE("power loss: saves with rotation, in a directory the first open creates") {
+    power_loss("saves", budget(120));
+}
 TEST_CASE("power loss: saves after one in an existing directory") { power_loss("fail-then-good", budget(60)); }
 TEST_CASE("power loss: prune") { power_loss("prune", budget(60)); }
 TEST_CASE("power loss: recovery of killed writers") { power_loss("recovery", budget(40), common::killed_writers); }

@@ -57,19 +57,32 @@ struct Event {
 
 inline const char *op_name(Op op) {
     switch (op) {
-    case Op::base_file: return "base_file";
-    case Op::base_dir: return "base_dir";
-    case Op::base_link: return "base_link";
-    case Op::create: return "create";
-    case Op::write: return "write";
-    case Op::truncate: return "truncate";
-    case Op::fsync: return "fsync";
-    case Op::dirsync: return "dirsync";
-    case Op::rename: return "rename";
-    case Op::unlink: return "unlink";
-    case Op::mkdir: return "mkdir";
-    case Op::symlink: return "symlink";
-    case Op::ack: return "ack";
+        case Op::base_file:
+            return "base_file";
+        case Op::base_dir:
+            return "base_dir";
+        case Op::base_link:
+            return "base_link";
+        case Op::create:
+            return "create";
+        case Op::write:
+            return "write";
+        case Op::truncate:
+            return "truncate";
+        case Op::fsync:
+            return "fsync";
+        case Op::dirsync:
+            return "dirsync";
+        case Op::rename:
+            return "rename";
+        case Op::unlink:
+            return "unlink";
+        case Op::mkdir:
+            return "mkdir";
+        case Op::symlink:
+            return "symlink";
+        case Op::ack:
+            return "ack";
     }
     return "?";
 }
@@ -162,12 +175,18 @@ inline std::vector<bool> durable(const std::vector<Event> &ev, size_t prefix) {
     std::set<std::string> synced_dir;
     for (size_t i = prefix; i-- > 0;) {
         const Event &e = ev[i];
-        if (e.op == Op::fsync) synced_ino.insert(e.ino);
-        else if (e.op == Op::dirsync) synced_dir.insert(e.path);
-        if (is_base(e.op) || e.op == Op::ack || e.op == Op::fsync || e.op == Op::dirsync) d[i] = true;
-        else if (is_data_op(e.op)) d[i] = synced_ino.count(e.ino) > 0;
-        else if (e.op == Op::rename) d[i] = synced_dir.count(parent_of(e.path)) && synced_dir.count(parent_of(e.path2));
-        else if (is_namespace_op(e.op)) d[i] = synced_dir.count(parent_of(e.path)) > 0;
+        if (e.op == Op::fsync)
+            synced_ino.insert(e.ino);
+        else if (e.op == Op::dirsync)
+            synced_dir.insert(e.path);
+        if (is_base(e.op) || e.op == Op::ack || e.op == Op::fsync || e.op == Op::dirsync)
+            d[i] = true;
+        else if (is_data_op(e.op))
+            d[i] = synced_ino.count(e.ino) > 0;
+        else if (e.op == Op::rename)
+            d[i] = synced_dir.count(parent_of(e.path)) && synced_dir.count(parent_of(e.path2));
+        else if (is_namespace_op(e.op))
+            d[i] = synced_dir.count(parent_of(e.path)) > 0;
     }
     return d;
 }
@@ -192,21 +211,33 @@ inline std::vector<CrashState> crash_states(const std::vector<Event> &ev, bool p
         bool before_barrier = p < ev.size() && (ev[p].op == Op::fsync || ev[p].op == Op::dirsync);
         if (before_barrier && lost.dropped.size() > 1) {
             for (size_t i : lost.dropped)
-                out.push_back({p, {i}, -1, 0,
+                out.push_back({p,
+                               {i},
+                               -1,
+                               0,
                                "prefix " + std::to_string(p) + " (before a barrier), " + op_name(ev[i].op) + " #" +
                                    std::to_string(i) + " lost"});
             if (pairs && lost.dropped.size() > 2)
                 for (auto i = lost.dropped.begin(); i != lost.dropped.end(); ++i)
                     for (auto j = std::next(i); j != lost.dropped.end(); ++j)
-                        out.push_back({p, {*i, *j}, -1, 0,
+                        out.push_back({p,
+                                       {*i, *j},
+                                       -1,
+                                       0,
                                        "prefix " + std::to_string(p) + " (before a barrier), #" + std::to_string(*i) +
                                            " and #" + std::to_string(*j) + " lost"});
         }
         if (p > first && ev[p - 1].op == Op::write && !d[p - 1]) {
             for (int tear = 0; tear < 3; tear++)
-                out.push_back({p, {}, static_cast<long>(p - 1), tear,
+                out.push_back({p,
+                               {},
+                               static_cast<long>(p - 1),
+                               tear,
                                "prefix " + std::to_string(p) + ", last write torn (" +
-                                   (tear == 0 ? "4 KiB prefix" : tear == 1 ? "zeros" : "garbage") + ")"});
+                                   (tear == 0   ? "4 KiB prefix"
+                                    : tear == 1 ? "zeros"
+                                                : "garbage") +
+                                   ")"});
         }
     }
     return out;
@@ -233,58 +264,63 @@ inline Image image_of(const std::vector<Event> &ev, const CrashState &s) {
         if (s.dropped.count(i)) continue;
         const Event &e = ev[i];
         switch (e.op) {
-        case Op::base_file:
-            ns[e.path] = {'f', e.ino, ""};
-            data[e.ino] = e.data;
-            break;
-        case Op::base_dir:
-        case Op::mkdir:
-            if (parent_ok(e.path) && !ns.count(e.path)) ns[e.path] = {'d', 0, ""};
-            break;
-        case Op::base_link:
-        case Op::symlink:
-            if (parent_ok(e.path) && !ns.count(e.path)) ns[e.path] = {'l', 0, e.data};
-            break;
-        case Op::create:
-            if (parent_ok(e.path) && !ns.count(e.path)) ns[e.path] = {'f', e.ino, ""};
-            break;
-        case Op::write: {
-            std::string bytes = e.data;
-            if (static_cast<long>(i) == s.torn) {
-                if (s.tear == 0) bytes.resize(bytes.size() > 4096 ? (bytes.size() - 1) / 4096 * 4096 : 0);
-                else if (s.tear == 1) bytes.assign(bytes.size(), '\0');
-                else
-                    for (size_t k = 0; k < bytes.size(); k++) bytes[k] = static_cast<char>((k * 167 + 13) ^ 0x5a);
+            case Op::base_file:
+                ns[e.path] = {'f', e.ino, ""};
+                data[e.ino] = e.data;
+                break;
+            case Op::base_dir:
+            case Op::mkdir:
+                if (parent_ok(e.path) && !ns.count(e.path)) ns[e.path] = {'d', 0, ""};
+                break;
+            case Op::base_link:
+            case Op::symlink:
+                if (parent_ok(e.path) && !ns.count(e.path)) ns[e.path] = {'l', 0, e.data};
+                break;
+            case Op::create:
+                if (parent_ok(e.path) && !ns.count(e.path)) ns[e.path] = {'f', e.ino, ""};
+                break;
+            case Op::write: {
+                std::string bytes = e.data;
+                if (static_cast<long>(i) == s.torn) {
+                    if (s.tear == 0)
+                        bytes.resize(bytes.size() > 4096 ? (bytes.size() - 1) / 4096 * 4096 : 0);
+                    else if (s.tear == 1)
+                        bytes.assign(bytes.size(), '\0');
+                    else
+                        for (size_t k = 0; k < bytes.size(); k++) bytes[k] = static_cast<char>((k * 167 + 13) ^ 0x5a);
+                }
+                std::string &d = data[e.ino];
+                size_t end = static_cast<size_t>(e.off) + bytes.size();
+                if (d.size() < end) d.resize(end, '\0');
+                d.replace(static_cast<size_t>(e.off), bytes.size(), bytes);
+                break;
             }
-            std::string &d = data[e.ino];
-            size_t end = static_cast<size_t>(e.off) + bytes.size();
-            if (d.size() < end) d.resize(end, '\0');
-            d.replace(static_cast<size_t>(e.off), bytes.size(), bytes);
-            break;
-        }
-        case Op::truncate:
-            data[e.ino].resize(static_cast<size_t>(e.off), '\0');
-            break;
-        case Op::rename: {
-            auto it = ns.find(e.path);
-            if (it == ns.end() || !parent_ok(e.path2)) break;
-            Node n = it->second;
-            ns.erase(it);
-            ns[e.path2] = n;
-            break;
-        }
-        case Op::unlink:
-            ns.erase(e.path);
-            break;
-        default:
-            break;
+            case Op::truncate:
+                data[e.ino].resize(static_cast<size_t>(e.off), '\0');
+                break;
+            case Op::rename: {
+                auto it = ns.find(e.path);
+                if (it == ns.end() || !parent_ok(e.path2)) break;
+                Node n = it->second;
+                ns.erase(it);
+                ns[e.path2] = n;
+                break;
+            }
+            case Op::unlink:
+                ns.erase(e.path);
+                break;
+            default:
+                break;
         }
     }
     Image img;
     for (const auto &kv : ns) {
-        if (kv.second.type == 'f') img[kv.first] = "f" + data[kv.second.ino];
-        else if (kv.second.type == 'd') img[kv.first] = "d";
-        else img[kv.first] = "l" + kv.second.target;
+        if (kv.second.type == 'f')
+            img[kv.first] = "f" + data[kv.second.ino];
+        else if (kv.second.type == 'd')
+            img[kv.first] = "d";
+        else
+            img[kv.first] = "l" + kv.second.target;
     }
     return img;
 }

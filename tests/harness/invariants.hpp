@@ -105,29 +105,30 @@ inline Catalog read_catalog(const std::string &db_path) {
         if (rc != SQLITE_DONE) out.error = std::string("query failed: ") + sqlite3_errmsg(db) + " in " + sql;
         sqlite3_finalize(st);
     };
-    each("SELECT id, name, status, size, checksum, commit_seq, pinned, prune_rule, kind, epoch, step, deleted_at "
-         "FROM checkpoints ORDER BY id",
-         [&](sqlite3_stmt *st) {
-             Row r;
-             r.id = sqlite3_column_int64(st, 0);
-             r.name = col(st, 1);
-             r.status = col(st, 2);
-             r.size = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
-             r.checksum = col(st, 4);
-             r.has_seq = sqlite3_column_type(st, 5) != SQLITE_NULL;
-             r.commit_seq = sqlite3_column_int64(st, 5);
-             r.pinned = sqlite3_column_int(st, 6);
-             r.prune_rule = col(st, 7);
-             out.rows.push_back(r);
-             out.dump += "checkpoint";
-             for (int c = 0; c < 12; c++) {
-                 // deleted_at is written once a later directory fsync made a
-                 // rotation's unlink durable, so a second open may fill it.
-                 if (c == 11) continue;
-                 out.dump += "|" + col(st, c);
-             }
-             out.dump += "\n";
-         });
+    each(
+        "SELECT id, name, status, size, checksum, commit_seq, pinned, prune_rule, kind, epoch, step, deleted_at "
+        "FROM checkpoints ORDER BY id",
+        [&](sqlite3_stmt *st) {
+            Row r;
+            r.id = sqlite3_column_int64(st, 0);
+            r.name = col(st, 1);
+            r.status = col(st, 2);
+            r.size = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
+            r.checksum = col(st, 4);
+            r.has_seq = sqlite3_column_type(st, 5) != SQLITE_NULL;
+            r.commit_seq = sqlite3_column_int64(st, 5);
+            r.pinned = sqlite3_column_int(st, 6);
+            r.prune_rule = col(st, 7);
+            out.rows.push_back(r);
+            out.dump += "checkpoint";
+            for (int c = 0; c < 12; c++) {
+                // deleted_at is written once a later directory fsync made a
+                // rotation's unlink durable, so a second open may fill it.
+                if (c == 11) continue;
+                out.dump += "|" + col(st, c);
+            }
+            out.dump += "\n";
+        });
     each("SELECT checkpoint_id, rank, name, temp_name, size, checksum FROM files ORDER BY checkpoint_id, rank",
          [&](sqlite3_stmt *st) {
              FileRow f;
@@ -316,8 +317,7 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
             ok = false;
         }
         if (ok && fit->second.size() == 1 && r.checksum != fit->second[0]->checksum) {
-            v.push_back(what + ": checksum " + r.checksum + " differs from its file row's " +
-                        fit->second[0]->checksum);
+            v.push_back(what + ": checksum " + r.checksum + " differs from its file row's " + fit->second[0]->checksum);
             ok = false;
         }
         if (!r.has_seq) v.push_back(what + " has no commit_seq");
@@ -334,11 +334,11 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
             v.push_back("I2: no row has commit_seq " + std::to_string(expect.newest_complete_seq) +
                         " (the newest complete before the crash)");
         } else if (row->status != "complete" && row->status != "pruned") {
-            v.push_back("I2: the newest complete checkpoint before the crash (id " + std::to_string(row->id) +
-                        ", " + row->name + ") is now " + row->status);
+            v.push_back("I2: the newest complete checkpoint before the crash (id " + std::to_string(row->id) + ", " +
+                        row->name + ") is now " + row->status);
         } else if (max_complete_seq < expect.newest_complete_seq) {
-            v.push_back("I2: the newest complete checkpoint before the crash (id " + std::to_string(row->id) +
-                        ", " + row->name + ") is " + row->status + " and nothing newer is complete");
+            v.push_back("I2: the newest complete checkpoint before the crash (id " + std::to_string(row->id) + ", " +
+                        row->name + ") is " + row->status + " and nothing newer is complete");
         }
     }
 
@@ -366,8 +366,7 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
         if (n.rfind(".ckptdb-tmp-", 0) == 0) {
             bool live = false;
             for (const auto &f : cat.files)
-                if (f.temp_name == n && by_id.count(f.checkpoint_id) &&
-                    by_id[f.checkpoint_id]->status == "writing")
+                if (f.temp_name == n && by_id.count(f.checkpoint_id) && by_id[f.checkpoint_id]->status == "writing")
                     live = true;
             if (!live) v.push_back("I3: temp file " + n + " remains after recovery");
             continue;
@@ -430,8 +429,7 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
             v.push_back("I5: ckptdb_latest returned " + std::to_string(e.id) + " (" + e.name + "), expected " +
                         (expect_latest ? std::to_string(expect_latest) : std::string("none")));
     } else if (rc == CKPTDB_ENOTFOUND) {
-        if (expect_latest)
-            v.push_back("I5: ckptdb_latest found nothing, expected " + std::to_string(expect_latest));
+        if (expect_latest) v.push_back("I5: ckptdb_latest found nothing, expected " + std::to_string(expect_latest));
     } else {
         v.push_back(std::string("I5: ckptdb_latest failed: ") + ckptdb_last_error());
     }

@@ -38,7 +38,8 @@ TEST_CASE("a torn file of a complete row is an I1 violation and latest skips it 
     t::TempDir d;
     save(d, 1);
     int64_t id = save(d, 2);
-    std::string path = d / t::query1(t::catalog_path(d), "SELECT name FROM checkpoints WHERE id = " + std::to_string(id));
+    std::string path =
+        d / t::query1(t::catalog_path(d), "SELECT name FROM checkpoints WHERE id = " + std::to_string(id));
     ::truncate(path.c_str(), 100);
     auto v = harness::check_invariants(d.path, harness::Expect());
     REQUIRE_FALSE(v.empty());

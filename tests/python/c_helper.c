@@ -12,7 +12,7 @@
  *       id name kind epoch step size checksum status pinned file_count metadata)
  *       and, for each complete one, the checksum its reader verified
  */
-#define _POSIX_C_SOURCE 200809L
+#define _POSIX_C_SOURCE     200809L
 #define CKPTDB_EXPERIMENTAL /* the trigger options' layout */
 #include <ckptdb.h>
 
@@ -22,73 +22,151 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S(T) printf("%s %zu\n", #T, sizeof(T))
+#define S(T)    printf("%s %zu\n", #T, sizeof(T))
 #define F(T, f) printf("%s.%s %zu\n", #T, #f, offsetof(T, f))
 
 static int layout(void) {
     S(ckptdb_open_options);
-    F(ckptdb_open_options, version); F(ckptdb_open_options, flags); F(ckptdb_open_options, catalog_name);
-    F(ckptdb_open_options, busy_timeout_ms); F(ckptdb_open_options, on_event);
-    F(ckptdb_open_options, event_payload); F(ckptdb_open_options, last_link);
+    F(ckptdb_open_options, version);
+    F(ckptdb_open_options, flags);
+    F(ckptdb_open_options, catalog_name);
+    F(ckptdb_open_options, busy_timeout_ms);
+    F(ckptdb_open_options, on_event);
+    F(ckptdb_open_options, event_payload);
+    F(ckptdb_open_options, last_link);
     S(ckptdb_entry);
-    F(ckptdb_entry, struct_size); F(ckptdb_entry, id); F(ckptdb_entry, name); F(ckptdb_entry, path);
-    F(ckptdb_entry, kind); F(ckptdb_entry, epoch); F(ckptdb_entry, step); F(ckptdb_entry, size);
-    F(ckptdb_entry, checksum); F(ckptdb_entry, status); F(ckptdb_entry, pinned); F(ckptdb_entry, run_id);
-    F(ckptdb_entry, file_count); F(ckptdb_entry, created_at); F(ckptdb_entry, committed_at);
-    F(ckptdb_entry, deleted_at); F(ckptdb_entry, metadata);
+    F(ckptdb_entry, struct_size);
+    F(ckptdb_entry, id);
+    F(ckptdb_entry, name);
+    F(ckptdb_entry, path);
+    F(ckptdb_entry, kind);
+    F(ckptdb_entry, epoch);
+    F(ckptdb_entry, step);
+    F(ckptdb_entry, size);
+    F(ckptdb_entry, checksum);
+    F(ckptdb_entry, status);
+    F(ckptdb_entry, pinned);
+    F(ckptdb_entry, run_id);
+    F(ckptdb_entry, file_count);
+    F(ckptdb_entry, created_at);
+    F(ckptdb_entry, committed_at);
+    F(ckptdb_entry, deleted_at);
+    F(ckptdb_entry, metadata);
     S(ckptdb_save_options);
-    F(ckptdb_save_options, version); F(ckptdb_save_options, name); F(ckptdb_save_options, metadata);
+    F(ckptdb_save_options, version);
+    F(ckptdb_save_options, name);
+    F(ckptdb_save_options, metadata);
     S(ckptdb_filter);
-    F(ckptdb_filter, version); F(ckptdb_filter, status_mask); F(ckptdb_filter, kind);
+    F(ckptdb_filter, version);
+    F(ckptdb_filter, status_mask);
+    F(ckptdb_filter, kind);
     S(ckptdb_keep_kind);
-    F(ckptdb_keep_kind, version); F(ckptdb_keep_kind, kind); F(ckptdb_keep_kind, count);
+    F(ckptdb_keep_kind, version);
+    F(ckptdb_keep_kind, kind);
+    F(ckptdb_keep_kind, count);
     S(ckptdb_retention);
-    F(ckptdb_retention, version); F(ckptdb_retention, keep_last); F(ckptdb_retention, keep_last_count);
-    F(ckptdb_retention, keep_last_default); F(ckptdb_retention, keep_every_n_epochs);
-    F(ckptdb_retention, keep_interval_seconds); F(ckptdb_retention, best_metric); F(ckptdb_retention, best_mode);
-    F(ckptdb_retention, best_k); F(ckptdb_retention, max_bytes); F(ckptdb_retention, prune_corrupt);
+    F(ckptdb_retention, version);
+    F(ckptdb_retention, keep_last);
+    F(ckptdb_retention, keep_last_count);
+    F(ckptdb_retention, keep_last_default);
+    F(ckptdb_retention, keep_every_n_epochs);
+    F(ckptdb_retention, keep_interval_seconds);
+    F(ckptdb_retention, best_metric);
+    F(ckptdb_retention, best_mode);
+    F(ckptdb_retention, best_k);
+    F(ckptdb_retention, max_bytes);
+    F(ckptdb_retention, prune_corrupt);
     S(ckptdb_prune_item);
-    F(ckptdb_prune_item, struct_size); F(ckptdb_prune_item, id); F(ckptdb_prune_item, name); F(ckptdb_prune_item, size); F(ckptdb_prune_item, rule);
+    F(ckptdb_prune_item, struct_size);
+    F(ckptdb_prune_item, id);
+    F(ckptdb_prune_item, name);
+    F(ckptdb_prune_item, size);
+    F(ckptdb_prune_item, rule);
     S(ckptdb_file);
-    F(ckptdb_file, struct_size); F(ckptdb_file, rank); F(ckptdb_file, name); F(ckptdb_file, path);
-    F(ckptdb_file, size); F(ckptdb_file, checksum);
+    F(ckptdb_file, struct_size);
+    F(ckptdb_file, rank);
+    F(ckptdb_file, name);
+    F(ckptdb_file, path);
+    F(ckptdb_file, size);
+    F(ckptdb_file, checksum);
     S(ckptdb_event);
-    F(ckptdb_event, struct_size); F(ckptdb_event, id); F(ckptdb_event, at); F(ckptdb_event, run_id);
-    F(ckptdb_event, checkpoint_id); F(ckptdb_event, event); F(ckptdb_event, detail);
+    F(ckptdb_event, struct_size);
+    F(ckptdb_event, id);
+    F(ckptdb_event, at);
+    F(ckptdb_event, run_id);
+    F(ckptdb_event, checkpoint_id);
+    F(ckptdb_event, event);
+    F(ckptdb_event, detail);
     S(ckptdb_run);
-    F(ckptdb_run, struct_size); F(ckptdb_run, id); F(ckptdb_run, host); F(ckptdb_run, pid);
-    F(ckptdb_run, started_at); F(ckptdb_run, ended_at); F(ckptdb_run, exit_reason); F(ckptdb_run, slurm_job_id);
-    F(ckptdb_run, slurm_array_job_id); F(ckptdb_run, slurm_array_task_id); F(ckptdb_run, slurm_restart_count);
-    F(ckptdb_run, resumed_from); F(ckptdb_run, last_step); F(ckptdb_run, last_saved_step); F(ckptdb_run, saves);
+    F(ckptdb_run, struct_size);
+    F(ckptdb_run, id);
+    F(ckptdb_run, host);
+    F(ckptdb_run, pid);
+    F(ckptdb_run, started_at);
+    F(ckptdb_run, ended_at);
+    F(ckptdb_run, exit_reason);
+    F(ckptdb_run, slurm_job_id);
+    F(ckptdb_run, slurm_array_job_id);
+    F(ckptdb_run, slurm_array_task_id);
+    F(ckptdb_run, slurm_restart_count);
+    F(ckptdb_run, resumed_from);
+    F(ckptdb_run, last_step);
+    F(ckptdb_run, last_saved_step);
+    F(ckptdb_run, saves);
     F(ckptdb_run, steps_lost);
     S(ckptdb_fsck_item);
-    F(ckptdb_fsck_item, struct_size); F(ckptdb_fsck_item, kind); F(ckptdb_fsck_item, name);
-    F(ckptdb_fsck_item, checkpoint_id); F(ckptdb_fsck_item, detail); F(ckptdb_fsck_item, action);
+    F(ckptdb_fsck_item, struct_size);
+    F(ckptdb_fsck_item, kind);
+    F(ckptdb_fsck_item, name);
+    F(ckptdb_fsck_item, checkpoint_id);
+    F(ckptdb_fsck_item, detail);
+    F(ckptdb_fsck_item, action);
     S(ckptdb_rebuild_item);
-    F(ckptdb_rebuild_item, struct_size); F(ckptdb_rebuild_item, kind); F(ckptdb_rebuild_item, name);
-    F(ckptdb_rebuild_item, checkpoint_id); F(ckptdb_rebuild_item, detail); F(ckptdb_rebuild_item, action);
+    F(ckptdb_rebuild_item, struct_size);
+    F(ckptdb_rebuild_item, kind);
+    F(ckptdb_rebuild_item, name);
+    F(ckptdb_rebuild_item, checkpoint_id);
+    F(ckptdb_rebuild_item, detail);
+    F(ckptdb_rebuild_item, action);
     S(ckptdb_sync_item);
-    F(ckptdb_sync_item, struct_size); F(ckptdb_sync_item, kind); F(ckptdb_sync_item, name);
-    F(ckptdb_sync_item, checkpoint_id); F(ckptdb_sync_item, detail);
+    F(ckptdb_sync_item, struct_size);
+    F(ckptdb_sync_item, kind);
+    F(ckptdb_sync_item, name);
+    F(ckptdb_sync_item, checkpoint_id);
+    F(ckptdb_sync_item, detail);
     S(ckptdb_trigger_options);
-    F(ckptdb_trigger_options, version); F(ckptdb_trigger_options, every_epochs);
-    F(ckptdb_trigger_options, every_steps); F(ckptdb_trigger_options, every_seconds);
-    F(ckptdb_trigger_options, watch_signals); F(ckptdb_trigger_options, clock);
+    F(ckptdb_trigger_options, version);
+    F(ckptdb_trigger_options, every_epochs);
+    F(ckptdb_trigger_options, every_steps);
+    F(ckptdb_trigger_options, every_seconds);
+    F(ckptdb_trigger_options, watch_signals);
+    F(ckptdb_trigger_options, clock);
     F(ckptdb_trigger_options, clock_payload);
     S(ckptdb_sync_options);
-    F(ckptdb_sync_options, version); F(ckptdb_sync_options, delete_pruned); F(ckptdb_sync_options, progress);
-    F(ckptdb_sync_options, progress_payload); F(ckptdb_sync_options, on_item); F(ckptdb_sync_options, item_payload);
+    F(ckptdb_sync_options, version);
+    F(ckptdb_sync_options, delete_pruned);
+    F(ckptdb_sync_options, progress);
+    F(ckptdb_sync_options, progress_payload);
+    F(ckptdb_sync_options, on_item);
+    F(ckptdb_sync_options, item_payload);
     S(ckptdb_shard_info);
-    F(ckptdb_shard_info, struct_size); F(ckptdb_shard_info, name); F(ckptdb_shard_info, temp_name);
-    F(ckptdb_shard_info, size); F(ckptdb_shard_info, checksum);
+    F(ckptdb_shard_info, struct_size);
+    F(ckptdb_shard_info, name);
+    F(ckptdb_shard_info, temp_name);
+    F(ckptdb_shard_info, size);
+    F(ckptdb_shard_info, checksum);
     S(ckptdb_shard_file);
-    F(ckptdb_shard_file, version); F(ckptdb_shard_file, name); F(ckptdb_shard_file, temp_name); F(ckptdb_shard_file, size);
+    F(ckptdb_shard_file, version);
+    F(ckptdb_shard_file, name);
+    F(ckptdb_shard_file, temp_name);
+    F(ckptdb_shard_file, size);
     F(ckptdb_shard_file, checksum);
-    printf("OPEN_OPTIONS_VERSION %d\nSAVE_OPTIONS_VERSION %d\nFILTER_VERSION %d\nRETENTION_VERSION %d\n"
-           "TRIGGER_OPTIONS_VERSION %d\nSYNC_OPTIONS_VERSION %d\nKEEP_KIND_VERSION %d\nSHARD_FILE_VERSION %d\n",
-           CKPTDB_OPEN_OPTIONS_VERSION, CKPTDB_SAVE_OPTIONS_VERSION, CKPTDB_FILTER_VERSION,
-           CKPTDB_RETENTION_VERSION, CKPTDB_TRIGGER_OPTIONS_VERSION, CKPTDB_SYNC_OPTIONS_VERSION,
-           CKPTDB_KEEP_KIND_VERSION, CKPTDB_SHARD_FILE_VERSION);
+    printf(
+        "OPEN_OPTIONS_VERSION %d\nSAVE_OPTIONS_VERSION %d\nFILTER_VERSION %d\nRETENTION_VERSION %d\n"
+        "TRIGGER_OPTIONS_VERSION %d\nSYNC_OPTIONS_VERSION %d\nKEEP_KIND_VERSION %d\nSHARD_FILE_VERSION %d\n",
+        CKPTDB_OPEN_OPTIONS_VERSION, CKPTDB_SAVE_OPTIONS_VERSION, CKPTDB_FILTER_VERSION, CKPTDB_RETENTION_VERSION,
+        CKPTDB_TRIGGER_OPTIONS_VERSION, CKPTDB_SYNC_OPTIONS_VERSION, CKPTDB_KEEP_KIND_VERSION,
+        CKPTDB_SHARD_FILE_VERSION);
     printf("OPEN_NO_CREATE %u\nOPEN_READONLY %u\nOPEN_REQUEUE %u\n", CKPTDB_OPEN_NO_CREATE, CKPTDB_OPEN_READONLY,
            CKPTDB_OPEN_REQUEUE);
     printf("ECALLBACK %d\n", CKPTDB_ECALLBACK);
@@ -103,9 +181,15 @@ static int fail(const char *what) {
 static int save(const char *dir, const char *file, const char *kind, int64_t epoch, int64_t step,
                 const char *metadata) {
     FILE *f = fopen(file, "rb");
-    if (!f) { perror(file); return 1; }
+    if (!f) {
+        perror(file);
+        return 1;
+    }
     ckptdb_catalog *db = NULL;
-    if (ckptdb_open(&db, dir, NULL) != CKPTDB_OK) { fclose(f); return fail("open"); }
+    if (ckptdb_open(&db, dir, NULL) != CKPTDB_OK) {
+        fclose(f);
+        return fail("open");
+    }
     ckptdb_save_options o = CKPTDB_SAVE_OPTIONS_INIT;
     o.metadata = metadata;
     ckptdb_save *s = NULL;
@@ -115,8 +199,10 @@ static int save(const char *dir, const char *file, const char *kind, int64_t epo
     while (rc == CKPTDB_OK && (n = fread(buf, 1, sizeof buf, f)) > 0) rc = ckptdb_save_write(s, buf, n);
     ckptdb_entry e = CKPTDB_ENTRY_INIT;
     if (rc == CKPTDB_OK) rc = ckptdb_save_commit(&e, s);
-    if (rc == CKPTDB_OK) printf("%" PRId64 "\n", e.id);
-    else fail("save");
+    if (rc == CKPTDB_OK)
+        printf("%" PRId64 "\n", e.id);
+    else
+        fail("save");
     ckptdb_save_free(s);
     ckptdb_close(db);
     fclose(f);
@@ -125,9 +211,9 @@ static int save(const char *dir, const char *file, const char *kind, int64_t epo
 
 static int print_entry(const ckptdb_entry *e, void *payload) {
     (void)payload;
-    printf("%" PRId64 "\t%s\t%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%s\t%s\t%d\t%" PRId64 "\t%s\n", e->id,
-           e->name, e->kind, e->epoch, e->step, e->size, e->checksum, ckptdb_status_name(e->status), e->pinned,
-           e->file_count, e->metadata);
+    printf("%" PRId64 "\t%s\t%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%s\t%s\t%d\t%" PRId64 "\t%s\n", e->id, e->name,
+           e->kind, e->epoch, e->step, e->size, e->checksum, ckptdb_status_name(e->status), e->pinned, e->file_count,
+           e->metadata);
     return 0;
 }
 

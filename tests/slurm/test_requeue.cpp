@@ -39,16 +39,17 @@ TEST_CASE("a command that exits 0 succeeds") {
 
 TEST_CASE("arguments reach the command as they are, without a shell") {
     // sh -c SCRIPT NAME ARG: the script checks its one argument verbatim.
-    auto r = run_command({"sh", "-c", "[ \"$#\" = 1 ] && [ \"$1\" = '1;exit 9 $(x) *' ]", "sh", "1;exit 9 $(x) *"},
-                         5000);
+    auto r =
+        run_command({"sh", "-c", "[ \"$#\" = 1 ] && [ \"$1\" = '1;exit 9 $(x) *' ]", "sh", "1;exit 9 $(x) *"}, 5000);
     CHECK_MESSAGE(r.ok, r.failure);
 }
 
 TEST_CASE("a failing command: its exit status and the first non-empty line of its stderr") {
     auto r = run_command({"sh", "-c", "echo out; printf '\\n  first line\\nsecond line\\n' >&2; exit 4"}, 5000);
     CHECK_FALSE(r.ok);
-    CHECK(r.failure == "'sh -c echo out; printf '\\n  first line\\nsecond line\\n' >&2; exit 4' exited with status 4: "
-                       "first line");
+    CHECK(r.failure ==
+          "'sh -c echo out; printf '\\n  first line\\nsecond line\\n' >&2; exit 4' exited with status 4: "
+          "first line");
 }
 
 TEST_CASE("a command killed by a signal says which") {
@@ -60,8 +61,9 @@ TEST_CASE("a command killed by a signal says which") {
 TEST_CASE("a command not on PATH is reported, not thrown") {
     auto r = run_command({"ckptdb-no-such-command-here"}, 5000);
     CHECK_FALSE(r.ok);
-    CHECK(r.failure == "cannot run 'ckptdb-no-such-command-here': No such file or directory "
-                       "(is ckptdb-no-such-command-here on PATH?)");
+    CHECK(r.failure ==
+          "cannot run 'ckptdb-no-such-command-here': No such file or directory "
+          "(is ckptdb-no-such-command-here on PATH?)");
 }
 
 TEST_CASE("a command that outlives the timeout is killed and reported") {
@@ -80,7 +82,8 @@ TEST_CASE("a command that closes stderr early is still waited for, up to the tim
 }
 
 TEST_CASE("the caller's ignored and blocked signals do not reach the command") {
-    struct sigaction ign {}, old_term {};
+    struct sigaction ign {
+    }, old_term{};
     ign.sa_handler = SIG_IGN;
     sigemptyset(&ign.sa_mask);
     REQUIRE(sigaction(SIGTERM, &ign, &old_term) == 0);

@@ -112,8 +112,7 @@ public:
     int wait() {
         if (status_ >= 0) return status_;
         int st = 0;
-        while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-        }
+        while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {}
         status_ = st;
         return st;
     }
@@ -214,9 +213,10 @@ struct Figures {
     explicit Figures(const char *name) : suite(name) {}
     ~Figures() { print(); }
     void print() const {
-        std::printf("%s figures: cases %ld, kills delivered %ld, saves acknowledged %ld, full-disk failures "
-                    "injected %ld, invariant violations %ld\n",
-                    suite, cases, kills, acknowledged, disk_full_failures, violations);
+        std::printf(
+            "%s figures: cases %ld, kills delivered %ld, saves acknowledged %ld, full-disk failures "
+            "injected %ld, invariant violations %ld\n",
+            suite, cases, kills, acknowledged, disk_full_failures, violations);
         std::fflush(stdout);
     }
 };

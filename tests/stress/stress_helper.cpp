@@ -63,8 +63,8 @@ void fill(std::vector<unsigned char> &buf, uint64_t seed) {
 }
 
 // One whole save; returns the status and, on success, the id.
-int save_once(ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step, const std::vector<unsigned char> &bytes,
-              const std::string &meta, int64_t *id) {
+int save_once(ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
+              const std::vector<unsigned char> &bytes, const std::string &meta, int64_t *id) {
     ckptdb_save_options o = CKPTDB_SAVE_OPTIONS_INIT;
     o.metadata = meta.c_str();
     ckptdb_save *s = nullptr;
@@ -99,11 +99,16 @@ int loop(const std::string &dir, std::vector<std::string> args) {
     size_t max_bytes = 64 << 10;
     bool pins = false, prunes = false;
     for (size_t i = 0; i < args.size(); i++) {
-        if (args[i] == "--seed" && i + 1 < args.size()) seed = std::strtoull(args[++i].c_str(), nullptr, 10);
-        else if (args[i] == "--count" && i + 1 < args.size()) count = std::atol(args[++i].c_str());
-        else if (args[i] == "--max-bytes" && i + 1 < args.size()) max_bytes = std::strtoull(args[++i].c_str(), nullptr, 10);
-        else if (args[i] == "--pins") pins = true;
-        else if (args[i] == "--prunes") prunes = true;
+        if (args[i] == "--seed" && i + 1 < args.size())
+            seed = std::strtoull(args[++i].c_str(), nullptr, 10);
+        else if (args[i] == "--count" && i + 1 < args.size())
+            count = std::atol(args[++i].c_str());
+        else if (args[i] == "--max-bytes" && i + 1 < args.size())
+            max_bytes = std::strtoull(args[++i].c_str(), nullptr, 10);
+        else if (args[i] == "--pins")
+            pins = true;
+        else if (args[i] == "--prunes")
+            prunes = true;
         else {
             std::fprintf(stderr, "stress_helper loop: unknown argument %s\n", args[i].c_str());
             return 2;

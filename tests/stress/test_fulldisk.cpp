@@ -99,8 +99,7 @@ off_t fill(const std::string &path, off_t slack) {
     REQUIRE(fd >= 0);
     std::string chunk(1 << 16, 'f');
     for (size_t len : {size_t(1) << 16, size_t(4096), size_t(512), size_t(1)}) {
-        while (::write(fd, chunk.data(), len) == static_cast<ssize_t>(len)) {
-        }
+        while (::write(fd, chunk.data(), len) == static_cast<ssize_t>(len)) {}
     }
     ::fsync(fd);
     struct stat st;
@@ -123,7 +122,8 @@ std::vector<std::string> saves(const std::string &dir, const std::vector<std::st
 }
 
 void check_case(const std::string &dir, harness::Expect &expect, const char *phase) {
-    expect.newest_complete_seq = std::max(expect.newest_complete_seq, stress::max_seq_of(dir, {expect.acknowledged.begin(), expect.acknowledged.end()}));
+    expect.newest_complete_seq = std::max(
+        expect.newest_complete_seq, stress::max_seq_of(dir, {expect.acknowledged.begin(), expect.acknowledged.end()}));
     auto bad = stress::all_checks(dir, expect);
     g_fig.cases++;
     g_fig.violations += static_cast<long>(bad.size());
@@ -215,8 +215,9 @@ void full_disk(const std::string &mnt) {
     // A new catalog cannot be made on a full disk: a clear error, nothing half-made that a later open trips on.
     auto fresh = saves(mnt + "/fresh", {"100"});
     REQUIRE(!fresh.empty());
-    CHECK_MESSAGE((fresh[0].rfind("ERR 7 ", 0) == 0 || fresh[0].rfind("FAIL 7 ", 0) == 0 || fresh[0].rfind("ACK", 0) == 0),
-                  fresh[0]);
+    CHECK_MESSAGE(
+        (fresh[0].rfind("ERR 7 ", 0) == 0 || fresh[0].rfind("FAIL 7 ", 0) == 0 || fresh[0].rfind("ACK", 0) == 0),
+        fresh[0]);
     if (fresh[0].rfind("ACK", 0) != 0) g_fig.disk_full_failures++;
     // (The invariants are checked once space is back: the checker's own
     // read-only SQLite connection cannot always open a WAL catalog on a
@@ -299,8 +300,8 @@ ReserveFile reserve_of(const std::string &dir) {
     r.present = true;
     r.ino = st.st_ino;
     // Its blocks really allocated: a sparse file would reserve nothing.
-    r.whole = S_ISREG(st.st_mode) && st.st_size == kReserveBytes &&
-              static_cast<int64_t>(st.st_blocks) * 512 >= kReserveBytes;
+    r.whole =
+        S_ISREG(st.st_mode) && st.st_size == kReserveBytes && static_cast<int64_t>(st.st_blocks) * 512 >= kReserveBytes;
     return r;
 }
 
@@ -338,8 +339,7 @@ Run ckptdb(const std::vector<std::string> &args) {
     }
     ::close(fds[0]);
     int st = 0;
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     r.code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     return r;
 }
@@ -352,8 +352,7 @@ int64_t events_named(const std::string &dir, const std::string &event) {
 // more (ext4 gives back what its delayed allocation held in reserve once
 // the filler is fsynced).
 void fill_up(const std::string &filler) {
-    for (off_t last = -1, now = fill(filler, 0); now != last; last = now, now = fill(filler, 0)) {
-    }
+    for (off_t last = -1, now = fill(filler, 0); now != last; last = now, now = fill(filler, 0)) {}
 }
 
 // Saves of 1 MiB until one fails with CKPTDB_ENOSPC (the reserve, made by the
@@ -511,11 +510,12 @@ void big_prune_on_full_disk(const std::string &mnt, int count) {
     CHECK(t::query1(cat, "PRAGMA integrity_check") == "ok");
     REQUIRE(seen.wal > 0);
     const int64_t need = seen.wal + std::max<int64_t>(0, seen.catalog - catalog_before);
-    std::printf("reserve: a prune of %lld checkpoints through a full disk wrote %lld bytes of WAL and grew the "
-                "catalog by %lld bytes: %.0f bytes each; the %lld-byte reserve covers about %lld at once\n",
-                static_cast<long long>(pruned), static_cast<long long>(seen.wal),
-                static_cast<long long>(seen.catalog - catalog_before), double(need) / double(pruned),
-                static_cast<long long>(kReserveBytes), static_cast<long long>(kReserveBytes * pruned / need));
+    std::printf(
+        "reserve: a prune of %lld checkpoints through a full disk wrote %lld bytes of WAL and grew the "
+        "catalog by %lld bytes: %.0f bytes each; the %lld-byte reserve covers about %lld at once\n",
+        static_cast<long long>(pruned), static_cast<long long>(seen.wal),
+        static_cast<long long>(seen.catalog - catalog_before), double(need) / double(pruned),
+        static_cast<long long>(kReserveBytes), static_cast<long long>(kReserveBytes * pruned / need));
     std::fflush(stdout);
     CHECK(need < kReserveBytes);
 }
@@ -523,121 +523,123 @@ void big_prune_on_full_disk(const std::string &mnt, int count) {
 }  // namespace
 
 TEST_SUITE("reserve") {
-
-TEST_CASE("reserve on a full tmpfs: ckptdb prune frees space through it, and it comes back") {
-    Mount m("tmpfs");
-    if (!m.mounted) return skip("tmpfs case: " + m.why_not);
-    prune_on_full_disk(m.path);
-}
-
-TEST_CASE("reserve on a full loop-mounted ext4: ckptdb prune frees space through it, and it comes back") {
-    Mount m("ext4");
-    if (!m.mounted) return skip("ext4 case: " + m.why_not);
-    prune_on_full_disk(m.path);
-}
-
-TEST_CASE("reserve on a full tmpfs: ckptdb fsck --repair records a lost file through it") {
-    Mount m("tmpfs");
-    if (!m.mounted) return skip("tmpfs case: " + m.why_not);
-    repair_on_full_disk(m.path);
-}
-
-TEST_CASE("reserve on a full loop-mounted ext4: ckptdb fsck --repair records a lost file through it") {
-    Mount m("ext4");
-    if (!m.mounted) return skip("ext4 case: " + m.why_not);
-    repair_on_full_disk(m.path);
-}
-
-TEST_CASE("reserve on a full tmpfs: a prune of 5000 checkpoints at once fits in it") {
-    Mount m("tmpfs");
-    if (!m.mounted) return skip("tmpfs case: " + m.why_not);
-    big_prune_on_full_disk(m.path, 5000);
-}
-
-TEST_CASE("reserve in a local directory: deleted or cut short by hand, made again by the next writable open, "
-          "never by a read-only one") {
-    t::TempDir d;
-    auto l = saves(d.path, {"100", "200"});
-    REQUIRE(stress::acks(l).size() == 2);
-    ReserveFile first = reserve_of(d.path);
-    REQUIRE(first.whole);
-
-    // Opening again keeps it as it is (recovery's temp cleanup never takes it).
-    ckptdb_catalog *db = nullptr;
-    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
-    ckptdb_close(db);
-    CHECK(reserve_of(d.path).ino == first.ino);
-
-    REQUIRE(::unlink((d / ".ckptdb-ballast").c_str()) == 0);
-    ckptdb_open_options ro = CKPTDB_OPEN_OPTIONS_INIT;
-    ro.flags = CKPTDB_OPEN_READONLY;
-    REQUIRE(ckptdb_open(&db, d.path.c_str(), &ro) == CKPTDB_OK);
-    ckptdb_close(db);
-    CHECK(!reserve_of(d.path).present);
-    Run r = ckptdb({"ls", d.path});
-    CHECK(r.code == 0);
-    CHECK(!reserve_of(d.path).present);  // ls opens read-only
-
-    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
-    ckptdb_close(db);
-    CHECK(reserve_of(d.path).whole);
-
-    // Cut short (and a sparse file of the full size reserves nothing either).
-    REQUIRE(::truncate((d / ".ckptdb-ballast").c_str(), 4096) == 0);
-    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
-    ckptdb_close(db);
-    CHECK(reserve_of(d.path).whole);
-    REQUIRE(::unlink((d / ".ckptdb-ballast").c_str()) == 0);
-    {
-        int fd = ::open((d / ".ckptdb-ballast").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-        REQUIRE(fd >= 0);
-        REQUIRE(::ftruncate(fd, kReserveBytes) == 0);
-        ::close(fd);
+    TEST_CASE("reserve on a full tmpfs: ckptdb prune frees space through it, and it comes back") {
+        Mount m("tmpfs");
+        if (!m.mounted) return skip("tmpfs case: " + m.why_not);
+        prune_on_full_disk(m.path);
     }
-    CHECK(!reserve_of(d.path).whole);
-    REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
-    ckptdb_close(db);
-    CHECK(reserve_of(d.path).whole);
 
-    // Never a checkpoint: fsck does not report it, and a rebuild of a lost
-    // catalog neither adopts it nor calls it an unknown file.
-    r = ckptdb({"fsck", d.path});
-    INFO(r.out);
-    CHECK(r.code == 0);
-    CHECK(r.out.find(".ckptdb-ballast") == std::string::npos);
-    for (const char *suffix : {"", "-wal", "-shm"}) ::unlink((d / (std::string("ckptdb.sqlite") + suffix)).c_str());
-    r = ckptdb({"fsck", "--repair", d.path});
-    INFO(r.out);
-    CHECK(r.out.find("rebuilt (2 checkpoints)") != std::string::npos);
-    CHECK(r.out.find(".ckptdb-ballast") == std::string::npos);
-    CHECK(stress::query_i64(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == 2);
-    CHECK(reserve_of(d.path).whole);
-    CHECK(t::temp_files(d.path).empty());
-}
+    TEST_CASE("reserve on a full loop-mounted ext4: ckptdb prune frees space through it, and it comes back") {
+        Mount m("ext4");
+        if (!m.mounted) return skip("ext4 case: " + m.why_not);
+        prune_on_full_disk(m.path);
+    }
 
-TEST_CASE("reserve in a local directory: RLIMIT_FSIZE below its size leaves none, an event says why, and saves "
-          "that fit still work") {
-    t::TempDir d;
-    // 1 MiB: below the reserve's 4 MiB, above the catalog and the small saves.
-    stress::Helper h({"fsize", d.path, std::to_string(1 << 20), "100000", std::to_string(2 << 20)});
-    auto l = h.lines();
-    INFO(stress::join(l));
-    CHECK(h.exit_code() == 0);
-    REQUIRE(l.size() == 4);
-    CHECK(l[0].rfind("ACK ", 0) == 0);
-    CHECK(l[1].rfind("FAIL 7 ", 0) == 0);
-    CHECK(l[2].rfind("ACK ", 0) == 0);
-    CHECK(!reserve_of(d.path).present);
-    CHECK(t::temp_files(d.path).empty());
-    const std::string cat = t::catalog_path(d);
-    CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'reserve_unavailable' AND detail LIKE "
-                         "'%RLIMIT_FSIZE%'") == "1");
-    harness::Expect expect;
-    auto ids = stress::acks(l);
-    expect.acknowledged.insert(ids.begin(), ids.end());
-    // (The checks open the directory without the limit: the reserve appears.)
-    check_case(d.path, expect, "after RLIMIT_FSIZE below the reserve");
-    CHECK(reserve_of(d.path).whole);
-}
+    TEST_CASE("reserve on a full tmpfs: ckptdb fsck --repair records a lost file through it") {
+        Mount m("tmpfs");
+        if (!m.mounted) return skip("tmpfs case: " + m.why_not);
+        repair_on_full_disk(m.path);
+    }
+
+    TEST_CASE("reserve on a full loop-mounted ext4: ckptdb fsck --repair records a lost file through it") {
+        Mount m("ext4");
+        if (!m.mounted) return skip("ext4 case: " + m.why_not);
+        repair_on_full_disk(m.path);
+    }
+
+    TEST_CASE("reserve on a full tmpfs: a prune of 5000 checkpoints at once fits in it") {
+        Mount m("tmpfs");
+        if (!m.mounted) return skip("tmpfs case: " + m.why_not);
+        big_prune_on_full_disk(m.path, 5000);
+    }
+
+    TEST_CASE(
+        "reserve in a local directory: deleted or cut short by hand, made again by the next writable open, "
+        "never by a read-only one") {
+        t::TempDir d;
+        auto l = saves(d.path, {"100", "200"});
+        REQUIRE(stress::acks(l).size() == 2);
+        ReserveFile first = reserve_of(d.path);
+        REQUIRE(first.whole);
+
+        // Opening again keeps it as it is (recovery's temp cleanup never takes it).
+        ckptdb_catalog *db = nullptr;
+        REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+        ckptdb_close(db);
+        CHECK(reserve_of(d.path).ino == first.ino);
+
+        REQUIRE(::unlink((d / ".ckptdb-ballast").c_str()) == 0);
+        ckptdb_open_options ro = CKPTDB_OPEN_OPTIONS_INIT;
+        ro.flags = CKPTDB_OPEN_READONLY;
+        REQUIRE(ckptdb_open(&db, d.path.c_str(), &ro) == CKPTDB_OK);
+        ckptdb_close(db);
+        CHECK(!reserve_of(d.path).present);
+        Run r = ckptdb({"ls", d.path});
+        CHECK(r.code == 0);
+        CHECK(!reserve_of(d.path).present);  // ls opens read-only
+
+        REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+        ckptdb_close(db);
+        CHECK(reserve_of(d.path).whole);
+
+        // Cut short (and a sparse file of the full size reserves nothing either).
+        REQUIRE(::truncate((d / ".ckptdb-ballast").c_str(), 4096) == 0);
+        REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+        ckptdb_close(db);
+        CHECK(reserve_of(d.path).whole);
+        REQUIRE(::unlink((d / ".ckptdb-ballast").c_str()) == 0);
+        {
+            int fd = ::open((d / ".ckptdb-ballast").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+            REQUIRE(fd >= 0);
+            REQUIRE(::ftruncate(fd, kReserveBytes) == 0);
+            ::close(fd);
+        }
+        CHECK(!reserve_of(d.path).whole);
+        REQUIRE(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_OK);
+        ckptdb_close(db);
+        CHECK(reserve_of(d.path).whole);
+
+        // Never a checkpoint: fsck does not report it, and a rebuild of a lost
+        // catalog neither adopts it nor calls it an unknown file.
+        r = ckptdb({"fsck", d.path});
+        INFO(r.out);
+        CHECK(r.code == 0);
+        CHECK(r.out.find(".ckptdb-ballast") == std::string::npos);
+        for (const char *suffix : {"", "-wal", "-shm"}) ::unlink((d / (std::string("ckptdb.sqlite") + suffix)).c_str());
+        r = ckptdb({"fsck", "--repair", d.path});
+        INFO(r.out);
+        CHECK(r.out.find("rebuilt (2 checkpoints)") != std::string::npos);
+        CHECK(r.out.find(".ckptdb-ballast") == std::string::npos);
+        CHECK(stress::query_i64(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == 2);
+        CHECK(reserve_of(d.path).whole);
+        CHECK(t::temp_files(d.path).empty());
+    }
+
+    TEST_CASE(
+        "reserve in a local directory: RLIMIT_FSIZE below its size leaves none, an event says why, and saves "
+        "that fit still work") {
+        t::TempDir d;
+        // 1 MiB: below the reserve's 4 MiB, above the catalog and the small saves.
+        stress::Helper h({"fsize", d.path, std::to_string(1 << 20), "100000", std::to_string(2 << 20)});
+        auto l = h.lines();
+        INFO(stress::join(l));
+        CHECK(h.exit_code() == 0);
+        REQUIRE(l.size() == 4);
+        CHECK(l[0].rfind("ACK ", 0) == 0);
+        CHECK(l[1].rfind("FAIL 7 ", 0) == 0);
+        CHECK(l[2].rfind("ACK ", 0) == 0);
+        CHECK(!reserve_of(d.path).present);
+        CHECK(t::temp_files(d.path).empty());
+        const std::string cat = t::catalog_path(d);
+        CHECK(t::query1(cat,
+                        "SELECT count(*) FROM events WHERE event = 'reserve_unavailable' AND detail LIKE "
+                        "'%RLIMIT_FSIZE%'") == "1");
+        harness::Expect expect;
+        auto ids = stress::acks(l);
+        expect.acknowledged.insert(ids.begin(), ids.end());
+        // (The checks open the directory without the limit: the reserve appears.)
+        check_case(d.path, expect, "after RLIMIT_FSIZE below the reserve");
+        CHECK(reserve_of(d.path).whole);
+    }
 
 }  // TEST_SUITE("reserve")

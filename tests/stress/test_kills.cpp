@@ -30,8 +30,8 @@ TEST_CASE("save loops SIGKILLed after random delays recover with every acknowled
         int procs = rng.below(3) == 0 ? 2 : 1;
         std::vector<std::unique_ptr<stress::Helper>> kids;
         for (int p = 0; p < procs; p++) {
-            std::vector<std::string> args{"loop", d.path, "--seed", std::to_string(rng.next() % 1000000000), "--pins",
-                                          "--prunes"};
+            std::vector<std::string> args{"loop",   d.path,    "--seed", std::to_string(rng.next() % 1000000000),
+                                          "--pins", "--prunes"};
             // Mostly small saves (kills land in every step of many saves),
             // sometimes larger ones (kills land inside the writes).
             args.push_back("--max-bytes");
@@ -73,9 +73,10 @@ TEST_CASE("save loops SIGKILLed after random delays recover with every acknowled
     auto cat = t::catalog_path(d);
     long recovered = static_cast<long>(stress::query_i64(cat, "SELECT count(*) FROM events WHERE event = 'recovered'"));
     long crashed = static_cast<long>(stress::query_i64(cat, "SELECT count(*) FROM runs WHERE exit_reason = 'crashed'"));
-    std::printf("stress-kills: %ld rounds, %ld kills in %.1f s; %ld saves resolved by recovery, %ld runs ended as "
-                "crashed\n",
-                rounds, g_fig.kills, secs, recovered, crashed);
+    std::printf(
+        "stress-kills: %ld rounds, %ld kills in %.1f s; %ld saves resolved by recovery, %ld runs ended as "
+        "crashed\n",
+        rounds, g_fig.kills, secs, recovered, crashed);
     // The kills did land inside saves: recovery had work to do.
     CHECK(recovered >= std::min<long>(10, target / 30));
     CHECK(g_fig.acknowledged > 0);

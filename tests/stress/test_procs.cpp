@@ -19,8 +19,9 @@ TEST_CASE("8 processes saving and rotating at once: nothing lost or duplicated, 
     t::TempDir d;
     std::vector<std::unique_ptr<stress::Helper>> kids;
     for (int p = 0; p < procs; p++) {
-        std::vector<std::string> args{"loop", d.path, "--seed", std::to_string(p + 1), "--count", std::to_string(saves),
-                                      "--max-bytes", "32768", "--prunes"};
+        std::vector<std::string> args{
+            "loop",        d.path,  "--seed",  std::to_string(p + 1), "--count", std::to_string(saves),
+            "--max-bytes", "32768", "--prunes"};
         if (p % 2 == 0) args.push_back("--pins");
         kids.push_back(std::make_unique<stress::Helper>(args));
     }
@@ -37,7 +38,8 @@ TEST_CASE("8 processes saving and rotating at once: nothing lost or duplicated, 
         CHECK(static_cast<long>(ids.size()) == saves);
         for (int64_t id : ids) {
             // Never the same id acknowledged twice, in one process or two.
-            CHECK_MESSAGE(owner.count(id) == 0, "id " << id << " acknowledged by processes " << owner[id] << " and " << p);
+            CHECK_MESSAGE(owner.count(id) == 0,
+                          "id " << id << " acknowledged by processes " << owner[id] << " and " << p);
             owner[id] = p;
             expect.acknowledged.insert(id);
         }
@@ -47,11 +49,13 @@ TEST_CASE("8 processes saving and rotating at once: nothing lost or duplicated, 
     const std::string all = std::to_string(procs * saves);
     // One row per save: none lost, none duplicated, none left over.
     CHECK(t::query1(cat, "SELECT count(*) FROM checkpoints") == all);
-    CHECK(t::query1(cat, "SELECT count(DISTINCT json_extract(metadata, '$.seed') || ':' || json_extract(metadata, '$.i')) "
-                         "FROM checkpoints") == all);
+    CHECK(t::query1(cat,
+                    "SELECT count(DISTINCT json_extract(metadata, '$.seed') || ':' || json_extract(metadata, '$.i')) "
+                    "FROM checkpoints") == all);
     CHECK(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status IN ('complete', 'pruned')") == all);
     CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'committed'") == all);
-    CHECK(t::query1(cat, "SELECT count(*) FROM runs WHERE exit_reason IN ('clean', 'preempted')") == std::to_string(procs));
+    CHECK(t::query1(cat, "SELECT count(*) FROM runs WHERE exit_reason IN ('clean', 'preempted')") ==
+          std::to_string(procs));
     // Rotation ran: the directory holds only what the policy keeps.
     CHECK(stress::query_i64(cat, "SELECT count(*) FROM checkpoints WHERE status = 'pruned'") > procs * saves / 2);
     expect.newest_complete_seq = stress::newest_complete_seq(d.path);

@@ -176,8 +176,8 @@ TEST_CASE("a tampered row naming '../x', an absolute path or a name with '/' is 
             bad = c.save_bytes("epoch", 2, 2, "abc").id;  // the same bytes as the victims
         }
         sql(t::catalog_path(d), "UPDATE checkpoints SET name = " + lit(evil) + " WHERE id = " + std::to_string(bad) +
-                                    "; UPDATE files SET name = " + lit(evil) + " WHERE checkpoint_id = " +
-                                    std::to_string(bad) + ";");
+                                    "; UPDATE files SET name = " + lit(evil) +
+                                    " WHERE checkpoint_id = " + std::to_string(bad) + ";");
         const std::string before = contents(outside), sub_before = t::read_file(d / "sub/victim");
         {
             ckptdbxx::catalog c(d.path);
@@ -188,8 +188,9 @@ TEST_CASE("a tampered row naming '../x', an absolute path or a name with '/' is 
             CHECK(ckptdb_verify(c.handle(), bad) != CKPTDB_OK);
             CHECK(c.latest()->id == good);  // skipped, marked corrupt
             CHECK(status_of(d, bad) == "corrupt");
-            CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM events WHERE event = 'corrupt' AND checkpoint_id = " +
-                                                    std::to_string(bad)) != "0");
+            CHECK(t::query1(t::catalog_path(d),
+                            "SELECT count(*) FROM events WHERE event = 'corrupt' AND checkpoint_id = " +
+                                std::to_string(bad)) != "0");
             int64_t checked = 0, corrupt = 0;
             CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
             CHECK(corrupt == 0);  // already corrupt: no longer among the complete ones
@@ -279,7 +280,8 @@ TEST_CASE("files the catalog does not know are reported and never deleted; only 
         ckptdb_retention keep = CKPTDB_RETENTION_INIT;
         keep.keep_last_default = 1;
         REQUIRE(ckptdb_set_retention(c.handle(), &keep) == CKPTDB_OK);
-        for (int i = 1; i <= 12; i++) acked.insert(c.save_bytes(i % 2 ? "epoch" : "step", i, i, "bytes " + std::to_string(i)).id);
+        for (int i = 1; i <= 12; i++)
+            acked.insert(c.save_bytes(i % 2 ? "epoch" : "step", i, i, "bytes " + std::to_string(i)).id);
         REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &keep, 0, nullptr, nullptr) == CKPTDB_OK);
         Fsck check, repair;
         int64_t problems = 0;

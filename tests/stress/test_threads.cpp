@@ -34,7 +34,8 @@ TEST_CASE("threads sharing one handle save and rotate concurrently; nothing lost
         const char *kinds[] = {"epoch", "time", "step", "manual"};
         std::vector<unsigned char> bytes;
         for (long i = 0; i < saves; i++) {
-            bytes.assign(static_cast<size_t>(100 + (th * 7919 + i * 104729) % 20000), static_cast<unsigned char>(th * 31 + i));
+            bytes.assign(static_cast<size_t>(100 + (th * 7919 + i * 104729) % 20000),
+                         static_cast<unsigned char>(th * 31 + i));
             std::string meta = "{\"thread\": " + std::to_string(th) + ", \"i\": " + std::to_string(i) + "}";
             ckptdb_save_options o = CKPTDB_SAVE_OPTIONS_INIT;
             o.metadata = meta.c_str();
@@ -82,8 +83,9 @@ TEST_CASE("threads sharing one handle save and rotate concurrently; nothing lost
     g_fig.acknowledged = static_cast<long>(ids.size());
     const std::string cat = t::catalog_path(d);
     CHECK(t::query1(cat, "SELECT count(*) FROM checkpoints") == std::to_string(threads * saves));
-    CHECK(t::query1(cat, "SELECT count(DISTINCT json_extract(metadata, '$.thread') || ':' || "
-                         "json_extract(metadata, '$.i')) FROM checkpoints") == std::to_string(threads * saves));
+    CHECK(t::query1(cat,
+                    "SELECT count(DISTINCT json_extract(metadata, '$.thread') || ':' || "
+                    "json_extract(metadata, '$.i')) FROM checkpoints") == std::to_string(threads * saves));
     expect.newest_complete_seq = stress::newest_complete_seq(d.path);
     CHECK(expect.newest_complete_seq == threads * saves);
     auto bad = stress::all_checks(d.path, expect);

@@ -90,9 +90,7 @@ int x_file_control(sqlite3_file *f, int op, void *arg) {
     return shim(f)->real->pMethods->xFileControl(shim(f)->real, op, arg);
 }
 int x_sector_size(sqlite3_file *f) { return shim(f)->real->pMethods->xSectorSize(shim(f)->real); }
-int x_device_characteristics(sqlite3_file *f) {
-    return shim(f)->real->pMethods->xDeviceCharacteristics(shim(f)->real);
-}
+int x_device_characteristics(sqlite3_file *f) { return shim(f)->real->pMethods->xDeviceCharacteristics(shim(f)->real); }
 int x_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volatile **pp) {
     return shim(f)->real->pMethods->xShmMap(shim(f)->real, pg, pgsz, extend, pp);
 }
@@ -109,9 +107,24 @@ int x_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p) {
 }
 
 const sqlite3_io_methods k_methods = {
-    3,          x_close,       x_read,         x_write,      x_truncate,      x_sync,
-    x_file_size, x_lock,       x_unlock,       x_check_reserved, x_file_control, x_sector_size,
-    x_device_characteristics, x_shm_map, x_shm_lock, x_shm_barrier, x_shm_unmap, x_fetch,
+    3,
+    x_close,
+    x_read,
+    x_write,
+    x_truncate,
+    x_sync,
+    x_file_size,
+    x_lock,
+    x_unlock,
+    x_check_reserved,
+    x_file_control,
+    x_sector_size,
+    x_device_characteristics,
+    x_shm_map,
+    x_shm_lock,
+    x_shm_barrier,
+    x_shm_unmap,
+    x_fetch,
     x_unfetch,
 };
 

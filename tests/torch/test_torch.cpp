@@ -154,10 +154,13 @@ TEST_CASE("a saved training state resumes bit-exact into fresh objects") {
 
     // The catalog recorded the resume.
     int64_t resumed = -1;
-    ckptdb_runs(db2.handle(), [](const ckptdb_run *run, void *p) {
-        if (run->resumed_from) *static_cast<int64_t *>(p) = run->resumed_from;
-        return 0;
-    }, &resumed);
+    ckptdb_runs(
+        db2.handle(),
+        [](const ckptdb_run *run, void *p) {
+            if (run->resumed_from) *static_cast<int64_t *>(p) = run->resumed_from;
+            return 0;
+        },
+        &resumed);
     CHECK(resumed == e.id);
 }
 

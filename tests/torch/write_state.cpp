@@ -68,8 +68,8 @@ int main(int argc, char **argv) {
         st.set_extra("bools", c10::List<bool>({true, false}));
         st.set_extra("strs", c10::List<std::string>({"a", "b"}));
         st.set_extra("tensors", c10::List<at::Tensor>({torch::arange(3), torch::ones({2, 2}, torch::kFloat64)}));
-        st.set_extra("tuple", c10::ivalue::Tuple::create({c10::IValue(int64_t(1)), c10::IValue(std::string("x")),
-                                                          c10::IValue(2.5)}));
+        st.set_extra("tuple", c10::ivalue::Tuple::create(
+                                  {c10::IValue(int64_t(1)), c10::IValue(std::string("x")), c10::IValue(2.5)}));
         c10::impl::GenericList mixed(c10::AnyType::get());
         mixed.push_back(int64_t(1));
         mixed.push_back(std::string("x"));
@@ -96,8 +96,8 @@ int main(int argc, char **argv) {
         std::string path3 = dir + "/written.pt";
         {
             std::ofstream out(path3, std::ios::binary);
-            st.write([&](const void *p, size_t n) { out.write(static_cast<const char *>(p), std::streamsize(n)); },
-                     5, 50);
+            st.write([&](const void *p, size_t n) { out.write(static_cast<const char *>(p), std::streamsize(n)); }, 5,
+                     50);
             if (!out.flush()) throw std::runtime_error("cannot write " + path3);
         }
         std::cout << "file: " << path3 << "\n";

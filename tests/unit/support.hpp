@@ -195,8 +195,7 @@ struct Child {
     int wait() {
         if (status >= 0) return status;
         int st = 0;
-        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-        }
+        while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
         status = st;
         return st;
     }

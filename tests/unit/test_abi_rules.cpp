@@ -71,12 +71,13 @@ TEST_CASE("every row callback that returns non-zero stops its call with CKPTDB_E
     check_stopped(ckptdb_events(c.handle(), first, 0, stop_at_first<ckptdb_event>, nullptr), "ckptdb_events");
     check_stopped(ckptdb_runs(c.handle(), stop_at_first<ckptdb_run>, nullptr), "ckptdb_runs");
     int64_t checked = -1, corrupt = -1;
-    check_stopped(ckptdb_verify_all(&checked, &corrupt, c.handle(),
-                                    [](const ckptdb_entry *, int, void *) {
-                                        ++calls;
-                                        return kStop;
-                                    },
-                                    nullptr),
+    check_stopped(ckptdb_verify_all(
+                      &checked, &corrupt, c.handle(),
+                      [](const ckptdb_entry *, int, void *) {
+                          ++calls;
+                          return kStop;
+                      },
+                      nullptr),
                   "ckptdb_verify_all");
     CHECK(checked == 1);  // the totals counted until the stop
     CHECK(corrupt == 0);
@@ -86,22 +87,24 @@ TEST_CASE("every row callback that returns non-zero stops its call with CKPTDB_E
     check_stopped(ckptdb_disk_usage(c.handle(), stop_at_first<ckptdb_usage>, nullptr), "ckptdb_disk_usage");
     int rebuilt = -1;
     problems = -1;
-    check_stopped(ckptdb_fsck_dir(&problems, &rebuilt, dir.d.path.c_str(), nullptr, 0, stop_at_first<ckptdb_fsck_item>,
-                                  nullptr),
-                  "ckptdb_fsck_dir");
+    check_stopped(
+        ckptdb_fsck_dir(&problems, &rebuilt, dir.d.path.c_str(), nullptr, 0, stop_at_first<ckptdb_fsck_item>, nullptr),
+        "ckptdb_fsck_dir");
     CHECK(problems == 1);
     CHECK(rebuilt == 0);
-    check_stopped(ckptdb_verify_progress(c.handle(), first,
-                                         [](int64_t, int64_t, void *) {
-                                             ++calls;
-                                             return kStop;
-                                         },
-                                         nullptr),
+    check_stopped(ckptdb_verify_progress(
+                      c.handle(), first,
+                      [](int64_t, int64_t, void *) {
+                          ++calls;
+                          return kStop;
+                      },
+                      nullptr),
                   "ckptdb_verify_progress");
     CHECK(c.get(first).status == CKPTDB_STATUS_COMPLETE);  // stopping is not corruption
 
     // A call that was not stopped clears the value.
-    CHECK(ckptdb_list(c.handle(), nullptr, [](const ckptdb_entry *, void *) { return 0; }, nullptr) == CKPTDB_OK);
+    CHECK(ckptdb_list(
+              c.handle(), nullptr, [](const ckptdb_entry *, void *) { return 0; }, nullptr) == CKPTDB_OK);
     CHECK(ckptdb_last_callback_value() == 0);
     CHECK(std::string(ckptdb_last_error()).empty());
 }
@@ -217,12 +220,13 @@ TEST_CASE("structs handed to callbacks carry their size") {
     r.keep_last = &keep;
     r.keep_last_count = 1;
     std::vector<size_t> sizes;
-    REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 1,
-                         [](const ckptdb_prune_item *it, void *p) {
-                             static_cast<std::vector<size_t> *>(p)->push_back(it->struct_size);
-                             return 0;
-                         },
-                         &sizes) == CKPTDB_OK);
+    REQUIRE(ckptdb_prune(
+                nullptr, nullptr, c.handle(), &r, 1,
+                [](const ckptdb_prune_item *it, void *p) {
+                    static_cast<std::vector<size_t> *>(p)->push_back(it->struct_size);
+                    return 0;
+                },
+                &sizes) == CKPTDB_OK);
     REQUIRE(sizes.size() == 3);
     for (size_t s : sizes) CHECK(s == sizeof(ckptdb_prune_item));
     t::TempDir dst;

@@ -179,8 +179,8 @@ TEST_CASE("a directory that is not writable is refused with its path and the err
     REQUIRE(::mkdir(ro.c_str(), 0555) == 0);
     // Run as an unprivileged user in a child (root may write anywhere).
     int code = 0;
-    std::string line = ::geteuid() == 0 ? t::run_helper({"open", ro, "--drop-privs"}, &code)
-                                        : t::run_helper({"open", ro}, &code);
+    std::string line =
+        ::geteuid() == 0 ? t::run_helper({"open", ro, "--drop-privs"}, &code) : t::run_helper({"open", ro}, &code);
     CHECK(code == CKPTDB_EPERM);
     CHECK(line.find(ro) != std::string::npos);
     CHECK(line.find("Permission denied") != std::string::npos);

@@ -84,8 +84,9 @@ TEST_CASE("a sharded commit that a recovery finished while it stalled stays comp
     std::string recovered;
     g_point = "dir_synced";
     g_at_point = [&] {
-        exec(d, "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
-                "(SELECT run_id FROM checkpoints ORDER BY id DESC LIMIT 1)");
+        exec(d,
+             "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
+             "(SELECT run_id FROM checkpoints ORDER BY id DESC LIMIT 1)");
         for (const ckptdb::ShardFile &f : files) set_mtime_ago(d / f.name, 3600);
         auto other = ckptdb::Catalog::open(d.path, ckptdb::OpenOptions());
         recovered = t::query1(t::catalog_path(d), "SELECT status FROM checkpoints ORDER BY id DESC LIMIT 1");

@@ -24,16 +24,19 @@ TEST_CASE("8 processes saving and rotating in one directory lose nothing and see
     auto cat = t::catalog_path(d);
     CHECK(t::query1(cat, "SELECT count(*) FROM checkpoints") == std::to_string(procs * saves));
     // Every save exactly once: one row per (process, i).
-    CHECK(t::query1(cat, "SELECT count(DISTINCT json_extract(metadata, '$.pid') || ':' || json_extract(metadata, '$.i')) "
-                         "FROM checkpoints") == std::to_string(procs * saves));
+    CHECK(t::query1(cat,
+                    "SELECT count(DISTINCT json_extract(metadata, '$.pid') || ':' || json_extract(metadata, '$.i')) "
+                    "FROM checkpoints") == std::to_string(procs * saves));
     CHECK(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status NOT IN ('complete', 'pruned')") == "0");
     CHECK(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'committed'") == std::to_string(procs * saves));
     CHECK(t::query1(cat, "SELECT count(*) FROM runs WHERE exit_reason = 'clean'") == std::to_string(procs));
     CHECK(t::query1(cat, "PRAGMA integrity_check") == "ok");
     // The default policy held across all of them: 5 epoch, 3 time, 1 manual at most... and every
     // kept file is whole.
-    CHECK(std::stoi(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status = 'complete' AND kind = 'epoch'")) <= 5);
-    CHECK(std::stoi(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status = 'complete' AND kind = 'time'")) <= 3);
+    CHECK(std::stoi(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status = 'complete' AND kind = 'epoch'")) <=
+          5);
+    CHECK(std::stoi(t::query1(cat, "SELECT count(*) FROM checkpoints WHERE status = 'complete' AND kind = 'time'")) <=
+          3);
     ckptdbxx::catalog c(d.path);
     int64_t checked = 0, corrupt = 0;
     CHECK(ckptdb_verify_all(&checked, &corrupt, c.handle(), nullptr, nullptr) == CKPTDB_OK);
@@ -78,12 +81,13 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
             CHECK(last_complete == 0);
             continue;
         }
-        int64_t seq = std::stoll(t::query1(cat, "SELECT commit_seq FROM checkpoints WHERE id = " + std::to_string(l->id)));
+        int64_t seq =
+            std::stoll(t::query1(cat, "SELECT commit_seq FROM checkpoints WHERE id = " + std::to_string(l->id)));
         CHECK(seq >= last_complete);
         last_complete = seq;
         // The killed runs are ended as crashed; only this process may still be open.
-        CHECK(t::query1(cat, "SELECT count(*) FROM runs WHERE ended_at IS NULL AND pid <> " + std::to_string(::getpid())) ==
-              "0");
+        CHECK(t::query1(cat, "SELECT count(*) FROM runs WHERE ended_at IS NULL AND pid <> " +
+                                 std::to_string(::getpid())) == "0");
     }
     CHECK(t::query1(t::catalog_path(d), "PRAGMA integrity_check") == "ok");
     // How many random kills landed inside a save depends on the machine's
@@ -91,7 +95,9 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
     // save make sure the rounds above ran with recovery work in the catalog:
     // one before the seal (aborted), one after it (rolled forward).
     auto cat = t::catalog_path(d);
-    auto recovered = [&] { return std::stoll(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'recovered'")); };
+    auto recovered = [&] {
+        return std::stoll(t::query1(cat, "SELECT count(*) FROM events WHERE event = 'recovered'"));
+    };
     MESSAGE(recovered() << " saves recovered after the random kills");
     int64_t before = recovered();
     for (const char *point : {"wrote", "sealed"}) {
@@ -101,8 +107,9 @@ TEST_CASE("save loops killed after random delays always leave a consistent, resu
     }
     ckptdbxx::catalog c(d.path);
     CHECK(recovered() == before + 2);
-    CHECK(t::query1(cat, "SELECT group_concat(status) FROM (SELECT status FROM checkpoints WHERE kind = 'manual' "
-                         "ORDER BY id DESC LIMIT 2)") == "complete,aborted");
+    CHECK(t::query1(cat,
+                    "SELECT group_concat(status) FROM (SELECT status FROM checkpoints WHERE kind = 'manual' "
+                    "ORDER BY id DESC LIMIT 2)") == "complete,aborted");
     CHECK(t::temp_files(d.path).empty());
 }
 

@@ -57,8 +57,9 @@ void flip_byte(const std::string &path, size_t at) {
 std::string live_rows_naming(const t::TempDir &d, const std::string &name) {
     return t::query1(t::catalog_path(d),
                      "SELECT count(*) FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id WHERE f.name = '" +
-                         name + "' AND (c.status IN ('writing', 'complete', 'corrupt') OR "
-                                "(c.status = 'pruned' AND c.deleted_at IS NULL))");
+                         name +
+                         "' AND (c.status IN ('writing', 'complete', 'corrupt') OR "
+                         "(c.status = 'pruned' AND c.deleted_at IS NULL))");
 }
 
 ckptdb_retention keep_epochs(ckptdb_keep_kind *k, int n) {
@@ -107,7 +108,7 @@ TEST_CASE("case 1: sync --delete mirrors what the source pruned by a rule, never
     ckptdb_retention r = keep_epochs(&k, 2);  // lets epoch 1 go by a rule; epoch 2 is corrupt
     REQUIRE(ckptdb_prune(nullptr, nullptr, s.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     REQUIRE(sync(src.path, dst.path, true) == CKPTDB_OK);
-    CHECK_FALSE(t::exists(dst / "epoch_001.pt"));  // pruned by the user's rule: mirrored
+    CHECK_FALSE(t::exists(dst / "epoch_001.pt"));                      // pruned by the user's rule: mirrored
     CHECK(t::read_file(dst / "epoch_002.pt") == t::pattern(3000, 2));  // the last good copy anywhere
     ckptdbxx::catalog d(dst.path);
     CHECK(d.get(std::string("epoch_002.pt")).status == CKPTDB_STATUS_COMPLETE);
@@ -208,15 +209,15 @@ TEST_CASE("case 11: a file the source prunes during the sync is skipped and repo
         auto *c = static_cast<Ctx *>(p);
         Items::cb(it, &c->items);
         if (!c->pruned && std::string(it->kind) == "copied") try {
-            // The source's trainer rotates right after the first copy.
-            c->pruned = true;
-            ckptdbxx::catalog s(c->src);
-            ckptdb_keep_kind k;
-            ckptdb_retention r = keep_epochs(&k, 1);
-            ckptdb_prune(nullptr, nullptr, s.handle(), &r, 0, nullptr, nullptr);
-        } catch (const std::exception &e) {
-            c->items.lines.push_back(std::string("callback failed: ") + e.what());
-        }
+                // The source's trainer rotates right after the first copy.
+                c->pruned = true;
+                ckptdbxx::catalog s(c->src);
+                ckptdb_keep_kind k;
+                ckptdb_retention r = keep_epochs(&k, 1);
+                ckptdb_prune(nullptr, nullptr, s.handle(), &r, 0, nullptr, nullptr);
+            } catch (const std::exception &e) {
+                c->items.lines.push_back(std::string("callback failed: ") + e.what());
+            }
         return 0;
     };
     o.item_payload = &ctx;
@@ -255,10 +256,11 @@ TEST_CASE("case 12: a catalog left with a hot rollback journal still opens read-
     ::close(out[1]);
     // A small cache spills the transaction's pages into the catalog file,
     // after syncing the journal's header: the journal is hot from then on.
-    std::string cmds = "PRAGMA journal_mode=DELETE;\nPRAGMA cache_size=2;\nBEGIN IMMEDIATE;\n"
-                       "UPDATE checkpoints SET kind = kind || 'x';\n"
-                       "INSERT INTO events (at, event, detail) VALUES ('x', 'x', randomblob(300000));\n"
-                       "SELECT 'ready';\n";
+    std::string cmds =
+        "PRAGMA journal_mode=DELETE;\nPRAGMA cache_size=2;\nBEGIN IMMEDIATE;\n"
+        "UPDATE checkpoints SET kind = kind || 'x';\n"
+        "INSERT INTO events (at, event, detail) VALUES ('x', 'x', randomblob(300000));\n"
+        "SELECT 'ready';\n";
     REQUIRE(::write(in[1], cmds.data(), cmds.size()) == static_cast<ssize_t>(cmds.size()));
     auto hot = [&] {
         std::string j = t::read_file(db + "-journal");
@@ -333,12 +335,13 @@ TEST_CASE("case 4: a corrupt checkpoint is quarantined; only an explicit corrupt
         sqlite3 *db = nullptr;
         REQUIRE(sqlite3_open(t::catalog_path(d).c_str(), &db) == SQLITE_OK);
         sqlite3_busy_timeout(db, 5000);
-        REQUIRE(sqlite3_exec(db,
-                             "UPDATE checkpoints SET checksum = CASE substr(checksum, 1, 1) WHEN 'a' THEN 'b' ELSE 'a' "
-                             "END || substr(checksum, 2) WHERE name = 'epoch_003.pt'; "
-                             "UPDATE files SET checksum = (SELECT checksum FROM checkpoints WHERE name = 'epoch_003.pt') "
-                             "WHERE name = 'epoch_003.pt'",
-                             nullptr, nullptr, nullptr) == SQLITE_OK);
+        REQUIRE(
+            sqlite3_exec(db,
+                         "UPDATE checkpoints SET checksum = CASE substr(checksum, 1, 1) WHEN 'a' THEN 'b' ELSE 'a' "
+                         "END || substr(checksum, 2) WHERE name = 'epoch_003.pt'; "
+                         "UPDATE files SET checksum = (SELECT checksum FROM checkpoints WHERE name = 'epoch_003.pt') "
+                         "WHERE name = 'epoch_003.pt'",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
         sqlite3_close(db);
     }
     REQUIRE(c.latest()->name == "epoch_002.pt");  // 3 is marked corrupt (a false verdict)
@@ -384,8 +387,9 @@ TEST_CASE("sync carries the runs of the checkpoints it copies: a pull, a resume 
     const std::string db = t::catalog_path(shared);
     CHECK(t::query1(db, "SELECT count(*) FROM runs WHERE exit_reason IS NOT 'synced'") == "2");
     CHECK(t::query1(db, "SELECT count(*) FROM runs WHERE exit_reason = 'synced'") == "1");
-    CHECK(t::query1(db, "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id "
-                        "WHERE r.exit_reason = 'synced'") == "0");
+    CHECK(t::query1(db,
+                    "SELECT count(*) FROM checkpoints c JOIN runs r ON r.id = c.run_id "
+                    "WHERE r.exit_reason = 'synced'") == "0");
     std::string first = t::query1(db, "SELECT run_id FROM checkpoints WHERE name = 'epoch_001.pt'");
     CHECK(t::query1(db, "SELECT run_id FROM checkpoints WHERE name = 'epoch_002.pt'") == first);
     std::string second = t::query1(db, "SELECT run_id FROM checkpoints WHERE name = 'epoch_003.pt'");
@@ -428,23 +432,55 @@ namespace {
 // A small zip archive (one stored entry), laid out as torch.save's files are:
 // local header, data, central directory, end-of-central-directory record.
 std::string make_zip(const std::string &payload) {
-    auto u16 = [](std::string &s, uint32_t v) { s += char(v & 0xff); s += char((v >> 8) & 0xff); };
-    auto u32 = [&](std::string &s, uint32_t v) { u16(s, v & 0xffff); u16(s, v >> 16); };
+    auto u16 = [](std::string &s, uint32_t v) {
+        s += char(v & 0xff);
+        s += char((v >> 8) & 0xff);
+    };
+    auto u32 = [&](std::string &s, uint32_t v) {
+        u16(s, v & 0xffff);
+        u16(s, v >> 16);
+    };
     const std::string name = "archive/data.pkl";
     std::string z = "PK\x03\x04";
-    u16(z, 20); u16(z, 0); u16(z, 0); u16(z, 0); u16(z, 0); u32(z, 0);
-    u32(z, uint32_t(payload.size())); u32(z, uint32_t(payload.size()));
-    u16(z, uint16_t(name.size())); u16(z, 0);
+    u16(z, 20);
+    u16(z, 0);
+    u16(z, 0);
+    u16(z, 0);
+    u16(z, 0);
+    u32(z, 0);
+    u32(z, uint32_t(payload.size()));
+    u32(z, uint32_t(payload.size()));
+    u16(z, uint16_t(name.size()));
+    u16(z, 0);
     z += name + payload;
     const uint32_t cd_off = uint32_t(z.size());
     std::string cd = "PK\x01\x02";
-    u16(cd, 20); u16(cd, 20); u16(cd, 0); u16(cd, 0); u16(cd, 0); u16(cd, 0); u32(cd, 0);
-    u32(cd, uint32_t(payload.size())); u32(cd, uint32_t(payload.size()));
-    u16(cd, uint16_t(name.size())); u16(cd, 0); u16(cd, 0); u16(cd, 0); u16(cd, 0); u32(cd, 0); u32(cd, 0);
+    u16(cd, 20);
+    u16(cd, 20);
+    u16(cd, 0);
+    u16(cd, 0);
+    u16(cd, 0);
+    u16(cd, 0);
+    u32(cd, 0);
+    u32(cd, uint32_t(payload.size()));
+    u32(cd, uint32_t(payload.size()));
+    u16(cd, uint16_t(name.size()));
+    u16(cd, 0);
+    u16(cd, 0);
+    u16(cd, 0);
+    u16(cd, 0);
+    u32(cd, 0);
+    u32(cd, 0);
     cd += name;
     z += cd;
     z += "PK\x05\x06";
-    u16(z, 0); u16(z, 0); u16(z, 1); u16(z, 1); u32(z, uint32_t(cd.size())); u32(z, cd_off); u16(z, 0);
+    u16(z, 0);
+    u16(z, 0);
+    u16(z, 1);
+    u16(z, 1);
+    u32(z, uint32_t(cd.size()));
+    u32(z, cd_off);
+    u16(z, 0);
     return z;
 }
 
@@ -493,7 +529,7 @@ TEST_CASE("case 9: adopting is conservative: torn archives quarantined, everythi
     for (int m = 1; m <= 8; m++) t::write_file(d / ("manual_00" + std::to_string(m) + ".pt"), whole1);
     std::string torn = make_zip(t::pattern(3000, 7));
     t::write_file(d / "epoch_007.pt", torn.substr(0, torn.size() - 30));  // cut short
-    t::write_file(d / "last.pt", whole2);  // the recipe's copy of the newest state
+    t::write_file(d / "last.pt", whole2);                                 // the recipe's copy of the newest state
     t::write_file(d / "notes.txt", "not a checkpoint");
     touch_order(d / "epoch_001.pt", 1);
     for (int m = 1; m <= 8; m++) touch_order(d / ("manual_00" + std::to_string(m) + ".pt"), 1 + m);
@@ -513,7 +549,7 @@ TEST_CASE("case 9: adopting is conservative: torn archives quarantined, everythi
     {
         ckptdbxx::catalog c(d.path);
         CHECK(c.get(std::string("epoch_007.pt")).status == CKPTDB_STATUS_CORRUPT);
-        CHECK(c.latest()->name == "last.pt");  // not the torn newest file
+        CHECK(c.latest()->name == "last.pt");        // not the torn newest file
         ckptdb_retention r = CKPTDB_RETENTION_INIT;  // the default rules
         REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), &r, 0, nullptr, nullptr) == CKPTDB_OK);
     }
@@ -553,7 +589,8 @@ TEST_CASE("case 8: the WAL is folded into the catalog file as it goes, and files
         t::write_file(t::catalog_path(lost), t::read_file(t::catalog_path(d)));
         for (const auto &n : files) t::write_file(lost / n, t::read_file(d / n));
     }
-    const int kept = std::stoi(t::query1(t::catalog_path(lost), "SELECT count(*) FROM checkpoints WHERE status = 'complete'"));
+    const int kept =
+        std::stoi(t::query1(t::catalog_path(lost), "SELECT count(*) FROM checkpoints WHERE status = 'complete'"));
     CHECK_MESSAGE(kept >= 39 - 6, "the catalog file alone holds ", kept, " of 39 commits");
     // What the lost WAL held is newer than anything the catalog knows: reported on open and by fsck.
     struct Seen {
@@ -673,8 +710,9 @@ TEST_CASE("property: no checkpoint complete and whole in either directory before
             // pruned by a retention rule may leave the destination with --delete.
             std::set<std::string> let_go;
             if (del)
-                for (const auto &n : t::query(t::catalog_path(src), "SELECT name FROM checkpoints WHERE status = "
-                                                                    "'pruned' AND prune_rule NOT LIKE 'corrupt%'"))
+                for (const auto &n : t::query(t::catalog_path(src),
+                                              "SELECT name FROM checkpoints WHERE status = "
+                                              "'pruned' AND prune_rule NOT LIKE 'corrupt%'"))
                     let_go.insert(n);
             for (const auto &n : before)
                 CHECK_MESSAGE((after.count(n) || let_go.count(n)), "round ", round, ": ", n, " was lost from both");

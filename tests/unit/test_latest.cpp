@@ -114,10 +114,13 @@ TEST_CASE("verify_all checks every complete checkpoint and counts the corrupt on
     truncate_to(es[3].path, 10);
     int64_t checked = 0, corrupt = 0;
     std::vector<std::pair<int64_t, int>> seen;
-    int rc = ckptdb_verify_all(&checked, &corrupt, c.handle(), [](const ckptdb_entry *e, int result, void *p) {
+    int rc = ckptdb_verify_all(
+        &checked, &corrupt, c.handle(),
+        [](const ckptdb_entry *e, int result, void *p) {
             static_cast<std::vector<std::pair<int64_t, int>> *>(p)->push_back({e->id, result});
             return 0;
-        }, &seen);
+        },
+        &seen);
     CHECK(rc == CKPTDB_ECORRUPT);
     CHECK(checked == 5);
     CHECK(corrupt == 2);
@@ -181,9 +184,8 @@ TEST_CASE("list and the cursor filter by status and kind, oldest first") {
 
     int calls = 0;
     CHECK(ckptdb_list(
-              c.handle(), nullptr,
-              [](const ckptdb_entry *, void *p) { return ++*static_cast<int *>(p) == 5 ? 42 : 0; }, &calls) ==
-          CKPTDB_ECALLBACK);
+              c.handle(), nullptr, [](const ckptdb_entry *, void *p) { return ++*static_cast<int *>(p) == 5 ? 42 : 0; },
+              &calls) == CKPTDB_ECALLBACK);
     CHECK(ckptdb_last_callback_value() == 42);
     CHECK(calls == 5);
 }

@@ -43,14 +43,16 @@ std::string status_of(const t::TempDir &d, int64_t id) {
 }
 
 std::string recovered_detail(const t::TempDir &d, int64_t id) {
-    return t::query1(t::catalog_path(d), "SELECT detail FROM events WHERE event = 'recovered' AND checkpoint_id = " +
-                                             std::to_string(id));
+    return t::query1(t::catalog_path(d),
+                     "SELECT detail FROM events WHERE event = 'recovered' AND checkpoint_id = " + std::to_string(id));
 }
 
 // The run that began checkpoint id now belongs to another host (and boot).
 void move_to_node_b(const t::TempDir &d, int64_t id) {
-    exec(d, "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
-            "(SELECT run_id FROM checkpoints WHERE id = " + std::to_string(id) + ")");
+    exec(d,
+         "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
+         "(SELECT run_id FROM checkpoints WHERE id = " +
+             std::to_string(id) + ")");
 }
 
 // Sets the mtime of path to `ago` seconds before now (atime untouched).
@@ -81,8 +83,10 @@ void kill_save_at(const t::TempDir &d, const std::string &point, size_t bytes = 
 struct Env {
     std::string name;
     Env(const char *n, const char *value) : name(n) {
-        if (value) ::setenv(n, value, 1);
-        else ::unsetenv(n);
+        if (value)
+            ::setenv(n, value, 1);
+        else
+            ::unsetenv(n);
     }
     ~Env() { ::unsetenv(name.c_str()); }
 };

@@ -87,13 +87,13 @@ TEST_CASE("adopt reads kind, epoch and step back from every default name, rank f
 
     std::vector<std::string> items;
     int64_t rows = 0;
-    REQUIRE(ckptdb_adopt(&rows, d.path.c_str(), nullptr,
-                         [](const ckptdb_rebuild_item *it, void *p) {
-                             static_cast<std::vector<std::string> *>(p)->push_back(std::string(it->kind) + " " +
-                                                                                  it->name);
-                             return 0;
-                         },
-                         &items) == CKPTDB_OK);
+    REQUIRE(ckptdb_adopt(
+                &rows, d.path.c_str(), nullptr,
+                [](const ckptdb_rebuild_item *it, void *p) {
+                    static_cast<std::vector<std::string> *>(p)->push_back(std::string(it->kind) + " " + it->name);
+                    return 0;
+                },
+                &items) == CKPTDB_OK);
     CHECK(rows == 6);
     auto cat = t::catalog_path(d);
     CHECK(t::query(cat, "SELECT name, kind, epoch, step, status FROM checkpoints ORDER BY commit_seq") ==
@@ -101,11 +101,13 @@ TEST_CASE("adopt reads kind, epoch and step back from every default name, rank f
                                    "time_1700000000.pt|time|0|0|complete", "my_kind-2_000007.pt|my_kind-2|0|7|complete",
                                    "epoch_004.rank0-of-2.pt|epoch|4|0|complete", "model.pt|adopted|0|0|complete"});
     // The sharded checkpoint: one row, each rank's file at its rank.
-    CHECK(t::query(cat, "SELECT f.rank, f.name, f.size FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id "
-                        "WHERE c.name = 'epoch_004.rank0-of-2.pt' ORDER BY f.rank") ==
+    CHECK(t::query(cat,
+                   "SELECT f.rank, f.name, f.size FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id "
+                   "WHERE c.name = 'epoch_004.rank0-of-2.pt' ORDER BY f.rank") ==
           std::vector<std::string>{"0|epoch_004.rank0-of-2.pt|5", "1|epoch_004.rank1-of-2.pt|8"});
-    CHECK(t::query1(cat, "SELECT size || '|' || coalesce(checksum, 'null') FROM checkpoints "
-                         "WHERE name = 'epoch_004.rank0-of-2.pt'") == "13|null");
+    CHECK(t::query1(cat,
+                    "SELECT size || '|' || coalesce(checksum, 'null') FROM checkpoints "
+                    "WHERE name = 'epoch_004.rank0-of-2.pt'") == "13|null");
     // The partial set is reported, not adopted, and still there.
     for (const char *n : {"step_000090.rank0-of-4.pt", "step_000090.rank2-of-4.pt"}) {
         CHECK(std::find(items.begin(), items.end(), std::string("unknown_file ") + n) != items.end());
@@ -127,7 +129,8 @@ TEST_CASE("ckptdb_fsck_dir: a lost catalog is reported without a change, rebuilt
     put(d, dname("epoch", 1, 10), "one", 1000);
     std::vector<std::string> items;
     auto cb = [](const ckptdb_fsck_item *it, void *p) {
-        static_cast<std::vector<std::string> *>(p)->push_back(std::string(it->kind) + " " + it->name + " " + it->action);
+        static_cast<std::vector<std::string> *>(p)->push_back(std::string(it->kind) + " " + it->name + " " +
+                                                              it->action);
         return 0;
     };
     int64_t problems = -1;

@@ -54,9 +54,13 @@ std::string best_pruned_sql(int k, const std::string &events_before) {
     return "SELECT count(*) FROM (SELECT status, metadata, commit_seq FROM ("
            "SELECT status, metadata, commit_seq FROM checkpoints WHERE status = 'complete' UNION ALL "
            "SELECT c.status, c.metadata, c.commit_seq FROM events e JOIN checkpoints c ON c.id = e.checkpoint_id "
-           "WHERE e.event = 'pruned' AND e.id > " + events_before + ") "
+           "WHERE e.event = 'pruned' AND e.id > " +
+           events_before +
+           ") "
            "ORDER BY typeof(json_extract(metadata, '$.val_loss')) NOT IN ('integer', 'real'), "
-           "json_extract(metadata, '$.val_loss'), commit_seq DESC LIMIT " + std::to_string(k) + ") "
+           "json_extract(metadata, '$.val_loss'), commit_seq DESC LIMIT " +
+           std::to_string(k) +
+           ") "
            "WHERE status = 'pruned'";
 }
 
@@ -75,8 +79,9 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
     if (t::exists("/dev/shm") && ::access("/dev/shm", W_OK) == 0) ::setenv("TMPDIR", "/dev/shm", 1);
     t::TempDir d;
     const char *kinds[] = {"epoch", "time", "preempt", "manual", "step"};
-    ckptdb_keep_kind keep[] = {CKPTDB_KEEP_KIND("epoch", 3), CKPTDB_KEEP_KIND("time", 2), CKPTDB_KEEP_KIND("preempt", 0),
-                               CKPTDB_KEEP_KIND("manual", 0), CKPTDB_KEEP_KIND("step", 1)};
+    ckptdb_keep_kind keep[] = {CKPTDB_KEEP_KIND("epoch", 3), CKPTDB_KEEP_KIND("time", 2),
+                               CKPTDB_KEEP_KIND("preempt", 0), CKPTDB_KEEP_KIND("manual", 0),
+                               CKPTDB_KEEP_KIND("step", 1)};
     int64_t epoch = 0, step = 0, checks = 0;
 
     for (int seq = 0; seq < sequences; seq++) {
@@ -101,8 +106,8 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
 
         int ops = 1 + pick(6);
         for (int op = 0; op < ops; op++) {
-            std::string newest_before = p.one(
-                "SELECT commit_seq FROM checkpoints WHERE status = 'complete' ORDER BY commit_seq DESC LIMIT 1");
+            std::string newest_before =
+                p.one("SELECT commit_seq FROM checkpoints WHERE status = 'complete' ORDER BY commit_seq DESC LIMIT 1");
             std::string events_before = p.one("SELECT coalesce(max(id), 0) FROM events");
             int what = pick(10);
             if (std::getenv("CKPTDB_PROPERTY_TRACE"))
@@ -143,8 +148,9 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
                 int dry = pick(4) == 0;
                 // A cheap fingerprint of everything a prune could change.
                 auto fingerprint = [&] {
-                    std::string f = p.one("SELECT (SELECT coalesce(max(id), 0) FROM events) || ' ' || "
-                                          "(SELECT group_concat(id || status) FROM checkpoints WHERE status = 'complete')");
+                    std::string f = p.one(
+                        "SELECT (SELECT coalesce(max(id), 0) FROM events) || ' ' || "
+                        "(SELECT group_concat(id || status) FROM checkpoints WHERE status = 'complete')");
                     for (const auto &n : t::names(d.path)) f += " " + n;
                     return f;
                 };
@@ -157,8 +163,8 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
             checks++;
             for (auto &r : p.rows("SELECT name, size FROM checkpoints WHERE status = 'complete'")) {
                 struct stat st;
-                bool ok = ::lstat((d / r[0]).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-                          std::to_string(st.st_size) == r[1];
+                bool ok =
+                    ::lstat((d / r[0]).c_str(), &st) == 0 && S_ISREG(st.st_mode) && std::to_string(st.st_size) == r[1];
                 REQUIRE_MESSAGE(ok, "complete checkpoint " << r[0] << " has no file of " << r[1] << " bytes");
             }
             // The newest complete checkpoint may only give way to a newer complete one.
@@ -167,7 +173,8 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
                                       newest_before) != "0",
                                 "the newest complete checkpoint (commit " << newest_before << ") was lost");
             REQUIRE(p.one("SELECT count(*) FROM events e JOIN checkpoints c ON c.id = e.checkpoint_id "
-                          "WHERE e.event = 'pruned' AND e.id > " + events_before + " AND c.pinned = 1") == "0");
+                          "WHERE e.event = 'pruned' AND e.id > " +
+                          events_before + " AND c.pinned = 1") == "0");
             if (policy.best_metric)
                 REQUIRE_MESSAGE(p.one(best_pruned_sql(policy.best_k, events_before)) == "0",
                                 "one of the best " << policy.best_k << " was pruned");
@@ -180,7 +187,8 @@ TEST_CASE("property: the protected set and the invariants hold across random seq
             ssize_t n = ::readlink((d / "last.pt").c_str(), buf, sizeof buf);
             REQUIRE(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == newest);
             for (auto &r : p.rows("SELECT name FROM checkpoints c JOIN events e ON e.checkpoint_id = c.id "
-                                  "WHERE e.event = 'pruned' AND e.id > " + events_before +
+                                  "WHERE e.event = 'pruned' AND e.id > " +
+                                  events_before +
                                   " AND NOT EXISTS (SELECT 1 FROM checkpoints l WHERE l.name = c.name "
                                   "AND l.status IN ('writing', 'complete', 'corrupt'))"))
                 REQUIRE_MESSAGE(!t::exists(d / r[0]), "pruned " << r[0] << " is still on disk");

@@ -10,8 +10,8 @@ namespace {
 
 // Starts a save of `bytes` in a child, waits until it reaches `point`, kills it.
 void kill_save_at(const t::TempDir &d, const std::string &point, size_t bytes = 1 << 20, int epoch = 2) {
-    t::Child c({"save", d.path, std::to_string(bytes), "--pause-at", point, "--epoch", std::to_string(epoch),
-                "--chunk", "65536"});
+    t::Child c({"save", d.path, std::to_string(bytes), "--pause-at", point, "--epoch", std::to_string(epoch), "--chunk",
+                "65536"});
     std::string l = c.line();
     REQUIRE_MESSAGE(l == "PAUSED " + point, l);
     c.kill9();
@@ -89,8 +89,8 @@ TEST_CASE("killed after the seal, before the rename: recovery finishes the renam
     REQUIRE(l.has_value());
     CHECK(l->id == id);
     CHECK(t::read_file(l->path) == t::pattern(3 << 20));
-    CHECK(t::query1(t::catalog_path(d), "SELECT detail FROM events WHERE event = 'recovered'").find("commit was finished") !=
-          std::string::npos);
+    CHECK(t::query1(t::catalog_path(d), "SELECT detail FROM events WHERE event = 'recovered'")
+              .find("commit was finished") != std::string::npos);
 }
 
 TEST_CASE("killed after the seal with the temp file torn afterwards: aborted, nothing adopted") {
@@ -151,8 +151,9 @@ TEST_CASE("recovery is idempotent: a second open changes nothing") {
     std::string after_first = t::query1(t::catalog_path(d), "SELECT group_concat(id || status, ',') FROM checkpoints") +
                               t::query1(t::catalog_path(d), "SELECT count(*) FROM events");
     { ckptdbxx::catalog c(d.path); }
-    std::string after_second = t::query1(t::catalog_path(d), "SELECT group_concat(id || status, ',') FROM checkpoints") +
-                               t::query1(t::catalog_path(d), "SELECT count(*) FROM events");
+    std::string after_second =
+        t::query1(t::catalog_path(d), "SELECT group_concat(id || status, ',') FROM checkpoints") +
+        t::query1(t::catalog_path(d), "SELECT count(*) FROM events");
     CHECK(after_first == after_second);
     CHECK(t::query(t::catalog_path(d), "SELECT status FROM checkpoints ORDER BY id") ==
           std::vector<std::string>{"complete", "aborted", "complete"});

@@ -77,8 +77,8 @@ TEST_CASE("the default policy keeps 5 epoch and 3 time checkpoints and drops pre
         CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM events WHERE event = 'pruned'") == "10");
     }
     // The last rotation's deletions are recorded by the next write (here: the close).
-    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") ==
-          "0");
+    CHECK(t::query1(t::catalog_path(d),
+                    "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") == "0");
     // Rows stay as history.
     CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints") == "18");
 }
@@ -225,8 +225,9 @@ TEST_CASE("a dry run returns the same plan and changes nothing") {
     REQUIRE(ckptdb_prune(&count, &bytes, c.handle(), nullptr, 1, collect, &planned) == CKPTDB_OK);
     CHECK(count == 4);
     CHECK(bytes == 4);
-    CHECK(joined(planned) == "epoch_001.pt keep_last:epoch=5, epoch_002.pt keep_last:epoch=5, "
-                             "epoch_003.pt keep_last:epoch=5, epoch_004.pt keep_last:epoch=5");
+    CHECK(joined(planned) ==
+          "epoch_001.pt keep_last:epoch=5, epoch_002.pt keep_last:epoch=5, "
+          "epoch_003.pt keep_last:epoch=5, epoch_004.pt keep_last:epoch=5");
     CHECK(t::snapshot(d) == before);
     std::vector<std::string> done;
     REQUIRE(ckptdb_prune(nullptr, nullptr, c.handle(), nullptr, 0, collect, &done) == CKPTDB_OK);
@@ -245,7 +246,8 @@ TEST_CASE("the byte budget deletes the oldest unprotected checkpoints, rules not
     for (int e = 1; e <= 6; e++) c.save_bytes("epoch", e, e, kb);
     CHECK(complete_names(d) == "epoch_004.pt epoch_005.pt epoch_006.pt");
     CHECK(rule_of(d, "epoch_003.pt") == "budget");
-    int64_t used = std::stoll(t::query1(t::catalog_path(d), "SELECT sum(size) FROM checkpoints WHERE status = 'complete'"));
+    int64_t used =
+        std::stoll(t::query1(t::catalog_path(d), "SELECT sum(size) FROM checkpoints WHERE status = 'complete'"));
     CHECK(used <= 3500);
 }
 
@@ -398,12 +400,12 @@ TEST_CASE("a prune killed after marking its victims is finished by the next open
     t::Child child({"prune", d.path, "--pause-at", "pruned_marked"});
     REQUIRE(child.line() == "PAUSED pruned_marked");
     child.kill9();
-    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") ==
-          "3");
+    CHECK(t::query1(t::catalog_path(d),
+                    "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") == "3");
     CHECK(t::exists(d / "epoch_001.pt"));
     ckptdbxx::catalog c(d.path);
-    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") ==
-          "0");
+    CHECK(t::query1(t::catalog_path(d),
+                    "SELECT count(*) FROM checkpoints WHERE status = 'pruned' AND deleted_at IS NULL") == "0");
     CHECK_FALSE(t::exists(d / "epoch_001.pt"));
     CHECK_FALSE(t::exists(d / "epoch_003.pt"));
     CHECK(t::exists(d / "epoch_004.pt"));

@@ -35,8 +35,8 @@ TEST_CASE("a new catalog has the current schema version, WAL, and ckptdb's appli
     CHECK(t::query1(cat, "PRAGMA journal_mode") == "wal");
     auto tables = t::query(cat, "SELECT name FROM sqlite_master WHERE type IN ('table','view') ORDER BY name");
     std::set<std::string> have(tables.begin(), tables.end());
-    for (const char *n : {"checkpoints", "files", "runs", "events", "latest_complete", "history", "disk_usage",
-                          "run_history"})
+    for (const char *n :
+         {"checkpoints", "files", "runs", "events", "latest_complete", "history", "disk_usage", "run_history"})
         CHECK_MESSAGE(have.count(n) == 1, n);
 }
 

@@ -60,13 +60,13 @@ int commit(Cat &c, const std::vector<ckptdb_shard_file> &fs, int64_t epoch, ckpt
 
 std::vector<std::pair<int64_t, std::string>> files_of(Cat &c, int64_t id) {
     std::vector<std::pair<int64_t, std::string>> out;
-    REQUIRE(ckptdb_files(c.db, id,
-                         [](const ckptdb_file *f, void *p) {
-                             static_cast<std::vector<std::pair<int64_t, std::string>> *>(p)->push_back(
-                                 {f->rank, f->name});
-                             return 0;
-                         },
-                         &out) == CKPTDB_OK);
+    REQUIRE(ckptdb_files(
+                c.db, id,
+                [](const ckptdb_file *f, void *p) {
+                    static_cast<std::vector<std::pair<int64_t, std::string>> *>(p)->push_back({f->rank, f->name});
+                    return 0;
+                },
+                &out) == CKPTDB_OK);
     return out;
 }
 
@@ -291,10 +291,13 @@ TEST_CASE("a live shard's temp file survives other processes' recovery; a dead o
         Cat c(d.path);  // and in this one
         CHECK(t::exists(d / s.temp));
         int64_t in_flight = 0;
-        ckptdb_fsck(nullptr, c.db, 0, [](const ckptdb_fsck_item *it, void *p) {
-                        if (std::string(it->kind) == "writing") ++*static_cast<int64_t *>(p);
-                        return 0;
-                    }, &in_flight);
+        ckptdb_fsck(
+            nullptr, c.db, 0,
+            [](const ckptdb_fsck_item *it, void *p) {
+                if (std::string(it->kind) == "writing") ++*static_cast<int64_t *>(p);
+                return 0;
+            },
+            &in_flight);
         CHECK(in_flight == 1);
     }
     s.child.kill9();
@@ -318,32 +321,32 @@ TEST_CASE("a shard writer killed mid-write leaves nothing behind after the next 
 
 TEST_CASE("rank 0 killed inside the commit: the next open finishes it once every file was recorded") {
     for (bool side : {false, true})
-    for (const char *point : {"sealed", "renamed", "dir_synced"}) {
-        CAPTURE(side);
-        CAPTURE(point);
-        SidecarSeals seals(side);
-        t::TempDir d;
-        { Cat c(d.path); }
-        HeldShard r0(d.path, "e1.r0.pt", 300000, 1), r1(d.path, "e1.r1.pt", 200000, 2),
-            r2(d.path, "e1.r2.pt", 100000, 3);
-        t::Child rank0({"commit", d.path, "epoch", "1", "10", "--pause-at", point, r0.arg(), r1.arg(), r2.arg()},
-                       "CKPTDB_SHARD_HELPER");
-        REQUIRE(rank0.line() == std::string("PAUSED ") + point);
-        rank0.kill9();
-        // The job is torn down: every rank dies.
-        r0.child.kill9();
-        r1.child.kill9();
-        r2.child.kill9();
-        Cat c(d.path);
-        ckptdb_entry l = CKPTDB_ENTRY_INIT;
-        REQUIRE(ckptdb_latest(&l, c.db, nullptr, CKPTDB_VERIFY_FULL) == CKPTDB_OK);
-        CHECK(l.file_count == 3);
-        CHECK(t::temp_files(d.path).empty());
-        CHECK(t::read_file(d / "e1.r0.pt") == helper_pattern(300000, 1));
-        CHECK(t::read_file(d / "e1.r2.pt") == helper_pattern(100000, 3));
-        CHECK(t::query1(t::catalog_path(d), "SELECT event FROM events WHERE checkpoint_id = " + std::to_string(l.id) +
-                                                " ORDER BY id DESC LIMIT 1") == "recovered");
-    }
+        for (const char *point : {"sealed", "renamed", "dir_synced"}) {
+            CAPTURE(side);
+            CAPTURE(point);
+            SidecarSeals seals(side);
+            t::TempDir d;
+            { Cat c(d.path); }
+            HeldShard r0(d.path, "e1.r0.pt", 300000, 1), r1(d.path, "e1.r1.pt", 200000, 2),
+                r2(d.path, "e1.r2.pt", 100000, 3);
+            t::Child rank0({"commit", d.path, "epoch", "1", "10", "--pause-at", point, r0.arg(), r1.arg(), r2.arg()},
+                           "CKPTDB_SHARD_HELPER");
+            REQUIRE(rank0.line() == std::string("PAUSED ") + point);
+            rank0.kill9();
+            // The job is torn down: every rank dies.
+            r0.child.kill9();
+            r1.child.kill9();
+            r2.child.kill9();
+            Cat c(d.path);
+            ckptdb_entry l = CKPTDB_ENTRY_INIT;
+            REQUIRE(ckptdb_latest(&l, c.db, nullptr, CKPTDB_VERIFY_FULL) == CKPTDB_OK);
+            CHECK(l.file_count == 3);
+            CHECK(t::temp_files(d.path).empty());
+            CHECK(t::read_file(d / "e1.r0.pt") == helper_pattern(300000, 1));
+            CHECK(t::read_file(d / "e1.r2.pt") == helper_pattern(100000, 3));
+            CHECK(t::query1(t::catalog_path(d), "SELECT event FROM events WHERE checkpoint_id = " +
+                                                    std::to_string(l.id) + " ORDER BY id DESC LIMIT 1") == "recovered");
+        }
 }
 
 TEST_CASE("rank 0 killed inside the commit with a file lost: aborted as a whole, its files removed") {

@@ -27,9 +27,7 @@ struct Items {
         static_cast<Items *>(p)->add(it->kind, it->name, "");
         return 0;
     }
-    bool has(const std::string &line) const {
-        return std::find(lines.begin(), lines.end(), line) != lines.end();
-    }
+    bool has(const std::string &line) const { return std::find(lines.begin(), lines.end(), line) != lines.end(); }
     std::string all() const {
         std::string out;
         for (const auto &l : lines) out += l + "; ";
@@ -50,15 +48,17 @@ TEST_CASE("files, events and runs are listed with their columns") {
     REQUIRE(ckptdb_run_progress(c.handle(), 2, 35) == CKPTDB_OK);
 
     std::vector<std::string> files;
-    REQUIRE(ckptdb_files(c.handle(), e.id,
-                         [](const ckptdb_file *f, void *p) {
-                             static_cast<std::vector<std::string> *>(p)->push_back(
-                                 std::string(f->name) + " " + std::to_string(f->size) + " " + f->checksum);
-                             return 0;
-                         },
-                         &files) == CKPTDB_OK);
+    REQUIRE(ckptdb_files(
+                c.handle(), e.id,
+                [](const ckptdb_file *f, void *p) {
+                    static_cast<std::vector<std::string> *>(p)->push_back(std::string(f->name) + " " +
+                                                                          std::to_string(f->size) + " " + f->checksum);
+                    return 0;
+                },
+                &files) == CKPTDB_OK);
     CHECK(files == std::vector<std::string>{"epoch_002.pt 3 06b05ab6733a618578af5f94892f3950"});
-    CHECK(ckptdb_files(c.handle(), 999, [](const ckptdb_file *, void *) { return 0; }, nullptr) == CKPTDB_ENOTFOUND);
+    CHECK(ckptdb_files(
+              c.handle(), 999, [](const ckptdb_file *, void *) { return 0; }, nullptr) == CKPTDB_ENOTFOUND);
 
     std::vector<std::string> events;
     auto collect = [](const ckptdb_event *ev, void *p) {
@@ -76,13 +76,14 @@ TEST_CASE("files, events and runs are listed with their columns") {
         std::string exit_reason;
     };
     std::vector<Run> runs;
-    REQUIRE(ckptdb_runs(c.handle(),
-                        [](const ckptdb_run *r, void *p) {
-                            static_cast<std::vector<Run> *>(p)->push_back(
-                                {r->id, r->saves, r->last_step, r->resumed_from, r->exit_reason});
-                            return 0;
-                        },
-                        &runs) == CKPTDB_OK);
+    REQUIRE(ckptdb_runs(
+                c.handle(),
+                [](const ckptdb_run *r, void *p) {
+                    static_cast<std::vector<Run> *>(p)->push_back(
+                        {r->id, r->saves, r->last_step, r->resumed_from, r->exit_reason});
+                    return 0;
+                },
+                &runs) == CKPTDB_OK);
     REQUIRE(runs.size() == 2);
     CHECK(runs[0].exit_reason == "clean");
     CHECK(runs[0].saves == 1);
@@ -105,8 +106,8 @@ TEST_CASE("verify reports progress and can be stopped by the callback") {
     REQUIRE(seen.size() >= 3);
     CHECK(seen.back() == 3 << 20);
     CHECK(std::is_sorted(seen.begin(), seen.end()));
-    CHECK(ckptdb_verify_progress(c.handle(), e.id, [](int64_t, int64_t, void *) { return 1; }, nullptr) ==
-          CKPTDB_ECALLBACK);
+    CHECK(ckptdb_verify_progress(
+              c.handle(), e.id, [](int64_t, int64_t, void *) { return 1; }, nullptr) == CKPTDB_ECALLBACK);
     CHECK(ckptdb_last_callback_value() == 1);
     CHECK(c.get(e.id).status == CKPTDB_STATUS_COMPLETE);  // stopping is not corruption
 }
@@ -131,7 +132,7 @@ TEST_CASE("fsck finds temp files, missing files, size mismatches and unknown fil
     CHECK(check.has("size_mismatch epoch_002.pt"));
     CHECK(check.has("temp_file .ckptdb-tmp-0123456789abcdef0123456789abcdef"));
     CHECK(check.has("unknown_file notes.txt"));
-    CHECK(check.lines.size() == 5);  // plus the save in flight
+    CHECK(check.lines.size() == 5);                       // plus the save in flight
     CHECK(c.get(a.id).status == CKPTDB_STATUS_COMPLETE);  // a check changes nothing
 
     Items repair;
@@ -263,11 +264,13 @@ TEST_CASE("a sync killed midway never leaves a catalog naming a partial file; th
         child.kill9();
         // Every complete row names a whole file: the copies committed before
         // the kill, each on its own, and nothing else.
-        for (const auto &row : t::query(t::catalog_path(dst), "SELECT name, checksum FROM checkpoints WHERE status = 'complete'")) {
+        for (const auto &row :
+             t::query(t::catalog_path(dst), "SELECT name, checksum FROM checkpoints WHERE status = 'complete'")) {
             std::string name = row.substr(0, row.find('|'));
             CHECK(t::exists(dst / name));
         }
-        CHECK(std::stoi(t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'complete'")) >= 4);
+        CHECK(std::stoi(
+                  t::query1(t::catalog_path(dst), "SELECT count(*) FROM checkpoints WHERE status = 'complete'")) >= 4);
         int64_t copied = 0;
         REQUIRE(ckptdb_sync(&copied, nullptr, src.path.c_str(), dst.path.c_str(), nullptr) == CKPTDB_OK);
         CHECK(copied <= 3);

@@ -153,8 +153,8 @@ TEST_CASE("every_epochs saves only at the end of every Nth epoch") {
     FakeClock c;
     auto t = make(c, 2, 0, 0, 0);
     CHECK(kind(t.get(), 1, 10, 0) == "");
-    CHECK(kind(t.get(), 1, 10, 1) == "");       // epoch 1 is not a multiple of 2
-    CHECK(kind(t.get(), 2, 15, 0) == "");       // epoch 2, but not at its end
+    CHECK(kind(t.get(), 1, 10, 1) == "");  // epoch 1 is not a multiple of 2
+    CHECK(kind(t.get(), 2, 15, 0) == "");  // epoch 2, but not at its end
     CHECK(kind(t.get(), 2, 20, 1) == "epoch");
     CHECK(kind(t.get(), 3, 30, 1) == "");
     CHECK(kind(t.get(), 4, 40, 1) == "epoch");
@@ -254,7 +254,7 @@ TEST_CASE("epochs and seconds: whichever comes first, each save restarting the c
     FakeClock c;
     auto t = make(c, 2, 0, 30, 0);
     Saves want = {
-        {60, "time"}, {120, "time"}, {180, "time"}, {200, "epoch"},
+        {60, "time"},  {120, "time"}, {180, "time"}, {200, "epoch"},
         {260, "time"}, {320, "time"}, {380, "time"}, {400, "epoch"},
     };
     CHECK(simulate(t.get(), c, 400, 0.5) == want);
@@ -267,7 +267,7 @@ TEST_CASE("a step that ends an epoch and is due by time is saved once, as epoch,
     // (100 steps each); the epoch save is due every 2 epochs.
     auto t = make(c, 2, 0, 50, 0);
     Saves want = {
-        {50, "time"}, {100, "time"}, {150, "time"}, {200, "epoch"},
+        {50, "time"},  {100, "time"}, {150, "time"}, {200, "epoch"},
         {250, "time"}, {300, "time"}, {350, "time"}, {400, "epoch"},
     };
     CHECK(simulate(t.get(), c, 400, 1.0) == want);
@@ -278,7 +278,7 @@ TEST_CASE("epochs and steps: whichever comes first") {
     FakeClock c;
     auto t = make(c, 1, 30, 0, 0);
     Saves want = {
-        {30, "step"}, {60, "step"}, {90, "step"}, {100, "epoch"},
+        {30, "step"},  {60, "step"},  {90, "step"},  {100, "epoch"},
         {120, "step"}, {150, "step"}, {180, "step"}, {200, "epoch"},
     };
     CHECK(simulate(t.get(), c, 200, 0.0) == want);
@@ -597,7 +597,7 @@ TEST_CASE("restore puts the previous handlers back") {
     CHECK((a1.sa_sigaction == info_handler));
     REQUIRE(raise(SIGUSR2) == 0);
     CHECK(g_plain_calls == 1);
-    CHECK(ckptdb_preempt_requested() == 0);  // ours is gone
+    CHECK(ckptdb_preempt_requested() == 0);        // ours is gone
     CHECK(ckptdb_signals_restore() == CKPTDB_OK);  // twice is harmless
     CHECK((current(SIGUSR2).sa_handler == plain_handler));
 }
@@ -635,7 +635,7 @@ TEST_CASE("invalid signals are CKPTDB_EINVAL and change nothing") {
         const int sigs[] = {SIGUSR1, bad};
         check_refused(ckptdb_signals_install(sigs, 2, 0), CKPTDB_EINVAL, {"signal " + std::to_string(bad)});
         CHECK((current(SIGUSR1).sa_handler == plain_handler));  // not installed
-        CHECK(is_ckptdb_handler(SIGUSR2));                    // earlier set still in place
+        CHECK(is_ckptdb_handler(SIGUSR2));                      // earlier set still in place
     }
     REQUIRE(raise(SIGUSR2) == 0);
     CHECK(ckptdb_preempt_requested() == SIGUSR2);

@@ -49,8 +49,7 @@ int run_as_nobody(const std::vector<std::string> &argv) {
         ::_exit(127);
     }
     int st = 0;
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -234,9 +233,9 @@ TEST_CASE("a checkpoint file another user owns stops the resume with its name; n
         CHECK(ckptdb_reader_open(&r, c.handle(), s.newer.id) == CKPTDB_EUNTRUSTED);
         CHECK(r == nullptr);
         CHECK(std::string(ckptdb_last_error()).find(s.newer.path) != std::string::npos);
-        CHECK(c.read(s.older.id) == t::pattern(5000, 1));  // the files of this user still read
+        CHECK(c.read(s.older.id) == t::pattern(5000, 1));           // the files of this user still read
         CHECK(c.get(s.newer.id).status == CKPTDB_STATUS_COMPLETE);  // refused, not marked corrupt
-        CHECK(listing(s.dir, true) == before);  // every checkpoint file as it was
+        CHECK(listing(s.dir, true) == before);                      // every checkpoint file as it was
     }
     CHECK(t::query1(s.dir + "/ckptdb.sqlite", "SELECT count(*) FROM events WHERE event = 'corrupt'") == "0");
 
@@ -308,9 +307,8 @@ TEST_CASE("ckptdb_check_trusted_fd: the rule for a file a caller opens itself") 
         REQUIRE(::fchown(fd, kNobody, kNobody) == 0);
         CHECK(ckptdb_check_trusted_fd(fd, f.c_str(), 0) == CKPTDB_EUNTRUSTED);
         std::string msg = ckptdb_last_error();
-        CHECK_MESSAGE(msg.find("the file '" + f + "' (owner " + owner_text(kNobody) + ", mode 0644)") !=
-                          std::string::npos,
-                      msg);
+        CHECK_MESSAGE(
+            msg.find("the file '" + f + "' (owner " + owner_text(kNobody) + ", mode 0644)") != std::string::npos, msg);
         CHECK(ckptdb_check_trusted_fd(fd, f.c_str(), CKPTDB_OPEN_TRUST_SHARED) == CKPTDB_OK);
     } else {
         MESSAGE("skipped: a file of another user needs root to chown it");

@@ -28,8 +28,8 @@ TEST_CASE("a streamed save writes exactly the caller's bytes and records size an
     CHECK(t::temp_files(d.path).empty());
     CHECK(!e.committed_at.empty());
     CHECK(e.committed_at.back() == 'Z');
-    CHECK(t::query1(t::catalog_path(d), "SELECT status, size, checksum FROM checkpoints WHERE id = " +
-                                            std::to_string(e.id)) ==
+    CHECK(t::query1(t::catalog_path(d),
+                    "SELECT status, size, checksum FROM checkpoints WHERE id = " + std::to_string(e.id)) ==
           "complete|" + std::to_string(data.size()) + "|" + e.checksum);
     CHECK(t::query1(t::catalog_path(d), "SELECT size, checksum, temp_name FROM files") ==
           std::to_string(data.size()) + "|" + e.checksum + "|NULL");
