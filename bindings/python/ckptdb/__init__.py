@@ -3,7 +3,7 @@
 A pure-ctypes binding of libckptdb (the C ABI in capi/ckptdb.h).  The
 library is the path in $CKPTDB_LIBRARY, else the one the package was
 installed with (inside it, for `pip install`), else found by its SONAME
-(libckptdb.so.0).  PyTorch helpers live in ckptdb.torch (imported on demand;
+(libckptdb.so.1).  PyTorch helpers live in ckptdb.torch (imported on demand;
 this package itself needs only the standard library).  Catalog events go
 to logging.getLogger("ckptdb").
 
