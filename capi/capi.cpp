@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <new>
 #include <optional>
@@ -584,6 +585,18 @@ int ckptdb_check_trusted_fd(int fd, const char *path, unsigned int flags) {
     });
 }
 
+// Retention::defaults' keep_last as the C ABI's list, built once and kept
+// while the library is loaded: what ckptdb_retention_init points at.
+static const std::vector<ckptdb_keep_kind> &default_keep_last() {
+    static const std::map<std::string, int> kinds = ckptdb::Retention::defaults().keep_last;
+    static const std::vector<ckptdb_keep_kind> list = [] {
+        std::vector<ckptdb_keep_kind> v;
+        for (const auto &kv : kinds) v.push_back({CKPTDB_KEEP_KIND_VERSION, kv.first.c_str(), kv.second});
+        return v;
+    }();
+    return list;
+}
+
 int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version) {
     return guard([&] {
         need(policy, "policy");
@@ -592,6 +605,9 @@ int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version) {
         const ckptdb_retention defaults = CKPTDB_RETENTION_INIT;
         std::memcpy(policy, &defaults, version >= 2 ? sizeof defaults : offsetof(ckptdb_retention, prune_corrupt));
         policy->version = version;
+        const std::vector<ckptdb_keep_kind> &keep = default_keep_last();
+        policy->keep_last = keep.data();
+        policy->keep_last_count = keep.size();
     });
 }
 

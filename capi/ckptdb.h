@@ -589,7 +589,7 @@ typedef struct ckptdb_keep_kind {
  * (quarantined) unless prune_corrupt asks for them. */
 typedef struct ckptdb_retention {
     unsigned int version;              /* CKPTDB_RETENTION_VERSION */
-    const ckptdb_keep_kind *keep_last; /* NULL: epoch 5, time 3, preempt 0, manual 0 */
+    const ckptdb_keep_kind *keep_last; /* NULL: the defaults ckptdb_retention_init lists */
     size_t keep_last_count;
     int keep_last_default;         /* kinds not listed: -1 keeps all (default), K >= 0 keeps K */
     int64_t keep_every_n_epochs;   /* kind "epoch" with epoch % N == 0 is a milestone; 0: off */
@@ -610,6 +610,10 @@ typedef struct ckptdb_retention {
 #define CKPTDB_RETENTION_VERSION 2
 #define CKPTDB_RETENTION_INIT \
     { CKPTDB_RETENTION_VERSION, NULL, 0, -1, 0, 0, NULL, CKPTDB_BEST_MIN, 1, 0, 0 }
+/* The default policy: CKPTDB_RETENTION_INIT, with keep_last pointing at the
+ * library's default list (epoch 5, time 3, preempt 0, manual 0; memory of
+ * the library, valid while it is loaded), so a binding reads the defaults
+ * instead of repeating them.  Without a policy, prune uses the same. */
 CKPTDB_API int ckptdb_retention_init(ckptdb_retention *policy, unsigned int version);
 
 /* Set (copy) the handle's policy; NULL removes it.  With a policy, every

@@ -59,8 +59,9 @@ void remove_dead_creations(const Dir &dir, const std::string &catalog) {
         std::string rest = n.substr(prefix.size() + 32);
         if (rest.empty())
             bases.push_back(n);
-        else if (rest == "-wal" || rest == "-shm" || rest == "-journal")
-            extras.push_back(n);
+        else
+            for (const char *suffix : kCatalogSuffixes)
+                if (rest == suffix) extras.push_back(n);
     }
     std::set<std::string> dead;
     for (const std::string &b : bases)
@@ -108,7 +109,7 @@ std::string build_catalog_temp(const Dir &dir, const std::string &name, const Db
 }
 
 void remove_catalog_temp(const Dir &dir, const std::string &tmp) {
-    for (const char *suffix : {"", "-wal", "-shm", "-journal"}) unlink_name(dir, tmp + suffix);
+    for (const char *suffix : kCatalogSuffixes) unlink_name(dir, tmp + suffix);
 }
 
 static void create_catalog(const Dir &dir, const std::string &name, const DbOptions &dbo) {
@@ -284,8 +285,7 @@ Catalog::~Catalog() {
 }
 
 bool Catalog::reserved_name(const std::string &name) const {
-    const std::string &c = opts_.catalog_name;
-    return name == c || name == c + "-wal" || name == c + "-shm" || name == c + "-journal" || name == kBallastName ||
+    return is_catalog_file(name, opts_.catalog_name) ||
            (!opts_.last_link.empty() && (name == opts_.last_link || name == link_temp_name()));
 }
 

@@ -96,6 +96,12 @@ struct Check {
     bool io_error = false;  // the files could not be read (EIO): not evidence of corruption
 };
 
+// The per-file verdict, one rule and one wording for every check of a
+// file's bytes (check_file, Reader): got_size bytes (and, unless got_hex is
+// empty, their XXH3-128) against the row's size and checksum.
+Check compare_file(const std::string &path, int64_t size, const std::string &checksum, int64_t got_size,
+                   const std::string &got_hex);
+
 // One file of dir against its recorded size and (with full) XXH3-128: the
 // one file check, of check_files and of recovery. A mismatch (missing, not
 // a regular file, another size or hash) is a result; EIO from open, fstat

@@ -68,7 +68,6 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     std::set<std::string> newer(newer_list.begin(), newer_list.end());
     for (const std::string &n : names) {
         if (reserved_name(n)) continue;
-        if (n.compare(0, opts_.catalog_name.size() + 8, opts_.catalog_name + ".broken-") == 0) continue;
         if (is_temp_name(n)) {
             auto o = owned_temps.find(n);
             if (o != owned_temps.end() && o->second.alive) {
@@ -260,7 +259,7 @@ bool checkpoint_extension(const std::string &n) {
 }
 
 bool catalog_own(const std::string &n, const OpenOptions &opts) {
-    return n.compare(0, opts.catalog_name.size(), opts.catalog_name) == 0 || is_temp_name(n) || n == kBallastName;
+    return is_catalog_file(n, opts.catalog_name) || is_temp_name(n);
 }
 
 uint64_t le(const unsigned char *p, int bytes) {
@@ -390,7 +389,7 @@ std::vector<std::string> Catalog::newer_than_catalog() {
 void keep_catalog_aside(const Dir &dir, const std::string &catalog) {
     const bool main = name_exists(dir, catalog);
     bool extras = false;
-    for (const char *suffix : {"-wal", "-shm", "-journal"}) extras = extras || name_exists(dir, catalog + suffix);
+    for (const char *suffix : kCatalogSuffixes) extras = extras || (*suffix && name_exists(dir, catalog + suffix));
     if (!main && !extras) return;
     char stamp[32];
     std::time_t now = std::time(nullptr);
@@ -399,15 +398,15 @@ void keep_catalog_aside(const Dir &dir, const std::string &catalog) {
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     std::string aside = catalog + ".broken-" + stamp;
     auto taken = [&](const std::string &a) {
-        for (const char *suffix : {"", "-wal", "-shm", "-journal"})
+        for (const char *suffix : kCatalogSuffixes)
             if (name_exists(dir, a + suffix)) return true;
         return false;
     };
     for (int i = 2; taken(aside); i++) aside = catalog + ".broken-" + stamp + "-" + std::to_string(i);
     if (main && ::linkat(dir.fd.get(), catalog.c_str(), dir.fd.get(), aside.c_str(), 0) != 0)
         fail_os("cannot keep the old catalog as", dir.join(aside), errno);
-    for (const char *suffix : {"-wal", "-shm", "-journal"})
-        if (name_exists(dir, catalog + suffix)) rename_noreplace(dir, catalog + suffix, aside + suffix);
+    for (const char *suffix : kCatalogSuffixes)
+        if (*suffix && name_exists(dir, catalog + suffix)) rename_noreplace(dir, catalog + suffix, aside + suffix);
     sync_dir(dir);
 }
 

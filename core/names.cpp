@@ -23,6 +23,15 @@ std::string name_problem(const std::string &name) {
     return "";
 }
 
+bool is_catalog_file(const std::string &name, const std::string &catalog) {
+    if (name == kBallastName) return true;
+    if (name.compare(0, catalog.size(), catalog) != 0) return false;
+    const std::string rest = name.substr(catalog.size());
+    for (const char *suffix : kCatalogSuffixes)
+        if (rest == suffix) return true;
+    return rest.compare(0, 8, ".broken-") == 0 || rest.compare(0, 5, ".new-") == 0;
+}
+
 std::string kind_problem(const std::string &kind) {
     if (kind.empty()) return "is empty";
     if (kind.size() > 64) return "is longer than 64 characters";

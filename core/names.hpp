@@ -15,6 +15,16 @@ inline constexpr const char *kTempPrefix = ".ckptdb-tmp-";
 // never a temp file.
 inline constexpr const char *kBallastName = ".ckptdb-ballast";
 
+// The catalog's own files, one list (docs/DESIGN.md, "Which file owns which
+// rule"). What SQLite keeps beside a catalog file, the catalog itself first:
+// creating, keeping aside and removing a catalog handle all of them.
+inline constexpr const char *kCatalogSuffixes[] = {"", "-wal", "-shm", "-journal"};
+// A file of the catalog named `catalog`, never a checkpoint: the catalog or
+// a kCatalogSuffixes companion, a copy kept aside (<catalog>.broken-...), a
+// catalog being built (<catalog>.new-...), and the reserve. A save may not
+// take such a name, and fsck, rebuild and adopt never count one.
+bool is_catalog_file(const std::string &name, const std::string &catalog);
+
 // Empty string when valid, else why not ("contains '/'", ...).
 std::string name_problem(const std::string &name);
 std::string kind_problem(const std::string &kind);

@@ -1,5 +1,7 @@
 #include "reader.hpp"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 
 #include "ckptdb.h"
@@ -40,6 +42,12 @@ Reader::Reader(std::shared_ptr<Catalog> cat, int64_t id, int64_t rank) : cat_(st
     }
 }
 
+void Reader::judge(const Check &c) {
+    if (c.ok) return;
+    cat_->mark_corrupt(id_, c.reason);
+    fail(CKPTDB_ECORRUPT, c.reason);
+}
+
 size_t Reader::read(void *buf, size_t cap) {
     if (checked_ || cap == 0) return 0;
     for (;;) {
@@ -51,21 +59,16 @@ size_t Reader::read(void *buf, size_t cap) {
         if (n > 0) {
             hash_.update(buf, static_cast<size_t>(n));
             got_ += n;
+            // Longer than recorded: judged at once, by the file's whole size
+            // (the bytes read so far are only a lower bound).
             if (got_ > want_size_) {
-                std::string why =
-                    "'" + path_ + "' is longer than the " + std::to_string(want_size_) + " bytes recorded";
-                cat_->mark_corrupt(id_, why);
-                fail(CKPTDB_ECORRUPT, why);
+                struct stat st;
+                judge(compare_file(path_, want_size_, want_sum_,
+                                   io::ops().fstat(fd_.get(), &st) == 0 ? static_cast<int64_t>(st.st_size) : got_, ""));
             }
             return static_cast<size_t>(n);
         }
-        std::string got = hash_.hex();
-        if (got_ != want_size_ || got != want_sum_) {
-            std::string why = "'" + path_ + "' read back as " + std::to_string(got_) + " bytes with XXH3-128 " + got +
-                              ", the catalog says " + std::to_string(want_size_) + " bytes, " + want_sum_;
-            cat_->mark_corrupt(id_, why);
-            fail(CKPTDB_ECORRUPT, why);
-        }
+        judge(compare_file(path_, want_size_, want_sum_, got_, hash_.hex()));
         checked_ = true;
         return 0;
     }

@@ -1,5 +1,6 @@
 // Reading a complete checkpoint back: one file of it, checked against its
-// rows (size and XXH3-128) once the last byte was read.
+// rows (size and XXH3-128) once the last byte was read, by the same per-file
+// verdict as every other check (compare_file, core/verify.cpp).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,9 @@ public:
     size_t read(void *buf, size_t cap);  // 0 at the end, after the check passed
 
 private:
+    // A failed compare_file: the checkpoint is marked corrupt, CKPTDB_ECORRUPT.
+    void judge(const Check &c);
+
     std::shared_ptr<Catalog> cat_;
     int64_t id_;
     std::string path_, want_sum_;

@@ -15,6 +15,16 @@
 
 namespace ckptdb {
 
+Check compare_file(const std::string &path, int64_t size, const std::string &checksum, int64_t got_size,
+                   const std::string &got_hex) {
+    if (got_size != size)
+        return {false,
+                "'" + path + "' has " + std::to_string(got_size) + " bytes, the catalog says " + std::to_string(size)};
+    if (!got_hex.empty() && got_hex != checksum)
+        return {false, "'" + path + "' has XXH3-128 " + got_hex + ", the catalog says " + checksum};
+    return {};
+}
+
 Check check_file(const Dir &dir, const std::string &name, int64_t size, const std::string &checksum, bool full,
                  const std::function<bool(int64_t)> &on_bytes) {
     std::string path = dir.join(name);
@@ -33,10 +43,8 @@ Check check_file(const Dir &dir, const std::string &name, int64_t size, const st
         if (err == EIO) return {false, "'" + path + "' cannot be read: " + std::strerror(err), true};
         fail_os("cannot stat", path, err);
     }
-    if (st.st_size != size)
-        return {false, "'" + path + "' has " + std::to_string(st.st_size) + " bytes, the catalog says " +
-                           std::to_string(size)};
-    if (!full) return {};
+    Check by_size = compare_file(path, size, checksum, st.st_size, "");
+    if (!by_size.ok || !full) return by_size;
     Hasher h;
     int64_t n;
     try {
@@ -45,10 +53,7 @@ Check check_file(const Dir &dir, const std::string &name, int64_t size, const st
         if (ex.code() == CKPTDB_EIO) return {false, ex.what(), true};
         throw;
     }
-    if (n != size) return {false, "'" + path + "' changed size while being read (" + std::to_string(n) + " bytes)"};
-    std::string got = h.hex();
-    if (got != checksum) return {false, "'" + path + "' has XXH3-128 " + got + ", the catalog says " + checksum};
-    return {};
+    return compare_file(path, size, checksum, n, h.hex());
 }
 
 Check Catalog::check_files(const Entry &e, bool full, const std::function<bool(int64_t)> &on_bytes) {

@@ -342,6 +342,14 @@ if HAS_SHARDS:
     _proto("ckptdb_reader_open_rank", c_int, [P(reader_p), catalog_p, c_int64, c_int64])
 
 
+def default_keep_last():
+    """The library's default keep_last as {kind: K}: the list
+    ckptdb_retention_init points at, read, never repeated here."""
+    r = Retention()
+    lib.ckptdb_retention_init(ctypes.byref(r), RETENTION_VERSION)
+    return {s(r.keep_last[i].kind): r.keep_last[i].count for i in range(r.keep_last_count)}
+
+
 def s(b):
     """A borrowed C string as str ("" for NULL), copied before the next call."""
     return b.decode("utf-8", "surrogateescape") if b is not None else ""

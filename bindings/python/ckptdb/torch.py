@@ -62,6 +62,7 @@ if (_version_tuple(TORCH_VERSION) or (0, 0)) < MIN_TORCH:
                            "%s at %s" % (MIN_TORCH + (TORCH_VERSION, getattr(torch, "__file__", "?"))),
                            found=TORCH_VERSION, needed="%d.%d" % MIN_TORCH)
 
+from . import _lib  # noqa: E402
 from .catalog import Catalog, Event, Retention  # noqa: E402
 from .errors import Error  # noqa: E402
 from .signals import Trigger, clear_preempt, install_signals, preempt_requested  # noqa: E402
@@ -637,8 +638,9 @@ class CheckpointManager:
         mgr.close()
 
     Defaults are the production ones: save every 5 epochs or every 15
-    minutes, whichever comes first; keep 5 "epoch" and 3 "time"
-    checkpoints (a "preempt" one until a newer one exists); SIGTERM and
+    minutes, whichever comes first; keep what the library's default policy
+    keeps (5 "epoch" and 3 "time" checkpoints, a "preempt" one until a
+    newer one exists; keep_epoch and keep_time change those two); SIGTERM and
     SIGINT (and SIGUSR1) only set a flag, and the next step() or epoch_end()
     saves a "preempt" checkpoint and returns True so the loop can exit 0.
 
@@ -673,7 +675,8 @@ class CheckpointManager:
 
     def __init__(self, directory: StrPath, model: Any = None, optimizer: Any = None, scheduler: Any = None,
                  scaler: Any = None, every_epochs: int = 5, every_seconds: float = 900.0, every_steps: int = 0,
-                 keep_epoch: int = 5, keep_time: int = 3, retention: Optional[Policy] = None,
+                 keep_epoch: Optional[int] = None, keep_time: Optional[int] = None,
+                 retention: Optional[Policy] = None,
                  signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1), async_save: bool = False,
                  map_location: Any = "cpu", requeue_on_preempt: bool = False, sharded: bool = False,
                  extra: Any = None, clock: Optional[Callable[[], float]] = None, weights_only: bool = True,
@@ -695,7 +698,14 @@ class CheckpointManager:
         self.cat = None
         self._last = None  # (step, kind, epoch) of the last save or resume the trigger knows
         if retention is None:
-            retention = Retention(keep_last={"epoch": keep_epoch, "time": keep_time, "preempt": 0, "manual": 0})
+            # The library's default policy; keep_epoch and keep_time change
+            # only their own kind.
+            keep = _lib.default_keep_last()
+            if keep_epoch is not None:
+                keep["epoch"] = keep_epoch
+            if keep_time is not None:
+                keep["time"] = keep_time
+            retention = Retention(keep_last=keep)
         if self.rank == 0:
             cb = None
             if on_event is not None:
