@@ -1,10 +1,11 @@
-// ckptdb - the command-line tool over the C ABI (capi/ckptdb.h).
+// ckptdb - the command-line tool over the C++ wrapper of the C ABI
+// (capi/ckptdb.hpp, namespace ckptdbxx).
 //
 // Exit codes (also in `ckptdb --help` and cli/README.md):
 //   0 ok, 1 error, 2 usage (bad arguments or option values),
 //   3 corruption found (verify, latest, fsck, sync), 4 nothing found
 //   (unknown id or name, no checkpoint).
-#include <ckptdb.h>
+#include <ckptdb.hpp>
 
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -51,12 +53,6 @@ struct Failure {
 
 [[noreturn]] void fail(int exit_code, std::string message) { throw Failure{exit_code, std::move(message)}; }
 
-std::string lib_message(int rc) {
-    std::string m = ckptdb_last_error();
-    if (m.empty()) m = ckptdb_strerror(rc);
-    return m;
-}
-
 int exit_for(int rc) {
     switch (rc) {
         case CKPTDB_ENOTFOUND:
@@ -68,15 +64,14 @@ int exit_for(int rc) {
     }
 }
 
-[[noreturn]] void fail_lib(int rc) { fail(exit_for(rc), lib_message(rc)); }
+// A library failure the command does not handle itself ends it with the
+// library's message and the exit code of its status (caught in main).
 
 // --trust-shared: CKPTDB_OPEN_TRUST_SHARED on every catalog the command opens.
 unsigned g_trust_flag = 0;
 // CKPTDB_OPEN_RESERVE: set by prune and fsck --repair, whose opens may use
 // the directory's reserve on a completely full disk.
 unsigned g_reserve_flag = 0;
-
-std::string str(const char *s) { return s ? s : ""; }
 
 json str_or_null(const std::string &s) { return s.empty() ? json(nullptr) : json(s); }
 
@@ -280,66 +275,25 @@ struct EventRec {
     std::string detail;
 };
 
-void collect_event(const char *event, int64_t checkpoint_id, const char *detail, void *payload) {
-    static_cast<std::vector<EventRec> *>(payload)->push_back(EventRec{str(event), checkpoint_id, str(detail)});
-}
-
 enum class Mode { ReadOnly, ReadWrite };
 
-class Catalog {
-public:
-    // Never creates anything: a missing directory or catalog fails (exit 1).
-    Catalog(const std::string &dir, Mode mode, std::vector<EventRec> *events = nullptr) : dir_(dir) {
-        ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
-        o.flags = CKPTDB_OPEN_NO_CREATE | (mode == Mode::ReadOnly ? CKPTDB_OPEN_READONLY : 0u) | g_trust_flag |
-                  g_reserve_flag;
-        if (events) {
-            o.on_event = collect_event;
-            o.event_payload = events;
-        }
-        int rc = ckptdb_open(&db_, dir.c_str(), &o);
-        if (rc != CKPTDB_OK) fail(kError, lib_message(rc));
+// Never creates anything: a missing directory or catalog fails (exit 1).
+ckptdbxx::catalog open_catalog(const std::string &dir, Mode mode, std::vector<EventRec> *events = nullptr) {
+    ckptdbxx::open_options o;
+    o.flags =
+        CKPTDB_OPEN_NO_CREATE | (mode == Mode::ReadOnly ? CKPTDB_OPEN_READONLY : 0u) | g_trust_flag | g_reserve_flag;
+    if (events)
+        o.on_event = [events](const std::string &event, int64_t checkpoint_id, const std::string &detail) {
+            events->push_back(EventRec{event, checkpoint_id, detail});
+        };
+    try {
+        return ckptdbxx::catalog(dir, o);
+    } catch (const ckptdbxx::error &e) {
+        fail(kError, e.detail());
     }
-    ~Catalog() { ckptdb_close(db_); }
-    Catalog(const Catalog &) = delete;
-    Catalog &operator=(const Catalog &) = delete;
-
-    ckptdb_catalog *get() const { return db_; }
-    const std::string &dir() const { return dir_; }
-
-private:
-    std::string dir_;
-    ckptdb_catalog *db_ = nullptr;
-};
-
-// An entry with its own strings (the library's are borrowed).
-struct Entry {
-    int64_t id = 0, epoch = 0, step = 0, size = -1, run_id = 0, file_count = 0;
-    int status = 0;
-    bool pinned = false;
-    std::string name, path, kind, checksum, created_at, committed_at, deleted_at, metadata;
-};
-
-Entry to_entry(const ckptdb_entry &e) {
-    Entry r;
-    r.id = e.id;
-    r.epoch = e.epoch;
-    r.step = e.step;
-    r.size = e.size;
-    r.run_id = e.run_id;
-    r.file_count = e.file_count;
-    r.status = e.status;
-    r.pinned = e.pinned != 0;
-    r.name = str(e.name);
-    r.path = str(e.path);
-    r.kind = str(e.kind);
-    r.checksum = str(e.checksum);
-    r.created_at = str(e.created_at);
-    r.committed_at = str(e.committed_at);
-    r.deleted_at = str(e.deleted_at);
-    r.metadata = str(e.metadata);
-    return r;
 }
+
+using Entry = ckptdbxx::entry;
 
 json metadata_json(const std::string &text) {
     if (text.empty()) return json::object();
@@ -358,7 +312,7 @@ json entry_json(const Entry &e) {
     j["step"] = e.step;
     j["size"] = e.size < 0 ? json(nullptr) : json(e.size);
     j["checksum"] = str_or_null(e.checksum);
-    j["status"] = ckptdb_status_name(e.status);
+    j["status"] = e.status_name();
     j["pinned"] = e.pinned;
     j["run_id"] = e.run_id ? json(e.run_id) : json(nullptr);
     j["file_count"] = e.file_count;
@@ -370,24 +324,9 @@ json entry_json(const Entry &e) {
 }
 
 std::string status_text(const Entry &e) {
-    std::string s = ckptdb_status_name(e.status);
+    std::string s = e.status_name();
     if (e.pinned) s += ",pinned";
     return s;
-}
-
-int collect_entry(const ckptdb_entry *e, void *payload) {
-    static_cast<std::vector<Entry> *>(payload)->push_back(to_entry(*e));
-    return 0;
-}
-
-std::vector<Entry> list(const Catalog &cat, unsigned status_mask, const std::string &kind = "") {
-    ckptdb_filter f = CKPTDB_FILTER_INIT;
-    f.status_mask = status_mask;
-    if (!kind.empty()) f.kind = kind.c_str();
-    std::vector<Entry> out;
-    int rc = ckptdb_list(cat.get(), &f, collect_entry, &out);
-    if (rc != CKPTDB_OK) fail_lib(rc);
-    return out;
 }
 
 bool all_digits(const std::string &s) {
@@ -395,24 +334,25 @@ bool all_digits(const std::string &s) {
 }
 
 // ID|NAME: all digits is an id, anything else a name.
-Entry resolve(const Catalog &cat, const std::string &target) {
+// dir: as the user gave it, for the message.
+Entry resolve(ckptdbxx::catalog &cat, const std::string &dir, const std::string &target) {
     if (target.empty()) fail(kUsage, "an empty checkpoint id or name");
-    ckptdb_entry e = CKPTDB_ENTRY_INIT;
-    int rc;
     std::string what;
-    if (all_digits(target)) {
-        errno = 0;
-        unsigned long long v = std::strtoull(target.c_str(), nullptr, 10);
-        if (errno == ERANGE || v > uint64_t(INT64_MAX)) fail(kUsage, "checkpoint id '" + target + "' is out of range");
-        what = "with id " + target;
-        rc = ckptdb_get(&e, cat.get(), int64_t(v));
-    } else {
+    try {
+        if (all_digits(target)) {
+            errno = 0;
+            unsigned long long v = std::strtoull(target.c_str(), nullptr, 10);
+            if (errno == ERANGE || v > uint64_t(INT64_MAX))
+                fail(kUsage, "checkpoint id '" + target + "' is out of range");
+            what = "with id " + target;
+            return cat.get(int64_t(v));
+        }
         what = "named '" + target + "'";
-        rc = ckptdb_get_by_name(&e, cat.get(), target.c_str());
+        return cat.get(target);
+    } catch (const ckptdbxx::error &e) {
+        if (e.code() == CKPTDB_ENOTFOUND) fail(kNotFound, "no checkpoint " + what + " in '" + dir + "'");
+        throw;
     }
-    if (rc == CKPTDB_ENOTFOUND) fail(kNotFound, "no checkpoint " + what + " in '" + cat.dir() + "'");
-    if (rc != CKPTDB_OK) fail_lib(rc);
-    return to_entry(e);
 }
 
 // ------------------------------------------------------------------------
@@ -513,16 +453,16 @@ struct Common {
 };
 
 int cmd_ls(const Common &c, bool all, const std::string &kind) {
-    Catalog cat(c.dir, Mode::ReadOnly);
+    ckptdbxx::catalog cat = open_catalog(c.dir, Mode::ReadOnly);
     unsigned mask = all ? 0u
                         : (CKPTDB_STATUS_BIT(CKPTDB_STATUS_WRITING) | CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE) |
                            CKPTDB_STATUS_BIT(CKPTDB_STATUS_CORRUPT));
-    std::vector<Entry> es = list(cat, mask, kind);
+    std::vector<Entry> es = cat.list(mask, kind);
     if (c.json) {
         json arr = json::array();
         for (const auto &e : es) arr.push_back(entry_json(e));
         json j;
-        j["dir"] = str(ckptdb_dir(cat.get()));
+        j["dir"] = cat.dir();
         j["checkpoints"] = std::move(arr);
         print_json(j);
         return kOk;
@@ -535,37 +475,11 @@ int cmd_ls(const Common &c, bool all, const std::string &kind) {
     return kOk;
 }
 
-struct FileRec {
-    int64_t rank, size;
-    std::string name, path, checksum;
-};
-
-int collect_file(const ckptdb_file *f, void *payload) {
-    static_cast<std::vector<FileRec> *>(payload)->push_back(
-        FileRec{f->rank, f->size, str(f->name), str(f->path), str(f->checksum)});
-    return 0;
-}
-
-struct EventRow {
-    int64_t id, run_id, checkpoint_id;
-    std::string at, event, detail;
-};
-
-int collect_event_row(const ckptdb_event *e, void *payload) {
-    static_cast<std::vector<EventRow> *>(payload)->push_back(
-        EventRow{e->id, e->run_id, e->checkpoint_id, str(e->at), str(e->event), str(e->detail)});
-    return 0;
-}
-
 int cmd_show(const Common &c, const std::string &target) {
-    Catalog cat(c.dir, Mode::ReadOnly);
-    Entry e = resolve(cat, target);
-    std::vector<FileRec> files;
-    int rc = ckptdb_files(cat.get(), e.id, collect_file, &files);
-    if (rc != CKPTDB_OK) fail_lib(rc);
-    std::vector<EventRow> events;
-    rc = ckptdb_events(cat.get(), e.id, 0, collect_event_row, &events);
-    if (rc != CKPTDB_OK) fail_lib(rc);
+    ckptdbxx::catalog cat = open_catalog(c.dir, Mode::ReadOnly);
+    Entry e = resolve(cat, c.dir, target);
+    std::vector<ckptdbxx::file> files = cat.files(e.id);
+    std::vector<ckptdbxx::event> events = cat.events(e.id, 0);
 
     if (c.json) {
         json j = entry_json(e);
@@ -582,7 +496,7 @@ int cmd_show(const Common &c, const std::string &target) {
                               {"at", ev.at},
                               {"run_id", ev.run_id ? json(ev.run_id) : json(nullptr)},
                               {"checkpoint_id", ev.checkpoint_id ? json(ev.checkpoint_id) : json(nullptr)},
-                              {"event", ev.event},
+                              {"event", ev.name},
                               {"detail", str_or_null(ev.detail)}});
         j["files"] = std::move(fa);
         j["events"] = std::move(ea);
@@ -598,7 +512,7 @@ int cmd_show(const Common &c, const std::string &target) {
     line("step:", std::to_string(e.step));
     line("size:", e.size < 0 ? "-" : std::to_string(e.size) + " (" + human_size(e.size) + ")");
     line("checksum:", e.checksum.empty() ? "-" : e.checksum);
-    line("status:", ckptdb_status_name(e.status));
+    line("status:", e.status_name());
     line("pinned:", e.pinned ? "yes" : "no");
     line("run_id:", e.run_id ? std::to_string(e.run_id) : "-");
     line("file_count:", std::to_string(e.file_count));
@@ -625,7 +539,7 @@ int cmd_show(const Common &c, const std::string &target) {
     if (events.empty()) std::printf("  (none)\n");
     for (const auto &ev : events) {
         std::string run = ev.run_id ? "  run " + std::to_string(ev.run_id) : "";
-        std::printf("  %s  %s%s%s%s\n", ev.at.c_str(), ev.event.c_str(), run.c_str(), ev.detail.empty() ? "" : "  ",
+        std::printf("  %s  %s%s%s%s\n", ev.at.c_str(), ev.name.c_str(), run.c_str(), ev.detail.empty() ? "" : "  ",
                     ev.detail.c_str());
     }
     return kOk;
@@ -633,32 +547,38 @@ int cmd_show(const Common &c, const std::string &target) {
 
 int cmd_latest(const Common &c, const std::string &kind, bool no_verify, bool path_only) {
     std::vector<EventRec> events;
-    Catalog cat(c.dir, Mode::ReadWrite, &events);
-    ckptdb_entry le = CKPTDB_ENTRY_INIT;
-    int rc = ckptdb_latest(&le, cat.get(), kind.empty() ? nullptr : kind.c_str(),
+    ckptdbxx::catalog cat = open_catalog(c.dir, Mode::ReadWrite, &events);
+    std::optional<Entry> found;
+    std::optional<ckptdbxx::error> err;
+    try {
+        found = cat.latest(kind.empty() ? std::nullopt : std::optional<std::string>(kind),
                            no_verify ? CKPTDB_VERIFY_NONE : CKPTDB_VERIFY_FULL);
-    std::string err = rc == CKPTDB_OK ? "" : lib_message(rc);
-    Entry e;
-    if (rc == CKPTDB_OK) e = to_entry(le);
+    } catch (const ckptdbxx::error &x) {
+        err = x;
+    }
     // What the search marked corrupt on the way.
     std::vector<std::string> bad;
     for (const auto &ev : events) {
         if (ev.event != "corrupt") continue;
-        ckptdb_entry be = CKPTDB_ENTRY_INIT;
         std::string name = "?";
-        if (ckptdb_get(&be, cat.get(), ev.checkpoint_id) == CKPTDB_OK) name = str(be.name);
+        try {
+            name = cat.get(ev.checkpoint_id).name;
+        } catch (const ckptdbxx::error &) {
+            // the name is only for the message
+        }
         bad.push_back(name + " (id " + std::to_string(ev.checkpoint_id) + ")");
         std::fprintf(stderr, "ckptdb: %s (id %" PRId64 ") failed verification and is now marked corrupt%s%s\n",
                      name.c_str(), ev.checkpoint_id, ev.detail.empty() ? "" : ": ", ev.detail.c_str());
     }
-    if (rc == CKPTDB_ENOTFOUND) {
+    if (err) fail(exit_for(err->code()), err->detail());
+    if (!found) {
         std::string what = kind.empty() ? "complete checkpoint" : "complete checkpoint of kind '" + kind + "'";
         std::string msg = bad.empty() ? "no " + what + " in '" + c.dir + "'"
                                       : "no " + what + " that verifies in '" + c.dir + "' (" +
                                             std::to_string(bad.size()) + " failed verification)";
         fail(kNotFound, msg);
     }
-    if (rc != CKPTDB_OK) fail(exit_for(rc), err);
+    const Entry &e = *found;
     if (!bad.empty())
         std::fprintf(stderr, "ckptdb: using %s (id %" PRId64 "), the newest checkpoint that verifies\n", e.name.c_str(),
                      e.id);
@@ -677,25 +597,14 @@ int cmd_latest(const Common &c, const std::string &kind, bool no_verify, bool pa
     return kOk;
 }
 
-struct VerifyCtx {
-    Progress *p;
-    int64_t base;
-};
-
-int verify_progress_cb(int64_t done, int64_t, void *payload) {
-    auto *v = static_cast<VerifyCtx *>(payload);
-    v->p->update(v->base + done);
-    return 0;
-}
-
 int cmd_verify(const Common &c, const std::string &target, bool all) {
-    Catalog cat(c.dir, Mode::ReadWrite);
+    ckptdbxx::catalog cat = open_catalog(c.dir, Mode::ReadWrite);
     std::vector<Entry> targets;
     if (!target.empty()) {
-        targets.push_back(resolve(cat, target));
+        targets.push_back(resolve(cat, c.dir, target));
     } else {
         (void)all;  // the default: every complete checkpoint
-        targets = list(cat, CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE));
+        targets = cat.list(CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE));
         if (targets.empty()) fail(kNotFound, "no complete checkpoint to verify in '" + c.dir + "'");
     }
     int64_t total = 0;
@@ -713,13 +622,18 @@ int cmd_verify(const Common &c, const std::string &target, bool all) {
         if (target.empty())
             p.plain("verify: [" + std::to_string(i) + "/" + std::to_string(targets.size()) + "] " + e.name + " (" +
                     human_size(e.size) + ")");
-        VerifyCtx ctx{&p, base};
-        int rc = ckptdb_verify_progress(cat.get(), e.id, verify_progress_cb, &ctx);
-        if (!target.empty() && rc != CKPTDB_OK && rc != CKPTDB_ECORRUPT && rc != CKPTDB_EIO) {
-            p.clear();
-            fail_lib(rc);
+        int rc = CKPTDB_OK;
+        std::string msg;
+        try {
+            cat.verify(e.id, [&p, base](int64_t done, int64_t) { p.update(base + done); });
+        } catch (const ckptdbxx::error &x) {
+            if (!target.empty() && x.code() != CKPTDB_ECORRUPT && x.code() != CKPTDB_EIO) {
+                p.clear();
+                throw;
+            }
+            rc = x.code();
+            msg = x.detail();
         }
-        std::string msg = rc == CKPTDB_OK ? "" : lib_message(rc);
         base += std::max<int64_t>(0, e.size);
         p.update(base);
         std::string result;
@@ -774,16 +688,6 @@ struct PruneOpts {
     bool corrupt = false;
 };
 
-struct PruneRow {
-    int64_t id, size;
-    std::string name, rule;
-};
-
-int collect_prune(const ckptdb_prune_item *it, void *payload) {
-    static_cast<std::vector<PruneRow> *>(payload)->push_back(PruneRow{it->id, it->size, str(it->name), str(it->rule)});
-    return 0;
-}
-
 int cmd_prune(const Common &c, const PruneOpts &o) {
     // Build the policy first: bad values are usage errors and nothing is opened.
     ckptdb_retention r = CKPTDB_RETENTION_INIT;
@@ -831,12 +735,16 @@ int cmd_prune(const Common &c, const PruneOpts &o) {
 
     // On a completely full disk even the open may need the reserve.
     if (!o.dry_run) g_reserve_flag = CKPTDB_OPEN_RESERVE;
-    Catalog cat(c.dir, o.dry_run ? Mode::ReadOnly : Mode::ReadWrite);
-    std::vector<PruneRow> rows;
-    int64_t count = 0, bytes = 0;
-    int rc = ckptdb_prune(&count, &bytes, cat.get(), custom ? &r : nullptr, o.dry_run ? 1 : 0, collect_prune, &rows);
-    if (rc == CKPTDB_EINVAL) fail(kUsage, lib_message(rc));
-    if (rc != CKPTDB_OK) fail_lib(rc);
+    ckptdbxx::catalog cat = open_catalog(c.dir, o.dry_run ? Mode::ReadOnly : Mode::ReadWrite);
+    ckptdbxx::prune_result pr;
+    try {
+        pr = cat.prune(custom ? &r : nullptr, o.dry_run);
+    } catch (const ckptdbxx::error &e) {
+        if (e.code() == CKPTDB_EINVAL) fail(kUsage, e.detail());
+        throw;
+    }
+    const std::vector<ckptdbxx::prune_item> &rows = pr.items;
+    const int64_t count = pr.count, bytes = pr.bytes;
     if (c.json) {
         json arr = json::array();
         for (const auto &row : rows)
@@ -865,10 +773,9 @@ int cmd_prune(const Common &c, const PruneOpts &o) {
 }
 
 int cmd_pin(const Common &c, const std::string &target, bool pin) {
-    Catalog cat(c.dir, Mode::ReadWrite);
-    Entry e = resolve(cat, target);
-    int rc = ckptdb_pin(cat.get(), e.id, pin ? 1 : 0);
-    if (rc != CKPTDB_OK) fail_lib(rc);
+    ckptdbxx::catalog cat = open_catalog(c.dir, Mode::ReadWrite);
+    Entry e = resolve(cat, c.dir, target);
+    cat.pin(e.id, pin);
     if (c.json) {
         print_json(json{{"id", e.id}, {"name", e.name}, {"pinned", pin}});
         return kOk;
@@ -877,23 +784,7 @@ int cmd_pin(const Common &c, const std::string &target, bool pin) {
     return kOk;
 }
 
-struct FsckRow {
-    std::string kind, name;
-    int64_t checkpoint_id;
-    std::string detail, action;
-};
-
-int collect_fsck(const ckptdb_fsck_item *it, void *payload) {
-    static_cast<std::vector<FsckRow> *>(payload)->push_back(
-        FsckRow{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), str(it->action)});
-    return 0;
-}
-
-int collect_rebuild(const ckptdb_rebuild_item *it, void *payload) {
-    static_cast<std::vector<FsckRow> *>(payload)->push_back(
-        FsckRow{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), str(it->action)});
-    return 0;
-}
+using FsckRow = ckptdbxx::finding;
 
 json fsck_json(const FsckRow &r) {
     return json{{"kind", r.kind},
@@ -916,18 +807,22 @@ int cmd_fsck(const Common &c, bool repair) {
     if (repair) g_reserve_flag = CKPTDB_OPEN_RESERVE;  // on a full disk even the open may need the reserve
     ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
     o.flags = g_trust_flag | g_reserve_flag;
-    std::vector<FsckRow> rows;
-    int64_t problems = 0;
-    int rebuilt = 0;
-    int rc = ckptdb_fsck_dir(&problems, &rebuilt, c.dir.c_str(), &o, repair ? 1 : 0, collect_fsck, &rows);
-    if (rc != CKPTDB_OK) fail(kError, lib_message(rc));
+    ckptdbxx::fsck_report report;
+    try {
+        report = ckptdbxx::fsck_dir(c.dir, &o, repair);
+    } catch (const ckptdbxx::error &e) {
+        fail(kError, e.detail());
+    }
+    const std::vector<FsckRow> &rows = report.findings;
+    const int64_t problems = report.problems;
+    const bool rebuilt = report.rebuilt;
     const bool lost = !rebuilt && !rows.empty() &&
                       (rows.front().kind == "catalog_missing" || rows.front().kind == "catalog_unreadable");
 
     if (c.json) {
         json arr = json::array();
         for (const auto &r : rows) arr.push_back(fsck_json(r));
-        print_json(json{{"repair", repair}, {"rebuilt", rebuilt != 0}, {"problems", problems}, {"findings", arr}});
+        print_json(json{{"repair", repair}, {"rebuilt", rebuilt}, {"problems", problems}, {"findings", arr}});
     } else if (lost) {
         print_fsck_rows(rows);
         std::printf("the catalog is %s; 'ckptdb fsck --repair %s' rebuilds it from the files present\n",
@@ -945,10 +840,9 @@ int cmd_fsck(const Common &c, bool repair) {
 }
 
 int cmd_adopt(const Common &c) {
-    std::vector<FsckRow> items;
-    int64_t rows = 0;
-    int rc = ckptdb_adopt(&rows, c.dir.c_str(), nullptr, collect_rebuild, &items);
-    if (rc != CKPTDB_OK) fail_lib(rc);
+    ckptdbxx::rebuild_report report = ckptdbxx::adopt(c.dir);
+    const std::vector<FsckRow> &items = report.findings;
+    const int64_t rows = report.rows;
     int64_t corrupt = 0;
     for (const auto &it : items)
         if (it.kind == "adopted" && it.action.find("quarantined") != std::string::npos) ++corrupt;
@@ -966,24 +860,9 @@ int cmd_adopt(const Common &c) {
     return kOk;
 }
 
-struct RunRec {
-    int64_t id, pid, slurm_restart_count, resumed_from, last_step, last_saved_step, saves, steps_lost;
-    std::string host, started_at, ended_at, exit_reason, slurm_job_id, slurm_array_job_id, slurm_array_task_id;
-};
-
-int collect_run(const ckptdb_run *r, void *payload) {
-    static_cast<std::vector<RunRec> *>(payload)->push_back(
-        RunRec{r->id, r->pid, r->slurm_restart_count, r->resumed_from, r->last_step, r->last_saved_step, r->saves,
-               r->steps_lost, str(r->host), str(r->started_at), str(r->ended_at), str(r->exit_reason),
-               str(r->slurm_job_id), str(r->slurm_array_job_id), str(r->slurm_array_task_id)});
-    return 0;
-}
-
 int cmd_history(const Common &c) {
-    Catalog cat(c.dir, Mode::ReadOnly);
-    std::vector<RunRec> runs;
-    int rc = ckptdb_runs(cat.get(), collect_run, &runs);
-    if (rc != CKPTDB_OK) fail_lib(rc);
+    ckptdbxx::catalog cat = open_catalog(c.dir, Mode::ReadOnly);
+    std::vector<ckptdbxx::run> runs = cat.runs();
     if (c.json) {
         json arr = json::array();
         for (const auto &r : runs)
@@ -1015,8 +894,11 @@ int cmd_history(const Common &c) {
         std::string from = "-";
         if (r.resumed_from) {
             from = std::to_string(r.resumed_from);
-            ckptdb_entry e = CKPTDB_ENTRY_INIT;
-            if (ckptdb_get(&e, cat.get(), r.resumed_from) == CKPTDB_OK) from += " " + str(e.name);
+            try {
+                from += " " + cat.get(r.resumed_from).name;
+            } catch (const ckptdbxx::error &) {
+                // a run resumed from a row no longer there: the id alone
+            }
         }
         std::string ended = !r.exit_reason.empty() ? r.exit_reason : (r.ended_at.empty() ? "running" : "unknown");
         t.add({std::to_string(r.id), r.host, std::to_string(r.pid), job,
@@ -1029,20 +911,12 @@ int cmd_history(const Common &c) {
 }
 
 int cmd_du(const Common &c) {
-    Catalog cat(c.dir, Mode::ReadOnly);
+    ckptdbxx::catalog cat = open_catalog(c.dir, Mode::ReadOnly);
     // The library's one definition of disk usage (the catalog's view
     // disk_usage), per kind and status.
     std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> usage;
     int64_t total_bytes = 0, total_count = 0;
-    int rc = ckptdb_disk_usage(
-        cat.get(),
-        [](const ckptdb_usage *u, void *p) {
-            auto &m = *static_cast<std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> *>(p);
-            m[{str(u->kind), ckptdb_status_name(u->status)}] = {u->checkpoints, u->bytes};
-            return 0;
-        },
-        &usage);
-    if (rc != CKPTDB_OK) fail_lib(rc);
+    for (const auto &u : cat.disk_usage()) usage[{u.kind, ckptdbxx::status_name(u.status)}] = {u.checkpoints, u.bytes};
     for (const auto &kv : usage) {
         total_count += kv.second.first;
         total_bytes += kv.second.second;
@@ -1054,9 +928,8 @@ int cmd_du(const Common &c) {
                                {"status", kv.first.second},
                                {"checkpoints", kv.second.first},
                                {"bytes", kv.second.second}});
-        print_json(json{{"dir", str(ckptdb_dir(cat.get()))},
-                        {"usage", arr},
-                        {"total", json{{"checkpoints", total_count}, {"bytes", total_bytes}}}});
+        print_json(json{
+            {"dir", cat.dir()}, {"usage", arr}, {"total", json{{"checkpoints", total_count}, {"bytes", total_bytes}}}});
         return kOk;
     }
     Table t({"KIND", "STATUS", "CHECKPOINTS", "BYTES", "SIZE"}, {2, 3, 4});
@@ -1076,16 +949,12 @@ struct SyncCtx {
     int64_t copied = 0, present = 0, deleted = 0, failed = 0;
 };
 
-int sync_progress_cb(int64_t done, int64_t total, void *payload) {
-    auto *s = static_cast<SyncCtx *>(payload);
+void sync_progress(SyncCtx *s, int64_t done, int64_t total) {
     if (total != s->p->total()) s->p->set_total(total);
     s->p->update(done);
-    return 0;
 }
 
-int sync_item_cb(const ckptdb_sync_item *it, void *payload) {
-    auto *s = static_cast<SyncCtx *>(payload);
-    FsckRow r{str(it->kind), str(it->name), it->checkpoint_id, str(it->detail), ""};
+void sync_item(SyncCtx *s, FsckRow r) {
     if (r.kind == "copied")
         ++s->copied;
     else if (r.kind == "present")
@@ -1111,30 +980,31 @@ int sync_item_cb(const ckptdb_sync_item *it, void *payload) {
         s->p->out(std::string(buf) + r.name + "  " + size + (r.detail.empty() ? "" : "  " + r.detail));
     }
     s->items.push_back(std::move(r));
-    return 0;
 }
 
 int cmd_sync(const std::string &src, const std::string &dst, bool del, bool as_json) {
     SyncCtx ctx{};
     {
         // A missing or foreign SRC is an error before anything is created in DST.
-        Catalog cat(src, Mode::ReadOnly);
-        for (const auto &e : list(cat, 0)) ctx.sizes[e.name] = e.size;
+        ckptdbxx::catalog cat = open_catalog(src, Mode::ReadOnly);
+        for (const auto &e : cat.list(0)) ctx.sizes[e.name] = e.size;
     }
     Progress p("sync", 0);
     ctx.p = &p;
     ctx.json = as_json;
-    ckptdb_sync_options o = CKPTDB_SYNC_OPTIONS_INIT;
-    o.delete_pruned = del ? 1 : 0;
-    o.progress = sync_progress_cb;
-    o.progress_payload = &ctx;
-    o.on_item = sync_item_cb;
-    o.item_payload = &ctx;
-    int64_t copied = 0, bytes = 0;
-    int rc = ckptdb_sync(&copied, &bytes, src.c_str(), dst.c_str(), &o);
+    ckptdbxx::sync_options o;
+    o.delete_pruned = del;
+    o.progress = [&ctx](int64_t done, int64_t total) { sync_progress(&ctx, done, total); };
+    o.on_item = [&ctx](const ckptdbxx::finding &f) { sync_item(&ctx, f); };
+    ckptdbxx::sync_result res;
+    try {
+        res = ckptdbxx::sync(src, dst, o);
+    } catch (const ckptdbxx::error &e) {
+        p.clear();
+        fail(e.code() == CKPTDB_EINVAL ? kUsage : kError, e.detail());
+    }
     p.clear();
-    if (rc == CKPTDB_EINVAL) fail(kUsage, lib_message(rc));
-    if (rc != CKPTDB_OK && rc != CKPTDB_ECORRUPT) fail(kError, lib_message(rc));
+    const int64_t copied = res.copied, bytes = res.bytes;
     p.plain("sync: " + std::to_string(copied) + " copied, " + human_size(bytes) + " in " + duration_text(p.elapsed()) +
             " (" + p.rate_text() + ")");
     if (as_json) {
@@ -1154,7 +1024,7 @@ int cmd_sync(const std::string &src, const std::string &dst, bool del, bool as_j
                     copied, copied == 1 ? "" : "s", human_size(bytes).c_str(), dst.c_str(), ctx.present, ctx.deleted,
                     ctx.failed);
     }
-    return (ctx.failed || rc == CKPTDB_ECORRUPT) ? kCorrupt : kOk;
+    return (ctx.failed || res.corrupt) ? kCorrupt : kOk;
 }
 
 // ------------------------------------------------------------------------
@@ -1164,7 +1034,7 @@ int cmd_sync(const std::string &src, const std::string &dst, bool del, bool as_j
 int run(int argc, char **argv) {
     CLI::App app{"ckptdb - inspect, verify, prune, repair and copy a checkpoint catalog (ckptdb.sqlite)", "ckptdb"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", std::string("ckptdb ") + ckptdb_version());
+    app.set_version_flag("--version", "ckptdb " + ckptdbxx::version());
     app.footer(std::string("Every command takes --help.\n\n") + kExitCodes);
     app.failure_message(
         [](const CLI::App *, const CLI::Error &e) { return std::string("ckptdb: ") + e.what() + " (see --help)\n"; });
@@ -1338,6 +1208,10 @@ int main(int argc, char **argv) {
         std::fflush(stdout);
         std::fprintf(stderr, "ckptdb: %s\n", f.message.c_str());
         return f.exit_code;
+    } catch (const ckptdbxx::error &e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "ckptdb: %s\n", e.detail().c_str());
+        return exit_for(e.code());
     } catch (const std::exception &e) {
         std::fprintf(stderr, "ckptdb: %s\n", e.what());
         return kError;
