@@ -457,7 +457,7 @@ int cmd_ls(const Common &c, bool all, const std::string &kind) {
     unsigned mask = all ? 0u
                         : (CKPTDB_STATUS_BIT(CKPTDB_STATUS_WRITING) | CKPTDB_STATUS_BIT(CKPTDB_STATUS_COMPLETE) |
                            CKPTDB_STATUS_BIT(CKPTDB_STATUS_CORRUPT));
-    std::vector<Entry> es = cat.list(mask, kind);
+    std::vector<Entry> es = cat.list(mask, kind.empty() ? std::nullopt : std::optional<std::string>(kind));
     if (c.json) {
         json arr = json::array();
         for (const auto &e : es) arr.push_back(entry_json(e));
