@@ -457,6 +457,15 @@ static void read_filter(const ckptdb_filter *f, unsigned &mask, std::optional<st
     if (f->status_mask & ~all) throw Error(CKPTDB_EINVAL, "unknown status bits in the filter");
     mask = f->status_mask;
     kind = opt_str(f->kind);
+    // A kind no save can have would match nothing, silently: refused by the
+    // one kind rule (NULL is the way to ask for every kind).
+    if (kind) {
+        try {
+            ckptdb::check_kind(*kind);
+        } catch (const Error &e) {
+            throw Error(e.code(), std::string("ckptdb_filter.kind: ") + e.what() + " (NULL lists every kind)");
+        }
+    }
 }
 
 int ckptdb_list(ckptdb_catalog *db, const ckptdb_filter *filter, ckptdb_entry_cb cb, void *payload) {

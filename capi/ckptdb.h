@@ -494,7 +494,7 @@ CKPTDB_API int ckptdb_mark_resumed(ckptdb_catalog *db, int64_t id);
 typedef struct ckptdb_filter {
     unsigned int version;     /* CKPTDB_FILTER_VERSION */
     unsigned int status_mask; /* OR of CKPTDB_STATUS_BIT(s); 0: every status */
-    const char *kind;         /* NULL: every kind */
+    const char *kind;         /* NULL: every kind; else a valid kind (CKPTDB_EINVAL) */
 } ckptdb_filter;
 
 #define CKPTDB_FILTER_VERSION 1

@@ -147,6 +147,22 @@ TEST_CASE("unknown option versions and flags are refused") {
     flt.status_mask = 1u << 20;
     ckptdb_cursor *c = nullptr;
     CHECK(ckptdb_cursor_open(&c, f.db, &flt) == CKPTDB_EINVAL);
+    // A kind no save can have is refused, not an empty listing (an empty
+    // string once made `ckptdb ls` print no rows at all).
+    flt.status_mask = 0;
+    for (const char *bad : {"", "a/b", "two words"}) {
+        CAPTURE(bad);
+        flt.kind = bad;
+        CHECK(ckptdb_cursor_open(&c, f.db, &flt) == CKPTDB_EINVAL);
+        CHECK(c == nullptr);
+        CHECK(ckptdb_list(
+                  f.db, &flt, [](const ckptdb_entry *, void *) { return 0; }, nullptr) == CKPTDB_EINVAL);
+        CHECK(std::string(ckptdb_last_error()).find("ckptdb_filter.kind") != std::string::npos);
+    }
+    flt.kind = "epoch";
+    CHECK(ckptdb_list(
+              f.db, &flt, [](const ckptdb_entry *, void *) { return 0; }, nullptr) == CKPTDB_OK);
+    flt.kind = nullptr;
     ckptdb_save_options so = CKPTDB_SAVE_OPTIONS_INIT;
     so.version = 0;
     ckptdb_save *s = nullptr;
