@@ -127,6 +127,23 @@ inline std::string query1(const std::string &db_path, const std::string &sql) {
 
 inline std::string catalog_path(const TempDir &d) { return d / "ckptdb.sqlite"; }
 
+// One statement against the catalog, read-write, from its own connection (as
+// a person at the sqlite3 prompt would change it); throws when it fails.
+inline void exec(const TempDir &d, const std::string &sql) {
+    sqlite3 *db = nullptr;
+    if (sqlite3_open_v2(catalog_path(d).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+        sqlite3_close(db);
+        throw std::runtime_error("cannot open " + catalog_path(d));
+    }
+    sqlite3_busy_timeout(db, 10000);
+    char *err = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    std::string msg = err ? err : "";
+    sqlite3_free(err);
+    sqlite3_close(db);
+    if (rc != SQLITE_OK) throw std::runtime_error("test statement failed: " + msg + ": " + sql);
+}
+
 // Everything observable of a directory: names with sizes and contents' length,
 // plus every catalog row. Used to prove that bad input changed nothing.
 inline std::string snapshot(const TempDir &d) {

@@ -19,19 +19,6 @@
 
 namespace {
 
-// One statement against the catalog, read-write, from its own connection.
-void exec(const t::TempDir &d, const std::string &sql) {
-    sqlite3 *db = nullptr;
-    REQUIRE(sqlite3_open_v2(t::catalog_path(d).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    char *err = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    std::string msg = err ? err : "";
-    sqlite3_free(err);
-    sqlite3_close(db);
-    REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
-}
-
 // Sets the mtime of path to `ago` seconds before now (atime untouched).
 void set_mtime_ago(const std::string &path, int64_t ago) {
     struct timespec ts[2];
@@ -84,9 +71,9 @@ TEST_CASE("a sharded commit that a recovery finished while it stalled stays comp
     std::string recovered;
     g_point = "dir_synced";
     g_at_point = [&] {
-        exec(d,
-             "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
-             "(SELECT run_id FROM checkpoints ORDER BY id DESC LIMIT 1)");
+        t::exec(d,
+                "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
+                "(SELECT run_id FROM checkpoints ORDER BY id DESC LIMIT 1)");
         for (const ckptdb::ShardFile &f : files) set_mtime_ago(d / f.name, 3600);
         auto other = ckptdb::Catalog::open(d.path, ckptdb::OpenOptions());
         recovered = t::query1(t::catalog_path(d), "SELECT status FROM checkpoints ORDER BY id DESC LIMIT 1");

@@ -20,20 +20,6 @@
 
 namespace {
 
-// One statement against the catalog, read-write (as a person at the sqlite3
-// prompt would change it).
-void exec(const t::TempDir &d, const std::string &sql) {
-    sqlite3 *db = nullptr;
-    REQUIRE(sqlite3_open_v2(t::catalog_path(d).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    char *err = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    std::string msg = err ? err : "";
-    sqlite3_free(err);
-    sqlite3_close(db);
-    REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
-}
-
 int64_t newest_id(const t::TempDir &d) {
     return std::stoll(t::query1(t::catalog_path(d), "SELECT max(id) FROM checkpoints"));
 }
@@ -49,10 +35,10 @@ std::string recovered_detail(const t::TempDir &d, int64_t id) {
 
 // The run that began checkpoint id now belongs to another host (and boot).
 void move_to_node_b(const t::TempDir &d, int64_t id) {
-    exec(d,
-         "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
-         "(SELECT run_id FROM checkpoints WHERE id = " +
-             std::to_string(id) + ")");
+    t::exec(d,
+            "UPDATE runs SET host = 'node-b', boot_id = 'boot-of-node-b' WHERE id = "
+            "(SELECT run_id FROM checkpoints WHERE id = " +
+                std::to_string(id) + ")");
 }
 
 // Sets the mtime of path to `ago` seconds before now (atime untouched).
@@ -254,8 +240,8 @@ TEST_CASE("no temp file yet: the row's begin time is the heartbeat") {
         ckptdbxx::catalog c(d.path);  // begun moments ago: within its lease
         CHECK(status_of(d, id) == "writing");
     }
-    exec(d, "UPDATE checkpoints SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour') WHERE id = " +
-                std::to_string(id));
+    t::exec(d, "UPDATE checkpoints SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 hour') WHERE id = " +
+                   std::to_string(id));
     ckptdbxx::catalog c(d.path);
     CHECK(status_of(d, id) == "aborted");
     std::string detail = recovered_detail(d, id);
@@ -314,10 +300,10 @@ TEST_CASE("a live writer on this host is judged by its pid, never by the lease")
     std::string temp = only_temp(d);
     // The row's run is now this (live) test process, which holds no lock on
     // the file: only the pid speaks for it.
-    exec(d, "UPDATE runs SET pid = " + std::to_string(::getpid()) + ", proc_start = " + own_start_time() +
-                " WHERE id = (SELECT run_id FROM checkpoints WHERE id = " + std::to_string(id) + ")");
-    exec(d, "UPDATE checkpoints SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day') WHERE id = " +
-                std::to_string(id));
+    t::exec(d, "UPDATE runs SET pid = " + std::to_string(::getpid()) + ", proc_start = " + own_start_time() +
+                   " WHERE id = (SELECT run_id FROM checkpoints WHERE id = " + std::to_string(id) + ")");
+    t::exec(d, "UPDATE checkpoints SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 day') WHERE id = " +
+                   std::to_string(id));
     set_mtime_ago(d / temp, 24 * 3600);
     Env lease("CKPTDB_LEASE_SECONDS", "1");
     ckptdbxx::catalog c(d.path);
