@@ -671,10 +671,8 @@ int ckptdb_prune(int64_t *out_count, int64_t *out_bytes, ckptdb_catalog *db, con
         ckptdb::Retention r =
             policy ? to_retention(*policy) : db->cat->retention().value_or(ckptdb::Retention::defaults());
         std::vector<ckptdb::PruneItem> victims = db->cat->prune(r, dry_run != 0);
-        int64_t bytes = 0;
-        for (const auto &v : victims) bytes += v.size;
         if (out_count) *out_count = static_cast<int64_t>(victims.size());
-        if (out_bytes) *out_bytes = bytes;
+        if (out_bytes) *out_bytes = ckptdb::total_size(victims);
         if (!cb) return;
         for (const auto &v : victims) {
             ckptdb_prune_item item{sizeof(ckptdb_prune_item), v.id, v.name.c_str(), v.size, v.rule.c_str()};
@@ -715,8 +713,7 @@ int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payloa
         if (!cb) throw Error(CKPTDB_EMISUSE, "cb is NULL");
         db->cat->entry(id);  // CKPTDB_ENOTFOUND for an unknown id
         for (const ckptdb::FileRow &f : db->cat->files(id)) {
-            std::string path = ckptdb::name_problem(f.name).empty() ? db->cat->dir().join(f.name) : std::string();
-            ckptdb_file out{sizeof(ckptdb_file), f.rank, f.name.c_str(), path.c_str(), f.size, f.checksum.c_str()};
+            ckptdb_file out{sizeof(ckptdb_file), f.rank, f.name.c_str(), f.path.c_str(), f.size, f.checksum.c_str()};
             call_back("ckptdb_files", cb, &out, payload);
         }
     });
@@ -802,9 +799,7 @@ int ckptdb_fsck(int64_t *out_problems, ckptdb_catalog *db, int repair, ckptdb_fs
     return guard([&] {
         need(db, "db");
         std::vector<ckptdb::FsckItem> items = db->cat->fsck(repair != 0);
-        int64_t problems = 0;
-        for (const ckptdb::FsckItem &it : items) problems += it.is_problem();
-        if (out_problems) *out_problems = problems;
+        if (out_problems) *out_problems = ckptdb::count_problems(items);
         emit_fsck("ckptdb_fsck", cb, payload, items);
     });
 }

@@ -79,7 +79,7 @@ void remove_dead_creations(const Dir &dir, const std::string &catalog) {
 // into place without replacing anything. A kill leaves no catalog file
 // without a schema; another process creating it at the same time wins.
 std::string build_catalog_temp(const Dir &dir, const std::string &name, const DbOptions &dbo,
-                               const std::function<void(Db &)> &fill, UniqueFd &held) {
+                               const std::function<void(Store &)> &fill, UniqueFd &held) {
     // Not a temp name of the library: recovery in another process removes
     // those, and would take this file (or its WAL) while it is being built.
     // It is held under an exclusive flock while it is built: recovery
@@ -95,7 +95,8 @@ std::string build_catalog_temp(const Dir &dir, const std::string &name, const Db
             Db db(dir.join(tmp), init);
             if (fill) {
                 Db::Tx tx(db);
-                fill(db);
+                Store st(db, dir);
+                fill(st);
                 tx.commit();
             }
             db.checkpoint_wal(true);  // everything in the file itself before its WAL goes
@@ -263,7 +264,7 @@ Catalog::~Catalog() {
     if (run_id_ == 0 && unlinked_.empty()) return;
     if (run_id_ == 0) {
         try {
-            write([](Db &) {});  // records the deletions still pending
+            write([](Store &) {});  // records the deletions still pending
         } catch (...) {}
         return;
     }
@@ -275,8 +276,8 @@ Catalog::~Catalog() {
                              : requeued_                                       ? "requeued"
                              : committed_preempt_ || signals::requested() != 0 ? "preempted"
                                                                                : "clean";
-        write([&](Db &db) {
-            Db::Query(db, sql::Stmt::run_end).bind(1, run_id_).bind(2, reason).run();
+        write([&](Store &db) {
+            db.run_end(run_id_, reason);
             log_event(db, 0, "run_ended", reason);
         });
     } catch (...) {
@@ -289,14 +290,15 @@ bool Catalog::reserved_name(const std::string &name) const {
            (!opts_.last_link.empty() && (name == opts_.last_link || name == link_temp_name()));
 }
 
-void Catalog::write(const std::function<void(Db &)> &fn) {
+void Catalog::write(const std::function<void(Store &)> &fn) {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     if (opts_.readonly) fail(CKPTDB_EREADONLY, "catalog '" + db_->path() + "' was opened read-only");
     size_t mark = pending_.size();
     try {
         Db::Tx tx(*db_);
-        for (int64_t id : unlinked_) Db::Query(*db_, sql::Stmt::prune_done).bind(1, id).run();
-        fn(*db_);
+        Store st(*db_, dir_);
+        for (int64_t id : unlinked_) st.prune_done(id);
+        fn(st);
         tx.commit();
     } catch (...) {
         pending_.resize(mark);
@@ -308,9 +310,17 @@ void Catalog::write(const std::function<void(Db &)> &fn) {
     emit_pending();
 }
 
-void Catalog::read(const std::function<void(Db &)> &fn) {
+void Catalog::read(const std::function<void(Store &)> &fn) {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    fn(*db_);
+    Store st(*db_, dir_);
+    fn(st);
+}
+
+void Catalog::read_snapshot(const std::function<void(Store &)> &fn) {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    Db::ReadTx snapshot(*db_);
+    Store st(*db_, dir_);
+    fn(st);
 }
 
 void Catalog::emit_pending() {
@@ -326,46 +336,31 @@ static std::optional<std::string> env(const char *name) {
     return std::string(v);
 }
 
-int64_t Catalog::run_id_in_tx(Db &db) {
+int64_t Catalog::run_id_in_tx(Store &db) {
     if (run_id_) return run_id_;
     if (pending_run_id_) return pending_run_id_;
-    Db::Query q(db, sql::Stmt::run_insert);
-    q.bind(1, self_.host).bind(2, self_.boot_id).bind(3, self_.pid).bind(4, self_.proc_start);
-    auto job = env("SLURM_JOB_ID"), array_job = env("SLURM_ARRAY_JOB_ID"), task = env("SLURM_ARRAY_TASK_ID");
-    auto restart = env("SLURM_RESTART_COUNT"), procid = env("SLURM_PROCID");
-    q.bind_opt(5, job ? job->c_str() : nullptr).bind_opt(6, array_job ? array_job->c_str() : nullptr);
-    q.bind_opt(7, task ? task->c_str() : nullptr);
-    if (restart)
-        q.bind(8, static_cast<int64_t>(std::atoll(restart->c_str())));
-    else
-        q.bind_null(8);
-    if (procid)
-        q.bind(9, static_cast<int64_t>(std::atoll(procid->c_str())));
-    else
-        q.bind_null(9);
-    q.run();
-    pending_run_id_ = db.last_insert_rowid();
+    NewRun r;
+    r.host = self_.host;
+    r.boot_id = self_.boot_id;
+    r.pid = self_.pid;
+    r.proc_start = self_.proc_start;
+    r.slurm_job_id = env("SLURM_JOB_ID");
+    r.slurm_array_job_id = env("SLURM_ARRAY_JOB_ID");
+    r.slurm_array_task_id = env("SLURM_ARRAY_TASK_ID");
+    if (auto restart = env("SLURM_RESTART_COUNT")) r.slurm_restart_count = std::atoll(restart->c_str());
+    if (auto procid = env("SLURM_PROCID")) r.slurm_procid = std::atoll(procid->c_str());
+    pending_run_id_ = db.run_insert(r);
     return pending_run_id_;
 }
 
-void Catalog::log_event(Db &db, int64_t checkpoint_id, const std::string &event, const std::string &detail) {
-    int64_t run = run_id_ ? run_id_ : pending_run_id_;
-    Db::Query q(db, sql::Stmt::event_insert);
-    if (run)
-        q.bind(1, run);
-    else
-        q.bind_null(1);
-    if (checkpoint_id)
-        q.bind(2, checkpoint_id);
-    else
-        q.bind_null(2);
-    q.bind(3, event).bind(4, detail).run();
+void Catalog::log_event(Store &db, int64_t checkpoint_id, const std::string &event, const std::string &detail) {
+    db.event_insert(run_id_ ? run_id_ : pending_run_id_, checkpoint_id, event, detail);
     pending_.push_back({event, checkpoint_id, detail});
 }
 
 void Catalog::log_event_noexcept(const std::string &event, const std::string &what) noexcept {
     try {
-        write([&](Db &db) { log_event(db, 0, event, what); });
+        write([&](Store &db) { log_event(db, 0, event, what); });
     } catch (...) {
         // The catalog itself is failing; the event callback is the last resort.
         try {
@@ -374,86 +369,37 @@ void Catalog::log_event_noexcept(const std::string &event, const std::string &wh
     }
 }
 
-static Entry entry_from_row(const Db::Query &q, const Dir &dir) {
-    Entry e;
-    e.id = q.i64(0);
-    e.name = q.text(1);
-    // A tampered row must not turn into a path outside the directory.
-    e.path = name_problem(e.name).empty() ? dir.join(e.name) : std::string();
-    e.kind = q.text(2);
-    e.epoch = q.i64(3);
-    e.step = q.i64(4);
-    e.size = q.is_null(5) ? -1 : q.i64(5);
-    e.checksum = q.text(6);
-    e.status = status_code(q.text(7));
-    e.pinned = q.i64(8) != 0;
-    e.run_id = q.is_null(9) ? 0 : q.i64(9);
-    e.file_count = q.i64(10);
-    e.created_at = q.text(11);
-    e.committed_at = q.text(12);
-    e.deleted_at = q.text(13);
-    e.metadata = q.text(14);
-    e.commit_seq = q.is_null(15) ? 0 : q.i64(15);
-    return e;
-}
-
 Entry Catalog::entry(int64_t id) {
     std::optional<Entry> e;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::entry_by_id);
-        q.bind(1, id);
-        if (q.step()) e = entry_from_row(q, dir_);
-    });
+    read([&](Store &db) { e = db.entry_by_id(id); });
     if (!e) fail(CKPTDB_ENOTFOUND, "no checkpoint with id " + std::to_string(id) + " in '" + db_->path() + "'");
     return *e;
 }
 
 std::optional<int64_t> Catalog::id_by_name(const std::string &name) {
     std::optional<int64_t> id;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::entry_by_name);
-        q.bind(1, name);
-        if (q.step()) id = q.i64(0);
-    });
+    read([&](Store &db) { id = db.entry_by_name(name); });
     return id;
 }
 
 std::vector<FileRow> Catalog::files(int64_t id) {
     std::vector<FileRow> out;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::files_of);
-        q.bind(1, id);
-        while (q.step()) {
-            FileRow f;
-            f.rank = q.i64(0);
-            f.name = q.text(1);
-            f.temp_name = q.text(2);
-            f.size = q.is_null(3) ? -1 : q.i64(3);
-            f.checksum = q.text(4);
-            out.push_back(std::move(f));
-        }
-    });
+    read([&](Store &db) { out = db.files_of(id); });
     return out;
 }
 
 std::vector<Entry> Catalog::entries_page(int64_t after_id, unsigned status_mask, const std::optional<std::string> &kind,
                                          int limit) {
     std::vector<Entry> out;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::entries_page);
-        q.bind(1, after_id).bind(2, static_cast<int64_t>(status_mask)).bind_opt(3, kind ? kind->c_str() : nullptr);
-        q.bind(4, static_cast<int64_t>(limit));
-        while (q.step()) out.push_back(entry_from_row(q, dir_));
-    });
+    read([&](Store &db) { out = db.entries_page(after_id, status_mask, kind, limit); });
     return out;
 }
 
 bool Catalog::mark_corrupt(int64_t id, const std::string &reason) {
     if (readonly()) return false;  // a read-only reader still skips it, without recording
     bool changed = false;
-    write([&](Db &db) {
-        Db::Query(db, sql::Stmt::checkpoint_mark_corrupt).bind(1, id).run();
-        changed = db.changes() == 1;
+    write([&](Store &db) {
+        changed = db.checkpoint_mark_corrupt(id);
         if (changed) log_event(db, id, "corrupt", reason);
     });
     if (changed) refresh_link();
@@ -462,9 +408,8 @@ bool Catalog::mark_corrupt(int64_t id, const std::string &reason) {
 
 bool Catalog::restore(int64_t id) {
     bool changed = false;
-    write([&](Db &db) {
-        Db::Query(db, sql::Stmt::checkpoint_restore).bind(1, id).run();
-        changed = db.changes() == 1;
+    write([&](Store &db) {
+        changed = db.checkpoint_restore(id);
         if (changed) log_event(db, id, "restored", "every file verified again");
     });
     if (changed) refresh_link();
@@ -473,9 +418,8 @@ bool Catalog::restore(int64_t id) {
 
 void Catalog::mark_resumed(int64_t id) {
     entry(id);  // must exist
-    write([&](Db &db) {
-        int64_t run = run_id_in_tx(db);
-        Db::Query(db, sql::Stmt::run_set_resumed).bind(1, run).bind(2, id).run();
+    write([&](Store &db) {
+        db.run_set_resumed(run_id_in_tx(db), id);
         log_event(db, id, "resumed", "pid " + std::to_string(self_.pid) + " on " + self_.host);
     });
 }

@@ -16,27 +16,9 @@
 #include "fsio.hpp"
 #include "proc.hpp"
 #include "retention.hpp"
+#include "store.hpp"
 
 namespace ckptdb {
-
-struct Entry {
-    int64_t id = 0;
-    std::string name, path, kind;
-    int64_t epoch = 0, step = 0, size = -1;
-    std::string checksum;
-    int status = 0;  // CKPTDB_STATUS_*
-    bool pinned = false;
-    int64_t run_id = 0, file_count = 0;
-    std::string created_at, committed_at, deleted_at, metadata;
-    int64_t commit_seq = 0;
-};
-
-struct FileRow {
-    int64_t rank = 0;
-    std::string name, temp_name;
-    int64_t size = -1;  // -1 until sealed
-    std::string checksum;
-};
 
 struct OpenOptions {
     bool create = true;
@@ -52,21 +34,6 @@ struct OpenOptions {
     std::function<void(const std::string &event, int64_t id, const std::string &detail)> on_event;
 };
 
-struct EventRow {
-    int64_t id = 0;
-    std::string at;
-    int64_t run_id = 0, checkpoint_id = 0;
-    std::string event, detail;
-};
-
-struct RunRow {
-    int64_t id = 0;
-    std::string host;
-    int64_t pid = 0;
-    std::string started_at, ended_at, exit_reason, slurm_job_id, slurm_array_job_id, slurm_array_task_id;
-    int64_t slurm_restart_count = -1, resumed_from = 0, last_step = -1, last_saved_step = -1, saves = 0, steps_lost = 0;
-};
-
 struct FsckItem {
     std::string kind, name;
     int64_t checkpoint_id = 0;
@@ -75,18 +42,14 @@ struct FsckItem {
     bool is_problem() const { return kind != "writing"; }
 };
 
+// How many of items are problems (FsckItem::is_problem).
+int64_t count_problems(const std::vector<FsckItem> &items);
+
 // What `ckptdb fsck DIR [--repair]` reports, whole: Catalog::fsck_dir.
 struct FsckReport {
     std::vector<FsckItem> items;  // in the order to show them
     int64_t problems = 0;         // findings that are problems (a save in flight is not)
     bool rebuilt = false;         // the catalog was lost and has been rebuilt
-};
-
-// One row of the view disk_usage, the one definition of disk usage.
-struct UsageRow {
-    std::string kind;
-    int status = 0;  // CKPTDB_STATUS_*
-    int64_t checkpoints = 0, bytes = 0;
 };
 
 // The outcome of checking a checkpoint's files against its rows.
@@ -156,20 +119,24 @@ public:
     // never a checkpoint name.
     bool reserved_name(const std::string &name) const;
 
-    // Runs fn inside BEGIN IMMEDIATE ... COMMIT under the catalog mutex;
-    // events logged by fn reach the callback only after the commit.
-    void write(const std::function<void(Db &)> &fn);
+    // Runs fn inside BEGIN IMMEDIATE ... COMMIT under the catalog mutex,
+    // with the statement layer (store.hpp) lent for the transaction; events
+    // logged by fn reach the callback only after the commit.
+    void write(const std::function<void(Store &)> &fn);
     // Runs fn under the catalog mutex (reads; autocommit statements).
-    void read(const std::function<void(Db &)> &fn);
+    void read(const std::function<void(Store &)> &fn);
+    // Runs fn under the catalog mutex in one read transaction: every read
+    // of fn sees the same snapshot.
+    void read_snapshot(const std::function<void(Store &)> &fn);
 
     // Inside write(): the id of this process's run row, inserting it on first use.
-    int64_t run_id_in_tx(Db &db);
+    int64_t run_id_in_tx(Store &db);
     // How this process's run ends when the catalog closes, where it is not a
     // trainer's run (a sync writes copies, it does not train): overrides the
     // reason judged on close (clean, preempted, requeued).
     void set_exit_reason(const std::string &reason) { exit_reason_ = reason; }
     // Inside write(): appends an event row.
-    void log_event(Db &db, int64_t checkpoint_id, const std::string &event, const std::string &detail);
+    void log_event(Store &db, int64_t checkpoint_id, const std::string &event, const std::string &detail);
 
     Entry entry(int64_t id);  // throws CKPTDB_ENOTFOUND
     std::optional<int64_t> id_by_name(const std::string &name);
@@ -282,12 +249,12 @@ public:
                                  std::string *usage = nullptr, bool for_save = false);
     // Inside write(): plans a prune and marks its victims pruned (with their
     // events). Returns the victims; their files are not touched yet.
-    std::vector<PruneItem> plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run, bool *fits,
+    std::vector<PruneItem> plan_and_mark(Store &db, const Retention &r, int64_t extra_bytes, bool dry_run, bool *fits,
                                          std::string *usage);
     // Inside the commit transaction of a save: rotation by the handle's
     // policy, in a savepoint so that a failing rotation never fails the
     // commit (it is reported as a "prune_failed" event instead).
-    std::vector<int64_t> rotate_in_tx(Db &db);
+    std::vector<int64_t> rotate_in_tx(Store &db);
     // Before a save of kind: with a byte budget, prune to make room for the
     // expected size or throw CKPTDB_ENOSPC (changing nothing).
     void make_room(const std::string &kind);
@@ -374,7 +341,7 @@ void keep_catalog_aside(const Dir &dir, const std::string &catalog);
 // one transaction, its WAL folded into the file. Returns the temp name; on
 // failure nothing of it is left. Catalog creation and rebuild both use it.
 std::string build_catalog_temp(const Dir &dir, const std::string &catalog, const DbOptions &dbo,
-                               const std::function<void(Db &)> &fill, UniqueFd &held);
+                               const std::function<void(Store &)> &fill, UniqueFd &held);
 void remove_catalog_temp(const Dir &dir, const std::string &tmp);
 
 // Removes what a catalog creation that a kill stopped left behind

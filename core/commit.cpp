@@ -97,16 +97,6 @@ void DurableWriter::hash_file(int fd) { size_ = hash_fd(fd, hash_, path_); }
 
 void DurableWriter::sync(int fd) { sync_fd(fd, path_); }
 
-namespace {
-
-bool name_taken(Db &db, const std::string &name) {
-    Db::Query q(db, sql::Stmt::name_taken);
-    q.bind(1, name);
-    return q.step();
-}
-
-}  // namespace
-
 int64_t Commit::total() const {
     int64_t n = 0;
     for (const CommitFile &f : files_) n += f.size;
@@ -124,17 +114,17 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
     c->files_ = std::move(files);
     Catalog &cr = *c->cat_;
     const Dir &dir = cr.dir();
-    cr.write([&](Db &db) {
+    cr.write([&](Store &db) {
         for (CommitFile &f : c->files_) {
             if (f.name.empty()) {
                 // A single save without a name: the default one, suffixed until free.
                 std::string base = default_name(kind, epoch, step, static_cast<int64_t>(::time(nullptr)));
                 f.name = base;
-                for (int n = 2; name_taken(db, f.name) || name_exists(dir, f.name) || cr.reserved_name(f.name); n++)
+                for (int n = 2; db.name_taken(f.name) || name_exists(dir, f.name) || cr.reserved_name(f.name); n++)
                     f.name = with_suffix(base, n);
                 continue;
             }
-            if (name_taken(db, f.name))
+            if (db.name_taken(f.name))
                 fail(CKPTDB_EEXISTS,
                      "checkpoint name '" + f.name + "' is already used by a live checkpoint in '" + dir.path + "'");
             if (name_exists(dir, f.name))
@@ -142,24 +132,9 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
                                          "' and the catalog does not own it");
         }
         int64_t run = cr.run_id_in_tx(db);
-        Db::Query(db, sql::Stmt::checkpoint_insert)
-            .bind(1, c->files_[0].name)
-            .bind(2, kind)
-            .bind(3, epoch)
-            .bind(4, step)
-            .bind(5, run)
-            .bind(6, meta)
-            .run();
-        c->id_ = db.last_insert_rowid();
-        for (size_t r = 0; r < c->files_.size(); r++) {
-            const CommitFile &f = c->files_[r];
-            Db::Query(db, sql::Stmt::file_insert)
-                .bind(1, c->id_)
-                .bind(2, static_cast<int64_t>(r))
-                .bind(3, f.name)
-                .bind(4, f.temp_name)
-                .run();
-        }
+        c->id_ = db.checkpoint_insert(c->files_[0].name, kind, epoch, step, run, meta);
+        for (size_t r = 0; r < c->files_.size(); r++)
+            db.file_insert(c->id_, static_cast<int64_t>(r), c->files_[r].name, c->files_[r].temp_name);
         std::string what = kind + " epoch " + std::to_string(epoch) + " step " + std::to_string(step);
         if (layout == Layout::shards) {
             // Every file is already fsynced: the rows are sealed at once.
@@ -173,31 +148,19 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
     return c;
 }
 
-void Commit::seal_in_tx(Db &db) {
-    for (size_t r = 0; r < files_.size(); r++) {
-        const CommitFile &f = files_[r];
-        Db::Query(db, sql::Stmt::file_seal)
-            .bind(1, id_)
-            .bind(2, static_cast<int64_t>(r))
-            .bind(3, f.size)
-            .bind(4, f.checksum)
-            .run();
-    }
-    Db::Query seal(db, sql::Stmt::checkpoint_seal);
-    seal.bind(1, id_).bind(2, total());
-    if (files_.size() == 1)
-        seal.bind(3, files_[0].checksum);
-    else
-        seal.bind_null(3);  // several files: each has its own checksum
-    seal.run();
-    if (db.changes() != 1) fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
+void Commit::seal_in_tx(Store &db) {
+    for (size_t r = 0; r < files_.size(); r++)
+        db.file_seal(id_, static_cast<int64_t>(r), files_[r].size, files_[r].checksum);
+    // Several files: each has its own checksum, the checkpoint none.
+    if (!db.checkpoint_seal(id_, total(), files_.size() == 1 ? files_[0].checksum : std::string()))
+        fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
 }
 
 void Commit::seal(int64_t size, const std::string &checksum) {
     files_[0].size = size;
     files_[0].checksum = checksum;
     // Seal: from here on recovery can tell a whole final file from a torn one.
-    cat_->write([&](Db &db) { seal_in_tx(db); });
+    cat_->write([&](Store &db) { seal_in_tx(db); });
     hook("sealed");
 }
 
@@ -213,19 +176,16 @@ void Commit::install() {
     hook("dir_synced");
 }
 
-void Commit::complete(const std::function<void(Db &, int64_t)> &in_commit) {
-    cat_->write([&](Db &db) {
-        Db::Query(db, sql::Stmt::checkpoint_complete).bind(1, id_).run();
-        if (db.changes() != 1) {
+void Commit::complete(const std::function<void(Store &, int64_t)> &in_commit) {
+    cat_->write([&](Store &db) {
+        if (!db.checkpoint_complete(id_)) {
             // A recovery judged this writer gone (it stalled past its
             // lease) and, every file being whole, finished the commit
             // itself: the checkpoint is complete and its files stay.
-            Db::Query st(db, sql::Stmt::status_of);
-            st.bind(1, id_);
-            if (st.step() && st.text(0) == "complete") return;
+            if (db.status_of(id_) == "complete") return;
             fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
         }
-        Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id_).run();
+        db.files_clear_temp(id_);
         if (in_commit) in_commit(db, id_);
         cat_->log_event(db, id_, "committed",
                         layout_ == Layout::single
@@ -248,10 +208,9 @@ void Commit::abort(const std::string &why) noexcept {
     for (size_t r = 0; r < renamed_; r++) unlink_name(cat_->dir(), files_[r].name);
     renamed_ = 0;
     try {
-        cat_->write([&](Db &db) {
-            Db::Query(db, sql::Stmt::checkpoint_abort).bind(1, id_).run();
-            if (db.changes() == 0) return;
-            Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id_).run();
+        cat_->write([&](Store &db) {
+            if (!db.checkpoint_abort(id_)) return;
+            db.files_clear_temp(id_);
             cat_->log_event(db, id_, "aborted", why);
         });
     } catch (...) {

@@ -114,7 +114,7 @@ public:
     // (when given) run, event "committed", the handle's rotation marked.
     // Where a recovery already finished this commit (its writer stalled past
     // the lease), the checkpoint stays complete and this does nothing more.
-    void complete(const std::function<void(Db &, int64_t)> &in_commit = {});
+    void complete(const std::function<void(Store &, int64_t)> &in_commit = {});
     // Step 9: point "committed", then after_commit; returns the entry.
     Entry finish();
     // The failure path: the final names this commit renamed are unlinked and
@@ -124,7 +124,7 @@ public:
 
 private:
     Commit(std::shared_ptr<Catalog> cat, Layout layout) : cat_(std::move(cat)), layout_(layout) {}
-    void seal_in_tx(Db &db);
+    void seal_in_tx(Store &db);
     int64_t total() const;
 
     std::shared_ptr<Catalog> cat_;

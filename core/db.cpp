@@ -218,6 +218,14 @@ void Db::checkpoint_wal(bool truncate) {
     if (truncate && log > 0) fail(CKPTDB_EBUSY, "catalog '" + path_ + "': the WAL could not be folded into the file");
 }
 
+void Db::backup_into(sqlite3 *dest) {
+    sqlite3_backup *b = sqlite3_backup_init(dest, "main", db_, "main");
+    if (!b) fail(CKPTDB_EDB, std::string("cannot snapshot the catalog: ") + sqlite3_errmsg(dest));
+    int rc = sqlite3_backup_step(b, -1);  // one step: a single consistent read transaction
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) fail_sqlite(rc, "cannot snapshot the catalog");
+}
+
 sqlite3_stmt *Db::stmt(sql::Stmt which) {
     auto i = static_cast<size_t>(which);
     if (!stmts_[i]) {

@@ -1,6 +1,8 @@
 // The SQLite connection of a catalog: opening with the right pragmas,
 // refusing what is not ours, migrating, named prepared statements kept for
-// the connection's life, and IMMEDIATE transactions.
+// the connection's life, and IMMEDIATE transactions. The statements
+// themselves are private to the statement layer (store.hpp): the rest of the
+// engine cannot run SQL of its own.
 #pragma once
 
 #include <sqlite3.h>
@@ -31,9 +33,9 @@ public:
     Db &operator=(const Db &) = delete;
 
     // A named statement, bound and stepped; reset when the Query goes away.
+    // Only the statement layer makes one (store.hpp).
     class Query {
     public:
-        Query(Db &db, sql::Stmt which);
         ~Query();
         Query(const Query &) = delete;
         Query &operator=(const Query &) = delete;
@@ -41,7 +43,6 @@ public:
         Query &bind(int idx, int64_t v);
         Query &bind(int idx, const std::string &v);
         Query &bind_null(int idx);
-        Query &bind_opt(int idx, const char *v) { return v ? bind(idx, std::string(v)) : bind_null(idx); }
 
         bool step();  // true while there is a row
         void run();   // step to completion
@@ -51,6 +52,8 @@ public:
         bool is_null(int col) const;
 
     private:
+        friend class Store;
+        Query(Db &db, sql::Stmt which);
         Db &db_;
         sqlite3_stmt *st_;
         sql::Stmt which_;
@@ -80,20 +83,24 @@ public:
         Db &db_;
     };
 
-    void exec(const char *sql);
     // Copies the WAL's committed frames into the catalog file (PASSIVE: as
     // far as readers allow, never waiting; TRUNCATE: all of them, then the
     // WAL emptied, or throws). A no-op with a rollback journal.
     void checkpoint_wal(bool truncate);
-    int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
-    int changes() const { return sqlite3_changes(db_); }
+    // A consistent copy of the whole catalog into dest (SQLite's backup
+    // API, one step: a single read transaction).
+    void backup_into(sqlite3 *dest);
     const std::string &path() const { return path_; }
-    sqlite3 *handle() const { return db_; }
 
     // Throws Error with a ckptdb code that fits SQLite's result rc.
     [[noreturn]] void fail_sqlite(int rc, const std::string &what) const;
 
 private:
+    friend class Store;
+    void exec(const char *sql);
+    int64_t last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+    int changes() const { return sqlite3_changes(db_); }
+
     void check_and_migrate(const DbOptions &opts);
     static void roll_back_hot_journal(const std::string &path, const DbOptions &opts);
     sqlite3_stmt *stmt(sql::Stmt which);

@@ -52,17 +52,16 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
         }
     }
     std::map<std::string, std::pair<int64_t, std::string>> known;  // file name -> (checkpoint, status)
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::file_names_known);
-        while (q.step()) {
-            // A pruned row whose deletion is recorded no longer owns the
-            // name: a file there now is someone else's.
-            if (q.text(2) == "pruned" && !q.text(3).empty()) continue;
-            auto &slot = known[q.text(0)];
-            // A live row wins over the pruned history of the same name.
-            if (slot.second.empty() || slot.second == "pruned") slot = {q.i64(1), q.text(2)};
-        }
-    });
+    std::vector<KnownFile> known_files;
+    read([&](Store &db) { known_files = db.file_names_known(); });
+    for (const KnownFile &k : known_files) {
+        // A pruned row whose deletion is recorded no longer owns the name: a
+        // file there now is someone else's.
+        if (k.status == "pruned" && !k.deleted_at.empty()) continue;
+        auto &slot = known[k.name];
+        // A live row wins over the pruned history of the same name.
+        if (slot.second.empty() || slot.second == "pruned") slot = {k.checkpoint_id, k.status};
+    }
 
     std::vector<std::string> newer_list = newer_than_catalog();
     std::set<std::string> newer(newer_list.begin(), newer_list.end());
@@ -155,6 +154,12 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
     return out;
 }
 
+int64_t count_problems(const std::vector<FsckItem> &items) {
+    int64_t n = 0;
+    for (const FsckItem &it : items) n += it.is_problem();
+    return n;
+}
+
 FsckReport Catalog::fsck_dir(const std::string &path, const OpenOptions &opts, bool repair) {
     FsckReport rep;
     std::vector<FsckItem> &rows = rep.items;
@@ -162,11 +167,6 @@ FsckReport Catalog::fsck_dir(const std::string &path, const OpenOptions &opts, b
     ro.readonly = true;
     ro.create = rw.create = false;
     rw.readonly = false;
-    auto problems_in = [](const std::vector<FsckItem> &v) {
-        int64_t n = 0;
-        for (const FsckItem &it : v) n += it.is_problem();
-        return n;
-    };
     int code = CKPTDB_OK;
     std::string why;
     try {
@@ -198,7 +198,7 @@ FsckReport Catalog::fsck_dir(const std::string &path, const OpenOptions &opts, b
     }
 
     std::vector<FsckItem> found = open(path, ro)->fsck(false);
-    int64_t problems = problems_in(found);
+    int64_t problems = count_problems(found);
     if (repair) {
         // The repair pass; an ordinary open first runs recovery, which may
         // already settle what the check pass found (saves of dead writers).
@@ -368,19 +368,13 @@ std::vector<std::string> Catalog::newer_than_catalog() {
     auto files = checkpoint_looking(dir_, opts_);
     if (files.empty()) return {};
     std::vector<std::string> out;
-    read([&](Db &db) {
-        double newest = 0;
-        {
-            Db::Query n(db, sql::Stmt::newest_commit_unix);
-            if (n.step()) newest = n.f64(0);
-        }
+    read([&](Store &db) {
+        const double newest = db.newest_commit_unix();
         for (const auto &f : files) {
             const struct stat &st = f.second;
             double mtime = static_cast<double>(st.st_mtim.tv_sec) + static_cast<double>(st.st_mtim.tv_nsec) / 1e9;
             if (mtime <= newest || f.first == opts_.last_link) continue;
-            Db::Query q(db, sql::Stmt::file_name_known);
-            q.bind(1, f.first);
-            if (!q.step()) out.push_back(f.first);
+            if (!db.file_name_known(f.first)) out.push_back(f.first);
         }
     });
     return out;
@@ -412,10 +406,7 @@ void keep_catalog_aside(const Dir &dir, const std::string &catalog) {
 
 std::vector<UsageRow> Catalog::disk_usage() {
     std::vector<UsageRow> out;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::disk_usage);
-        while (q.step()) out.push_back({q.text(0), status_code(q.text(1)), q.i64(2), q.i64(3)});
-    });
+    read([&](Store &db) { out = db.disk_usage(); });
     return out;
 }
 
@@ -562,7 +553,7 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
     UniqueFd held;
     const std::string tmp = build_catalog_temp(
         dir, opts.catalog_name, dbo,
-        [&](Db &db) {
+        [&](Store &db) {
             int64_t seq = 0;
             for (const Found &f : found) {
                 nlohmann::json meta = {{"adopted",
@@ -574,31 +565,29 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
                                          {"position", seq + 1},
                                          {"check", f.check},
                                          {"pinned", "kept out of rotation until released (ckptdb unpin)"}}}};
-                Db::Query ins(db, sql::Stmt::checkpoint_insert_adopted);
-                ins.bind(1, f.name).bind(2, f.kind).bind(3, f.epoch).bind(4, f.step).bind(5, f.size);
-                if (f.checksum.empty())
-                    ins.bind_null(6);
-                else
-                    ins.bind(6, f.checksum);
-                ins.bind(7, f.status).bind(8, utc(f.mtime)).bind(9, meta.dump()).bind(10, ++seq).run();
-                int64_t id = db.last_insert_rowid();
+                AdoptedRow row;
+                row.name = f.name;
+                row.kind = f.kind;
+                row.epoch = f.epoch;
+                row.step = f.step;
+                row.size = f.size;
+                row.checksum = f.checksum;
+                row.status = f.status;
+                row.created_at = utc(f.mtime);
+                row.metadata = meta.dump();
+                row.commit_seq = ++seq;
+                int64_t id = db.checkpoint_insert_adopted(row);
                 for (size_t r = 0; r < f.files.size(); r++)
-                    Db::Query(db, sql::Stmt::file_insert_sealed)
-                        .bind(1, id)
-                        .bind(2, static_cast<int64_t>(r))
-                        .bind(3, f.files[r].name)
-                        .bind(4, f.files[r].size)
-                        .bind(5, f.files[r].checksum)
-                        .run();
-                Db::Query ev(db, sql::Stmt::event_insert);
-                ev.bind_null(1).bind(2, id).bind(3, std::string(verb));
-                ev.bind(4, std::string(verb) + " from the directory, position " + std::to_string(seq) +
-                               " by modification time (" + utc(f.mtime) + "), then name; " + std::to_string(f.size) +
-                               " bytes, " +
-                               (f.files.size() == 1 ? "xxh128 " + f.checksum
-                                                    : std::to_string(f.files.size()) + " rank files") +
-                               "; " + f.check + "; pinned until released");
-                ev.run();
+                    db.file_insert_sealed(id, static_cast<int64_t>(r), f.files[r].name, f.files[r].size,
+                                          f.files[r].checksum);
+                // No run: a rebuild is not a run of the catalog it builds.
+                db.event_insert(0, id, verb,
+                                std::string(verb) + " from the directory, position " + std::to_string(seq) +
+                                    " by modification time (" + utc(f.mtime) + "), then name; " +
+                                    std::to_string(f.size) + " bytes, " +
+                                    (f.files.size() == 1 ? "xxh128 " + f.checksum
+                                                         : std::to_string(f.files.size()) + " rank files") +
+                                    "; " + f.check + "; pinned until released");
                 if (report)
                     report({verb, f.name, id,
                             f.status == "corrupt" ? "corrupt: " + f.check

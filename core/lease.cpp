@@ -63,21 +63,7 @@ void hold_writer_lock(int fd) {
 
 std::vector<WriterRow> writer_rows(Catalog &cat) {
     std::vector<WriterRow> rows;
-    cat.read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::writing_rows);
-        while (q.step()) {
-            WriterRow w;
-            w.id = q.i64(0);
-            w.has_run = q.i64(1) != 0;
-            w.run_ended = q.i64(2) != 0;
-            w.host = q.text(3);
-            w.boot_id = q.text(4);
-            w.pid = q.i64(5);
-            w.proc_start = q.i64(6);
-            w.begun_unix = q.f64(7);
-            rows.push_back(std::move(w));
-        }
-    });
+    cat.read([&](Store &db) { rows = db.writing_rows(); });
     for (WriterRow &w : rows) w.files = cat.files(w.id);
     return rows;
 }

@@ -53,17 +53,6 @@ extern bool g_renew_leases;
 // (ENOLCK, EOPNOTSUPP, ENOSYS) the lease alone speaks for the writer.
 void hold_writer_lock(int fd);
 
-// A checkpoint row still "writing", with the run row that began it.
-struct WriterRow {
-    int64_t id = 0;
-    bool has_run = false;    // no run row: nobody can own it
-    bool run_ended = false;  // the run closed the catalog
-    std::string host, boot_id;
-    int64_t pid = 0, proc_start = 0;
-    double begun_unix = 0;  // the row's created_at, Unix seconds
-    std::vector<FileRow> files;
-};
-
 // Every row still "writing", with its files.
 std::vector<WriterRow> writer_rows(Catalog &cat);
 

@@ -34,10 +34,7 @@ void Catalog::refresh_link() {
     const io::Ops &os = io::ops();
     const std::string tmp = link_temp_name();
     // What the link should name, and what it names: "" when none.
-    auto wanted = [this](Db &db) {
-        Db::Query q(db, sql::Stmt::newest_complete_name);
-        return q.step() ? q.text(0) : std::string();
-    };
+    auto wanted = [](Store &db) { return db.newest_complete_name(); };
     auto current = [&](bool &user_file) {
         char buf[PATH_MAX];
         ssize_t n = os.readlinkat(dir_.fd.get(), link.c_str(), buf, sizeof buf - 1);
@@ -47,13 +44,13 @@ void Catalog::refresh_link() {
     try {
         // Without the lock first: most commits leave the link as it is.
         std::string target;
-        read([&](Db &db) { target = wanted(db); });
+        read([&](Store &db) { target = wanted(db); });
         bool user_file = false;
         std::string now = current(user_file);
         struct stat st;
         bool stale_tmp = os.fstatat(dir_.fd.get(), tmp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
         if (user_file || (now == target && !stale_tmp)) return;
-        write([&](Db &db) {
+        write([&](Store &db) {
             target = wanted(db);
             now = current(user_file);
             if (os.unlinkat(dir_.fd.get(), tmp.c_str(), 0) != 0 && errno != ENOENT)

@@ -10,9 +10,8 @@ namespace ckptdb {
 
 void Catalog::pin(int64_t id, bool pinned) {
     Entry e = entry(id);
-    write([&](Db &db) {
-        Db::Query(db, sql::Stmt::checkpoint_pin).bind(1, id).bind(2, static_cast<int64_t>(pinned ? 1 : 0)).run();
-        if (db.changes() != 1)
+    write([&](Store &db) {
+        if (!db.checkpoint_pin(id, pinned))
             fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " is " + status_text(e.status) +
                                     " and cannot be " + (pinned ? "pinned" : "unpinned"));
         run_id_in_tx(db);

@@ -12,9 +12,7 @@ void Catalog::run_progress(int64_t epoch, int64_t step) {
     if (epoch < 0 || step < 0)
         fail(CKPTDB_EINVAL,
              "progress must have epoch and step >= 0, got " + std::to_string(epoch) + ", " + std::to_string(step));
-    write([&](Db &db) {
-        Db::Query(db, sql::Stmt::run_progress).bind(1, run_id_in_tx(db)).bind(2, epoch).bind(3, step).run();
-    });
+    write([&](Store &db) { db.run_progress(run_id_in_tx(db), epoch, step); });
 }
 
 }  // namespace ckptdb

@@ -25,11 +25,10 @@ void Catalog::recover() {
     // Moves a row still "writing" to complete or aborted; a row another
     // process resolved meanwhile is left as it is (the update matches only
     // "writing").
-    auto resolve = [this](int64_t id, sql::Stmt how, const std::string &detail) {
-        write([&](Db &db) {
-            Db::Query(db, how).bind(1, id).run();
-            if (db.changes() != 1) return;
-            Db::Query(db, sql::Stmt::files_clear_temp).bind(1, id).run();
+    auto resolve = [this](int64_t id, bool complete, const std::string &detail) {
+        write([&](Store &db) {
+            if (!(complete ? db.checkpoint_complete(id) : db.checkpoint_abort(id))) return;
+            db.files_clear_temp(id);
             run_id_in_tx(db);  // the event names the run that recovered
             log_event(db, id, "recovered", detail);
         });
@@ -91,7 +90,7 @@ void Catalog::recover() {
             for (const FileRow *f : to_rename) rename_noreplace(dir_, f->temp_name, f->name);
             sync_dir(dir_);
             hook("recover_adopt");
-            resolve(s.id, sql::Stmt::checkpoint_complete,
+            resolve(s.id, true,
                     std::string(to_rename.empty()
                                     ? "adopted: the writer died after the rename; every file is whole"
                                     : "adopted: the writer died after sealing every file; the commit was finished") +
@@ -106,34 +105,28 @@ void Catalog::recover() {
             for (const FileRow &f : fs)
                 if (name_problem(f.name).empty() && f.size >= 0 && matches(f.name, f)) unlink_name(dir_, f.name);
         hook("recover_abort");
-        resolve(s.id, sql::Stmt::checkpoint_abort, "aborted: " + (s.why.empty() ? why : s.why + "; " + why));
+        resolve(s.id, false, "aborted: " + (s.why.empty() ? why : s.why + "; " + why));
     }
 
     // Prunes that marked their victims but died before unlinking them.
     std::vector<int64_t> pending;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::prune_pending);
-        while (q.step()) pending.push_back(q.i64(0));
-    });
+    read([&](Store &db) { pending = db.prune_pending(); });
     finish_prunes(pending);
 
     // Runs whose process is gone without closing the catalog crashed.
     std::vector<int64_t> crashed;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::open_runs);
-        while (q.step())
-            if (q.i64(0) != run_id_ && liveness(self_, q.text(1), q.text(2), q.i64(3), q.i64(4)) == Liveness::dead)
-                crashed.push_back(q.i64(0));
-    });
+    std::vector<OpenRun> open;
+    read([&](Store &db) { open = db.open_runs(); });
+    for (const OpenRun &r : open)
+        if (r.id != run_id_ && liveness(self_, r.host, r.boot_id, r.pid, r.proc_start) == Liveness::dead)
+            crashed.push_back(r.id);
     for (int64_t run : crashed) {
-        write([&](Db &db) {
-            Db::Query(db, sql::Stmt::run_crashed).bind(1, run).run();
-            if (db.changes() != 1) return;
-            Db::Query ev(db, sql::Stmt::event_insert);
-            ev.bind(1, run).bind_null(2).bind(3, std::string("run_ended"));
-            ev.bind(4,
-                    "crashed: pid gone without closing the catalog (found by pid " + std::to_string(self_.pid) + ")");
-            ev.run();
+        write([&](Store &db) {
+            if (!db.run_crashed(run)) return;
+            // The event belongs to the run that crashed, not to this one.
+            db.event_insert(
+                run, 0, "run_ended",
+                "crashed: pid gone without closing the catalog (found by pid " + std::to_string(self_.pid) + ")");
             pending_.push_back({"run_ended", 0, "crashed"});
         });
     }
@@ -147,9 +140,8 @@ void Catalog::recover() {
         if (is_temp_name(n)) temps.push_back(n);
     if (!temps.empty()) {
         std::set<std::string> owned;
-        read([&](Db &db) {
-            Db::Query q(db, sql::Stmt::writing_temp_names);
-            while (q.step()) owned.insert(q.text(0));
+        read([&](Store &db) {
+            for (std::string &t : db.writing_temp_names()) owned.insert(std::move(t));
         });
         for (const std::string &t : temps)
             if (!owned.count(t)) remove_unheld(dir_, t);

@@ -110,12 +110,10 @@ static std::string human(int64_t b) {
 // "writing"): the budget counts them with the checkpoints, wherever their
 // writers run. Names are checked before any is looked at; links are not
 // followed.
-static int64_t in_flight_bytes(Db &db, const Dir &dir, int64_t &files) {
+static int64_t in_flight_bytes(Store &db, const Dir &dir, int64_t &files) {
     int64_t bytes = 0;
     files = 0;
-    Db::Query q(db, sql::Stmt::writing_temp_names);
-    while (q.step()) {
-        std::string t = q.text(0);
+    for (const std::string &t : db.writing_temp_names()) {
         struct stat st;
         if (!is_exact_temp_name(t) || io::ops().fstatat(dir.fd.get(), t.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
             !S_ISREG(st.st_mode))
@@ -126,8 +124,8 @@ static int64_t in_flight_bytes(Db &db, const Dir &dir, int64_t &files) {
     return bytes;
 }
 
-std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_t extra_bytes, bool dry_run, bool *fits,
-                                              std::string *usage) {
+std::vector<PruneItem> Catalog::plan_and_mark(Store &db, const Retention &r, int64_t extra_bytes, bool dry_run,
+                                              bool *fits, std::string *usage) {
     std::vector<PruneItem> victims, protected_items;
     // Budget usage (docs/DESIGN.md, "Known duplication", item 4; a subset of
     // disk usage, the view disk_usage): the complete checkpoints the plan
@@ -137,32 +135,21 @@ std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_
     int64_t in_flight_files = 0;
     const int64_t in_flight = r.max_bytes > 0 ? in_flight_bytes(db, dir_, in_flight_files) : 0;
     int64_t remaining = extra_bytes + in_flight;
-    {
-        Db::Query q(db, sql::Stmt::prune_plan);
-        q.bind(1, r.keep_last_json()).bind(2, static_cast<int64_t>(r.keep_last_default));
-        q.bind(3, r.keep_every_n_epochs).bind(4, r.keep_interval_seconds);
-        auto path = r.metric_path();
-        q.bind_opt(5, path ? path->c_str() : nullptr).bind(6, static_cast<int64_t>(r.best_max ? 1 : 0));
-        q.bind(7, static_cast<int64_t>(r.best_k)).bind(8, r.max_bytes).bind(9, extra_bytes + in_flight);
-        q.bind(10, static_cast<int64_t>(r.prune_corrupt ? 1 : 0));
-        while (q.step()) {
-            PruneItem it{q.i64(0), q.text(1), q.i64(2), q.text(3)};
-            if (it.rule.compare(0, 7, "victim:") == 0) {
-                it.rule = it.rule.substr(7);
-                // A corrupt one goes only once hashing it again confirmed it.
-                if (it.rule == "corrupt" && !dry_run && !confirmed_corrupt_.count(it.id)) continue;
-                victims.push_back(std::move(it));
-            } else {
-                remaining += it.size;
-                if (it.rule.compare(0, 10, "protected:") == 0) protected_items.push_back(std::move(it));
-            }
+    for (PruneItem &it : db.prune_plan(r, extra_bytes + in_flight)) {
+        if (it.rule.compare(0, 7, "victim:") == 0) {
+            it.rule = it.rule.substr(7);
+            // A corrupt one goes only once hashing it again confirmed it.
+            if (it.rule == "corrupt" && !dry_run && !confirmed_corrupt_.count(it.id)) continue;
+            victims.push_back(std::move(it));
+        } else {
+            remaining += it.size;
+            if (it.rule.compare(0, 10, "protected:") == 0) protected_items.push_back(std::move(it));
         }
     }
     if (!dry_run) {
         if (!victims.empty()) run_id_in_tx(db);  // the events name the run that pruned
         for (const PruneItem &v : victims) {
-            Db::Query(db, sql::Stmt::checkpoint_prune).bind(1, v.id).bind(2, v.rule).run();
-            if (db.changes() == 1) log_event(db, v.id, "pruned", v.rule);
+            if (db.checkpoint_prune(v.id, v.rule)) log_event(db, v.id, "pruned", v.rule);
         }
     }
     bool ok = r.max_bytes == 0 || remaining <= r.max_bytes;
@@ -181,19 +168,25 @@ std::vector<PruneItem> Catalog::plan_and_mark(Db &db, const Retention &r, int64_
     return victims;
 }
 
+int64_t total_size(const std::vector<PruneItem> &items) {
+    int64_t n = 0;
+    for (const PruneItem &it : items) n += it.size;
+    return n;
+}
+
 std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t extra_bytes, bool *fits,
                                       std::string *usage, bool for_save) {
     r.validate();
     if (!dry_run && readonly()) fail(CKPTDB_EREADONLY, "cannot prune: the catalog was opened read-only");
     std::vector<PruneItem> victims;
     if (dry_run) {
-        read([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, true, fits, usage); });
+        read([&](Store &db) { victims = plan_and_mark(db, r, extra_bytes, true, fits, usage); });
         return victims;
     }
     auto mark = [&] {
         if (r.prune_corrupt) confirm_corrupt();
         try {
-            write([&](Db &db) { victims = plan_and_mark(db, r, extra_bytes, false, fits, usage); });
+            write([&](Store &db) { victims = plan_and_mark(db, r, extra_bytes, false, fits, usage); });
         } catch (...) {
             confirmed_corrupt_.clear();
             throw;
@@ -230,25 +223,19 @@ void Catalog::confirm_corrupt() {
     });
 }
 
-std::vector<int64_t> Catalog::rotate_in_tx(Db &db) {
+std::vector<int64_t> Catalog::rotate_in_tx(Store &db) {
     std::vector<int64_t> ids;
     rotate_error_.clear();
     if (!retention_) return ids;
     size_t mark = pending_.size();
-    db.exec("SAVEPOINT rotate");
-    try {
+    // Where rolling the savepoint back fails too, the transaction itself is
+    // broken: that throws, and the commit fails as a whole.
+    rotate_error_ = db.in_savepoint([&] {
         for (const PruneItem &v : plan_and_mark(db, *retention_, 0, false, nullptr, nullptr)) ids.push_back(v.id);
-        db.exec("RELEASE rotate");
-    } catch (const std::exception &e) {
-        rotate_error_ = e.what();
+    });
+    if (!rotate_error_.empty()) {
         pending_.resize(mark);
         ids.clear();
-        try {
-            db.exec("ROLLBACK TO rotate");
-            db.exec("RELEASE rotate");
-        } catch (...) {
-            throw;  // the transaction itself is broken: the commit fails as a whole
-        }
     }
     return ids;
 }
@@ -268,20 +255,12 @@ void Catalog::finish_prunes(const std::vector<int64_t> &ids, bool sync_now) {
         // its row, which needs that lock, before its file takes the name).
         // The transaction writes nothing; it is held, not committed to.
         bool all_gone = false;
-        write([&](Db &db) {
-            {
-                Db::Query q(db, sql::Stmt::prune_is_pending);
-                q.bind(1, id);
-                if (!q.step()) return;  // pinned meanwhile, already unlinked, or not ours to delete
-            }
+        write([&](Store &db) {
+            if (!db.prune_is_pending(id)) return;  // pinned meanwhile, already unlinked, or not ours to delete
             all_gone = true;
             for (const FileRow &f : files(id)) {
                 if (!name_problem(f.name).empty()) continue;  // a tampered name is never touched
-                {
-                    Db::Query q(db, sql::Stmt::name_taken);
-                    q.bind(1, f.name);
-                    if (q.step()) continue;  // the name belongs to a live checkpoint now
-                }
+                if (db.name_taken(f.name)) continue;          // the name belongs to a live checkpoint now
                 hook("prune_checked");
                 // Only the file the catalog wrote: a regular file (links not
                 // followed) of the size it recorded. Anything else under the
@@ -319,11 +298,7 @@ void Catalog::make_room(const std::string &kind) {
     std::optional<Retention> r = retention();
     if (!r || r->max_bytes == 0) return;
     int64_t expected = 0;
-    read([&](Db &db) {
-        Db::Query q(db, sql::Stmt::last_size_of_kind);
-        q.bind(1, kind).bind(2, INT64_MAX);
-        if (q.step() && !q.is_null(0)) expected = q.i64(0);
-    });
+    read([&](Store &db) { expected = db.last_size_of_kind(kind).value_or(0); });
     bool fits = false;
     std::string usage;
     prune(*r, true, expected, &fits, &usage);

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ckptdb {
 
@@ -41,5 +42,8 @@ struct PruneItem {
     int64_t size = 0;
     std::string rule;
 };
+
+// The bytes a prune of items frees (their sizes, summed).
+int64_t total_size(const std::vector<PruneItem> &items);
 
 }  // namespace ckptdb

@@ -287,7 +287,7 @@ const ShardFile &Shard::finish() {
 
 Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind, int64_t epoch, int64_t step,
                     const std::optional<std::string> &metadata, const std::vector<ShardFile> &files,
-                    const std::function<void(Db &, int64_t)> &in_commit) {
+                    const std::function<void(Store &, int64_t)> &in_commit) {
     // Everything is checked before anything changes.
     check_save_request(*cat, kind, epoch, step);
     if (files.empty()) fail(CKPTDB_EINVAL, "a sharded save needs at least one file");

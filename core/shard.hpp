@@ -105,7 +105,7 @@ bool check_seal(const Dir &dir, int fd, const struct stat &st, const ShardFile &
 // (sync attributes a copy to its source run there).
 Entry commit_shards(const std::shared_ptr<Catalog> &cat, const std::string &kind, int64_t epoch, int64_t step,
                     const std::optional<std::string> &metadata, const std::vector<ShardFile> &files,
-                    const std::function<void(Db &, int64_t)> &in_commit = {});
+                    const std::function<void(Store &, int64_t)> &in_commit = {});
 
 // A temp file that a live Shard holds locked (then it is not an orphan).
 bool temp_in_use(const Dir &dir, const std::string &name);

@@ -46,12 +46,8 @@ namespace ckptdb {
 
 namespace {
 
-// A checkpoint row with its files, from either side.
-struct Row {
-    int64_t id = 0, seq = 0, epoch = 0, step = 0, run = 0;
-    std::string status, kind, metadata, created_at, committed_at, prune_rule, deleted_at;
-    bool pinned = false;
-    std::vector<FileRow> files;  // by rank
+// A checkpoint row with its files, from either side (sync_rows).
+struct Row : SyncRow {
     // The identity of a checkpoint across directories: its files' names and checksums.
     std::string sig() const {
         std::string s;
@@ -65,57 +61,9 @@ struct Row {
     }
 };
 
-std::vector<Row> rows_of(Db &db) {
+std::vector<Row> rows_of(Store &db) {
     std::vector<Row> out;
-    Db::Query q(db, sql::Stmt::sync_rows);
-    while (q.step()) {
-        int64_t id = q.i64(0);
-        if (out.empty() || out.back().id != id) {
-            Row r;
-            r.id = id;
-            r.status = q.text(1);
-            r.seq = q.i64(2);
-            r.kind = q.text(3);
-            r.epoch = q.i64(4);
-            r.step = q.i64(5);
-            r.metadata = q.text(6);
-            r.created_at = q.text(7);
-            r.committed_at = q.text(8);
-            r.pinned = q.i64(9) != 0;
-            r.prune_rule = q.text(10);
-            r.deleted_at = q.text(11);
-            r.run = q.i64(16);
-            out.push_back(std::move(r));
-        }
-        FileRow f;
-        f.rank = q.i64(12);
-        f.name = q.text(13);
-        f.size = q.i64(14);
-        f.checksum = q.text(15);
-        out.back().files.push_back(std::move(f));
-    }
-    return out;
-}
-
-// A run of the source, carried with the checkpoints it saved: every column
-// but its id and resumed_from, as SQLite gives them (NULL stays NULL).
-struct CarriedRun {
-    int64_t id = 0, resumed_from = 0;
-    std::vector<std::optional<std::string>> cols;
-};
-constexpr int kRunCols = 15;
-
-std::map<int64_t, CarriedRun> runs_of(Db &db) {
-    std::map<int64_t, CarriedRun> out;
-    Db::Query q(db, sql::Stmt::sync_runs);
-    while (q.step()) {
-        CarriedRun r;
-        for (int i = 0; i < kRunCols; i++)
-            r.cols.push_back(q.is_null(i) ? std::nullopt : std::optional<std::string>(q.text(i)));
-        r.id = q.i64(kRunCols);
-        r.resumed_from = q.i64(kRunCols + 1);
-        out[r.id] = std::move(r);
-    }
+    for (SyncRow &r : db.sync_rows()) out.push_back(Row{std::move(r)});
     return out;
 }
 
@@ -169,10 +117,9 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     // 1. The source's rows, from one statement: a consistent view.
     std::vector<Row> srows;
     std::map<int64_t, CarriedRun> sruns;
-    scat->read([&](Db &db) {
-        Db::ReadTx snapshot(db);
+    scat->read_snapshot([&](Store &db) {
         srows = rows_of(db);
-        sruns = runs_of(db);
+        sruns = db.sync_runs();
     });
     std::set<std::string> s_sigs;
     for (const Row &r : srows)
@@ -188,7 +135,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     dcat->set_exit_reason("synced");  // this process writes copies; it is not a training run
     const Dir &dd = dcat->dir();
     std::vector<Row> drows;
-    dcat->write([&](Db &db) {
+    dcat->write([&](Store &db) {
         drows = rows_of(db);
         std::string own;
         for (const Row &r : drows) {
@@ -272,34 +219,18 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     // else a copy made in the transaction that completes the first copy of
     // one of its checkpoints.
     std::map<int64_t, int64_t> run_map;
-    auto dest_run = [&](Db &db, int64_t src_run, std::map<int64_t, int64_t> &made) -> int64_t {
+    auto dest_run = [&](Store &db, int64_t src_run, std::map<int64_t, int64_t> &made) -> int64_t {
         if (src_run == 0) return 0;
         if (auto m = run_map.find(src_run); m != run_map.end()) return m->second;
         if (auto m = made.find(src_run); m != made.end()) return m->second;
         auto s = sruns.find(src_run);
         if (s == sruns.end()) return 0;
         const CarriedRun &rr = s->second;
-        int64_t id = 0;
-        {
-            Db::Query q(db, sql::Stmt::run_find_identity);
-            for (int i = 0; i < 5; i++) q.bind_opt(i + 1, rr.cols[i] ? rr.cols[i]->c_str() : nullptr);
-            q.bind(6, dcat->run_id_in_tx(db));
-            if (q.step()) id = q.i64(0);
-        }
-        if (id != 0) {
-            // columns: 5 ended_at, 14 exit_reason, 11 last_epoch, 12 last_step, 13 progress_at
-            Db::Query q(db, sql::Stmt::run_update_end);
-            q.bind(1, id);
-            int at = 2;
-            for (int i : {5, 14, 11, 12, 13}) q.bind_opt(at++, rr.cols[i] ? rr.cols[i]->c_str() : nullptr);
-            q.run();
-        }
-        if (id == 0) {
-            Db::Query q(db, sql::Stmt::run_insert_copy);
-            for (int i = 0; i < kRunCols; i++) q.bind_opt(i + 1, rr.cols[i] ? rr.cols[i]->c_str() : nullptr);
-            q.run();
-            id = db.last_insert_rowid();
-        }
+        int64_t id = db.run_find_identity(rr, dcat->run_id_in_tx(db));
+        if (id != 0)
+            db.run_update_end(id, rr);  // it may have ended in the source since it was carried
+        else
+            id = db.run_insert_copy(rr);
         made[src_run] = id;
         return id;
     };
@@ -402,10 +333,9 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         Entry e;
         std::map<int64_t, int64_t> made;
         try {
-            e = commit_shards(dcat, r->kind, r->epoch, r->step, r->metadata, files, [&](Db &db, int64_t id) {
+            e = commit_shards(dcat, r->kind, r->epoch, r->step, r->metadata, files, [&](Store &db, int64_t id) {
                 made.clear();
-                if (int64_t run = dest_run(db, r->run, made))
-                    Db::Query(db, sql::Stmt::checkpoint_set_run).bind(1, id).bind(2, run).run();
+                if (int64_t run = dest_run(db, r->run, made)) db.checkpoint_set_run(id, run);
             });
             run_map.insert(made.begin(), made.end());
         } catch (const Error &ex) {
@@ -429,17 +359,12 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     std::vector<int64_t> to_delete;
     std::map<int64_t, const Row *> delete_src;
     bool deletes_held = opts.delete_pruned && (res.failed > 0 || res.left_alone > 0);
-    dcat->write([&](Db &db) {
+    dcat->write([&](Store &db) {
         for (const auto &c : copied_ids) {
             const Row *r = nullptr;
             for (const Row *s : scomplete)
                 if (s->id == c.first) r = s;
-            Db::Query(db, sql::Stmt::sync_adjust)
-                .bind(1, c.second)
-                .bind(2, r->created_at)
-                .bind(3, r->committed_at)
-                .bind(4, static_cast<int64_t>(r->pinned ? 1 : 0))
-                .run();
+            db.sync_adjust(c.second, r->created_at, r->committed_at, r->pinned);
             dcat->log_event(
                 db, c.second, "synced",
                 "copied from '" + s_real + "' (checkpoint " + std::to_string(c.first) + " there), verified");
@@ -461,8 +386,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             auto from = src_by_id.find(rr.resumed_from);
             if (from == src_by_id.end()) continue;
             auto d = any_by_sig.find(from->second->sig());
-            if (d != any_by_sig.end())
-                Db::Query(db, sql::Stmt::run_set_resumed_if_unknown).bind(1, m.second).bind(2, d->second).run();
+            if (d != any_by_sig.end()) db.run_set_resumed_if_unknown(m.second, d->second);
         }
         // The source's order first, then checkpoints only the destination
         // has (committed there while the sync ran: the newest), in theirs.
@@ -490,10 +414,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             else
                 other_seqs.insert(r.seq);
         }
-        {
-            Db::Query q(db, sql::Stmt::max_commit_seq);
-            if (q.step()) top = std::max(top, q.i64(0));
-        }
+        top = std::max(top, db.max_commit_seq());
         int64_t offset = 0;
         for (const auto &p : placed_seq)
             if (other_seqs.count(p.second)) offset = top;
@@ -501,14 +422,14 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         std::vector<int64_t> order;
         for (const auto &p : placed_seq) order.push_back(p.first);
         for (const Row *r : rest) order.push_back(r->id);
-        for (int64_t id : order) Db::Query(db, sql::Stmt::set_commit_seq).bind(1, id).bind(2, -id).run();
+        for (int64_t id : order) db.set_commit_seq(id, -id);
         int64_t next = 0;
         for (const auto &p : placed_seq) {
             next = p.second + offset;
-            Db::Query(db, sql::Stmt::set_commit_seq).bind(1, p.first).bind(2, next).run();
+            db.set_commit_seq(p.first, next);
         }
         next = std::max(next, other_seqs.empty() ? 0 : *other_seqs.rbegin()) + 1;
-        for (const Row *r : rest) Db::Query(db, sql::Stmt::set_commit_seq).bind(1, r->id).bind(2, next++).run();
+        for (const Row *r : rest) db.set_commit_seq(r->id, next++);
 
         if (!opts.delete_pruned || deletes_held) return;
         // Mirror only what the source let go by one of its rules; never the
@@ -524,8 +445,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             if (d == now_by_sig.end() || d->second->status != "complete" || d->second->pinned ||
                 d->second->id == newest)
                 continue;
-            Db::Query(db, sql::Stmt::checkpoint_prune).bind(1, d->second->id).bind(2, "source:" + s.prune_rule).run();
-            if (db.changes() != 1) continue;
+            if (!db.checkpoint_prune(d->second->id, "source:" + s.prune_rule)) continue;
             dcat->log_event(db, d->second->id, "pruned", "source:" + s.prune_rule);
             to_delete.push_back(d->second->id);
             delete_src[d->second->id] = &s;

@@ -123,12 +123,7 @@ std::optional<Entry> Catalog::latest(const std::optional<std::string> &kind, Ver
     std::string unreadable;  // the first checkpoint skipped for an I/O error
     for (;;) {
         int64_t id = 0;
-        read([&](Db &db) {
-            Db::Query q(db, kind ? sql::Stmt::latest_kind : sql::Stmt::latest_any);
-            q.bind(1, below);
-            if (kind) q.bind(2, *kind);
-            if (q.step()) id = q.i64(0);
-        });
+        read([&](Store &db) { id = db.latest(kind, below); });
         if (id == 0) {
             if (!unreadable.empty()) fail(CKPTDB_EIO, unreadable);
             return std::nullopt;
