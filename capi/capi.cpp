@@ -18,6 +18,7 @@
 #include "error.hpp"
 #include "sql_embedded.hpp"
 #include "names.hpp"
+#include "dirsave.hpp"
 #include "shard.hpp"
 #include "sync.hpp"
 #include "trust.hpp"
@@ -44,6 +45,11 @@ struct ckptdb_reader {
 
 struct ckptdb_shard {
     std::unique_ptr<ckptdb::Shard> shard;
+};
+
+struct ckptdb_dir_save {
+    std::unique_ptr<ckptdb::DirSave> save;
+    Entry slot;
 };
 
 struct ckptdb_cursor {
@@ -86,6 +92,7 @@ void fill(ckptdb_entry *out, const Entry &e) {
     CKPTDB_FILL(committed_at, e.committed_at.c_str());
     CKPTDB_FILL(deleted_at, e.deleted_at.c_str());
     CKPTDB_FILL(metadata, e.metadata.c_str());
+    CKPTDB_FILL(layout, e.dir ? CKPTDB_LAYOUT_DIR : CKPTDB_LAYOUT_FILE);
 #undef CKPTDB_FILL
     out->struct_size = n < sizeof(ckptdb_entry) ? n : sizeof(ckptdb_entry);
 }
@@ -393,6 +400,87 @@ int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const char *kind
     });
 }
 
+int ckptdb_dir_begin(ckptdb_dir_save **out, ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
+                     const ckptdb_save_options *opts) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        need(kind, "kind");
+        std::optional<std::string> name, meta;
+        if (opts) {
+            check_version(opts->version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
+            name = opt_str(opts->name);
+            meta = opt_str(opts->metadata);
+        }
+        auto s = std::make_unique<ckptdb_dir_save>();
+        s->save = ckptdb::DirSave::begin(db->cat, kind, epoch, step, name, meta);
+        *out = s.release();
+    });
+}
+
+int ckptdb_dir_get_info(ckptdb_dir_info *out, ckptdb_dir_save *save) {
+    return guard([&] {
+        need(out, "out");
+        need(save, "save");
+        if (out->struct_size < offsetof(ckptdb_dir_info, id))
+            throw Error(CKPTDB_EMISUSE, "ckptdb_dir_info.struct_size is not set (use CKPTDB_DIR_INFO_INIT)");
+        size_t n = out->struct_size;
+#define CKPTDB_FILL(field, value) \
+    if (offsetof(ckptdb_dir_info, field) + sizeof(out->field) <= n) out->field = (value)
+        CKPTDB_FILL(id, save->save->id());
+        CKPTDB_FILL(name, save->save->name().c_str());
+        CKPTDB_FILL(temp_name, save->save->temp_name().c_str());
+#undef CKPTDB_FILL
+        out->struct_size = n < sizeof(ckptdb_dir_info) ? n : sizeof(ckptdb_dir_info);
+    });
+}
+
+int ckptdb_dir_file_begin(ckptdb_shard **out, const char *dir, const char *temp_name, const char *name, int64_t rank) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(dir, "dir");
+        need(temp_name, "temp_name");
+        need(name, "name");
+        auto s = std::make_unique<ckptdb_shard>();
+        s->shard = ckptdb::Shard::begin_in(dir, temp_name, name, rank);
+        *out = s.release();
+    });
+}
+
+int ckptdb_dir_commit(ckptdb_entry *out, ckptdb_dir_save *save, const ckptdb_dir_file *files, size_t count) {
+    return guard([&] {
+        need(save, "save");
+        if (count) need(files, "files");
+        need_entry(out);
+        clear(out);
+        std::vector<ckptdb::DirFileInfo> fs(count);
+        for (size_t i = 0; i < count; i++) {
+            std::string who = "files[" + std::to_string(i) + "]";
+            check_version(files[i].version, CKPTDB_DIR_FILE_VERSION, who + " (ckptdb_dir_file)");
+            need(files[i].name, (who + ".name").c_str());
+            need(files[i].checksum, (who + ".checksum").c_str());
+            fs[i] = {files[i].name, files[i].rank, files[i].size, files[i].checksum};
+        }
+        save->slot = save->save->commit(fs);
+        fill(out, save->slot);
+    });
+}
+
+int ckptdb_dir_abort(ckptdb_dir_save *save) {
+    return guard([&] {
+        need(save, "save");
+        save->save->abort("aborted by the caller");
+    });
+}
+
+void ckptdb_dir_free(ckptdb_dir_save *save) {
+    try {
+        delete save;
+    } catch (...) {}
+}
+
 int ckptdb_latest(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, unsigned int verify_flags) {
     return guard([&] {
         need(out, "out");
@@ -575,6 +663,18 @@ int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, int64_t id,
         need(db, "db");
         auto r = std::make_unique<ckptdb_reader>();
         r->reader = std::make_unique<ckptdb::Reader>(db->cat, id, rank);
+        *out = r.release();
+    });
+}
+
+int ckptdb_reader_open_file(ckptdb_reader **out, ckptdb_catalog *db, int64_t id, const char *name) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        need(name, "name");
+        auto r = std::make_unique<ckptdb_reader>();
+        r->reader = std::make_unique<ckptdb::Reader>(db->cat, id, std::string(name));
         *out = r.release();
     });
 }

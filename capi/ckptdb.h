@@ -280,8 +280,8 @@ CKPTDB_API const char *ckptdb_status_name(int status);
 typedef struct ckptdb_entry {
     size_t struct_size; /* in: sizeof what the caller has; out: bytes filled */
     int64_t id;
-    const char *name; /* file name inside the directory */
-    const char *path; /* absolute path of the file */
+    const char *name; /* file name inside the directory (a directory checkpoint: its directory's name) */
+    const char *path; /* absolute path of the file (or of the directory) */
     const char *kind; /* "epoch", "step", "time", "preempt", "manual", or a user kind */
     int64_t epoch;
     int64_t step;
@@ -295,10 +295,16 @@ typedef struct ckptdb_entry {
     const char *committed_at; /* "" if never committed */
     const char *deleted_at;   /* "" if not deleted */
     const char *metadata;     /* JSON object text; "{}" when none was given */
+    int layout;               /* CKPTDB_LAYOUT_FILE or CKPTDB_LAYOUT_DIR */
 } ckptdb_entry;
 
 #define CKPTDB_ENTRY_INIT \
-    { sizeof(ckptdb_entry), 0, NULL, NULL, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
+    { sizeof(ckptdb_entry), 0, NULL, NULL, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+
+/* A checkpoint's layout: a file (or one file per rank of a sharded save,
+ * each under its own name), or a directory `name/` of files. */
+#define CKPTDB_LAYOUT_FILE 0
+#define CKPTDB_LAYOUT_DIR  1
 
 /* ------------------------------------------------------------------------ */
 /* Saving                                                                    */
@@ -469,6 +475,100 @@ CKPTDB_API int ckptdb_commit_shards(ckptdb_entry *out, ckptdb_catalog *db, const
                                     size_t count);
 
 /* ------------------------------------------------------------------------ */
+/* Directory checkpoints: one checkpoint, a directory of files               */
+/* ------------------------------------------------------------------------ */
+
+/* A checkpoint can be a directory `name/` of files, written by several
+ * processes (as torch.distributed.checkpoint writes one: a file or more per
+ * rank, and the coordinator's metadata).  Directories are flat: each file
+ * is a single name inside `name/`, validated like a checkpoint name.  The
+ * protocol:
+ *   coordinator: ckptdb_dir_begin (records the save, makes its temp
+ *                directory inside the checkpoint directory)
+ *   broadcast:   every writer learns the temp directory's name
+ *                (ckptdb_dir_get_info)
+ *   writers:     ckptdb_dir_file_begin, then ckptdb_shard_write... (or
+ *                ckptdb_shard_fd), ckptdb_shard_finish, ckptdb_shard_free;
+ *                any process, any number of files each, without opening the
+ *                catalog
+ *   gather:      the coordinator receives (name, rank, size, checksum) of
+ *                every file (ckptdb_shard_info)
+ *   coordinator: ckptdb_dir_commit, then ckptdb_dir_free
+ * ckptdb_dir_commit reads no byte back: it takes each file only with a seal
+ * that matches what it is told, and refuses anything else found in the temp
+ * directory.  It records every file in one transaction, fsyncs the temp
+ * directory, renames it to its final name without replacing anything,
+ * fsyncs the checkpoint directory and marks the checkpoint complete (with
+ * rotation, as ckptdb_save_commit).  Until then the checkpoint does not
+ * exist; after it, it is complete with every file.  A finished file stays
+ * for the commit after ckptdb_shard_free (its writer may be gone by then);
+ * one freed unfinished is removed.  If the coordinator dies, the next open
+ * finishes its commit when every file was recorded and is whole, or aborts
+ * it and removes the temp directory (files a live writer still holds stay
+ * until it is gone).  ckptdb_latest, ckptdb_verify, the reader and prune
+ * work on the directory as a whole; a prune removes only the files the
+ * catalog recorded, then the directory when nothing else is in it (what it
+ * did not write stays, with a "prune_kept_unknown" event). */
+typedef struct ckptdb_dir_save ckptdb_dir_save;
+
+typedef struct ckptdb_dir_info {
+    size_t struct_size;    /* in: sizeof what the caller has; out: bytes filled */
+    int64_t id;            /* the checkpoint's row */
+    const char *name;      /* the directory's final name */
+    const char *temp_name; /* its temp directory, relative to the checkpoint directory */
+} ckptdb_dir_info;
+
+#define CKPTDB_DIR_INFO_INIT \
+    { sizeof(ckptdb_dir_info), 0, NULL, NULL }
+
+/* Begin a directory checkpoint.  opts may give its name (NULL: the default
+ * name of kind, epoch and step without an extension, "epoch_003" or
+ * "step_000100", suffixed until free) and metadata.  A name taken by a live
+ * checkpoint or by anything in the directory: CKPTDB_EEXISTS. */
+CKPTDB_API int ckptdb_dir_begin(ckptdb_dir_save **out, ckptdb_catalog *db, const char *kind, int64_t epoch,
+                                int64_t step, const ckptdb_save_options *opts);
+/* The save's id, final name and temp directory; the strings belong to the save. */
+CKPTDB_API int ckptdb_dir_get_info(ckptdb_dir_info *out, ckptdb_dir_save *save);
+
+/* Begin the file `name` of the directory save whose temp directory is
+ * temp_name in the checkpoint directory dir, written by `rank` (>= 0).  The
+ * result is a shard: write it with ckptdb_shard_write or ckptdb_shard_fd,
+ * seal it with ckptdb_shard_finish (whose info names the file twice: name
+ * and temp_name), release it with ckptdb_shard_free.  CKPTDB_ENOTFOUND when
+ * the temp directory is not there (committed, aborted, never begun);
+ * CKPTDB_EEXISTS when another writer created that name. */
+CKPTDB_API int ckptdb_dir_file_begin(ckptdb_shard **out, const char *dir, const char *temp_name, const char *name,
+                                     int64_t rank);
+
+/* What the coordinator knows of one file (from its writer's ckptdb_shard_info). */
+typedef struct ckptdb_dir_file {
+    unsigned int version; /* CKPTDB_DIR_FILE_VERSION */
+    const char *name;
+    int64_t rank;
+    int64_t size;
+    const char *checksum;
+} ckptdb_dir_file;
+
+#define CKPTDB_DIR_FILE_VERSION 1
+#define CKPTDB_DIR_FILE_INIT \
+    { CKPTDB_DIR_FILE_VERSION, NULL, 0, 0, NULL }
+
+/* Commit files[0..count-1] as the directory checkpoint.  Bad input (no
+ * file, a name invalid or given twice, a negative rank or size, a malformed
+ * checksum), a file missing or sealed for another name, size or checksum,
+ * and anything else in the temp directory fail with CKPTDB_EINVAL naming
+ * it, before anything changes: the save stays open.  A failure after that
+ * aborts the save.  The entry is the committed directory (layout
+ * CKPTDB_LAYOUT_DIR, size the sum of its files). */
+CKPTDB_API int ckptdb_dir_commit(ckptdb_entry *out, ckptdb_dir_save *save, const ckptdb_dir_file *files, size_t count);
+/* Abort: the row "aborted", the temp directory removed.  After a commit:
+ * CKPTDB_EMISUSE. */
+CKPTDB_API int ckptdb_dir_abort(ckptdb_dir_save *save);
+/* Release the save (NULL is accepted); one neither committed nor aborted is
+ * aborted first. */
+CKPTDB_API void ckptdb_dir_free(ckptdb_dir_save *save);
+
+/* ------------------------------------------------------------------------ */
 /* Finding checkpoints                                                       */
 /* ------------------------------------------------------------------------ */
 
@@ -544,6 +644,10 @@ CKPTDB_API int ckptdb_reader_open(ckptdb_reader **out, ckptdb_catalog *db, int64
 /* As ckptdb_reader_open, for the file of the given rank of a sharded
  * checkpoint (CKPTDB_ENOTFOUND when it has no such rank). */
 CKPTDB_API int ckptdb_reader_open_rank(ckptdb_reader **out, ckptdb_catalog *db, int64_t id, int64_t rank);
+/* As ckptdb_reader_open, for the file of that name (for a directory
+ * checkpoint, a name inside the directory; CKPTDB_ENOTFOUND when it has no
+ * such file). */
+CKPTDB_API int ckptdb_reader_open_file(ckptdb_reader **out, ckptdb_catalog *db, int64_t id, const char *name);
 /* Read up to cap bytes; *out_len is 0 at the end.  When the end is reached
  * the size and checksum are compared with the catalog: a mismatch returns
  * CKPTDB_ECORRUPT and marks the checkpoint corrupt. */

@@ -166,6 +166,7 @@ struct entry {
     bool pinned = false;
     int64_t run_id = 0, file_count = 0;
     std::string created_at, committed_at, deleted_at, metadata;
+    int layout = CKPTDB_LAYOUT_FILE;  // CKPTDB_LAYOUT_DIR: path is the directory of its files
 
     static entry from(const ckptdb_entry &e) {
         entry o;
@@ -185,9 +186,11 @@ struct entry {
         o.committed_at = detail::str(e.committed_at);
         o.deleted_at = detail::str(e.deleted_at);
         o.metadata = detail::str(e.metadata);
+        o.layout = e.layout;
         return o;
     }
     const char *status_name() const { return ckptdb_status_name(status); }
+    bool is_dir() const { return layout == CKPTDB_LAYOUT_DIR; }
 };
 
 // One save in progress; aborted on destruction unless committed.

@@ -320,6 +320,7 @@ json entry_json(const Entry &e) {
     j["committed_at"] = str_or_null(e.committed_at);
     j["deleted_at"] = str_or_null(e.deleted_at);
     j["metadata"] = metadata_json(e.metadata);
+    j["layout"] = e.is_dir() ? "dir" : "file";
     return j;
 }
 
@@ -469,8 +470,8 @@ int cmd_ls(const Common &c, bool all, const std::string &kind) {
     }
     Table t({"ID", "NAME", "KIND", "EPOCH", "STEP", "SIZE", "STATUS", "AGE"}, {0, 3, 4, 5});
     for (const auto &e : es)
-        t.add({std::to_string(e.id), e.name, e.kind, std::to_string(e.epoch), std::to_string(e.step),
-               human_size(e.size), status_text(e), age_text(e.committed_at, e.created_at)});
+        t.add({std::to_string(e.id), e.is_dir() ? e.name + "/" : e.name, e.kind, std::to_string(e.epoch),
+               std::to_string(e.step), human_size(e.size), status_text(e), age_text(e.committed_at, e.created_at)});
     t.print();
     return kOk;
 }
@@ -515,7 +516,7 @@ int cmd_show(const Common &c, const std::string &target) {
     line("status:", e.status_name());
     line("pinned:", e.pinned ? "yes" : "no");
     line("run_id:", e.run_id ? std::to_string(e.run_id) : "-");
-    line("file_count:", std::to_string(e.file_count));
+    line("file_count:", std::to_string(e.file_count) + (e.is_dir() ? " (a directory)" : ""));
     line("created_at:", e.created_at.empty() ? "-" : e.created_at);
     line("committed_at:", e.committed_at.empty() ? "-" : e.committed_at);
     line("deleted_at:", e.deleted_at.empty() ? "-" : e.deleted_at);

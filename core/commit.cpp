@@ -12,6 +12,7 @@
 #include "error.hpp"
 #include "hooks.hpp"
 #include "io.hpp"
+#include "dirsave.hpp"
 #include "names.hpp"
 
 namespace ckptdb {
@@ -99,7 +100,7 @@ void DurableWriter::sync(int fd) { sync_fd(fd, path_); }
 
 int64_t Commit::total() const {
     int64_t n = 0;
-    for (const CommitFile &f : files_) n += f.size;
+    for (const CommitFile &f : layout_ == Layout::dir ? inner_ : files_) n += f.size;
     return n;
 }
 
@@ -117,8 +118,11 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
     cr.write([&](Store &db) {
         for (CommitFile &f : c->files_) {
             if (f.name.empty()) {
-                // A single save without a name: the default one, suffixed until free.
-                std::string base = default_name(kind, epoch, step, static_cast<int64_t>(::time(nullptr)));
+                // A single save without a name: the default one, suffixed
+                // until free (a directory's has no extension).
+                const int64_t now = static_cast<int64_t>(::time(nullptr));
+                std::string base =
+                    layout == Layout::dir ? default_stem(kind, epoch, step, now) : default_name(kind, epoch, step, now);
                 f.name = base;
                 for (int n = 2; db.name_taken(f.name) || name_exists(dir, f.name) || cr.reserved_name(f.name); n++)
                     f.name = with_suffix(base, n);
@@ -132,9 +136,15 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
                                          "' and the catalog does not own it");
         }
         int64_t run = cr.run_id_in_tx(db);
-        c->id_ = db.checkpoint_insert(c->files_[0].name, kind, epoch, step, run, meta);
-        for (size_t r = 0; r < c->files_.size(); r++)
-            db.file_insert(c->id_, static_cast<int64_t>(r), c->files_[r].name, c->files_[r].temp_name);
+        if (layout == Layout::dir) {
+            // The temp directory is recorded before it is made: its files
+            // get their rows when the save is sealed.
+            c->id_ = db.checkpoint_insert(c->files_[0].name, kind, epoch, step, run, meta, c->files_[0].temp_name);
+        } else {
+            c->id_ = db.checkpoint_insert(c->files_[0].name, kind, epoch, step, run, meta);
+            for (size_t r = 0; r < c->files_.size(); r++)
+                db.file_insert(c->id_, static_cast<int64_t>(r), c->files_[r].name, c->files_[r].temp_name);
+        }
         std::string what = kind + " epoch " + std::to_string(epoch) + " step " + std::to_string(step);
         if (layout == Layout::shards) {
             // Every file is already fsynced: the rows are sealed at once.
@@ -142,6 +152,7 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
             what +=
                 ", " + std::to_string(c->files_.size()) + " shard file(s), " + std::to_string(c->total()) + " bytes";
         }
+        if (layout == Layout::dir) what += ", a directory";
         cr.log_event(db, c->id_, "begun", what);
     });
     hook(layout == Layout::shards ? "sealed" : "begun");
@@ -161,6 +172,16 @@ void Commit::seal(int64_t size, const std::string &checksum) {
     files_[0].checksum = checksum;
     // Seal: from here on recovery can tell a whole final file from a torn one.
     cat_->write([&](Store &db) { seal_in_tx(db); });
+    hook("sealed");
+}
+
+void Commit::seal_files(std::vector<CommitFile> inner) {
+    inner_ = std::move(inner);
+    cat_->write([&](Store &db) {
+        for (const CommitFile &f : inner_) db.file_insert_sealed(id_, f.rank, f.name, f.size, f.checksum);
+        if (!db.checkpoint_seal(id_, total(), std::string()))
+            fail(CKPTDB_EDB, "checkpoint " + std::to_string(id_) + " is no longer being written");
+    });
     hook("sealed");
 }
 
@@ -190,7 +211,9 @@ void Commit::complete(const std::function<void(Store &, int64_t)> &in_commit) {
         cat_->log_event(db, id_, "committed",
                         layout_ == Layout::single
                             ? std::to_string(total()) + " bytes, xxh128 " + files_[0].checksum
-                            : std::to_string(total()) + " bytes in " + std::to_string(files_.size()) + " file(s)");
+                            : std::to_string(total()) + " bytes in " +
+                                  std::to_string(layout_ == Layout::dir ? inner_.size() : files_.size()) + " file(s)" +
+                                  (layout_ == Layout::dir ? " in directory " + files_[0].name : ""));
         // Rotation is chosen in the same transaction, once the new
         // checkpoint is complete (so it is the protected newest), and in a
         // savepoint: a failing rotation never fails this commit.
@@ -205,7 +228,21 @@ Entry Commit::finish() {
 }
 
 void Commit::abort(const std::string &why) noexcept {
-    for (size_t r = 0; r < renamed_; r++) unlink_name(cat_->dir(), files_[r].name);
+    if (layout_ == Layout::dir) {
+        // The directory renamed is this save's own (the rename never
+        // replaces): its recorded files go, then it when empty. Not renamed:
+        // the temp directory goes, except files a live writer still holds.
+        try {
+            if (renamed_)
+                remove_dir_checkpoint(cat_->dir(), files_[0].name, inner_);
+            else
+                remove_temp_dir(cat_->dir(), files_[0].temp_name);
+        } catch (...) {
+            // What stays is found by recovery (a temp directory) or by fsck.
+        }
+    } else {
+        for (size_t r = 0; r < renamed_; r++) unlink_name(cat_->dir(), files_[r].name);
+    }
     renamed_ = 0;
     try {
         cat_->write([&](Store &db) {

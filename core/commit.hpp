@@ -46,6 +46,7 @@ struct CommitFile {
     std::string temp_name;
     int64_t size = -1;
     std::string checksum;
+    int64_t rank = -1;  // the writing rank of a directory's file; else -1 (a shard's rank is its index)
 };
 
 // What the temp name refers to now, against the file a writer holds open as
@@ -88,8 +89,10 @@ class Commit {
 public:
     // single: one file that the save writes after its intent is recorded
     // (sealed later by seal()); shards: files written and fsynced already
-    // by their shards, sealed with the intent.
-    enum class Layout { single, shards };
+    // by their shards, sealed with the intent; dir: a directory checkpoint
+    // (dirsave.hpp): files is its one entry, the directory's final name and
+    // its temp directory, and its files are sealed later by seal_files().
+    enum class Layout { single, shards, dir };
 
     // Step 1: the metadata normalised, room made (byte budget), then one
     // transaction: the live-name checks (CKPTDB_EEXISTS; a single file
@@ -107,6 +110,11 @@ public:
     // Step 5 of a single save: the size and checksum of its fsynced file on
     // the file row and the checkpoint row, in one transaction. Point "sealed".
     void seal(int64_t size, const std::string &checksum);
+    // The sealing of a directory save: a row for each of its files (name in
+    // the directory, writing rank, size, checksum) and their total on the
+    // checkpoint, in one transaction. Point "sealed".
+    void seal_files(std::vector<CommitFile> inner);
+    const std::vector<CommitFile> &inner() const { return inner_; }
     // Steps 6-7: every temp file renamed to its final name without replacing
     // (point "renamed" after each), the directory fsynced (point "dir_synced").
     void install();
@@ -132,6 +140,7 @@ private:
     std::string kind_;
     int64_t id_ = 0;
     std::vector<CommitFile> files_;
+    std::vector<CommitFile> inner_;  // a directory's files, once sealed
     size_t renamed_ = 0;
     std::vector<int64_t> marked_;  // the rotation's victims
 };

@@ -24,6 +24,7 @@
 #include "hooks.hpp"
 #include "io.hpp"
 #include "lease.hpp"
+#include "dirsave.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 
@@ -49,6 +50,7 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
             WriterVerdict v = judge_writer(self_, dir_, w, lease, now);
             for (const FileRow &f : w.files)
                 if (!f.temp_name.empty()) owned_temps[f.temp_name] = {w.id, !v.dead, v.why};
+            if (!w.temp_dir.empty()) owned_temps[w.temp_dir] = {w.id, !v.dead, v.why};
         }
     }
     std::map<std::string, std::pair<int64_t, std::string>> known;  // file name -> (checkpoint, status)
@@ -136,6 +138,11 @@ std::vector<FsckItem> Catalog::fsck(bool repair) {
             if (!name_exists(dir_, it.name) && it.checkpoint_id != 0 &&
                 entry(it.checkpoint_id).status == CKPTDB_STATUS_COMPLETE) {
                 it.action = "adopted: recovery finished its commit";
+                continue;
+            }
+            if (is_temp_dir_name(it.name)) {
+                // A directory save's: its files no live writer holds, then it.
+                it.action = remove_temp_dir(dir_, it.name) ? "removed" : "could not remove";
                 continue;
             }
             int err = name_exists(dir_, it.name) ? unlink_name(dir_, it.name) : 0;

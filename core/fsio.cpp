@@ -179,6 +179,28 @@ bool name_exists(const Dir &dir, const std::string &name) {
     return false;
 }
 
+Dir open_subdir(const Dir &dir, const std::string &name, int &err) {
+    Dir d;
+    d.path = dir.join(name);
+    d.owners_checked = dir.owners_checked;
+    int fd;
+    do {
+        fd = io::ops().openat(dir.fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+    } while (fd < 0 && errno == EINTR);
+    err = fd < 0 ? errno : 0;
+    d.fd = UniqueFd(fd);
+    return d;
+}
+
+void make_dir(const Dir &dir, const std::string &name) {
+    if (io::ops().mkdirat(dir.fd.get(), name.c_str(), 0755) != 0)
+        fail_os("cannot create directory", dir.join(name), errno);
+}
+
+int remove_dir(const Dir &dir, const std::string &name) {
+    return io::ops().unlinkat(dir.fd.get(), name.c_str(), AT_REMOVEDIR) == 0 ? 0 : errno;
+}
+
 std::vector<std::string> list_names(const Dir &dir) {
     int fd = io::ops().openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0) fail_os("cannot list", dir.path, errno);

@@ -95,6 +95,18 @@ int unlink_name(const Dir &dir, const std::string &name);
 // throws when the lookup fails otherwise than with ENOENT.
 bool name_exists(const Dir &dir, const std::string &name);
 
+// The subdirectory name of dir (a single name), opened without following a
+// symlink: a directory checkpoint, or a directory save's temp directory.
+// When it cannot be opened the Dir has no descriptor and err says why
+// (ENOENT; ENOTDIR or ELOOP for anything but a directory).
+Dir open_subdir(const Dir &dir, const std::string &name, int &err);
+
+// Creates the directory name in dir (0755 under the umask); throws.
+void make_dir(const Dir &dir, const std::string &name);
+
+// Removes the empty directory name from dir; returns the errno (0 on success).
+int remove_dir(const Dir &dir, const std::string &name);
+
 // Names in the directory (not "." or "..").
 std::vector<std::string> list_names(const Dir &dir);
 

@@ -18,6 +18,7 @@ int real_sync_file_range(int fd, off_t off, off_t len, unsigned int flags) {
 const Ops k_real = {
     real_open, real_openat, ::close,    ::read,      ::pread,    ::write, ::fsync,     real_sync_file_range,
     ::fstat,   ::fstatat,   ::renameat, ::renameat2, ::unlinkat, ::mkdir, ::symlinkat, ::readlinkat,
+    ::mkdirat,
 };
 
 }  // namespace

@@ -32,6 +32,7 @@ struct Ops {
     int (*mkdir)(const char *path, mode_t mode);
     int (*symlinkat)(const char *target, int dirfd, const char *name);
     ssize_t (*readlinkat)(int dirfd, const char *name, char *buf, size_t len);
+    int (*mkdirat)(int dirfd, const char *name, mode_t mode);
 };
 
 // The table every call goes through.

@@ -105,11 +105,30 @@ WriterVerdict judge_writer(const ProcIdentity &self, const Dir &dir, const Write
             present.push_back(*n);
         }
     }
+    // A directory save: the temp directory and every file in it.
+    int err = 0;
+    Dir tmp;
+    if (is_temp_dir_name(w.temp_dir)) tmp = open_subdir(dir, w.temp_dir, err);
+    if (tmp.fd) {
+        std::vector<std::string> inside = {"."};
+        for (std::string &n : list_names(tmp)) inside.push_back(std::move(n));
+        for (const std::string &n : inside) {
+            struct stat st;
+            if (io::ops().fstatat(tmp.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+            double m = static_cast<double>(st.st_mtim.tv_sec) + static_cast<double>(st.st_mtim.tv_nsec) / 1e9;
+            beat = from_file ? std::max(beat, m) : m;
+            from_file = true;
+        }
+    }
     const std::string last = "host " + w.host + " last heartbeat " + utc_seconds(beat) +
                              (from_file ? " (its file's mtime)" : " (the save's begin time, no file yet)");
     if (now - beat <= static_cast<double>(lease)) return {false, "a writer on " + last + ", within its lease"};
     for (const std::string &n : present)
         if (temp_in_use(dir, n)) return {false, "a writer on host " + w.host + " holds its file locked"};
+    if (tmp.fd)
+        for (const std::string &n : list_names(tmp))
+            if (temp_in_use(tmp, n))
+                return {false, "a writer on host " + w.host + " holds a file of its directory locked"};
     return {true, "lease expired: " + last + ", " + std::to_string(static_cast<int64_t>(now - beat)) +
                       " s ago, lease " + std::to_string(lease) + " s (" + kLeaseEnv + ")"};
 }

@@ -213,4 +213,11 @@ bool is_hex32(const std::string &s, size_t from) {
 
 bool is_exact_temp_name(const std::string &name) { return is_temp_name(name) && is_hex32(name, 12); }
 
+bool is_temp_dir_name(const std::string &name) {
+    const std::string suffix = kTempDirSuffix;
+    return name.size() == 12 + 32 + suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+           is_exact_temp_name(name.substr(0, name.size() - suffix.size()));
+}
+
 }  // namespace ckptdb

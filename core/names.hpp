@@ -70,6 +70,9 @@ bool is_temp_name(const std::string &name);
 // Exactly a name random_temp_name() makes (prefix and 32 hex digits): safe to
 // open, rename or remove when a catalog row names it.
 bool is_exact_temp_name(const std::string &name);
+// A directory save's temp directory: a temp name with ".d" appended.
+inline constexpr const char *kTempDirSuffix = ".d";
+bool is_temp_dir_name(const std::string &name);
 // Exactly 32 lower-case hex digits from offset `from` to the end (an XXH3-128
 // checksum as xxh128sum prints it, or the random part of a temp name).
 bool is_hex32(const std::string &s, size_t from = 0);

@@ -12,6 +12,7 @@
 
 #include "catalog.hpp"
 #include "ckptdb.h"
+#include "dirsave.hpp"
 #include "error.hpp"
 #include "hash.hpp"
 #include "hooks.hpp"
@@ -57,7 +58,75 @@ void Catalog::recover() {
         return c.ok;
     };
     auto usable_temp = [](const FileRow &f) { return is_exact_temp_name(f.temp_name); };
+    auto with_writer = [](const std::string &writer_why, const std::string &why) {
+        return writer_why.empty() ? why : writer_why + "; " + why;
+    };
+    // A directory save (dirsave.hpp): its files are in its temp directory
+    // until the rename, in its final directory after it. Whole (every file
+    // recorded at the seal, and each matching): the commit is rolled
+    // forward. Otherwise its files go, and the directory when nothing else
+    // is in it.
+    auto recover_dir = [&](const Entry &e, const std::string &writer_why) {
+        std::vector<FileRow> fs = files(e.id);
+        int err = 0;
+        Dir tmp, fin;
+        if (is_temp_dir_name(e.temp_name)) tmp = open_subdir(dir_, e.temp_name, err);
+        // Renamed: the temp directory is gone and the final one is there
+        // (the rename never replaces, so it is this save's).
+        bool renamed = false;
+        if (!tmp.fd && !fs.empty() && name_problem(e.name).empty()) {
+            fin = open_subdir(dir_, e.name, err);
+            renamed = static_cast<bool>(fin.fd);
+        }
+        std::string why;
+        if (fs.empty())
+            why = "killed before its files were sealed";
+        else if (!name_problem(e.name).empty())
+            why = "invalid directory name in the catalog";
+        else if (!tmp.fd && !renamed)
+            why = "neither the directory nor its temp directory is there";
+        const Dir &where = renamed ? fin : tmp;
+        std::set<std::string> names;
+        for (const FileRow &f : fs) {
+            if (!why.empty()) break;
+            names.insert(f.name);
+            if (!name_problem(f.name).empty()) {
+                why = "invalid file name in the catalog";
+                break;
+            }
+            Check c = check_file(where, f.name, f.size, f.checksum, true);
+            if (c.io_error) fail(CKPTDB_EIO, "recovery cannot read a file of a save left writing: " + c.reason);
+            if (!c.ok) why = c.reason;
+        }
+        if (why.empty()) {
+            if (!renamed) {
+                // Seals the commit had not removed yet go first: the
+                // directory holds only its files.
+                for (const FileRow &f : fs)
+                    if (!names.count(seal_sidecar_name(f.name))) unlink_name(tmp, seal_sidecar_name(f.name));
+                sync_dir(tmp);
+                rename_noreplace(dir_, e.temp_name, e.name);
+            }
+            sync_dir(dir_);
+            hook("recover_adopt");
+            resolve(
+                e.id, true,
+                with_writer(writer_why,
+                            renamed ? "adopted: the writer died after renaming the directory; every file is whole"
+                                    : "adopted: the writer died after sealing every file; the commit was finished"));
+            return;
+        }
+        if (renamed) remove_dir_checkpoint(dir_, e.name, fs);
+        if (tmp.fd) remove_temp_dir(dir_, e.temp_name);
+        hook("recover_abort");
+        resolve(e.id, false, "aborted: " + with_writer(writer_why, why));
+    };
     for (const Stale &s : stale) {
+        Entry se = entry(s.id);
+        if (se.dir) {
+            recover_dir(se, s.why);
+            continue;
+        }
         std::vector<FileRow> fs = files(s.id);
         bool whole = !fs.empty();
         std::string why = fs.empty() ? "the catalog lists no file for it" : "";
@@ -143,8 +212,13 @@ void Catalog::recover() {
         read([&](Store &db) {
             for (std::string &t : db.writing_temp_names()) owned.insert(std::move(t));
         });
-        for (const std::string &t : temps)
-            if (!owned.count(t)) remove_unheld(dir_, t);
+        for (const std::string &t : temps) {
+            if (owned.count(t)) continue;
+            if (is_temp_dir_name(t))
+                remove_temp_dir(dir_, t);
+            else
+                remove_unheld(dir_, t);
+        }
     }
     refresh_link();
     std::vector<std::string> newer = newer_than_catalog();

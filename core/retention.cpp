@@ -16,6 +16,7 @@
 #include "ballast.hpp"
 #include "catalog.hpp"
 #include "ckptdb.h"
+#include "dirsave.hpp"
 #include "error.hpp"
 #include "hooks.hpp"
 #include "io.hpp"
@@ -253,12 +254,33 @@ void Catalog::finish_prunes(const std::vector<int64_t> &ids, bool sync_now) {
         // Check and unlink under the catalog's write lock: no other process
         // can give the name to a new checkpoint in between (a save records
         // its row, which needs that lock, before its file takes the name).
-        // The transaction writes nothing; it is held, not committed to.
+        // The transaction writes nothing but a directory's warning event;
+        // it is held for its lock.
         bool all_gone = false;
         write([&](Store &db) {
             if (!db.prune_is_pending(id)) return;  // pinned meanwhile, already unlinked, or not ours to delete
             all_gone = true;
-            for (const FileRow &f : files(id)) {
+            std::vector<FileRow> fs = files(id);
+            if (!fs.empty() && !fs[0].dir.empty()) {
+                // A directory checkpoint: its recorded files, then the
+                // directory once nothing else is in it. What the catalog did
+                // not write stays, with a warning, and the directory with it.
+                const std::string &name = fs[0].dir;
+                if (!name_problem(name).empty() || db.name_taken(name)) return;
+                hook("prune_checked");
+                DirRemoval r = remove_dir_checkpoint(dir_, name, fs);
+                all_gone = r.files_gone;
+                if (r.files_gone && !r.dir_gone) {
+                    std::string list;
+                    for (size_t i = 0; i < r.kept.size() && i < 10; i++) list += (i ? ", " : "") + r.kept[i];
+                    if (r.kept.size() > 10) list += " and " + std::to_string(r.kept.size() - 10) + " more";
+                    log_event(db, id, "prune_kept_unknown",
+                              "'" + dir_.join(name) + "/' stays: it holds files the catalog did not write (" + list +
+                                  "); they are never deleted");
+                }
+                return;
+            }
+            for (const FileRow &f : fs) {
                 if (!name_problem(f.name).empty()) continue;  // a tampered name is never touched
                 if (db.name_taken(f.name)) continue;          // the name belongs to a live checkpoint now
                 hook("prune_checked");

@@ -223,11 +223,60 @@ std::unique_ptr<Shard> Shard::begin(const std::string &dir, const std::string &n
     return s;
 }
 
+std::unique_ptr<Shard> Shard::begin_in(const std::string &dir, const std::string &temp_dir, const std::string &name,
+                                       int64_t rank) {
+    check_name(name);
+    if (rank < 0) fail(CKPTDB_EINVAL, "the rank of '" + name + "' must be >= 0, got " + std::to_string(rank));
+    if (!is_temp_dir_name(temp_dir))
+        fail(CKPTDB_EINVAL, "'" + temp_dir + "' is not the temp directory name of a directory save");
+    std::unique_ptr<Shard> s(new Shard());
+    s->dir_ = open_dir(dir, false);
+    int err = 0;
+    s->tmp_ = open_subdir(s->dir_, temp_dir, err);
+    if (err == ENOENT)
+        fail(CKPTDB_ENOTFOUND, "the temp directory '" + s->dir_.join(temp_dir) +
+                                   "' of the directory save is not there: it was committed, aborted or never begun");
+    if (err == ENOTDIR || err == ELOOP)
+        fail(CKPTDB_EINVAL, "'" + s->dir_.join(temp_dir) + "' is not a directory (links are not followed)");
+    if (err) fail_os("cannot open the temp directory", s->dir_.join(temp_dir), err);
+    s->tmp_name_ = temp_dir;
+    s->in_dir_ = true;
+    s->info_.name = name;
+    s->info_.temp_name = name;  // created under its own name: the directory is renamed, not the file
+    s->info_.rank = rank;
+    try {
+        s->fd_ = create_locked_temp(s->tmp_, name);
+    } catch (const Error &e) {
+        if (e.code() == CKPTDB_EEXISTS)
+            fail(CKPTDB_EEXISTS, "'" + s->tmp_.join(name) + "' was already written by another writer of the save");
+        throw;
+    }
+    s->out_.emplace(s->tmp_.join(name));
+    hook("shard_created");
+    return s;
+}
+
+bool Shard::temp_dir_is_ours() const {
+    // The temp directory still under its name: no commit renamed it (the
+    // descriptor follows the rename, the name does not).
+    struct stat by_name, by_fd;
+    return io::ops().fstatat(dir_.fd.get(), tmp_name_.c_str(), &by_name, AT_SYMLINK_NOFOLLOW) == 0 &&
+           io::ops().fstat(tmp_.fd.get(), &by_fd) == 0 && S_ISDIR(by_name.st_mode) && by_name.st_ino == by_fd.st_ino &&
+           by_name.st_dev == by_fd.st_dev;
+}
+
 Shard::~Shard() {
     if (!fd_ && state_ != State::finished) return;
+    if (in_dir_ && (state_ == State::finished || !temp_dir_is_ours())) {
+        // Sealed for the commit, or the directory was committed or removed:
+        // nothing here is this writer's to remove any more.
+        seal_.reset();
+        fd_.reset();
+        return;
+    }
     // The temp name still being ours means no commit took the file.
-    if (fd_ && check_temp(dir_, info_.temp_name, fd_.get()).ours) unlink_name(dir_, info_.temp_name);
-    drop_seal(dir_, info_.temp_name, seal_);
+    if (fd_ && check_temp(where(), info_.temp_name, fd_.get()).ours) unlink_name(where(), info_.temp_name);
+    drop_seal(where(), info_.temp_name, seal_);
     fd_.reset();  // drops the lock
 }
 
@@ -235,8 +284,11 @@ void Shard::fail_with(const Error &e) {
     err_code_ = e.code();
     err_msg_ = e.what();
     state_ = State::failed;
-    unlink_name(dir_, info_.temp_name);
-    drop_seal(dir_, info_.temp_name, seal_);
+    if (!in_dir_ || temp_dir_is_ours()) {
+        unlink_name(where(), info_.temp_name);
+        drop_seal(where(), info_.temp_name, seal_);
+    }
+    seal_.reset();
     fd_.reset();
 }
 
@@ -265,9 +317,9 @@ int Shard::fd() {
 const ShardFile &Shard::finish() {
     if (state_ == State::failed) throw Error(err_code_, err_msg_);
     if (state_ == State::finished) return info_;
-    std::string path = dir_.join(info_.temp_name);
+    std::string path = where().join(info_.temp_name);
     try {
-        TempCheck t = check_temp(dir_, info_.temp_name, fd_.get());
+        TempCheck t = check_temp(where(), info_.temp_name, fd_.get());
         if (t.err) fail_os("the shard's temp file vanished:", path, t.err);
         if (t.fd_err) fail_os("cannot stat", path, t.fd_err);
         if (!t.ours) fail(CKPTDB_EIO, "the shard's temp file '" + path + "' was replaced by another file");
@@ -275,12 +327,19 @@ const ShardFile &Shard::finish() {
         out_->sync(fd_.get());
         info_.size = out_->size();
         info_.checksum = out_->checksum();
-        seal_ = write_seal(dir_, fd_.get(), info_);
+        seal_ = write_seal(where(), fd_.get(), info_);
     } catch (const Error &e) {
         fail_with(e);
         throw;
     }
     state_ = State::finished;
+    if (in_dir_) {
+        // A directory save's file is the save's now: its temp directory is
+        // guarded by the save's row, and an abort or a recovery may remove
+        // it (only a file still being written is held).
+        seal_.reset();
+        fd_.reset();
+    }
     hook("shard_synced");
     return info_;
 }

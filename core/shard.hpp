@@ -43,7 +43,18 @@ class Shard {
 public:
     // dir must exist; name is validated like a checkpoint name.
     static std::unique_ptr<Shard> begin(const std::string &dir, const std::string &name);
-    // Removes the temp file unless a commit renamed it away.
+    // A file of a directory save (dirsave.hpp): name (validated like a
+    // checkpoint name) is created under its own name in the save's temp
+    // directory temp_dir inside dir, by the writer of the given rank.
+    // CKPTDB_ENOTFOUND when the temp directory is not there (the save was
+    // committed, aborted or never begun); CKPTDB_EEXISTS when another writer
+    // took the name.
+    static std::unique_ptr<Shard> begin_in(const std::string &dir, const std::string &temp_dir, const std::string &name,
+                                           int64_t rank);
+    // Removes the temp file unless a commit renamed it away. A finished file
+    // of a directory save stays (with its seal) for the commit, which may
+    // come after its writer is gone; one not finished is removed while the
+    // save's temp directory still has it.
     ~Shard();
 
     void write(const void *data, size_t len);
@@ -55,7 +66,15 @@ private:
     Shard() = default;
     void fail_with(const Error &e);
 
+    // Where the file is: the checkpoint directory, or a directory save's
+    // temp directory.
+    const Dir &where() const { return in_dir_ ? tmp_ : dir_; }
+    bool temp_dir_is_ours() const;
+
     Dir dir_;
+    Dir tmp_;  // a directory save's temp directory
+    std::string tmp_name_;
+    bool in_dir_ = false;
     State state_ = State::streaming;
     ShardFile info_;
     UniqueFd fd_;

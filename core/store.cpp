@@ -24,6 +24,12 @@ std::string path_of(const std::string &name, const Dir &dir) {
     return name_problem(name).empty() ? dir.join(name) : std::string();
 }
 
+// A file of a directory checkpoint: both names single and valid.
+std::string inner_path_of(const std::string &dir_name, const std::string &name, const Dir &dir) {
+    return name_problem(dir_name).empty() && name_problem(name).empty() ? dir.join(dir_name + "/" + name)
+                                                                        : std::string();
+}
+
 Entry entry_from(const Q &q, const Dir &dir) {
     Entry e;
     e.id = q.i64(0);
@@ -43,6 +49,8 @@ Entry entry_from(const Q &q, const Dir &dir) {
     e.deleted_at = q.text(13);
     e.metadata = q.text(14);
     e.commit_seq = q.is_null(15) ? 0 : q.i64(15);
+    e.dir = q.text(16) == "dir";
+    e.temp_name = q.text(17);
     return e;
 }
 
@@ -146,15 +154,15 @@ bool Store::name_taken(const std::string &name) {
 }
 
 int64_t Store::checkpoint_insert(const std::string &name, const std::string &kind, int64_t epoch, int64_t step,
-                                 int64_t run, const std::string &metadata) {
-    Q(db_, Stmt::checkpoint_insert)
-        .bind(1, name)
-        .bind(2, kind)
-        .bind(3, epoch)
-        .bind(4, step)
-        .bind(5, run)
-        .bind(6, metadata)
-        .run();
+                                 int64_t run, const std::string &metadata, const std::string &temp_dir) {
+    Q q(db_, Stmt::checkpoint_insert);
+    q.bind(1, name).bind(2, kind).bind(3, epoch).bind(4, step).bind(5, run).bind(6, metadata);
+    q.bind(7, std::string(temp_dir.empty() ? "file" : "dir"));
+    if (temp_dir.empty())
+        q.bind_null(8);
+    else
+        q.bind(8, temp_dir);
+    q.run();
     return db_.last_insert_rowid();
 }
 
@@ -219,7 +227,8 @@ std::vector<FileRow> Store::files_of(int64_t id) {
         FileRow f;
         f.rank = q.i64(0);
         f.name = q.text(1);
-        f.path = path_of(f.name, dir_);
+        f.dir = q.text(5);
+        f.path = f.dir.empty() ? path_of(f.name, dir_) : inner_path_of(f.dir, f.name, dir_);
         f.temp_name = q.text(2);
         f.size = q.is_null(3) ? -1 : q.i64(3);
         f.checksum = q.text(4);
@@ -264,6 +273,7 @@ std::vector<WriterRow> Store::writing_rows() {
         w.pid = q.i64(5);
         w.proc_start = q.i64(6);
         w.begun_unix = q.f64(7);
+        w.temp_dir = q.text(8);
         rows.push_back(std::move(w));
     }
     return rows;
@@ -416,6 +426,8 @@ std::vector<SyncRow> Store::sync_rows() {
             r.prune_rule = q.text(10);
             r.deleted_at = q.text(11);
             r.run = q.i64(16);
+            r.dir = q.i64(17) != 0;
+            r.name = q.text(18);
             out.push_back(std::move(r));
         }
         FileRow f;

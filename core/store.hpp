@@ -30,13 +30,16 @@ struct Entry {
     int64_t run_id = 0, file_count = 0;
     std::string created_at, committed_at, deleted_at, metadata;
     int64_t commit_seq = 0;
+    bool dir = false;       // layout 'dir': the checkpoint is the directory name/ of its files
+    std::string temp_name;  // a directory save in flight: its temp directory
 };
 
 // A file row of a checkpoint (files_of).
 struct FileRow {
     int64_t rank = 0;
     std::string name, temp_name;
-    std::string path;   // dir/name; "" for a name that is not valid (never a path outside dir)
+    std::string dir;    // the checkpoint's directory, for a file of a directory checkpoint; else ""
+    std::string path;   // dir/name (dir/<dir>/name); "" for a name that is not valid (never a path outside dir)
     int64_t size = -1;  // -1 until sealed
     std::string checksum;
 };
@@ -75,6 +78,7 @@ struct WriterRow {
     std::string host, boot_id;
     int64_t pid = 0, proc_start = 0;
     double begun_unix = 0;  // the row's created_at, Unix seconds
+    std::string temp_dir;   // a directory save's temp directory; else ""
     std::vector<FileRow> files;
 };
 
@@ -105,6 +109,8 @@ struct SyncRow {
     int64_t id = 0, seq = 0, epoch = 0, step = 0, run = 0;
     std::string status, kind, metadata, created_at, committed_at, prune_rule, deleted_at;
     bool pinned = false;
+    bool dir = false;  // a directory checkpoint (its files' names are inside name/)
+    std::string name;
     std::vector<FileRow> files;  // by rank
 };
 
@@ -151,8 +157,9 @@ public:
     // --- the save protocol (commit.cpp) ---
     // Whether a live checkpoint (writing, complete, corrupt) uses name.
     bool name_taken(const std::string &name);
+    // temp_dir: a directory save's temp directory (layout 'dir'); empty for files.
     int64_t checkpoint_insert(const std::string &name, const std::string &kind, int64_t epoch, int64_t step,
-                              int64_t run, const std::string &metadata);
+                              int64_t run, const std::string &metadata, const std::string &temp_dir = {});
     void file_insert(int64_t id, int64_t rank, const std::string &name, const std::string &temp_name);
     void file_seal(int64_t id, int64_t rank, int64_t size, const std::string &checksum);
     // false unless the row was still writing. checksum "": several files.

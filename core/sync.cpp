@@ -164,12 +164,18 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     }
     SyncResult res;
     auto report = [&](const std::string &kind, const Row &r, const std::string &detail) {
-        if (opts.on_item) opts.on_item({kind, r.files.front().name, r.id, detail, ""});
+        if (opts.on_item) opts.on_item({kind, r.dir ? r.name : r.files.front().name, r.id, detail, ""});
     };
     std::vector<const Row *> to_copy;
     std::vector<const Row *> scomplete;
     for (const Row &r : srows) {
         if (r.status != "complete") continue;
+        if (r.dir) {
+            // Reported, never passed over in silence: the copy is not a backup of it.
+            res.left_alone++;
+            report("failed", r, "a directory checkpoint: this version of sync does not copy directories; not copied");
+            continue;
+        }
         scomplete.push_back(&r);
         std::string bad;
         for (const FileRow &f : r.files) {

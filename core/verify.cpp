@@ -60,14 +60,29 @@ Check Catalog::check_files(const Entry &e, bool full, const std::function<bool(i
     std::vector<FileRow> fs = files(e.id);
     int64_t before = 0;  // bytes of the files already hashed
     if (fs.empty()) return {false, "the catalog lists no file for it"};
+    // A directory checkpoint's files are checked inside it, opened without
+    // following a link at either level.
+    Dir sub;
+    if (e.dir) {
+        std::string bad = name_problem(e.name);
+        if (!bad.empty()) return {false, "its directory name in the catalog is invalid (it " + bad + "); not opened"};
+        int err = 0;
+        sub = open_subdir(dir_, e.name, err);
+        if (err == ENOENT) return {false, "'" + dir_.join(e.name) + "/' is missing"};
+        if (err == ENOTDIR || err == ELOOP)
+            return {false, "'" + dir_.join(e.name) + "' is not a directory (links are not followed)"};
+        if (err == EIO) return {false, "'" + dir_.join(e.name) + "/' cannot be read: " + std::strerror(err), true};
+        if (err) fail_os("cannot open", dir_.join(e.name), err);
+    }
+    const Dir &where = e.dir ? sub : dir_;
     for (const FileRow &f : fs) {
         std::string bad = name_problem(f.name);
         if (!bad.empty()) return {false, "its file name in the catalog is invalid (it " + bad + "); not opened"};
         if (f.size < 0 || f.checksum.size() != 32)
-            return {false, "'" + dir_.join(f.name) + "' has no recorded size and checksum"};
+            return {false, "'" + where.join(f.name) + "' has no recorded size and checksum"};
         std::function<bool(int64_t)> progress;
         if (on_bytes) progress = [&](int64_t done) { return on_bytes(before + done); };
-        Check c = check_file(dir_, f.name, f.size, f.checksum, full, progress);
+        Check c = check_file(where, f.name, f.size, f.checksum, full, progress);
         if (!c.ok) return c;
         before += f.size;
     }

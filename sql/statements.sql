@@ -23,12 +23,13 @@ SELECT 1 FROM checkpoints
  WHERE name = ?1 AND status IN ('writing', 'complete', 'corrupt')
 UNION ALL
 SELECT 1 FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
- WHERE f.name = ?1 AND c.status IN ('writing', 'complete', 'corrupt')
+ WHERE f.name = ?1 AND c.layout = 'file' AND c.status IN ('writing', 'complete', 'corrupt')
 LIMIT 1;
 
 -- name: checkpoint_insert
-INSERT INTO checkpoints (name, kind, epoch, step, status, created_at, run_id, metadata)
-VALUES (?1, ?2, ?3, ?4, 'writing', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?5, ?6);
+-- ?7 the layout ('file' or 'dir'); ?8 a directory save's temp directory (NULL for files).
+INSERT INTO checkpoints (name, kind, epoch, step, status, created_at, run_id, metadata, layout, temp_name)
+VALUES (?1, ?2, ?3, ?4, 'writing', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?5, ?6, ?7, ?8);
 
 -- name: file_insert
 INSERT INTO files (checkpoint_id, rank, name, temp_name) VALUES (?1, ?2, ?3, ?4);
@@ -41,7 +42,7 @@ UPDATE checkpoints SET size = ?2, checksum = ?3 WHERE id = ?1 AND status = 'writ
 
 -- name: checkpoint_complete
 UPDATE checkpoints
-   SET status = 'complete',
+   SET status = 'complete', temp_name = NULL,
        committed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
        commit_seq = (SELECT coalesce(max(commit_seq), 0) + 1 FROM checkpoints)
  WHERE id = ?1 AND status = 'writing';
@@ -50,7 +51,7 @@ UPDATE checkpoints
 UPDATE files SET temp_name = NULL WHERE checkpoint_id = ?1;
 
 -- name: checkpoint_abort
-UPDATE checkpoints SET status = 'aborted', deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+UPDATE checkpoints SET status = 'aborted', temp_name = NULL, deleted_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
  WHERE id = ?1 AND status = 'writing';
 
 -- name: checkpoint_mark_corrupt
@@ -72,7 +73,7 @@ SELECT id FROM checkpoints
 -- name: entry_by_id
 SELECT id, name, kind, epoch, step, size, checksum, status, pinned, run_id,
        (SELECT count(*) FROM files f WHERE f.checkpoint_id = c.id),
-       created_at, committed_at, deleted_at, metadata, commit_seq
+       created_at, committed_at, deleted_at, metadata, commit_seq, layout, coalesce(temp_name, '')
   FROM checkpoints c WHERE id = ?1;
 
 -- name: entry_by_name
@@ -82,7 +83,7 @@ SELECT id FROM checkpoints WHERE name = ?1 ORDER BY id DESC LIMIT 1;
 -- ?2 is a bit mask of statuses (bit 1 writing ... bit 5 pruned), 0 for all.
 SELECT id, name, kind, epoch, step, size, checksum, status, pinned, run_id,
        (SELECT count(*) FROM files f WHERE f.checkpoint_id = c.id),
-       created_at, committed_at, deleted_at, metadata, commit_seq
+       created_at, committed_at, deleted_at, metadata, commit_seq, layout, coalesce(temp_name, '')
   FROM checkpoints c
  WHERE id > ?1
    AND (?2 = 0 OR (?2 & (1 << CASE status WHEN 'writing' THEN 1 WHEN 'complete' THEN 2
@@ -92,8 +93,10 @@ SELECT id, name, kind, epoch, step, size, checksum, status, pinned, run_id,
  ORDER BY id LIMIT ?4;
 
 -- name: files_of
-SELECT rank, name, temp_name, size, checksum FROM files
- WHERE checkpoint_id = ?1 ORDER BY rank;
+-- With the checkpoint's name when it is a directory (its files' names are inside it).
+SELECT f.rank, f.name, f.temp_name, f.size, f.checksum, CASE c.layout WHEN 'dir' THEN c.name ELSE '' END
+  FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
+ WHERE f.checkpoint_id = ?1 ORDER BY f.rank, f.name;
 
 -- name: writing_rows
 -- Every save in flight with the run that began it and its begin time in
@@ -101,7 +104,7 @@ SELECT rank, name, temp_name, size, checksum FROM files
 -- file exists).
 SELECT c.id, r.id IS NOT NULL, r.ended_at IS NOT NULL, coalesce(r.host, ''), coalesce(r.boot_id, ''),
        coalesce(r.pid, 0), coalesce(r.proc_start, 0),
-       coalesce((julianday(c.created_at) - 2440587.5) * 86400.0, 0)
+       coalesce((julianday(c.created_at) - 2440587.5) * 86400.0, 0), coalesce(c.temp_name, '')
   FROM checkpoints c LEFT JOIN runs r ON r.id = c.run_id
  WHERE c.status = 'writing';
 
@@ -113,7 +116,9 @@ SELECT 1 FROM checkpoints WHERE id = ?1 AND status = 'pruned' AND deleted_at IS 
 
 -- name: writing_temp_names
 SELECT f.temp_name FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
- WHERE c.status = 'writing' AND f.temp_name IS NOT NULL;
+ WHERE c.status = 'writing' AND f.temp_name IS NOT NULL
+UNION ALL
+SELECT temp_name FROM checkpoints WHERE status = 'writing' AND temp_name IS NOT NULL;
 
 -- name: run_progress
 UPDATE runs SET last_epoch = ?2, last_step = ?3, progress_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
@@ -236,8 +241,13 @@ SELECT r.id, r.host, r.pid, r.started_at, coalesce(r.ended_at, ''), coalesce(r.e
   FROM runs r ORDER BY r.id;
 
 -- name: file_names_known
+-- The names in the directory the catalog wrote: each file's, and a directory
+-- checkpoint's own.
 SELECT f.name, c.id, c.status, coalesce(c.deleted_at, '') FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
- WHERE c.status IN ('writing', 'complete', 'corrupt', 'pruned');
+ WHERE c.layout = 'file' AND c.status IN ('writing', 'complete', 'corrupt', 'pruned')
+UNION ALL
+SELECT name, id, status, coalesce(deleted_at, '') FROM checkpoints
+ WHERE layout = 'dir' AND status IN ('writing', 'complete', 'corrupt', 'pruned');
 
 -- name: file_insert_sealed
 INSERT INTO files (checkpoint_id, rank, name, size, checksum) VALUES (?1, ?2, ?3, ?4, ?5);
@@ -252,10 +262,11 @@ SELECT kind, status, checkpoints, coalesce(bytes, 0) FROM disk_usage ORDER BY ki
 -- from the source and from the destination alike.
 SELECT c.id, c.status, coalesce(c.commit_seq, 0), c.kind, c.epoch, c.step, c.metadata, c.created_at,
        coalesce(c.committed_at, ''), c.pinned, coalesce(c.prune_rule, ''), coalesce(c.deleted_at, ''),
-       f.rank, f.name, coalesce(f.size, -1), coalesce(f.checksum, ''), coalesce(c.run_id, 0)
+       f.rank, f.name, coalesce(f.size, -1), coalesce(f.checksum, ''), coalesce(c.run_id, 0),
+       c.layout = 'dir', c.name
   FROM checkpoints c JOIN files f ON f.checkpoint_id = c.id
  WHERE c.status IN ('writing', 'complete', 'corrupt', 'pruned')
- ORDER BY c.id, f.rank;
+ ORDER BY c.id, f.rank, f.name;
 
 -- name: sync_adjust
 -- A copy keeps the source's times and pin.
@@ -309,7 +320,11 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), N
 -- name: file_name_known
 -- Whether any checkpoint (in flight, complete, corrupt or pruned) names the file.
 SELECT 1 FROM files f JOIN checkpoints c ON c.id = f.checkpoint_id
- WHERE f.name = ?1 AND c.status IN ('writing', 'complete', 'corrupt', 'pruned') LIMIT 1;
+ WHERE f.name = ?1 AND c.layout = 'file' AND c.status IN ('writing', 'complete', 'corrupt', 'pruned')
+UNION ALL
+SELECT 1 FROM checkpoints
+ WHERE name = ?1 AND layout = 'dir' AND status IN ('writing', 'complete', 'corrupt', 'pruned')
+LIMIT 1;
 
 -- name: newest_commit_unix
 -- When the newest commit the catalog knows happened, in Unix seconds (0: none).

@@ -81,7 +81,16 @@ int main(void) {
         (fn)ckptdb_commit_shards,
         (fn)ckptdb_reader_open_rank,
         (fn)ckptdb_check_trusted_fd,
+        (fn)ckptdb_dir_begin,
+        (fn)ckptdb_dir_get_info,
+        (fn)ckptdb_dir_file_begin,
+        (fn)ckptdb_dir_commit,
+        (fn)ckptdb_dir_abort,
+        (fn)ckptdb_dir_free,
+        (fn)ckptdb_reader_open_file,
     };
+    ckptdb_dir_file df = CKPTDB_DIR_FILE_INIT;
+    ckptdb_dir_info di = CKPTDB_DIR_INFO_INIT;
     ckptdb_keep_kind k = CKPTDB_KEEP_KIND("epoch", 5);
     ckptdb_shard_file sf = CKPTDB_SHARD_FILE_INIT;
     ckptdb_sync_options so = CKPTDB_SYNC_OPTIONS_INIT;
@@ -102,7 +111,9 @@ int main(void) {
         f.version != CKPTDB_FILTER_VERSION || e.struct_size != sizeof(ckptdb_entry) ||
         r.version != CKPTDB_RETENTION_VERSION || to.version != CKPTDB_TRIGGER_OPTIONS_VERSION ||
         k.version != CKPTDB_KEEP_KIND_VERSION || k.count != 5 || sf.version != CKPTDB_SHARD_FILE_VERSION ||
-        so.version != CKPTDB_SYNC_OPTIONS_VERSION || (o.flags & CKPTDB_OPEN_REQUEUE))
+        so.version != CKPTDB_SYNC_OPTIONS_VERSION || (o.flags & CKPTDB_OPEN_REQUEUE) ||
+        df.version != CKPTDB_DIR_FILE_VERSION || di.struct_size != sizeof(ckptdb_dir_info) ||
+        e.layout != CKPTDB_LAYOUT_FILE)
         return 1;
     if (ckptdb_last_callback_value() != 0 || strcmp(ckptdb_strerror(CKPTDB_ECALLBACK), "unknown status code") == 0)
         return 1;

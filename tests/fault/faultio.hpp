@@ -420,6 +420,16 @@ inline int f_mkdir(const char *path, mode_t mode) {
     return r;
 }
 
+inline int f_mkdirat(int dirfd, const char *name, mode_t mode) {
+    FAULTIO_GATE("mkdir", false);
+    int r = ckptdb::io::real_ops().mkdirat(dirfd, name, mode);
+    if (r == 0 && st().recording) {
+        std::string p = join(dir_of_fd(dirfd), name);
+        if (p != "\x01") emit({trace::Op::mkdir, 0, 0, p, "", ""});
+    }
+    return r;
+}
+
 inline int f_symlinkat(const char *target, int dirfd, const char *name) {
     FAULTIO_GATE("symlink", false);
     int r = ckptdb::io::real_ops().symlinkat(target, dirfd, name);
@@ -515,6 +525,7 @@ inline void install() {
     o.mkdir = f_mkdir;
     o.symlinkat = f_symlinkat;
     o.readlinkat = f_readlinkat;
+    o.mkdirat = f_mkdirat;
     ckptdb::io::g_ops = o;
     ckptdb::io_vfs::set_sqlite_observer(sqlite_observer);
 }

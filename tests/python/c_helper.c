@@ -52,6 +52,7 @@ static int layout(void) {
     F(ckptdb_entry, committed_at);
     F(ckptdb_entry, deleted_at);
     F(ckptdb_entry, metadata);
+    F(ckptdb_entry, layout);
     S(ckptdb_save_options);
     F(ckptdb_save_options, version);
     F(ckptdb_save_options, name);
@@ -161,12 +162,24 @@ static int layout(void) {
     F(ckptdb_shard_file, temp_name);
     F(ckptdb_shard_file, size);
     F(ckptdb_shard_file, checksum);
+    S(ckptdb_dir_info);
+    F(ckptdb_dir_info, struct_size);
+    F(ckptdb_dir_info, id);
+    F(ckptdb_dir_info, name);
+    F(ckptdb_dir_info, temp_name);
+    S(ckptdb_dir_file);
+    F(ckptdb_dir_file, version);
+    F(ckptdb_dir_file, name);
+    F(ckptdb_dir_file, rank);
+    F(ckptdb_dir_file, size);
+    F(ckptdb_dir_file, checksum);
     printf(
         "OPEN_OPTIONS_VERSION %d\nSAVE_OPTIONS_VERSION %d\nFILTER_VERSION %d\nRETENTION_VERSION %d\n"
-        "TRIGGER_OPTIONS_VERSION %d\nSYNC_OPTIONS_VERSION %d\nKEEP_KIND_VERSION %d\nSHARD_FILE_VERSION %d\n",
+        "TRIGGER_OPTIONS_VERSION %d\nSYNC_OPTIONS_VERSION %d\nKEEP_KIND_VERSION %d\nSHARD_FILE_VERSION %d\n"
+        "DIR_FILE_VERSION %d\nLAYOUT_FILE %d\nLAYOUT_DIR %d\n",
         CKPTDB_OPEN_OPTIONS_VERSION, CKPTDB_SAVE_OPTIONS_VERSION, CKPTDB_FILTER_VERSION, CKPTDB_RETENTION_VERSION,
         CKPTDB_TRIGGER_OPTIONS_VERSION, CKPTDB_SYNC_OPTIONS_VERSION, CKPTDB_KEEP_KIND_VERSION,
-        CKPTDB_SHARD_FILE_VERSION);
+        CKPTDB_SHARD_FILE_VERSION, CKPTDB_DIR_FILE_VERSION, CKPTDB_LAYOUT_FILE, CKPTDB_LAYOUT_DIR);
     printf("OPEN_NO_CREATE %u\nOPEN_READONLY %u\nOPEN_REQUEUE %u\n", CKPTDB_OPEN_NO_CREATE, CKPTDB_OPEN_READONLY,
            CKPTDB_OPEN_REQUEUE);
     printf("ECALLBACK %d\n", CKPTDB_ECALLBACK);

@@ -41,9 +41,10 @@ def test_every_struct_matches_the_c_header_in_size_offsets_and_version():
     assert _lib.HAS_SHARDS and "ckptdb_shard_info" in _lib.STRUCTS
     assert checked > 90
     for v in ("OPEN_OPTIONS", "SAVE_OPTIONS", "FILTER", "RETENTION", "TRIGGER_OPTIONS", "SYNC_OPTIONS", "KEEP_KIND",
-              "SHARD_FILE"):
+              "SHARD_FILE", "DIR_FILE"):
         assert int(c[v + "_VERSION"]) == getattr(_lib, v + "_VERSION"), v
-    for v in ("OPEN_NO_CREATE", "OPEN_READONLY", "OPEN_REQUEUE", "ECALLBACK"):
+    assert _lib.HAS_DIRS and "ckptdb_dir_file" in _lib.STRUCTS
+    for v in ("OPEN_NO_CREATE", "OPEN_READONLY", "OPEN_REQUEUE", "ECALLBACK", "LAYOUT_FILE", "LAYOUT_DIR"):
         assert int(c[v]) == getattr(_lib, v), v
 
 

@@ -48,7 +48,7 @@ expect 0 ls --json "$d"
 pycheck '
 import os, sqlite3
 keys = ["id", "name", "path", "kind", "epoch", "step", "size", "checksum", "status", "pinned", "run_id",
-        "file_count", "created_at", "committed_at", "deleted_at", "metadata"]
+        "file_count", "created_at", "committed_at", "deleted_at", "metadata", "layout"]
 assert list(d.keys()) == ["dir", "checkpoints"], d.keys()
 assert d["dir"] == os.path.realpath(os.environ["D"]), d["dir"]
 db = sqlite3.connect("file:" + os.environ["D"] + "/ckptdb.sqlite?mode=ro", uri=True)
@@ -60,7 +60,7 @@ for c, r in zip(d["checkpoints"], rows):
     got = (c["id"], c["name"], c["kind"], c["epoch"], c["step"], c["size"], c["checksum"], c["status"],
            int(c["pinned"]), c["run_id"], c["created_at"], c["committed_at"], c["metadata"]["loss"])
     assert got == tuple(r), (got, r)
-    assert c["path"] == os.path.join(d["dir"], c["name"]) and c["file_count"] == 1 and c["deleted_at"] is None
+    assert c["path"] == os.path.join(d["dir"], c["name"]) and c["file_count"] == 1 and c["deleted_at"] is None and c["layout"] == "file"
 '
 python3 -c 'import json,sys; [print(c["name"], c["checksum"]) for c in json.load(open(sys.argv[1]))["checkpoints"]]' \
   "$work/out" > "$work/sums"

@@ -15,7 +15,7 @@ to logging.getLogger("ckptdb").
 """
 
 from . import _lib  # noqa: F401  (ckptdb._lib: the raw ctypes layer)
-from .catalog import Catalog, Checkpoint, Event, FileInfo, PruneItem, Retention, Save, adopt, rebuild, sync, version
+from .catalog import Catalog, Checkpoint, DirSave, Event, FileInfo, PruneItem, Retention, Save, adopt, rebuild, sync, version
 from .errors import (Busy, CallbackStopped, Corrupt, DatabaseError, Error, Exists, InvalidArgument, IOFailure, Misuse, NoMemory,
                      NoSpace, NotCatalog, NotFound, Permission, ReadOnly, StateMismatch, UnknownLayout,
                      UnsafeCheckpoint, UntrustedError, VersionMismatch)
@@ -26,7 +26,7 @@ from .signals import (clear_preempt, install_signals, preempt_requested, request
 #: project()), also what importlib.metadata.version("ckptdb") gives for a pip install.
 __version__: str = version()
 
-__all__ = ["Catalog", "Checkpoint", "Event", "FileInfo", "PruneItem", "Retention", "Save", "Trigger", "version", "adopt", "rebuild", "sync",
+__all__ = ["Catalog", "Checkpoint", "DirSave", "Event", "FileInfo", "PruneItem", "Retention", "Save", "Trigger", "version", "adopt", "rebuild", "sync",
            "install_signals", "restore_signals", "preempt_requested", "request_preempt", "clear_preempt",
            "Error", "Misuse", "InvalidArgument", "NotFound", "Exists", "IOFailure", "NoSpace", "Corrupt", "Busy",
            "VersionMismatch", "NotCatalog", "Permission", "ReadOnly", "NoMemory", "DatabaseError",

@@ -57,6 +57,9 @@ TRIGGER_OPTIONS_VERSION = 1
 SYNC_OPTIONS_VERSION = 1
 KEEP_KIND_VERSION = 1
 SHARD_FILE_VERSION = 1
+DIR_FILE_VERSION = 1
+LAYOUT_FILE = 0
+LAYOUT_DIR = 1
 
 
 def _load():
@@ -99,7 +102,7 @@ class Entry(Structure):
                 ("kind", c_char_p), ("epoch", c_int64), ("step", c_int64), ("size", c_int64),
                 ("checksum", c_char_p), ("status", c_int), ("pinned", c_int), ("run_id", c_int64),
                 ("file_count", c_int64), ("created_at", c_char_p), ("committed_at", c_char_p),
-                ("deleted_at", c_char_p), ("metadata", c_char_p)]
+                ("deleted_at", c_char_p), ("metadata", c_char_p), ("layout", c_int)]
 
     @classmethod
     def new(cls):
@@ -188,6 +191,21 @@ class ShardFile(Structure):
                 ("checksum", c_char_p)]
 
 
+class DirInfo(Structure):
+    _fields_ = [("struct_size", c_size_t), ("id", c_int64), ("name", c_char_p), ("temp_name", c_char_p)]
+
+    @classmethod
+    def new(cls):
+        e = cls()
+        e.struct_size = ctypes.sizeof(cls)
+        return e
+
+
+class DirFile(Structure):
+    _fields_ = [("version", c_uint), ("name", c_char_p), ("rank", c_int64), ("size", c_int64),
+                ("checksum", c_char_p)]
+
+
 SYNC_CB = CFUNCTYPE(c_int, POINTER(SyncItem), c_void_p)
 
 
@@ -212,6 +230,7 @@ reader_p = c_void_p
 cursor_p = c_void_p
 trigger_p = c_void_p
 shard_p = c_void_p
+dir_save_p = c_void_p
 
 STRUCTS = {
     "ckptdb_open_options": OpenOptions, "ckptdb_entry": Entry, "ckptdb_save_options": SaveOptions,
@@ -224,6 +243,10 @@ STRUCTS = {
 HAS_SHARDS = hasattr(lib, "ckptdb_shard_begin")
 if HAS_SHARDS:
     STRUCTS.update({"ckptdb_shard_info": ShardInfo, "ckptdb_shard_file": ShardFile})
+# Directory checkpoints: present in libraries that export them.
+HAS_DIRS = hasattr(lib, "ckptdb_dir_begin")
+if HAS_DIRS:
+    STRUCTS.update({"ckptdb_dir_info": DirInfo, "ckptdb_dir_file": DirFile})
 
 # ---------------------------------------------------------------------------
 # Errors and prototypes
@@ -339,6 +362,14 @@ if HAS_SHARDS:
     _proto("ckptdb_shard_free", None, [shard_p])
     _proto("ckptdb_commit_shards", c_int, [P(Entry), catalog_p, c_char_p, c_int64, c_int64, P(SaveOptions),
                                            P(ShardFile), c_size_t])
+if HAS_DIRS:
+    _proto("ckptdb_dir_begin", c_int, [P(dir_save_p), catalog_p, c_char_p, c_int64, c_int64, P(SaveOptions)])
+    _proto("ckptdb_dir_get_info", c_int, [P(DirInfo), dir_save_p])
+    _proto("ckptdb_dir_file_begin", c_int, [P(shard_p), c_char_p, c_char_p, c_char_p, c_int64])
+    _proto("ckptdb_dir_commit", c_int, [P(Entry), dir_save_p, P(DirFile), c_size_t])
+    _proto("ckptdb_dir_abort", c_int, [dir_save_p])
+    _proto("ckptdb_dir_free", None, [dir_save_p])
+    _proto("ckptdb_reader_open_file", c_int, [P(reader_p), catalog_p, c_int64, c_char_p])
     _proto("ckptdb_reader_open_rank", c_int, [P(reader_p), catalog_p, c_int64, c_int64])
 
 

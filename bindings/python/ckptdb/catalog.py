@@ -101,7 +101,7 @@ class Checkpoint:
     """One catalog row, copied out of the library (no borrowed strings)."""
 
     __slots__ = ("id", "name", "path", "kind", "epoch", "step", "size", "checksum", "status", "pinned", "run_id",
-                 "file_count", "created_at", "committed_at", "deleted_at", "metadata")
+                 "file_count", "created_at", "committed_at", "deleted_at", "metadata", "layout")
     id: int
     name: str
     path: str  #: absolute path of the (first) file
@@ -118,6 +118,7 @@ class Checkpoint:
     committed_at: str
     deleted_at: str
     metadata: Dict[str, Any]
+    layout: str  #: "file" (one file, or one per rank) or "dir" (path is the directory of its files)
 
     @classmethod
     def _from(cls, e: Any) -> "Checkpoint":
@@ -137,6 +138,7 @@ class Checkpoint:
         c.created_at = s(e.created_at)
         c.committed_at = s(e.committed_at)
         c.deleted_at = s(e.deleted_at)
+        c.layout = "dir" if e.layout == _lib.LAYOUT_DIR else "file"
         text = s(e.metadata) or "{}"
         try:
             c.metadata = json.loads(text)
@@ -427,6 +429,73 @@ class Save(io.RawIOBase):
             pass
 
 
+class DirSave:
+    """A directory checkpoint on its way (Catalog.begin_dir).  Its writers
+    (ckptdb.distributed.DirFileWriter, in any process) fill its temp
+    directory; commit(files) makes it a complete checkpoint in one step, or
+    nothing.  Released without a commit (free(), close(), leaving a with
+    block on an exception, garbage collection), it is aborted."""
+
+    def __init__(self, cat: "Catalog", handle: Any) -> None:
+        self._cat = cat
+        self._h = handle
+        i = _lib.DirInfo.new()
+        lib.ckptdb_dir_get_info(byref(i), handle)
+        self.id: int = i.id  #: the checkpoint's row
+        self.name: str = s(i.name)  #: the directory's final name
+        self.temp_name: str = s(i.temp_name)  #: its temp directory, inside the checkpoint directory
+        self.committed: Optional[Checkpoint] = None
+
+    def _handle(self) -> Any:
+        if self._h is None:
+            raise ValueError("ckptdb: the directory save was released")
+        return self._h
+
+    def commit(self, files: Sequence[Mapping[str, Any]]) -> Checkpoint:
+        """Commit the files (dicts with name, rank, size, checksum, as
+        DirFileWriter.finish() returns them).  Bad input raises
+        InvalidArgument and changes nothing; the save stays open."""
+        arr = (_lib.DirFile * max(1, len(files)))()
+        for i, f in enumerate(files):
+            arr[i].version = _lib.DIR_FILE_VERSION
+            arr[i].name = enc(f["name"], "name")
+            arr[i].rank = _lib.i64(f["rank"], "rank")
+            arr[i].size = _lib.i64(f["size"], "size")
+            arr[i].checksum = enc(f["checksum"], "checksum")
+        with self._cat._lock:
+            e = _lib.Entry.new()
+            lib.ckptdb_dir_commit(byref(e), self._handle(), arr, len(files))
+            self.committed = Checkpoint._from(e)
+        return self.committed
+
+    def abort(self) -> None:
+        """Abort: the row "aborted", the temp directory removed."""
+        with self._cat._lock:
+            lib.ckptdb_dir_abort(self._handle())
+
+    def free(self) -> None:
+        """Release the save (aborted when it was neither committed nor aborted)."""
+        h, self._h = self._h, None
+        if h is not None:
+            with self._cat._lock:
+                lib.ckptdb_dir_free(h)
+
+    close = free
+
+    def __enter__(self) -> "DirSave":
+        return self
+
+    def __exit__(self, et: Optional[Type[BaseException]], ev: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        self.free()
+
+    def __del__(self) -> None:
+        try:
+            self.free()
+        except Exception:
+            pass
+
+
 class Catalog:
     """The catalog of one checkpoint directory (ckptdb_open).
 
@@ -576,6 +645,29 @@ class Catalog:
                                      _lib.i64(step, "step"), byref(o), arr,
                                      len(files))
             return Checkpoint._from(e)
+
+    def begin_dir(self, kind: str = "manual", epoch: int = 0, step: int = 0, name: Optional[str] = None,
+                  metrics: Optional[Mapping[str, Any]] = None,
+                  metadata: Optional[Mapping[str, Any]] = None) -> "DirSave":
+        """Begin a directory checkpoint (ckptdb_dir_begin): the save is
+        recorded and its temp directory made.  Writers in any process fill it
+        with ckptdb.distributed.DirFileWriter(directory, save.temp_name,
+        name, rank); then save.commit(files) with what their finish()
+        returned.  name: the directory's; None for the kind's default
+        ("epoch_003", "step_000100")."""
+        if not _lib.HAS_DIRS:
+            raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no directory checkpoints (ckptdb_dir_begin)")
+        text = _metadata_text(metrics, metadata)
+        with self._lock:
+            o = _lib.SaveOptions()
+            lib.ckptdb_save_options_init(byref(o), _lib.SAVE_OPTIONS_VERSION)
+            o.metadata = text.encode("utf-8")
+            if name is not None:
+                o.name = enc(name, "name")
+            h = _lib.dir_save_p()
+            lib.ckptdb_dir_begin(byref(h), self._handle(), enc(kind, "kind"), _lib.i64(epoch, "epoch"),
+                                 _lib.i64(step, "step"), byref(o))
+        return DirSave(self, h)
 
     def save_bytes(self, data: Any, kind: str = "manual", epoch: int = 0, step: int = 0, **kw: Any) -> Checkpoint:
         """Save a bytes-like object as one checkpoint and commit it (keywords as save())."""
@@ -727,14 +819,17 @@ class Catalog:
                 _lib.raise_for(rc, "ckptdb_verify")
             return True
 
-    def read(self, id_or_name: CheckpointRef, rank: Optional[int] = None) -> bytes:
+    def read(self, id_or_name: CheckpointRef, rank: Optional[int] = None, file: Optional[str] = None) -> bytes:
         """The whole first file of a checkpoint (or the file of one rank of a
-        sharded one), checked against its checksum (raises Corrupt when the
-        bytes do not match)."""
+        sharded one, or the file of that name, inside the directory of a
+        directory checkpoint), checked against its checksum (raises Corrupt
+        when the bytes do not match)."""
         cid = self._id(id_or_name)
         with self._lock:
             r = _lib.reader_p()
-            if rank is None:
+            if file is not None:
+                lib.ckptdb_reader_open_file(byref(r), self._handle(), cid, enc(file, "file"))
+            elif rank is None:
                 lib.ckptdb_reader_open(byref(r), self._handle(), cid)
             else:
                 lib.ckptdb_reader_open_rank(byref(r), self._handle(), cid, _lib.i64(rank, "rank"))

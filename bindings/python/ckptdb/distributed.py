@@ -35,7 +35,7 @@ from ._lib import enc, lib, s
 from .catalog import _buffer_address
 from .errors import Error, NotFound
 
-__all__ = ["ShardWriter", "shard_names", "save_sharded", "load_sharded"]
+__all__ = ["ShardWriter", "DirFileWriter", "shard_names", "save_sharded", "load_sharded"]
 
 
 class ShardWriter(io.RawIOBase):
@@ -47,7 +47,8 @@ class ShardWriter(io.RawIOBase):
     no commit took it.  mode "write" (ckptdb_shard_write) or "fd" (os.write
     on the library's own descriptor, which must not be closed)."""
 
-    def __init__(self, directory: StrPath, name: str, mode: str = "write") -> None:
+    def __init__(self, directory: StrPath, name: str, mode: str = "write", *, temp_dir: Optional[str] = None,
+                 rank: Optional[int] = None) -> None:
         super().__init__()
         if not _lib.HAS_SHARDS:
             raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no sharded saves (ckptdb_shard_begin)")
@@ -56,10 +57,16 @@ class ShardWriter(io.RawIOBase):
         self._lock = threading.Lock()
         self._h: Any = None
         self._fd: Optional[int] = None
-        #: What finish() returned: name, temp_name, size, checksum.
+        self._rank = rank
+        #: What finish() returned: name, temp_name, size, checksum (and rank for a directory's file).
         self.info: Optional[Dict[str, Any]] = None
         h = _lib.shard_p()
-        lib.ckptdb_shard_begin(byref(h), enc(os.fspath(directory)), enc(name))
+        if temp_dir is None:
+            lib.ckptdb_shard_begin(byref(h), enc(os.fspath(directory)), enc(name))
+        else:
+            # A file of a directory save (DirFileWriter).
+            lib.ckptdb_dir_file_begin(byref(h), enc(os.fspath(directory)), enc(temp_dir), enc(name),
+                                      _lib.i64(rank, "rank"))
         self._h = h
         if mode == "fd":
             fd = c_int(-1)
@@ -100,6 +107,8 @@ class ShardWriter(io.RawIOBase):
                 lib.ckptdb_shard_finish(byref(i), self._h)
                 self.info = {"name": s(i.name), "temp_name": s(i.temp_name), "size": i.size,
                              "checksum": s(i.checksum)}
+                if self._rank is not None:
+                    self.info["rank"] = self._rank
             return dict(self.info)
 
     def free(self) -> None:
@@ -127,6 +136,21 @@ class ShardWriter(io.RawIOBase):
             self.free()
         except Exception:
             pass
+
+
+class DirFileWriter(ShardWriter):
+    """One file of a directory checkpoint (Catalog.begin_dir), written by any
+    process that knows the checkpoint directory and the save's temp
+    directory name, without opening the catalog: a write-only binary file,
+    hashed while written.  finish() fsyncs and seals it and returns its
+    description for DirSave.commit (a dict: name, rank, size, checksum);
+    the file then belongs to the save, and free() leaves it (free() before
+    finish() removes it)."""
+
+    def __init__(self, directory: StrPath, temp_dir: str, name: str, rank: int, mode: str = "write") -> None:
+        if not _lib.HAS_DIRS:
+            raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no directory checkpoints (ckptdb_dir_file_begin)")
+        super().__init__(directory, name, mode, temp_dir=temp_dir, rank=rank)
 
 
 def shard_names(directory: StrPath, kind: str, epoch: int, step: int, world: int,
