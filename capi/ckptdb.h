@@ -290,7 +290,7 @@ typedef struct ckptdb_entry {
     int status;               /* CKPTDB_STATUS_* */
     int pinned;               /* 0 or 1 */
     int64_t run_id;           /* the run that saved it; 0 if none */
-    int64_t file_count;       /* files of the checkpoint (1, or one per rank) */
+    int64_t file_count;       /* files of the checkpoint (1, one per rank, or a directory's) */
     const char *created_at;   /* UTC, ISO-8601 with milliseconds */
     const char *committed_at; /* "" if never committed */
     const char *deleted_at;   /* "" if not deleted */
@@ -761,7 +761,8 @@ CKPTDB_API int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t st
 /* History: files, events, runs                                              */
 /* ------------------------------------------------------------------------ */
 
-/* One file of a checkpoint (one per rank for a sharded save). */
+/* One file of a checkpoint (one per rank for a sharded save; for a directory
+ * checkpoint, each of its files: name inside the directory, path inside it). */
 typedef struct ckptdb_file {
     size_t struct_size;
     int64_t rank;
@@ -772,7 +773,7 @@ typedef struct ckptdb_file {
 } ckptdb_file;
 
 typedef int (*ckptdb_file_cb)(const ckptdb_file *file, void *payload);
-/* Every file of checkpoint id, by rank.  CKPTDB_ENOTFOUND for an unknown id. */
+/* Every file of checkpoint id, by rank, then name.  CKPTDB_ENOTFOUND for an unknown id. */
 CKPTDB_API int ckptdb_files(ckptdb_catalog *db, int64_t id, ckptdb_file_cb cb, void *payload);
 
 /* Disk usage: the bytes of every file the catalog wrote and has not deleted,

@@ -57,6 +57,7 @@ echo "== benchmark smoke run"
 smoke=0
 "$build/bench/bench_latest" --files 2000 --calls 200 --warmup 10 --scan-calls 3 > "$build/bench-smoke.log" 2>&1 || smoke=1
 "$build/bench/bench_save" --sizes 4M --reps 1 >> "$build/bench-smoke.log" 2>&1 || smoke=1
+"$build/bench/bench_dir" --files 64 --reps 1 --calls 2 >> "$build/bench-smoke.log" 2>&1 || smoke=1
 if [ $smoke -ne 0 ]; then
   echo "benchmark smoke run failed:"; cat "$build/bench-smoke.log"; status=1
 fi
