@@ -184,6 +184,7 @@ std::shared_ptr<Catalog> Catalog::open(const std::string &path, const OpenOption
         // Never an empty catalog beside checkpoints: resume would start from
         // step 0, and a rebuild could no longer take those files back.
         std::vector<std::string> found = checkpoint_looking_files(cat->dir_, opts);
+        for (std::string &d : checkpoint_looking_dirs(cat->dir_, opts)) found.push_back(std::move(d));
         if (!found.empty()) {
             std::string list;
             for (size_t i = 0; i < found.size() && i < 5; i++) list += (i ? ", " : "") + found[i];

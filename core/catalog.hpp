@@ -330,6 +330,13 @@ private:
 // library's own: what a catalog must know before it may be started empty.
 std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOptions &opts);
 
+// The subdirectories of dir that look like directory checkpoints (valid
+// names, opened without following links, holding a file with a
+// checkpoint's extension or DCP's ".metadata"), other than the library's
+// temp directories; each as "name/". Also what a catalog must know before
+// it may be started empty.
+std::vector<std::string> checkpoint_looking_dirs(const Dir &dir, const OpenOptions &opts);
+
 // Keeps a catalog's files aside, never overwritten, before another file
 // takes its name: the catalog as <catalog>.broken-<UTC> (a second link to
 // it), its -wal, -shm and journal moved there (SQLite would pair them with

@@ -363,6 +363,23 @@ std::vector<std::pair<std::string, struct stat>> checkpoint_looking(const Dir &d
 
 }  // namespace
 
+std::vector<std::string> checkpoint_looking_dirs(const Dir &dir, const OpenOptions &opts) {
+    std::vector<std::string> out;
+    for (const std::string &n : list_names(dir)) {
+        if (catalog_own(n, opts) || !name_problem(n).empty()) continue;
+        int err = 0;
+        Dir sub = open_subdir(dir, n, err);
+        if (!sub.fd) continue;  // not a directory, or a link
+        for (const std::string &inner : list_names(sub))
+            if (inner == ".metadata" || checkpoint_extension(inner)) {
+                out.push_back(n + "/");
+                break;
+            }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
 std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOptions &opts) {
     std::vector<std::string> out;
     for (auto &f : checkpoint_looking(dir, opts)) out.push_back(std::move(f.first));

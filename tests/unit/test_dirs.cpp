@@ -399,3 +399,23 @@ TEST_CASE("a temp directory no save owns is removed by the next open, except a f
     { Cat c(d.path); }
     CHECK_FALSE(t::exists(d / temp));
 }
+
+TEST_CASE("a lost catalog beside directory checkpoints: no empty catalog is started, the directory is named") {
+    t::TempDir d;
+    {
+        Cat c(d.path);
+        save_dir(d.path, c, 1);
+    }
+    for (const char *f : {"ckptdb.sqlite", "ckptdb.sqlite-wal", "ckptdb.sqlite-shm"}) ::unlink((d / f).c_str());
+    ckptdb_catalog *db = nullptr;
+    CHECK(ckptdb_open(&db, d.path.c_str(), nullptr) == CKPTDB_ENOTCATALOG);
+    CHECK(db == nullptr);
+    CHECK(std::string(ckptdb_last_error()).find("epoch_001/") != std::string::npos);
+    CHECK_FALSE(t::exists(d / "ckptdb.sqlite"));
+    CHECK(t::names(d / "epoch_001").size() == 3);
+    // A directory of other files does not stop a new catalog.
+    t::TempDir e;
+    REQUIRE(::mkdir((e / "data").c_str(), 0755) == 0);
+    t::write_file(e / "data/notes.txt", "x");
+    Cat fresh(e.path);
+}
