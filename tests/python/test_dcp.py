@@ -119,6 +119,35 @@ def test_refused_modes_and_a_metadata_file_that_names_no_torch_type(tmp_path):
         ckdcp.decode_metadata(b'{"format": "pickle"}')
 
 
+def test_a_failed_write_leaves_an_aborted_save_and_no_temp_directory(tmp_path, monkeypatch):
+    import ckptdb.distributed as cd
+    orig = cd.DirFileWriter.write
+
+    def failing(self, data):
+        orig(self, data)
+        raise OSError("disk on fire")
+
+    w = ckdcp.Writer(tmp_path, kind="step", step=1)
+    monkeypatch.setattr(cd.DirFileWriter, "write", failing)
+    with pytest.raises(BaseException, match="disk on fire"):
+        dcp.save({"a": torch.ones(3)}, storage_writer=w)
+    monkeypatch.setattr(cd.DirFileWriter, "write", orig)
+    # DCP called no finish: the save stays open until the writer is released
+    # or saves again; either aborts it (its temp directory removed).
+    dcp.save({"a": torch.ones(3)}, storage_writer=w)
+    assert no_temp_dirs(tmp_path)
+    with ckptdb.Catalog(tmp_path) as cat:
+        assert [(e.step, e.status) for e in cat.entries()] == [(1, "aborted"), (1, "complete")]
+    w2 = ckdcp.Writer(tmp_path, kind="step", step=2)
+    monkeypatch.setattr(cd.DirFileWriter, "write", failing)
+    with pytest.raises(BaseException, match="disk on fire"):
+        dcp.save({"a": torch.ones(3)}, storage_writer=w2)
+    w2.close()
+    assert no_temp_dirs(tmp_path)
+    with ckptdb.Catalog(tmp_path) as cat:
+        assert [e.status for e in cat.entries()] == ["aborted", "complete", "aborted"]
+
+
 def test_fsdp2_four_ranks_reshard_to_two_and_four_and_a_corrupt_file_falls_back(tmp_path):
     d, ref = tmp_path / "ck", tmp_path / "ref"
     rc, out, err = torchrun(4, d, ref, ["--mode", "save", "--steps", "1,2"])
