@@ -98,6 +98,12 @@ def test_single_process_round_trip(tmp_path):
     dcp.load(into2, storage_reader=ckdcp.Reader(d, id=c.id))
     assert torch.equal(into2["w"], first_w)
 
+    # async_save (its thread executor): the save and the commit run in DCP's worker thread.
+    dcp.async_save({"w": first_w * 2}, storage_writer=ckdcp.Writer(d, kind="epoch", epoch=5, step=50)).result()
+    r = ckdcp.Reader(d)
+    dcp.load(into2, storage_reader=r)
+    assert r.checkpoint.epoch == 5 and torch.equal(into2["w"], first_w * 2)
+
 
 def test_refused_modes_and_a_metadata_file_that_names_no_torch_type(tmp_path):
     with pytest.raises(Exception, match="use_collectives=False"):
