@@ -18,6 +18,7 @@ import torch.distributed.checkpoint as dcp
 
 import ckptdb
 from ckptdb import dcp as ckdcp
+from ckptdb.distributed import DirFileWriter
 from torch_support import same
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -103,6 +104,21 @@ def test_single_process_round_trip(tmp_path):
     r = ckdcp.Reader(d)
     dcp.load(into2, storage_reader=r)
     assert r.checkpoint.epoch == 5 and torch.equal(into2["w"], first_w * 2)
+
+    # Newer checkpoints that are no DCP checkpoint (a file, a directory without
+    # the metadata) are passed over; a kind with none fails on every rank.
+    with ckptdb.Catalog(d) as cat:
+        cat.save_bytes(b"x", kind="epoch", epoch=9)
+        with cat.begin_dir("epoch", epoch=10) as s:
+            fw = DirFileWriter(d, s.temp_name, "a.bin", 0)
+            fw.write(b"a")
+            s.commit([fw.finish()])
+            fw.free()
+    r = ckdcp.Reader(d)
+    dcp.load(into2, storage_reader=r)
+    assert r.checkpoint.epoch == 5
+    with pytest.raises(BaseException, match="no DCP checkpoint of kind 'step'"):
+        dcp.load(into2, storage_reader=ckdcp.Reader(d, kind="step"))
 
 
 def test_refused_modes_and_a_metadata_file_that_names_no_torch_type(tmp_path):

@@ -414,17 +414,23 @@ class Writer(StorageWriter):
 
 # -- loading ----------------------------------------------------------------
 
+def _is_dcp(cat: Catalog, e: Checkpoint) -> bool:
+    """A directory checkpoint with the metadata file of ckptdb.dcp."""
+    return e.layout == "dir" and any(f.name == METADATA_FILE for f in cat.files(e.id))
+
+
 class Reader(StorageReader):
     """A DCP StorageReader of the catalog in `cat_or_directory` (an open
     Catalog, used by rank 0, or the checkpoint directory: rank 0 then opens
-    the catalog to pick).  id=None: the newest complete directory
-    checkpoint that verifies in full; an id or name: that one, verified.
+    the catalog to pick).  id=None: the newest complete DCP checkpoint
+    (a directory checkpoint with METADATA_FILE), of the given kind when
+    one is, that verifies in full; an id or name: that one, verified.
     process_group: the group dcp.load runs over (None: the default group);
     rank 0 of it picks and broadcasts.  After read_metadata, .checkpoint
     is the Checkpoint loaded (on every rank)."""
 
     def __init__(self, cat_or_directory: Union[Catalog, StrPath], id: Union[int, str, None] = None,
-                 process_group: Any = None) -> None:
+                 process_group: Any = None, kind: Optional[str] = None) -> None:
         super().__init__()
         if isinstance(cat_or_directory, Catalog):
             self._cat: Optional[Catalog] = cat_or_directory
@@ -433,6 +439,7 @@ class Reader(StorageReader):
             self._cat = None
             self.directory = os.path.abspath(os.fspath(cat_or_directory))
         self.id = id
+        self.kind = kind
         self.process_group = process_group
         self.checkpoint: Optional[Checkpoint] = None
         self.path: Optional[str] = None
@@ -455,16 +462,19 @@ class Reader(StorageReader):
             cat = own = Catalog(self.directory)
         try:
             if self.id is None:
-                e = cat.latest()  # full verification: one that fails is marked corrupt and passed over
-                if e is not None and e.layout != "dir":  # the newest is a single-file one
-                    e = next((c for c in reversed(cat.entries(status="complete"))
-                              if c.layout == "dir" and cat.verify(c.id)), None)
+                e = cat.latest(self.kind)  # full verification: one that fails is marked corrupt and passed over
+                if e is not None and not _is_dcp(cat, e):  # the newest is no DCP checkpoint: the newest that is
+                    newest_first = sorted(cat.entries(kind=self.kind, status="complete"),
+                                          key=lambda c: (c.committed_at, c.id), reverse=True)
+                    e = next((c for c in newest_first if _is_dcp(cat, c) and cat.verify(c.id)), None)
                 if e is None:
-                    raise NotFound(NotFound.code, "ckptdb.dcp.Reader: no directory checkpoint verifies in %s" % self.directory)
+                    raise NotFound(NotFound.code, "ckptdb.dcp.Reader: no DCP checkpoint%s verifies in %s"
+                                   % ("" if self.kind is None else " of kind %r" % self.kind, self.directory))
             else:
                 e = cat.get(self.id)
-                if e.status != "complete" or e.layout != "dir":
-                    raise Error(1, "ckptdb.dcp.Reader: checkpoint %s is %s, %s layout" % (e.name, e.status, e.layout))
+                if e.status != "complete" or not _is_dcp(cat, e):
+                    raise Error(1, "ckptdb.dcp.Reader: checkpoint %s is %s, not a complete DCP checkpoint"
+                                % (e.name, e.status))
                 if not cat.verify(e.id):
                     raise Error(1, "ckptdb.dcp.Reader: checkpoint %s does not verify" % e.name)
             return {"checkpoint": e, "metadata": cat.read(e.id, file=METADATA_FILE)}
