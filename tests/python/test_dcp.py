@@ -128,6 +128,8 @@ def test_refused_modes_and_a_metadata_file_that_names_no_torch_type(tmp_path):
         assert not cat.entries(status="complete")
     assert no_temp_dirs(tmp_path)
     w = ckdcp.Writer(tmp_path)
+    with pytest.raises(BaseException, match="plan caching"):
+        dcp.save({"a": torch.zeros(2)}, storage_writer=w, planner=dcp.DefaultSavePlanner(enable_plan_caching=True))
     dcp.save({"a": torch.ones(2)}, storage_writer=w)
     with ckptdb.Catalog(tmp_path) as cat:
         doc = json.loads(cat.read(w.checkpoint.id, file=ckdcp.METADATA_FILE))

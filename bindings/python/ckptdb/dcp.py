@@ -322,6 +322,9 @@ class Writer(StorageWriter):
                 for i, p in enumerate(plans)]
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future:
+        if getattr(planner, "_enable_plan_caching", False):  # refused at the first save, not only at the second
+            raise ValueError("ckptdb.dcp.Writer: DCP plan caching (enable_plan_caching) is not supported: "
+                             "every save has its own temp directory")
         sd = plan.storage_data
         if not isinstance(sd, dict) or "temp_name" not in sd:
             raise ValueError("ckptdb.dcp.Writer: the plan carries no temp directory (was it made by this writer?)")
