@@ -49,9 +49,10 @@ point.
 
 Loading (Reader, on every rank): read_metadata (declared without **kwargs,
 so DCP makes no per-rank second call) runs on every rank: rank 0 of the
-process group asks the catalog for the newest complete directory checkpoint
-whose every file verifies (Catalog.latest, full verification: a corrupt one
-is marked and skipped as a whole), or checks the one asked for (id=), reads
+process group asks the catalog for the newest complete DCP checkpoint (a
+directory checkpoint with METADATA_FILE; kind= narrows it) whose every file
+verifies (Catalog.latest, full verification: a corrupt one is marked and
+skipped as a whole), or checks the one asked for (id=), reads
 its METADATA_FILE verified (Catalog.read) and broadcasts both, so every
 rank loads the same checkpoint.  read_data reads each item's byte range
 from the files inside that directory (opened relative to it, links never
@@ -61,9 +62,13 @@ LoadPlanner (DefaultLoadPlanner uses torch.load(weights_only=False)): the
 reader cannot change that, it only guarantees the bytes are the committed
 ones.
 
-Not supported (refused with ValueError): use_collectives=False (rank-local
-metadata), DCP plan caching (enable_plan_caching), several files per rank,
-stream transform extensions, safetensors serialization.
+Not supported: use_collectives=False (rank-local metadata) and DCP plan
+caching (enable_plan_caching) are refused with ValueError.  The Writer
+writes one file per rank, in torch.save format, without stream transforms
+(the Reader refuses items saved with transforms: it could not read them).
+async_save works with its default thread executor (the commit runs in
+DCP's worker thread); its process executor, which pickles the writer, is
+untested.
 """
 
 from __future__ import annotations
