@@ -172,7 +172,7 @@ def test_a_failed_write_leaves_an_aborted_save_and_no_temp_directory(tmp_path, m
         assert [e.status for e in cat.entries()] == ["aborted", "complete", "aborted"]
 
 
-def test_fsdp2_four_ranks_reshard_to_two_and_four_and_a_corrupt_file_falls_back(tmp_path):
+def test_fsdp2_four_ranks_reshard_to_two_and_after_a_corrupt_file_to_four_from_the_older(tmp_path):
     d, ref = tmp_path / "ck", tmp_path / "ref"
     rc, out, err = torchrun(4, d, ref, ["--mode", "save", "--steps", "1,2"])
     assert rc == 0, out + err[-4000:]
@@ -184,10 +184,9 @@ def test_fsdp2_four_ranks_reshard_to_two_and_four_and_a_corrupt_file_falls_back(
                                                  "__2_0.distcp", "__3_0.distcp"]
     assert no_temp_dirs(d)
 
-    for n in (2, 4):
-        rc, out, err = torchrun(n, d, ref, ["--mode", "load"])
-        assert rc == 0, out + err[-4000:]
-        assert loaded(out, n) == 2
+    rc, out, err = torchrun(2, d, ref, ["--mode", "load"])
+    assert rc == 0, out + err[-4000:]
+    assert loaded(out, 2) == 2
 
     victim = [f for f in files if f.name == "__1_0.distcp"][0]
     with open(victim.path, "r+b") as f:  # one byte of rank 1's file of the newest checkpoint
@@ -195,9 +194,11 @@ def test_fsdp2_four_ranks_reshard_to_two_and_four_and_a_corrupt_file_falls_back(
         b = f.read(1)
         f.seek(victim.size // 2)
         f.write(bytes([b[0] ^ 0xFF]))
-    rc, out, err = torchrun(2, d, ref, ["--mode", "load"])
+    # On 4 ranks this time (one launch fewer on a busy machine: 4 -> 4 is
+    # checked on the older checkpoint, as exactly as 4 -> 2 on the newer).
+    rc, out, err = torchrun(4, d, ref, ["--mode", "load"])
     assert rc == 0, out + err[-4000:]
-    assert loaded(out, 2) == 1  # every rank, from the older checkpoint
+    assert loaded(out, 4) == 1  # every rank, from the older checkpoint
     with ckptdb.Catalog(d, readonly=True) as cat:
         assert cat.get(latest.id).status == "corrupt"
 
