@@ -1,0 +1,217 @@
+"""torch.distributed.checkpoint through the catalog (ckptdb.dcp): a DCP
+save is one directory checkpoint, committed by the coordinator from the
+ranks' seals; a load picks the newest one that verifies on rank 0 and
+every rank reads it.  Resharding 4 -> 2 and 4 -> 4 ranks with FSDP2 on CPU
+(gloo), a corrupt file falling back as a whole, a rank killed in the middle
+of its write, and a single-process round trip."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed.checkpoint as dcp
+
+import ckptdb
+from ckptdb import dcp as ckdcp
+from ckptdb.distributed import DirFileWriter
+from torch_support import same
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "dcp_worker.py")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc, d, ref, args, die=None):
+    env = dict(os.environ)
+    env.pop("CKPTDB_TEST_DCP_DIE", None)
+    if die:
+        env["CKPTDB_TEST_DCP_DIE"] = die
+    env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "--nproc_per_node", str(nproc), "--monitor_interval", "0.2",
+           WORKER, "--dir", str(d), "--ref", str(ref), *args]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200)
+    return r.returncode, r.stdout, r.stderr
+
+
+def loaded(out, nproc):
+    """The (step, id) every rank loaded (one for all), and rank 0's verdict."""
+    got = re.findall(r"^rank (\d+) loaded (\d+) (\d+)$", out, re.M)
+    assert sorted(int(g[0]) for g in got) == list(range(nproc)), out
+    assert len({g[1:] for g in got}) == 1, out
+    step = int(got[0][1])
+    assert re.search(r"^match %d True$" % step, out, re.M), out
+    return step
+
+
+def no_temp_dirs(d):
+    return not [n for n in os.listdir(d) if n.startswith(".ckptdb-tmp")]
+
+
+def test_single_process_round_trip(tmp_path):
+    d = tmp_path / "ck"
+    torch.manual_seed(0)
+    state = {"w": torch.randn(5, 3), "b": torch.arange(7, dtype=torch.int64), "half": torch.randn(4).bfloat16(),
+             "view": torch.randn(10)[2:6], "extra": {"epoch": 3, "names": ["a", "b"]}}
+    w = ckdcp.Writer(d, kind="epoch", epoch=3, step=30, metrics={"loss": 0.5})
+    dcp.save(state, storage_writer=w)
+    c = w.checkpoint
+    assert c is not None and c.layout == "dir" and c.name == "epoch_003" and c.status == "complete"
+    assert sorted(os.listdir(c.path)) == [".metadata", ".metadata.json", "__0_0.distcp"]
+    assert no_temp_dirs(d)
+    with ckptdb.Catalog(d) as cat:
+        assert [(f.rank, f.name) for f in cat.files(c.id)] == [(0, ".metadata"), (0, ".metadata.json"),
+                                                               (0, "__0_0.distcp")]
+        assert cat.get(c.id).metadata["loss"] == 0.5
+        md = ckdcp.decode_metadata(cat.read(c.id, file=ckdcp.METADATA_FILE))
+    assert md.storage_meta.checkpoint_id == "epoch_003"
+    assert set(md.state_dict_metadata) == {"w", "b", "half", "view", "extra.epoch", "extra.names"}
+
+    into = {"w": torch.zeros(5, 3), "b": torch.zeros(7, dtype=torch.int64), "half": torch.zeros(4).bfloat16(),
+            "view": torch.zeros(4), "extra": {"epoch": 0, "names": []}}
+    r = ckdcp.Reader(d)
+    dcp.load(into, storage_reader=r)
+    assert r.checkpoint.id == c.id
+    assert same(into, {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()})
+
+    # The stock pickle .metadata is there for torch's own reader, which loads the same values.
+    stock = {"w": torch.zeros(5, 3)}
+    dcp.load(stock, storage_reader=dcp.FileSystemReader(c.path))
+    assert torch.equal(stock["w"], state["w"])
+
+    # A second save: the reader takes the newest; the first by id when asked.
+    first_w = state["w"].clone()
+    state["w"] += 1
+    dcp.save(state, storage_writer=ckdcp.Writer(d, kind="epoch", epoch=4, step=40))
+    into2 = {"w": torch.zeros(5, 3)}
+    dcp.load(into2, storage_reader=ckdcp.Reader(d))
+    assert torch.equal(into2["w"], state["w"])
+    dcp.load(into2, storage_reader=ckdcp.Reader(d, id=c.id))
+    assert torch.equal(into2["w"], first_w)
+
+    # async_save (its thread executor): the save and the commit run in DCP's worker thread.
+    dcp.async_save({"w": first_w * 2}, storage_writer=ckdcp.Writer(d, kind="epoch", epoch=5, step=50)).result()
+    r = ckdcp.Reader(d)
+    dcp.load(into2, storage_reader=r)
+    assert r.checkpoint.epoch == 5 and torch.equal(into2["w"], first_w * 2)
+
+    # Newer checkpoints that are no DCP checkpoint (a file, a directory without
+    # the metadata) are passed over; a kind with none fails on every rank.
+    with ckptdb.Catalog(d) as cat:
+        cat.save_bytes(b"x", kind="epoch", epoch=9)
+        with cat.begin_dir("epoch", epoch=10) as s:
+            fw = DirFileWriter(d, s.temp_name, "a.bin", 0)
+            fw.write(b"a")
+            s.commit([fw.finish()])
+            fw.free()
+    r = ckdcp.Reader(d)
+    dcp.load(into2, storage_reader=r)
+    assert r.checkpoint.epoch == 5
+    with pytest.raises(BaseException, match="no DCP checkpoint of kind 'step'"):
+        dcp.load(into2, storage_reader=ckdcp.Reader(d, kind="step"))
+
+
+def test_refused_modes_and_a_metadata_file_that_names_no_torch_type(tmp_path):
+    with pytest.raises(Exception, match="use_collectives=False"):
+        dcp.save({"a": torch.zeros(2)}, storage_writer=ckdcp.Writer(tmp_path), use_collectives=False)
+    with ckptdb.Catalog(tmp_path) as cat:
+        assert not cat.entries(status="complete")
+    assert no_temp_dirs(tmp_path)
+    w = ckdcp.Writer(tmp_path)
+    with pytest.raises(BaseException, match="plan caching"):
+        dcp.save({"a": torch.zeros(2)}, storage_writer=w, planner=dcp.DefaultSavePlanner(enable_plan_caching=True))
+    dcp.save({"a": torch.ones(2)}, storage_writer=w)
+    with ckptdb.Catalog(tmp_path) as cat:
+        doc = json.loads(cat.read(w.checkpoint.id, file=ckdcp.METADATA_FILE))
+    doc["state_dict_metadata"]["a"]["dtype"] = "torch.load"  # a torch name that is no dtype
+    with pytest.raises(ValueError, match="dtype"):
+        ckdcp.decode_metadata(json.dumps(doc).encode())
+    doc["state_dict_metadata"]["a"]["dtype"] = "os.system"
+    with pytest.raises(ValueError, match="dtype"):
+        ckdcp.decode_metadata(json.dumps(doc).encode())
+    with pytest.raises(ValueError, match="ckptdb-dcp-metadata"):
+        ckdcp.decode_metadata(b'{"format": "pickle"}')
+
+
+def test_a_failed_write_leaves_an_aborted_save_and_no_temp_directory(tmp_path, monkeypatch):
+    import ckptdb.distributed as cd
+    orig = cd.DirFileWriter.write
+
+    def failing(self, data):
+        orig(self, data)
+        raise OSError("disk on fire")
+
+    w = ckdcp.Writer(tmp_path, kind="step", step=1)
+    monkeypatch.setattr(cd.DirFileWriter, "write", failing)
+    with pytest.raises(BaseException, match="disk on fire"):
+        dcp.save({"a": torch.ones(3)}, storage_writer=w)
+    monkeypatch.setattr(cd.DirFileWriter, "write", orig)
+    # DCP called no finish: the save stays open until the writer is released
+    # or saves again; either aborts it (its temp directory removed).
+    dcp.save({"a": torch.ones(3)}, storage_writer=w)
+    assert no_temp_dirs(tmp_path)
+    with ckptdb.Catalog(tmp_path) as cat:
+        assert [(e.step, e.status) for e in cat.entries()] == [(1, "aborted"), (1, "complete")]
+    w2 = ckdcp.Writer(tmp_path, kind="step", step=2)
+    monkeypatch.setattr(cd.DirFileWriter, "write", failing)
+    with pytest.raises(BaseException, match="disk on fire"):
+        dcp.save({"a": torch.ones(3)}, storage_writer=w2)
+    w2.close()
+    assert no_temp_dirs(tmp_path)
+    with ckptdb.Catalog(tmp_path) as cat:
+        assert [e.status for e in cat.entries()] == ["aborted", "complete", "aborted"]
+
+
+def test_fsdp2_four_ranks_reshard_to_two_and_after_a_corrupt_file_to_four_from_the_older(tmp_path):
+    d, ref = tmp_path / "ck", tmp_path / "ref"
+    rc, out, err = torchrun(4, d, ref, ["--mode", "save", "--steps", "1,2"])
+    assert rc == 0, out + err[-4000:]
+    with ckptdb.Catalog(d) as cat:
+        latest = cat.latest()
+        assert (latest.step, latest.layout) == (2, "dir")
+        files = cat.files(latest.id)
+        assert sorted(f.name for f in files) == [".metadata", ".metadata.json", "__0_0.distcp", "__1_0.distcp",
+                                                 "__2_0.distcp", "__3_0.distcp"]
+    assert no_temp_dirs(d)
+
+    rc, out, err = torchrun(2, d, ref, ["--mode", "load"])
+    assert rc == 0, out + err[-4000:]
+    assert loaded(out, 2) == 2
+
+    victim = [f for f in files if f.name == "__1_0.distcp"][0]
+    with open(victim.path, "r+b") as f:  # one byte of rank 1's file of the newest checkpoint
+        f.seek(victim.size // 2)
+        b = f.read(1)
+        f.seek(victim.size // 2)
+        f.write(bytes([b[0] ^ 0xFF]))
+    # On 4 ranks this time (one launch fewer on a busy machine: 4 -> 4 is
+    # checked on the older checkpoint, as exactly as 4 -> 2 on the newer).
+    rc, out, err = torchrun(4, d, ref, ["--mode", "load"])
+    assert rc == 0, out + err[-4000:]
+    assert loaded(out, 4) == 1  # every rank, from the older checkpoint
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        assert cat.get(latest.id).status == "corrupt"
+
+
+def test_a_rank_killed_mid_write_commits_nothing_and_the_restart_resumes_from_the_previous(tmp_path):
+    d, ref = tmp_path / "ck", tmp_path / "ref"
+    rc, out, err = torchrun(2, d, ref, ["--mode", "save", "--steps", "1,2"], die="1:2")
+    assert rc != 0 and "SIGKILL" in err, err[-4000:]
+    assert "rank 0 saved 1" in out and "rank 1 saved 1" in out and "saved 2" not in out, out + err[-4000:]
+    with ckptdb.Catalog(d) as cat:  # the open's recovery ends the killed save
+        assert no_temp_dirs(d)
+        assert [(e.step, e.status) for e in cat.entries()] == [(1, "complete"), (2, "aborted")]
+        assert cat.latest().step == 1
+    rc, out, err = torchrun(2, d, ref, ["--mode", "load"])
+    assert rc == 0, out + err[-4000:]
+    assert loaded(out, 2) == 1
