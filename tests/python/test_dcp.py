@@ -215,3 +215,24 @@ def test_a_rank_killed_mid_write_commits_nothing_and_the_restart_resumes_from_th
     rc, out, err = torchrun(2, d, ref, ["--mode", "load"])
     assert rc == 0, out + err[-4000:]
     assert loaded(out, 2) == 1
+
+
+class _Payload:
+    """An object a checkpoint may not carry into ckptdb's load: unpickling it
+    would run code of the pickle's choosing."""
+
+    def __reduce__(self):
+        return (os.getpid, ())
+
+
+def test_the_reader_never_unpickles_code_unless_told_the_checkpoint_is_trusted(tmp_path):
+    d = tmp_path / "ck"
+    dcp.save({"w": torch.ones(3), "extra": {"obj": _Payload()}},
+             storage_writer=ckdcp.Writer(d, kind="epoch", epoch=1, step=1))
+    into = {"w": torch.zeros(3), "extra": {"obj": None}}
+    with pytest.raises(BaseException, match="safe loader"):
+        dcp.load(into, storage_reader=ckdcp.Reader(d))
+    assert into["extra"]["obj"] is None
+    # Trusted by the caller: DCP's planner loads it.
+    dcp.load(into, storage_reader=ckdcp.Reader(d, weights_only=False))
+    assert into["extra"]["obj"] == os.getpid() and torch.equal(into["w"], torch.ones(3))

@@ -57,10 +57,12 @@ its METADATA_FILE verified (Catalog.read) and broadcasts both, so every
 rank loads the same checkpoint.  read_data reads each item's byte range
 from the files inside that directory (opened relative to it, links never
 followed).  Tensors are loaded with torch.load(weights_only=True), as
-FileSystemReader does; non-tensor values (BYTE_IO) are unpickled by DCP's
-LoadPlanner (DefaultLoadPlanner uses torch.load(weights_only=False)): the
-reader cannot change that, it only guarantees the bytes are the committed
-ones.
+FileSystemReader does.  Non-tensor values (BYTE_IO) are unpickled by DCP's
+LoadPlanner (DefaultLoadPlanner uses torch.load(weights_only=False)), so
+the Reader first loads each one with torch's safe loader
+(weights_only=True) and raises UnsafeCheckpoint for one that holds
+anything but tensors and plain types: no code from a checkpoint runs.
+Reader(..., weights_only=False) skips that check, for a trusted one.
 
 Not supported: use_collectives=False (rank-local metadata) and DCP plan
 caching (enable_plan_caching) are refused with ValueError.  The Writer
@@ -95,7 +97,7 @@ from torch.futures import Future
 
 from .catalog import Catalog, Checkpoint
 from .distributed import DirFileWriter
-from .errors import Error, NotFound
+from .errors import Error, NotFound, UnsafeCheckpoint
 
 if TYPE_CHECKING:
     from .catalog import StrPath
@@ -435,10 +437,15 @@ class Reader(StorageReader):
     one is, that verifies in full; an id or name: that one, verified.
     process_group: the group dcp.load runs over (None: the default group);
     rank 0 of it picks and broadcasts.  After read_metadata, .checkpoint
-    is the Checkpoint loaded (on every rank)."""
+    is the Checkpoint loaded (on every rank).  weights_only=True (the
+    default): every non-tensor value is first loaded with torch's safe
+    loader (weights_only=True) before DCP's planner unpickles it, and one
+    holding anything but tensors and plain types raises UnsafeCheckpoint:
+    loading never runs code from the checkpoint.  Pass weights_only=False
+    only for a trusted checkpoint."""
 
     def __init__(self, cat_or_directory: Union[Catalog, StrPath], id: Union[int, str, None] = None,
-                 process_group: Any = None, kind: Optional[str] = None) -> None:
+                 process_group: Any = None, kind: Optional[str] = None, weights_only: bool = True) -> None:
         super().__init__()
         if isinstance(cat_or_directory, Catalog):
             self._cat: Optional[Catalog] = cat_or_directory
@@ -449,6 +456,7 @@ class Reader(StorageReader):
         self.id = id
         self.kind = kind
         self.process_group = process_group
+        self.weights_only = weights_only
         self.checkpoint: Optional[Checkpoint] = None
         self.path: Optional[str] = None
         self.storage_data: Dict[MetadataIndex, Any] = {}
@@ -550,6 +558,14 @@ class Reader(StorageReader):
                         if len(data) != si.length:
                             raise Error(1, "ckptdb.dcp.Reader: %s is shorter than its metadata says" % fname)
                         if req.type == LoadItemType.BYTE_IO:
+                            if self.weights_only:
+                                # DCP's planner unpickles with weights_only=False:
+                                # the safe loader sees the bytes first.
+                                try:
+                                    torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                                except Exception as e:
+                                    raise UnsafeCheckpoint("%s/%s (%s)" % (self.path, fname, req.storage_index.fqn),
+                                                           str(e).splitlines()[0] if str(e) else type(e).__name__)
                             planner.load_bytes(req, io.BytesIO(data))
                             continue
                         t = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

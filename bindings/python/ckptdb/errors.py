@@ -142,7 +142,7 @@ class UnsafeCheckpoint(Error):
                             "objects other than tensors and plain types, and unpickling it could run code (%s). "
                             "Nothing was loaded and the catalog is unchanged. If you trust this file, pass "
                             "weights_only=False to the call that loads it (CheckpointManager(..., "
-                            "weights_only=False), auto_resume, Catalog.load_latest, load_sharded)"
+                            "weights_only=False), auto_resume, Catalog.load_latest, load_sharded, ckptdb.dcp.Reader)"
                          % (path, reason), "torch.load")
         self.path = path
         self.reason = reason
