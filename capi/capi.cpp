@@ -230,6 +230,19 @@ int ckptdb_close(ckptdb_catalog *db) {
 
 const char *ckptdb_dir(const ckptdb_catalog *db) { return db ? db->cat->dir().path.c_str() : ""; }
 
+// The one reading of ckptdb_save_options, for a file save and a directory save.
+struct SaveOptions {
+    std::optional<std::string> name, metadata;
+};
+static SaveOptions read_save_options(const ckptdb_save_options *opts) {
+    SaveOptions o;
+    if (!opts) return o;
+    check_version(opts->version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
+    o.name = opt_str(opts->name);
+    o.metadata = opt_str(opts->metadata);
+    return o;
+}
+
 int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
                       const ckptdb_save_options *opts) {
     if (out) *out = nullptr;
@@ -237,14 +250,9 @@ int ckptdb_save_begin(ckptdb_save **out, ckptdb_catalog *db, const char *kind, i
         need(out, "out");
         need(db, "db");
         need(kind, "kind");
-        std::optional<std::string> name, meta;
-        if (opts) {
-            check_version(opts->version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
-            name = opt_str(opts->name);
-            meta = opt_str(opts->metadata);
-        }
+        SaveOptions o = read_save_options(opts);
         auto s = std::make_unique<ckptdb_save>();
-        s->save = ckptdb::Save::begin(db->cat, kind, epoch, step, name, meta);
+        s->save = ckptdb::Save::begin(db->cat, kind, epoch, step, o.name, o.metadata);
         *out = s.release();
     });
 }
@@ -407,14 +415,9 @@ int ckptdb_dir_begin(ckptdb_dir_save **out, ckptdb_catalog *db, const char *kind
         need(out, "out");
         need(db, "db");
         need(kind, "kind");
-        std::optional<std::string> name, meta;
-        if (opts) {
-            check_version(opts->version, CKPTDB_SAVE_OPTIONS_VERSION, "ckptdb_save_options");
-            name = opt_str(opts->name);
-            meta = opt_str(opts->metadata);
-        }
+        SaveOptions o = read_save_options(opts);
         auto s = std::make_unique<ckptdb_dir_save>();
-        s->save = ckptdb::DirSave::begin(db->cat, kind, epoch, step, name, meta);
+        s->save = ckptdb::DirSave::begin(db->cat, kind, epoch, step, o.name, o.metadata);
         *out = s.release();
     });
 }

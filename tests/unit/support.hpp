@@ -235,4 +235,22 @@ inline std::string run_helper(const std::vector<std::string> &args, int *code = 
     return l;
 }
 
+// A catalog opened through the C ABI (with a retention policy if given),
+// closed when it goes; a failed open or policy throws with ckptdb's message.
+struct Cat {
+    ckptdb_catalog *db = nullptr;
+    explicit Cat(const std::string &dir, const ckptdb_retention *policy = nullptr) {
+        if (ckptdb_open(&db, dir.c_str(), nullptr) != CKPTDB_OK)
+            throw std::runtime_error("ckptdb_open(" + dir + "): " + ckptdb_last_error());
+        if (policy && ckptdb_set_retention(db, policy) != CKPTDB_OK) {
+            std::string why = ckptdb_last_error();
+            ckptdb_close(db);
+            throw std::runtime_error("ckptdb_set_retention: " + why);
+        }
+    }
+    ~Cat() { ckptdb_close(db); }
+    Cat(const Cat &) = delete;
+    Cat &operator=(const Cat &) = delete;
+};
+
 }  // namespace t

@@ -20,14 +20,7 @@
 
 namespace {
 
-struct Cat {
-    ckptdb_catalog *db = nullptr;
-    explicit Cat(const std::string &dir, const ckptdb_retention *policy = nullptr) {
-        REQUIRE(ckptdb_open(&db, dir.c_str(), nullptr) == CKPTDB_OK);
-        if (policy) REQUIRE(ckptdb_set_retention(db, policy) == CKPTDB_OK);
-    }
-    ~Cat() { ckptdb_close(db); }
-};
+using t::Cat;
 
 // One shard written in this process; the strings stay valid while it lives.
 struct Shard {
