@@ -803,6 +803,25 @@ int ckptdb_pin_by_name(ckptdb_catalog *db, const char *name, int pinned) {
     });
 }
 
+int ckptdb_remove(ckptdb_catalog *db, int64_t id) {
+    return guard([&] {
+        need(db, "db");
+        db->cat->remove(id);
+    });
+}
+
+int ckptdb_remove_by_name(ckptdb_catalog *db, const char *name) {
+    return guard([&] {
+        need(db, "db");
+        need(name, "name");
+        auto id = db->cat->id_by_name(name);
+        if (!id)
+            throw Error(CKPTDB_ENOTFOUND,
+                        std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
+        db->cat->remove(*id);
+    });
+}
+
 int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t step) {
     return guard([&] {
         need(db, "db");

@@ -754,6 +754,16 @@ CKPTDB_API int ckptdb_prune(int64_t *out_count, int64_t *out_bytes, ckptdb_catal
 CKPTDB_API int ckptdb_pin(ckptdb_catalog *db, int64_t id, int pinned);
 CKPTDB_API int ckptdb_pin_by_name(ckptdb_catalog *db, const char *name, int pinned);
 
+/* Remove one checkpoint at the caller's word (a file or a directory
+ * checkpoint): a complete or corrupt, unpinned checkpoint is marked pruned
+ * with the rule "removed" (and its "pruned" event) in one transaction, then
+ * its files are unlinked as a prune's are (only the files the catalog
+ * recorded, never through a link).  A pinned checkpoint, or one writing,
+ * aborted or already pruned, is refused with CKPTDB_EINVAL naming why, and
+ * nothing changes; an unknown id or name is CKPTDB_ENOTFOUND. */
+CKPTDB_API int ckptdb_remove(ckptdb_catalog *db, int64_t id);
+CKPTDB_API int ckptdb_remove_by_name(ckptdb_catalog *db, const char *name);
+
 /* Record how far this run has trained (for "steps lost to preemption"). */
 CKPTDB_API int ckptdb_run_progress(ckptdb_catalog *db, int64_t epoch, int64_t step);
 

@@ -352,6 +352,7 @@ public:
     }
 
     void pin(int64_t id, bool pinned = true) { detail::check(ckptdb_pin(db_.get(), id, pinned ? 1 : 0)); }
+    void remove(int64_t id) { detail::check(ckptdb_remove(db_.get(), id)); }
 
     // Every file of checkpoint id, by rank.
     std::vector<file> files(int64_t id) {

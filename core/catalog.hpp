@@ -247,6 +247,13 @@ public:
     // saves never do.
     std::vector<PruneItem> prune(const Retention &r, bool dry_run, int64_t extra_bytes = 0, bool *fits = nullptr,
                                  std::string *usage = nullptr, bool for_save = false);
+    // Deletes one checkpoint at the user's word (the way Orbax's delete(step)
+    // and Lightning's remove_checkpoint do): a complete or corrupt, unpinned
+    // checkpoint is marked pruned with the rule "removed" and its event, then
+    // its files are unlinked as a prune's are. Anything else is refused
+    // (CKPTDB_EINVAL naming its status, or that it is pinned), changing
+    // nothing. Returns what was removed.
+    PruneItem remove(int64_t id);
     // Inside write(): plans a prune and marks its victims pruned (with their
     // events). Returns the victims; their files are not touched yet.
     std::vector<PruneItem> plan_and_mark(Store &db, const Retention &r, int64_t extra_bytes, bool dry_run, bool *fits,
@@ -290,6 +297,10 @@ private:
     // requeue. Never throws: where the catalog cannot take the row, the
     // event callback alone hears it.
     void log_event_noexcept(const std::string &event, const std::string &what) noexcept;
+    // Runs mark (a transaction marking victims pruned), then unlinks their
+    // files (retention.cpp).
+    void delete_marked(const char *what, const std::function<void()> &mark, const std::vector<PruneItem> &victims,
+                       bool for_save);
 
     Dir dir_;
     OpenOptions opts_;

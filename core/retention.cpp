@@ -175,6 +175,28 @@ int64_t total_size(const std::vector<PruneItem> &items) {
     return n;
 }
 
+// One home for a deletion (prune, remove): mark runs the transaction that
+// marks the victims pruned; then their files are unlinked, the directory
+// fsynced and the last link refreshed. On a full disk the marking cannot be
+// written, and without it nothing may be deleted: the reserve gives it room,
+// and comes back once the victims' files are gone (never for a save's own
+// make_room: saves never use the reserve).
+void Catalog::delete_marked(const char *what, const std::function<void()> &mark, const std::vector<PruneItem> &victims,
+                            bool for_save) {
+    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { log_event_noexcept(ev, d); });
+    if (!for_save && reserve_used_by_open_) reserve.take_over(), reserve_used_by_open_ = false;
+    if (for_save)
+        mark();
+    else
+        reserve.run(what, mark);
+    hook("pruned_marked");
+    std::vector<int64_t> ids;
+    for (const PruneItem &v : victims) ids.push_back(v.id);
+    finish_prunes(ids);
+    refresh_link();
+    reserve.restore();
+}
+
 std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t extra_bytes, bool *fits,
                                       std::string *usage, bool for_save) {
     r.validate();
@@ -194,22 +216,37 @@ std::vector<PruneItem> Catalog::prune(const Retention &r, bool dry_run, int64_t 
         }
         confirmed_corrupt_.clear();
     };
-    // On a full disk the marking cannot be written, and without it nothing
-    // may be deleted: the reserve gives it room, and comes back once the
-    // victims' files are gone.
-    Reserve reserve(dir_, [this](const std::string &ev, const std::string &d) { log_event_noexcept(ev, d); });
-    if (!for_save && reserve_used_by_open_) reserve.take_over(), reserve_used_by_open_ = false;
-    if (for_save)
-        mark();
-    else
-        reserve.run("the prune", mark);
-    hook("pruned_marked");
-    std::vector<int64_t> ids;
-    for (const PruneItem &v : victims) ids.push_back(v.id);
-    finish_prunes(ids);
-    refresh_link();
-    reserve.restore();
+    delete_marked("the prune", mark, victims, for_save);
     return victims;
+}
+
+PruneItem Catalog::remove(int64_t id) {
+    if (readonly()) fail(CKPTDB_EREADONLY, "cannot remove a checkpoint: the catalog was opened read-only");
+    std::vector<PruneItem> victims;
+    auto mark = [&] {
+        victims.clear();
+        write([&](Store &db) {
+            std::optional<Entry> found = db.entry_by_id(id);
+            if (!found)
+                fail(CKPTDB_ENOTFOUND, "no checkpoint with id " + std::to_string(id) + " in '" + dir_.path + "'");
+            const Entry &e = *found;
+            if (e.pinned)
+                fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " (" + e.name +
+                                        ") is pinned: unpin it first (ckptdb unpin); nothing was removed");
+            if (e.status != CKPTDB_STATUS_COMPLETE && e.status != CKPTDB_STATUS_CORRUPT)
+                fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " (" + e.name + ") is " +
+                                        status_text(e.status) +
+                                        ": only a complete or corrupt checkpoint can be removed; nothing was removed");
+            if (!db.checkpoint_prune(id, "removed"))
+                fail(CKPTDB_EINVAL, "checkpoint " + std::to_string(id) + " (" + e.name +
+                                        ") changed while it was being removed; nothing was removed");
+            run_id_in_tx(db);
+            log_event(db, id, "pruned", "removed");
+            victims.push_back({id, e.name, e.size, "removed"});
+        });
+    };
+    delete_marked("the removal", mark, victims, false);
+    return victims.front();
 }
 
 void Catalog::confirm_corrupt() {

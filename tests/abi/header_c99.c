@@ -51,6 +51,8 @@ int main(void) {
         (fn)ckptdb_prune,
         (fn)ckptdb_pin,
         (fn)ckptdb_pin_by_name,
+        (fn)ckptdb_remove,
+        (fn)ckptdb_remove_by_name,
         (fn)ckptdb_run_progress,
         (fn)ckptdb_signals_install,
         (fn)ckptdb_signals_restore,

@@ -268,6 +268,33 @@ TEST_CASE("rotation removes old directories whole; files the catalog did not wri
                     "id)") == "pruned,pruned,complete,complete");
 }
 
+TEST_CASE("a directory checkpoint removed at the user's word goes whole, except files the catalog did not write") {
+    t::TempDir d;
+    Cat c(d.path);
+    int64_t first = save_dir(d.path, c, 1);
+    int64_t second = save_dir(d.path, c, 2);
+    t::write_file(d / "epoch_001/notes.txt", "mine");
+    REQUIRE(ckptdb_remove(c.db, first) == CKPTDB_OK);
+    CHECK(t::names(d / "epoch_001") == std::set<std::string>{"notes.txt"});
+    CHECK(t::query1(t::catalog_path(d), "SELECT status || ' ' || prune_rule FROM checkpoints WHERE id = " +
+                                            std::to_string(first)) == "pruned removed");
+    CHECK(t::query1(t::catalog_path(d),
+                    "SELECT count(*) FROM events WHERE event = 'prune_kept_unknown' AND detail LIKE '%notes.txt%'") ==
+          "1");
+    // By name; then the last link follows the newest that is left.
+    REQUIRE(ckptdb_remove_by_name(c.db, "epoch_002") == CKPTDB_OK);
+    CHECK_FALSE(t::exists(d / "epoch_002"));
+    CHECK(t::query1(t::catalog_path(d), "SELECT status FROM checkpoints WHERE id = " + std::to_string(second)) ==
+          "pruned");
+    // Removed already, or unknown: refused, nothing changes.
+    std::string before = t::snapshot(d);
+    CHECK(ckptdb_remove(c.db, second) == CKPTDB_EINVAL);
+    CHECK(std::string(ckptdb_last_error()).find("is pruned") != std::string::npos);
+    CHECK(ckptdb_remove(c.db, 999) == CKPTDB_ENOTFOUND);
+    CHECK(ckptdb_remove_by_name(c.db, "epoch_009") == CKPTDB_ENOTFOUND);
+    CHECK(t::snapshot(d) == before);
+}
+
 TEST_CASE("C ABI: three processes write one directory checkpoint, the coordinator commits it") {
     t::TempDir d;
     Cat c(d.path);

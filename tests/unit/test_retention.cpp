@@ -172,6 +172,41 @@ TEST_CASE("pinned checkpoints are never pruned; unpinned ones go at the next pru
     CHECK(ckptdb_pin_by_name(c.handle(), "nope.pt", 1) == CKPTDB_ENOTFOUND);
 }
 
+TEST_CASE("a checkpoint removed at the user's word: its file goes, its row stays pruned; pinned ones are refused") {
+    t::TempDir d;
+    ckptdbxx::catalog c(d.path);
+    auto first = c.save_bytes("epoch", 1, 1, "one");
+    auto second = c.save_bytes("epoch", 2, 2, "two");
+    auto third = c.save_bytes("epoch", 3, 3, "three");
+    REQUIRE(ckptdb_pin(c.handle(), second.id, 1) == CKPTDB_OK);
+    // A pinned checkpoint is refused, naming the pin; nothing changes.
+    std::string before = t::snapshot(d);
+    CHECK(ckptdb_remove(c.handle(), second.id) == CKPTDB_EINVAL);
+    CHECK(std::string(ckptdb_last_error()).find("pinned") != std::string::npos);
+    CHECK(t::snapshot(d) == before);
+    // The newest may go too: the last link then names the newest left.
+    c.remove(third.id);
+    CHECK_FALSE(t::exists(d / "epoch_003.pt"));
+    CHECK(link_target(d) == "epoch_002.pt");
+    REQUIRE(ckptdb_remove_by_name(c.handle(), "epoch_001.pt") == CKPTDB_OK);
+    CHECK_FALSE(t::exists(d / "epoch_001.pt"));
+    CHECK(rule_of(d, "epoch_001.pt") == "removed");
+    CHECK(rule_of(d, "epoch_003.pt") == "removed");
+    CHECK(complete_names(d) == "epoch_002.pt");
+    CHECK(t::query1(t::catalog_path(d), "SELECT count(*) FROM events WHERE event = 'pruned' AND detail = 'removed'") ==
+          "2");
+    // The deletion times ride along with the next write, as a prune's do.
+    c.save_bytes("epoch", 4, 4, "four");
+    CHECK(t::query1(t::catalog_path(d),
+                    "SELECT count(*) FROM checkpoints WHERE deleted_at IS NULL AND status = 'pruned'") == "0");
+    (void)first;
+    // Read-only handles cannot remove.
+    ckptdb_open_options o = CKPTDB_OPEN_OPTIONS_INIT;
+    o.flags = CKPTDB_OPEN_READONLY;
+    ckptdbxx::catalog ro(d.path, &o);
+    CHECK(ckptdb_remove(ro.handle(), second.id) == CKPTDB_EREADONLY);
+}
+
 TEST_CASE("the checkpoint a live run resumed from is kept until that run commits a newer one") {
     t::TempDir d;
     int code = 0;  // two checkpoints saved by earlier runs

@@ -927,6 +927,17 @@ class Catalog:
         """Unpin a checkpoint: retention may prune it again."""
         self.pin(id_or_name, False)
 
+    def remove(self, id_or_name: CheckpointRef) -> None:
+        """Remove one checkpoint at your word (a file or a directory one):
+        marked pruned with the rule "removed", then its files unlinked, as
+        a prune does.  A pinned checkpoint, or one that is not complete or
+        corrupt, raises (nothing changes); an unknown one raises NotFound."""
+        with self._lock:
+            if isinstance(id_or_name, str):
+                lib.ckptdb_remove_by_name(self._handle(), enc(id_or_name))
+            else:
+                lib.ckptdb_remove(self._handle(), self._id(id_or_name))
+
     def progress(self, epoch: int, step: int) -> None:
         """Record how far this run has trained (steps lost to preemption)."""
         with self._lock:
