@@ -8,7 +8,7 @@
 // refuses the sync; a sync killed inside a directory's copy leaves, once the
 // destination is opened again, no temp directory and no torn complete row;
 // with delete, a directory the source pruned by a rule goes from the
-// destination.
+// destination; a link in a source directory is never followed.
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
@@ -336,4 +336,24 @@ TEST_CASE("with delete, a directory the source pruned by a rule goes from the de
     CHECK(is_dir(dst / "epoch_003"));
     CHECK(t::query(t::catalog_path(dst), "SELECT status FROM checkpoints ORDER BY id") ==
           std::vector<std::string>{"pruned", "pruned", "complete"});
+}
+
+TEST_CASE("a link in a source directory is never followed: that checkpoint fails, the others are copied") {
+    t::TempDir src, dst, outside;
+    {
+        Cat c(src.path);
+        for (int64_t e = 1; e <= 2; e++) save_dir(src.path, c, e);
+    }
+    // The same bytes outside, behind a link under the recorded name.
+    t::write_file(outside / "x", t::read_file(src / "epoch_001/.metadata"));
+    REQUIRE(::unlink((src / "epoch_001/.metadata").c_str()) == 0);
+    REQUIRE(::symlink((outside / "x").c_str(), (src / "epoch_001/.metadata").c_str()) == 0);
+    Items items;
+    CHECK(sync(src, dst, items) != CKPTDB_OK);
+    CHECK(std::string(ckptdb_last_error()).find("the other checkpoints were copied") != std::string::npos);
+    CHECK(items.of("epoch_001").rfind("failed epoch_001: ", 0) == 0);
+    CHECK(items.of("epoch_001").find(".metadata") != std::string::npos);
+    CHECK(items.of("epoch_002").rfind("copied ", 0) == 0);
+    CHECK_FALSE(t::exists(dst / "epoch_001"));
+    CHECK(t::temp_files(dst.path).empty());
 }
