@@ -242,7 +242,8 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             if (d_by_name.count(n))
                 clash = "a different checkpoint named '" + n + "' is in the destination; left alone";
             else if (name_exists(dd, n))
-                clash = "a file named '" + n + "' that the destination's catalog does not own is there; left alone";
+                clash = std::string(r.dir ? "an entry" : "a file") + " named '" + n +
+                        "' that the destination's catalog does not own is there; left alone";
             if (!clash.empty()) break;
         }
         if (!clash.empty()) {
