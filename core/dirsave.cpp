@@ -114,7 +114,7 @@ int64_t DirSave::id() const { return commit_->id(); }
 const std::string &DirSave::name() const { return commit_->files()[0].name; }
 const std::string &DirSave::temp_name() const { return commit_->files()[0].temp_name; }
 
-Entry DirSave::commit(const std::vector<DirFileInfo> &files) {
+Entry DirSave::commit(const std::vector<DirFileInfo> &files, const std::function<void(Store &, int64_t)> &in_commit) {
     if (state_ != State::open)
         fail(CKPTDB_EMISUSE, std::string("cannot commit: the directory save was already ") +
                                  (state_ == State::committed ? "committed" : "aborted"));
@@ -170,7 +170,7 @@ Entry DirSave::commit(const std::vector<DirFileInfo> &files) {
             if (sidecars[i]) unlink_name(tmp, seal_sidecar_name(files[i].name));
         sync_dir(tmp);  // every file's entry durable before the directory takes its name
         commit_->install();
-        commit_->complete();
+        commit_->complete(in_commit);
     } catch (const Error &e) {
         commit_->abort(e.what());
         state_ = State::aborted;

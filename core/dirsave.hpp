@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,8 +60,10 @@ public:
     // name, size or checksum, and anything else found in the temp
     // directory fail with CKPTDB_EINVAL before anything changes: the save
     // stays open, to be committed with the right files or aborted. A
-    // failure after that aborts the save.
-    Entry commit(const std::vector<DirFileInfo> &files);
+    // failure after that aborts the save. in_commit, when given, runs inside
+    // the transaction that marks the checkpoint complete (sync attributes a
+    // copy to its source run there).
+    Entry commit(const std::vector<DirFileInfo> &files, const std::function<void(Store &, int64_t)> &in_commit = {});
     // Aborts: the row "aborted", the temp directory removed (files a live
     // writer still holds stay, for recovery to remove once it is gone).
     void abort(const std::string &why);

@@ -1,14 +1,17 @@
 // sync: merges a source directory's complete checkpoints into a destination
 // catalog, which stays the destination's own (opened like any catalog: WAL,
 // recovery, busy timeout; never replaced, never switched to another journal
-// mode). Each checkpoint the destination lacks is copied through the save
-// protocol of a sharded commit (commit_shards): locked temp files, hashed while copied,
-// fsynced, read back and hashed again, sealed, then committed (rows sealed, renamed,
-// directory fsynced, complete). Killed at any point, the destination is a
-// catalog like any other: the next open's recovery finishes or aborts the
-// copy in flight. Then, in one transaction, the destination's order follows
-// the source's commit order, and with --delete the checkpoints the source
-// pruned by one of its rules are pruned in the destination too.
+// mode). Each checkpoint the destination lacks is copied file by file:
+// locked temp files, hashed while copied, fsynced, read back and hashed
+// again, sealed, then committed through the save protocol of a sharded
+// commit (commit_shards: rows sealed, renamed, directory fsynced, complete)
+// or, for a directory checkpoint, of a directory save (DirSave: the files
+// copied into its temp directory, then its commit). Killed at any point,
+// the destination is a catalog like any other: the next open's recovery
+// finishes or aborts the copy in flight. Then, in one transaction, the
+// destination's order follows the source's commit order, and with --delete
+// the checkpoints the source pruned by one of its rules are pruned in the
+// destination too.
 //
 // What sync never does: replace a checkpoint the destination holds (a
 // different file under the same name, one the catalog does not own, one
@@ -39,6 +42,7 @@
 #include "hooks.hpp"
 #include "io.hpp"
 #include "commit.hpp"
+#include "dirsave.hpp"
 #include "names.hpp"
 #include "shard.hpp"
 
@@ -48,9 +52,11 @@ namespace {
 
 // A checkpoint row with its files, from either side (sync_rows).
 struct Row : SyncRow {
-    // The identity of a checkpoint across directories: its files' names and checksums.
+    // The identity of a checkpoint across directories: its files' names and
+    // checksums (a directory's with its name: its files' names are the same
+    // in every directory a job saves).
     std::string sig() const {
-        std::string s;
+        std::string s = dir ? "dir:" + name + "/|" : "";
         for (const FileRow &f : files) s += std::to_string(f.rank) + ":" + f.name + ":" + f.checksum + "|";
         return s;
     }
@@ -58,6 +64,15 @@ struct Row : SyncRow {
         int64_t n = 0;
         for (const FileRow &f : files) n += f.size > 0 ? f.size : 0;
         return n;
+    }
+    // What the report names: a directory's name, else its (first) file's.
+    const std::string &label() const { return dir ? name : files.front().name; }
+    // The names it takes in the checkpoint directory.
+    std::vector<std::string> top_names() const {
+        if (dir) return {name};
+        std::vector<std::string> out;
+        for (const FileRow &f : files) out.push_back(f.name);
+        return out;
     }
 };
 
@@ -87,6 +102,25 @@ struct NotCopied {
     std::string kind, why;
     int err = 0;  // an OS error reading the source (not a checksum mismatch)
 };
+
+// A copy's temp file in the destination: removed unless a commit took it,
+// its sidecar seal (if any) with it.
+struct Temp {
+    const Dir *dir = nullptr;
+    std::string name;
+    UniqueFd fd, seal;
+    bool taken = false;
+    Temp() = default;
+    Temp(const Temp &) = delete;
+    Temp &operator=(const Temp &) = delete;
+    ~Temp() {
+        if (!dir) return;  // nothing made
+        if (!taken && fd) unlink_name(*dir, name);
+        drop_seal(*dir, name, seal);
+    }
+};
+
+using InCommit = std::function<void(Store &, int64_t)>;
 
 }  // namespace
 
@@ -137,16 +171,22 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     std::vector<Row> drows;
     dcat->write([&](Store &db) {
         drows = rows_of(db);
-        std::string own;
-        for (const Row &r : drows) {
-            if (r.status == "writing")
-                fail(CKPTDB_EBUSY, "a save is in flight in '" + dd.path + "' (checkpoint " + std::to_string(r.id) +
-                                       ", '" + r.files.front().name +
-                                       "'): a process is saving there; sync changed nothing. Run it again once "
-                                       "that process has ended");
-            if (r.status == "complete" && !s_sigs.count(r.sig()))
-                own += (own.empty() ? "" : ", ") + r.files.front().name;
+        // Every row left writing, a directory save's before its files have
+        // rows too (sync_rows lists a checkpoint with its files).
+        for (const WriterRow &w : db.writing_rows()) {
+            std::string what;
+            for (const Row &r : drows)
+                if (r.id == w.id) what = "'" + r.label() + (r.dir ? "/" : "") + "'";
+            if (what.empty() && !w.temp_dir.empty()) what = "a directory save into '" + w.temp_dir + "'";
+            fail(CKPTDB_EBUSY, "a save is in flight in '" + dd.path + "' (checkpoint " + std::to_string(w.id) +
+                                   (what.empty() ? "" : ", " + what) +
+                                   "): a process is saving there; sync changed nothing. Run it again once "
+                                   "that process has ended");
         }
+        std::string own;
+        for (const Row &r : drows)
+            if (r.status == "complete" && !s_sigs.count(r.sig()))
+                own += (own.empty() ? "" : ", ") + r.label() + (r.dir ? "/" : "");
         if (!own.empty())
             fail(CKPTDB_EEXISTS, "'" + dd.path + "' holds checkpoints that '" + s_real +
                                      "' does not know (committed there directly?): " + own +
@@ -160,29 +200,27 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
     for (const Row &r : drows) {
         if (r.status == "pruned") continue;
         d_by_sig[r.sig()] = &r;
-        for (const FileRow &f : r.files) d_by_name[f.name] = &r;
+        for (const std::string &n : r.top_names()) d_by_name[n] = &r;
     }
     SyncResult res;
     auto report = [&](const std::string &kind, const Row &r, const std::string &detail) {
-        if (opts.on_item) opts.on_item({kind, r.dir ? r.name : r.files.front().name, r.id, detail, ""});
+        if (opts.on_item) opts.on_item({kind, r.label(), r.id, detail, ""});
     };
     std::vector<const Row *> to_copy;
     std::vector<const Row *> scomplete;
     for (const Row &r : srows) {
-        if (r.status != "complete") continue;
-        if (r.dir) {
-            // Reported, never passed over in silence: the copy is not a backup of it.
-            res.left_alone++;
-            report("failed", r, "a directory checkpoint: this version of sync does not copy directories; not copied");
-            continue;
-        }
+        if (r.status != "complete") continue;  // a save in flight in the source is not copied
         scomplete.push_back(&r);
         std::string bad;
+        if (r.dir && (!name_problem(r.name).empty() || dcat->reserved_name(r.name))) bad = "an invalid directory name";
         for (const FileRow &f : r.files) {
-            if (!name_problem(f.name).empty() || dcat->reserved_name(f.name))
+            if (!bad.empty()) break;
+            if (!name_problem(f.name).empty() || (!r.dir && dcat->reserved_name(f.name)))
                 bad = "an invalid file name";
             else if (f.size < 0 || !is_hex32(f.checksum))
                 bad = "no size and checksum";
+            else if (r.dir && f.rank < 0)
+                bad = "a negative rank";
         }
         if (!bad.empty()) {
             res.left_alone++;
@@ -200,12 +238,12 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             continue;
         }
         std::string clash;
-        for (const FileRow &f : r.files) {
-            if (d_by_name.count(f.name))
-                clash = "a different checkpoint named '" + f.name + "' is in the destination; left alone";
-            else if (name_exists(dd, f.name))
-                clash =
-                    "a file named '" + f.name + "' that the destination's catalog does not own is there; left alone";
+        for (const std::string &n : r.top_names()) {
+            if (d_by_name.count(n))
+                clash = "a different checkpoint named '" + n + "' is in the destination; left alone";
+            else if (name_exists(dd, n))
+                clash = std::string(r.dir ? "an entry" : "a file") + " named '" + n +
+                        "' that the destination's catalog does not own is there; left alone";
             if (!clash.empty()) break;
         }
         if (!clash.empty()) {
@@ -250,76 +288,122 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             return false;
         }
     };
-    for (const Row *r : to_copy) {
-        // Each file: a temp file created exclusively and held under an
-        // exclusive flock until the commit took it (so that recovery in
-        // another process never takes it for an orphan), hashed while
-        // copied, fsynced, read back and hashed again, then sealed like a
-        // shard's (the commit takes it only for the name it was copied for).
-        struct Temp {
-            const Dir *dir = nullptr;
-            std::string name;
-            UniqueFd fd, seal;
-            bool taken = false;
-            ~Temp() {
-                if (!taken && fd) unlink_name(*dir, name);
-                drop_seal(*dir, name, seal);
+    // One file of the source (in from) copied into a temp file of into,
+    // named by make_name: created exclusively and held under an exclusive
+    // flock (so that recovery in another process never takes it for an
+    // orphan), hashed while copied, compared with the source's row, fsynced,
+    // read back and hashed again, then sealed like a shard's (a commit takes
+    // it only for the name, size and checksum it was sealed with). got: what
+    // was sealed; nullopt when it was copied.
+    auto copy_file = [&](const Dir &from, const FileRow &f, const Dir &into,
+                         const std::function<std::string()> &make_name, Temp &tmp,
+                         ShardFile &got) -> std::optional<NotCopied> {
+        const int64_t settled = done;
+        const std::string src_path = from.join(f.name);
+        int err = 0;
+        UniqueFd in = open_read(from, f.name, err);  // no link followed
+        if (!in) return NotCopied{"failed", "cannot read '" + src_path + "': " + std::strerror(err), err};
+        tmp.dir = &into;
+        tmp.fd = create_locked_traced(into, make_name, tmp.name);
+        int out = tmp.fd.get();
+        const std::string tmp_path = into.join(tmp.name);
+        DurableWriter copy(tmp_path);
+        for (;;) {
+            ssize_t n = io::ops().read(in.get(), buf.get(), 4 << 20);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                return NotCopied{"failed", "cannot read '" + src_path + "': " + std::strerror(errno), errno};
             }
-        };
+            if (n == 0) break;
+            copy.write(out, buf.get(), static_cast<size_t>(n));
+            done += n / 2;  // half for the copy, half for the read-back
+            if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
+        }
+        if (copy.size() != f.size || copy.checksum() != f.checksum)
+            return NotCopied{"failed", "the source file '" + src_path + "' does not match its checksum; not copied"};
+        copy.sync(out);
+        Hasher back;
+        int64_t m = hash_fd(out, back, tmp_path);
+        if (m != f.size || back.hex() != f.checksum)
+            fail(CKPTDB_EIO, "the copy of '" + src_path + "' in '" + into.path + "' read back with another checksum");
+        done = settled + f.size;
+        if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
+        got = ShardFile{f.name, tmp.name, m, back.hex(), f.rank};
+        tmp.seal = write_seal(into, out, got);
+        return std::nullopt;
+    };
+    // A file checkpoint: its files copied into temp files beside the
+    // destination's checkpoints, then committed by commit_shards.
+    auto copy_files = [&](const Row &r, const InCommit &in_commit, Entry &e) -> std::optional<NotCopied> {
         std::vector<std::unique_ptr<Temp>> temps;
         std::vector<ShardFile> files;
-        std::optional<NotCopied> why;
-        int64_t base = done;
-        for (const FileRow &f : r->files) {
-            int err = 0;
-            UniqueFd in = open_read(scat->dir(), f.name, err);
-            if (!in) {
-                why = NotCopied{"failed", "cannot read '" + scat->dir().join(f.name) + "': " + std::strerror(err), err};
-                break;
-            }
-            auto tmp = std::make_unique<Temp>();
-            tmp->dir = &dd;
-            tmp->fd = create_locked_traced(dd, random_temp_name, tmp->name);
-            int out = tmp->fd.get();
-            const std::string tmp_path = dd.join(tmp->name);
-            temps.push_back(std::move(tmp));
-            DurableWriter copy(tmp_path);
-            bool read_failed = false;
-            for (;;) {
-                ssize_t n = io::ops().read(in.get(), buf.get(), 4 << 20);
-                if (n < 0) {
-                    if (errno == EINTR) continue;
-                    why = NotCopied{"failed", "cannot read '" + scat->dir().join(f.name) + "': " + std::strerror(errno),
-                                    errno};
-                    read_failed = true;
-                    break;
-                }
-                if (n == 0) break;
-                copy.write(out, buf.get(), static_cast<size_t>(n));
-                done += n / 2;  // half for the copy, half for the read-back
-                if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
-            }
-            if (read_failed) break;
-            if (copy.size() != f.size || copy.checksum() != f.checksum) {
-                why = NotCopied{"failed", "the source file does not match its checksum; not copied"};
-                break;
-            }
-            copy.sync(out);
-            Hasher back;
-            int64_t m = hash_fd(out, back, tmp_path);
-            if (m != f.size || back.hex() != f.checksum)
-                fail(CKPTDB_EIO, "the copy of '" + f.name + "' in '" + dd.path + "' read back with another checksum");
-            done = base;
-            for (const ShardFile &g : files) done += g.size;
-            done += f.size;
-            if (opts.progress && !opts.progress(done, total)) fail(CKPTDB_ERROR, "sync interrupted by the caller");
+        for (const FileRow &f : r.files) {
+            temps.push_back(std::make_unique<Temp>());
             ShardFile got;
-            got.name = f.name;
-            got.temp_name = temps.back()->name;
-            got.size = m;
-            got.checksum = back.hex();
-            temps.back()->seal = write_seal(dd, out, got);
+            if (auto why = copy_file(scat->dir(), f, dd, random_temp_name, *temps.back(), got)) return why;
+            got.rank = -1;  // a shard's rank is its index
             files.push_back(got);
+        }
+        e = commit_shards(dcat, r.kind, r.epoch, r.step, r.metadata, files, in_commit);
+        for (auto &t : temps) t->taken = true;  // renamed to their final names by the commit
+        return std::nullopt;
+    };
+    // A directory checkpoint: a directory save in the destination under the
+    // same name, each file copied under its own name into its temp
+    // directory, then its commit (every seal checked, nothing else there).
+    // Not copied: the save is aborted, its temp directory removed.
+    auto copy_dir = [&](const Row &r, const InCommit &in_commit, Entry &e) -> std::optional<NotCopied> {
+        int err = 0;
+        Dir from = open_subdir(scat->dir(), r.name, err);  // no link followed
+        if (!from.fd)
+            return NotCopied{
+                "failed", "cannot open the directory '" + scat->dir().join(r.name) + "': " + std::strerror(err), err};
+        std::unique_ptr<DirSave> save = DirSave::begin(dcat, r.kind, r.epoch, r.step, r.name, r.metadata);
+        Dir into = open_subdir(dd, save->temp_name(), err);
+        if (!into.fd) fail_os("cannot open the temp directory", dd.join(save->temp_name()), err);
+        std::vector<DirFileInfo> infos;
+        for (const FileRow &f : r.files) {
+            std::optional<NotCopied> why;
+            {
+                Temp tmp;
+                ShardFile got;
+                why = copy_file(
+                    from, f, into, [&] { return f.name; }, tmp, got);
+                if (!why) {
+                    // The save's now, as a writer's finished file: unlocked,
+                    // its seal kept for the commit.
+                    tmp.taken = true;
+                    tmp.seal.reset();
+                    tmp.fd.reset();
+                    infos.push_back(DirFileInfo{f.name, f.rank, got.size, got.checksum});
+                }
+            }  // a partial copy is removed before the abort removes the temp directory
+            if (why) {
+                save->abort("sync: " + why->why);
+                return why;
+            }
+            hook("sync_dir_file_copied");
+        }
+        e = save->commit(infos, in_commit);
+        return std::nullopt;
+    };
+    for (const Row *r : to_copy) {
+        const int64_t base = done;
+        std::map<int64_t, int64_t> made;
+        InCommit in_commit = [&](Store &db, int64_t id) {
+            made.clear();
+            if (int64_t run = dest_run(db, r->run, made)) db.checkpoint_set_run(id, run);
+        };
+        Entry e;
+        std::optional<NotCopied> why;
+        try {
+            why = r->dir ? copy_dir(*r, in_commit, e) : copy_files(*r, in_commit, e);
+        } catch (const Error &ex) {
+            if (ex.code() != CKPTDB_EEXISTS) throw;
+            res.left_alone++;  // the name was taken in the destination meanwhile
+            report("failed", *r, std::string(ex.what()) + "; left alone");
+            done = base + r->bytes();
+            continue;
         }
         if (why) {
             // The source may have let it go meanwhile (a rotation): skipped, not a failure.
@@ -336,21 +420,7 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
             done = base + r->bytes();
             continue;
         }
-        Entry e;
-        std::map<int64_t, int64_t> made;
-        try {
-            e = commit_shards(dcat, r->kind, r->epoch, r->step, r->metadata, files, [&](Store &db, int64_t id) {
-                made.clear();
-                if (int64_t run = dest_run(db, r->run, made)) db.checkpoint_set_run(id, run);
-            });
-            run_map.insert(made.begin(), made.end());
-        } catch (const Error &ex) {
-            if (ex.code() != CKPTDB_EEXISTS) throw;
-            res.left_alone++;  // the name was taken in the destination meanwhile
-            report("failed", *r, std::string(ex.what()) + "; left alone");
-            continue;
-        }
-        for (auto &t : temps) t->taken = true;  // renamed to their final names by the commit
+        run_map.insert(made.begin(), made.end());
         copied_ids[r->id] = e.id;
         res.copied++;
         res.bytes += r->bytes();
@@ -468,10 +538,9 @@ SyncResult sync_dirs(const std::string &src, const std::string &dst, const SyncO
         for (int64_t id : to_delete) {
             const Row *s = delete_src[id];
             bool gone = true;
-            for (const FileRow &f : s->files) gone = gone && !name_exists(dd, f.name);
+            for (const std::string &n : s->top_names()) gone = gone && !name_exists(dd, n);
             if (gone && opts.on_item)
-                opts.on_item(
-                    {"deleted", s->files.front().name, s->id, "pruned in the source (" + s->prune_rule + ")", ""});
+                opts.on_item({"deleted", s->label(), s->id, "pruned in the source (" + s->prune_rule + ")", ""});
         }
     }
     dcat->refresh_link();
