@@ -343,9 +343,10 @@ std::vector<std::string> checkpoint_looking_files(const Dir &dir, const OpenOpti
 
 // The subdirectories of dir that look like directory checkpoints (valid
 // names, opened without following links, holding a file with a
-// checkpoint's extension or DCP's ".metadata"), other than the library's
-// temp directories; each as "name/". Also what a catalog must know before
-// it may be started empty.
+// checkpoint's extension or DCP's ".metadata" or ".metadata.json"), other
+// than the library's temp directories; each as "name/". Also what a catalog
+// must know before it may be started empty. The one rule (core/fsck.cpp)
+// that rebuild and adopt apply too: they take in those that are flat.
 std::vector<std::string> checkpoint_looking_dirs(const Dir &dir, const OpenOptions &opts);
 
 // Keeps a catalog's files aside, never overwritten, before another file

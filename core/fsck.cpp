@@ -363,19 +363,78 @@ std::vector<std::pair<std::string, struct stat>> checkpoint_looking(const Dir &d
 
 }  // namespace
 
+namespace {
+
+// The metadata files of a torch.distributed.checkpoint directory: the stock
+// pickle and the JSON that ckptdb.dcp writes beside it.
+bool dcp_metadata(const std::string &n) { return n == ".metadata" || n == ".metadata.json"; }
+// A DCP data file (the writers' "__<R>_<n>.distcp").
+bool distcp(const std::string &n) { return n.size() > 7 && n.compare(n.size() - 7, 7, ".distcp") == 0; }
+
+// What a subdirectory of the checkpoint directory is to open, rebuild and
+// adopt: the one rule. It looks like a checkpoint when it holds a file with
+// a checkpoint's extension or DCP's metadata; it can be taken in as one
+// (checkpoint) when, moreover, it is flat: regular files only, each a valid
+// name (unusable otherwise: reported and left alone). A temp directory of
+// the library, a link (never followed), anything not a directory, an empty
+// directory and one of other files are none of these.
+struct SubdirLook {
+    enum class What { other, checkpoint, unusable } what = What::other;
+    std::string why;                 // unusable: why it is left alone
+    Dir dir;                         // checkpoint: opened without following a link
+    std::vector<std::string> files;  // checkpoint: its files, sorted
+    bool dcp = false;                // a DCP checkpoint: has a .distcp file or the metadata
+    bool dcp_metadata = false;       // the metadata is there
+};
+
+SubdirLook look_at_subdir(const Dir &dir, const std::string &n, const OpenOptions &opts) {
+    SubdirLook out;
+    if (catalog_own(n, opts) || is_temp_dir_name(n) || !name_problem(n).empty()) return out;
+    struct stat st;
+    if (io::ops().fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)) return out;
+    int err = 0;
+    Dir sub = open_subdir(dir, n, err);
+    if (!sub.fd) return out;  // replaced by a link or a file since
+    bool looks = false;
+    std::string problem;
+    std::vector<std::string> inner = list_names(sub);
+    std::sort(inner.begin(), inner.end());
+    for (const std::string &f : inner) {
+        looks = looks || checkpoint_extension(f) || dcp_metadata(f);
+        out.dcp = out.dcp || dcp_metadata(f) || distcp(f);
+        out.dcp_metadata = out.dcp_metadata || dcp_metadata(f);
+        if (!problem.empty()) continue;
+        std::string p = name_problem(f);
+        struct stat fs;
+        if (!p.empty())
+            problem = "holds a file whose name " + p;
+        else if (io::ops().fstatat(sub.fd.get(), f.c_str(), &fs, AT_SYMLINK_NOFOLLOW) != 0)
+            problem = "holds '" + f + "', which cannot be examined: " + std::strerror(errno);
+        else if (S_ISDIR(fs.st_mode))
+            problem = "holds a directory ('" + f + "'): only flat directories are taken in";
+        else if (S_ISLNK(fs.st_mode))
+            problem = "holds a symbolic link ('" + f + "'), which is never followed";
+        else if (!S_ISREG(fs.st_mode))
+            problem = "holds '" + f + "', which is not a regular file";
+    }
+    if (!looks) return out;
+    if (!problem.empty()) {
+        out.what = SubdirLook::What::unusable;
+        out.why = "a directory that looks like a checkpoint but " + problem + "; left alone";
+        return out;
+    }
+    out.what = SubdirLook::What::checkpoint;
+    out.dir = std::move(sub);
+    out.files = std::move(inner);
+    return out;
+}
+
+}  // namespace
+
 std::vector<std::string> checkpoint_looking_dirs(const Dir &dir, const OpenOptions &opts) {
     std::vector<std::string> out;
-    for (const std::string &n : list_names(dir)) {
-        if (catalog_own(n, opts) || !name_problem(n).empty()) continue;
-        int err = 0;
-        Dir sub = open_subdir(dir, n, err);
-        if (!sub.fd) continue;  // not a directory, or a link
-        for (const std::string &inner : list_names(sub))
-            if (inner == ".metadata" || checkpoint_extension(inner)) {
-                out.push_back(n + "/");
-                break;
-            }
-    }
+    for (const std::string &n : list_names(dir))
+        if (look_at_subdir(dir, n, opts).what != SubdirLook::What::other) out.push_back(n + "/");
     std::sort(out.begin(), out.end());
     return out;
 }
@@ -461,18 +520,19 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
 
     struct File {
         std::string name, checksum, problem;  // problem: why the file is torn ("" when whole)
-        int64_t size = 0;
+        int64_t size = 0, rank = 0;
         bool zip = false;
         DefaultName dn;  // kind "" when not a default name
         struct timespec mtime {};
     };
-    // One row per checkpoint: a single file, or every rank file of a
-    // sharded checkpoint (default names "<stem>.rank<R>-of-<N>.pt").
+    // One row per checkpoint: a single file, every rank file of a sharded
+    // checkpoint (default names "<stem>.rank<R>-of-<N>.pt"), or a directory.
     struct Found {
         std::string name, kind, checksum, status, check;
         int64_t epoch = 0, step = 0, size = 0;
         struct timespec mtime {};
-        std::vector<File> files;  // in rank order
+        std::vector<File> files;  // in rank order; a directory's by name
+        bool dir = false;
     };
     auto later = [](const struct timespec &a, const struct timespec &b) {
         return a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec;
@@ -481,30 +541,47 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
     std::map<std::pair<std::string, int>, std::vector<File>> sharded;  // (stem, world) -> its rank files
     std::vector<std::string> files = checkpoint_looking_files(dir, opts);
     std::set<std::string> taken(files.begin(), files.end());
+    std::vector<std::pair<std::string, SubdirLook>> dirs;  // directory checkpoints, by name
     for (const std::string &n : list_names(dir)) {
         if (catalog_own(n, opts) || taken.count(n)) continue;
-        struct stat st;
-        // The last link is the library's (refreshed once the catalog is in).
-        if (!opts.last_link.empty() && n == opts.last_link &&
-            io::ops().fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+        SubdirLook look = look_at_subdir(dir, n, opts);
+        if (look.what == SubdirLook::What::checkpoint) {
+            dirs.emplace_back(n, std::move(look));
             continue;
-        if (report) report({"unknown_file", n, 0, "not a checkpoint file by its name or type; left alone", ""});
-    }
-    for (const std::string &n : files) {
-        int err = 0;
-        UniqueFd fd = open_read(dir, n, err);
-        if (!fd) fail_os("cannot read", dir.join(n), err);
+        }
         struct stat st;
-        if (io::ops().fstat(fd.get(), &st) != 0) fail_os("cannot stat", dir.join(n), errno);
-        if (!S_ISREG(st.st_mode)) continue;  // replaced since the listing
+        const bool link =
+            io::ops().fstatat(dir.fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
+        // The last link is the library's (refreshed once the catalog is in).
+        if (link && !opts.last_link.empty() && n == opts.last_link) continue;
+        if (report)
+            report({"unknown_file", n, 0,
+                    look.what == SubdirLook::What::unusable ? look.why
+                    : link                                  ? "a symbolic link, never followed; left alone"
+                           : "not a checkpoint file or directory by its name or type; left alone",
+                    ""});
+    }
+    std::sort(dirs.begin(), dirs.end(), [](const auto &x, const auto &y) { return x.first < y.first; });
+    // One file hashed; a zip archive checked whole by its end record.
+    auto take = [&](const Dir &in, const std::string &n, bool zip_check) {
+        int err = 0;
+        UniqueFd fd = open_read(in, n, err);
+        if (!fd) fail_os("cannot read", in.join(n), err);
+        struct stat st;
+        if (io::ops().fstat(fd.get(), &st) != 0) fail_os("cannot stat", in.join(n), errno);
         File f;
         f.name = n;
         f.mtime = st.st_mtim;
         Hasher h;
-        f.size = hash_fd(fd.get(), h, dir.join(n));
+        f.size = hash_fd(fd.get(), h, in.join(n));
         f.checksum = h.hex();
-        f.problem = zip_problem(fd.get(), f.size, &f.zip);
+        if (zip_check) f.problem = zip_problem(fd.get(), f.size, &f.zip);
+        return f;
+    };
+    for (const std::string &n : files) {
+        File f = take(dir, n, true);
         if (!parse_default_name(n, f.dn)) f.dn = DefaultName{};
+        f.rank = f.dn.rank;
         if (f.dn.world > 0) {
             sharded[{f.dn.stem, f.dn.world}].push_back(std::move(f));
             continue;
@@ -565,6 +642,53 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
         c.files = std::move(fs);
         found.push_back(std::move(c));
     }
+    // A directory checkpoint is one row, a files row per file (its rank
+    // from DCP's "__<R>_<n>.distcp", else 0). A DCP directory is whole only
+    // with its metadata, which its coordinator writes last; a zip archive in
+    // any directory must be whole. A DCP data file is not checked as one: it
+    // holds items one after another, and one may be a zip archive at offset 0.
+    for (auto &d : dirs) {
+        const SubdirLook &look = d.second;
+        Found c;
+        c.name = d.first;
+        c.dir = true;
+        DefaultName dn;
+        if (parse_dir_name(c.name, dn)) {
+            c.kind = dn.kind;
+            c.epoch = dn.epoch;
+            c.step = dn.step;
+        } else {
+            c.kind = "adopted";
+        }
+        std::string torn;
+        int64_t zips = 0;
+        for (const std::string &n : look.files) {
+            File f = take(look.dir, n, !distcp(n));
+            if (!parse_dcp_file_name(n, f.rank)) f.rank = 0;
+            c.size += f.size;
+            if (later(f.mtime, c.mtime)) c.mtime = f.mtime;
+            zips += f.zip;
+            if (torn.empty() && !f.problem.empty()) torn = "'" + n + "': " + f.problem;
+            c.files.push_back(std::move(f));
+        }
+        const std::string count = std::to_string(c.files.size()) + " file" + (c.files.size() == 1 ? "" : "s");
+        if (look.dcp && !look.dcp_metadata)
+            torn =
+                "a DCP checkpoint without its metadata ('.metadata' or '.metadata.json'), which its coordinator "
+                "writes last: its save did not finish";
+        c.status = torn.empty() ? "complete" : "corrupt";
+        if (!torn.empty())
+            c.check = torn;
+        else if (look.dcp)
+            c.check = "a DCP checkpoint with its metadata; " + count + " present and hashed" +
+                      (zips ? ", its zip archives whole" : "");
+        else if (zips == static_cast<int64_t>(c.files.size()))
+            c.check = "a directory of " + count + ", all whole zip archives";
+        else
+            c.check = "a directory of " + count +
+                      " present and hashed; the wholeness of those that are not zip archives could not be checked";
+        found.push_back(std::move(c));
+    }
     // Oldest first, so that the newest file becomes the newest commit.
     std::sort(found.begin(), found.end(), [&](const Found &a, const Found &b) {
         if (later(b.mtime, a.mtime) || later(a.mtime, b.mtime)) return later(b.mtime, a.mtime);
@@ -600,17 +724,18 @@ int64_t Catalog::rebuild(const std::string &path, const OpenOptions &opts,
                 row.created_at = utc(f.mtime);
                 row.metadata = meta.dump();
                 row.commit_seq = ++seq;
+                row.layout = f.dir ? "dir" : "file";
                 int64_t id = db.checkpoint_insert_adopted(row);
-                for (size_t r = 0; r < f.files.size(); r++)
-                    db.file_insert_sealed(id, static_cast<int64_t>(r), f.files[r].name, f.files[r].size,
-                                          f.files[r].checksum);
+                for (const File &file : f.files)
+                    db.file_insert_sealed(id, file.rank, file.name, file.size, file.checksum);
                 // No run: a rebuild is not a run of the catalog it builds.
                 db.event_insert(0, id, verb,
                                 std::string(verb) + " from the directory, position " + std::to_string(seq) +
                                     " by modification time (" + utc(f.mtime) + "), then name; " +
                                     std::to_string(f.size) + " bytes, " +
-                                    (f.files.size() == 1 ? "xxh128 " + f.checksum
-                                                         : std::to_string(f.files.size()) + " rank files") +
+                                    (f.dir ? std::to_string(f.files.size()) + " files in directory " + f.name + "/"
+                                     : f.files.size() == 1 ? "xxh128 " + f.checksum
+                                                           : std::to_string(f.files.size()) + " rank files") +
                                     "; " + f.check + "; pinned until released");
                 if (report)
                     report({verb, f.name, id,

@@ -173,6 +173,38 @@ bool parse_default_name(const std::string &name, DefaultName &out) {
     return true;
 }
 
+bool parse_dir_name(const std::string &name, DefaultName &out) {
+    DefaultName d;
+    if (parse_stem(name, d)) {
+        out = d;
+        return true;
+    }
+    static const std::string hf = "checkpoint-";
+    int64_t step = 0;
+    if (name.compare(0, hf.size(), hf) != 0) return false;
+    size_t n = digits(name, hf.size(), 18, &step);
+    if (n == 0 || hf.size() + n != name.size()) return false;
+    d.kind = "step";
+    d.step = step;
+    d.stem = name;
+    out = d;
+    return true;
+}
+
+bool parse_dcp_file_name(const std::string &name, int64_t &rank) {
+    static const std::string ext = ".distcp";
+    if (name.size() <= 2 + ext.size() || name.compare(0, 2, "__") != 0 ||
+        name.compare(name.size() - ext.size(), ext.size(), ext) != 0)
+        return false;
+    int64_t r = 0, n = 0;
+    size_t rd = digits(name, 2, 9, &r);
+    if (rd == 0 || 2 + rd >= name.size() || name[2 + rd] != '_') return false;
+    size_t nd = digits(name, 3 + rd, 18, &n);
+    if (nd == 0 || 3 + rd + nd + ext.size() != name.size()) return false;
+    rank = r;
+    return true;
+}
+
 std::string with_suffix(const std::string &name, int n) {
     std::string tail = "-" + std::to_string(n);
     auto dot = name.rfind('.');

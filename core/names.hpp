@@ -64,6 +64,15 @@ struct DefaultName {
 // The inverse of default_name (with or without a with_suffix suffix) and of
 // shard_name over a default stem; false for any other name.
 bool parse_default_name(const std::string &name, DefaultName &out);
+// What the name of a directory checkpoint says (rebuild and adopt): the
+// inverse of the default name a directory save gets (default_stem, with or
+// without a with_suffix suffix: "epoch_003", "step_000100-2"), and the
+// Hugging Face Trainer's "checkpoint-<N>" (kind "step", step N); false for
+// any other name. world is 0.
+bool parse_dir_name(const std::string &name, DefaultName &out);
+// The writing rank in the name of a torch.distributed.checkpoint data file,
+// "__<R>_<n>.distcp"; false for any other name.
+bool parse_dcp_file_name(const std::string &name, int64_t &rank);
 // .ckptdb-tmp-<32 random hex digits>
 std::string random_temp_name();
 bool is_temp_name(const std::string &name);

@@ -395,7 +395,7 @@ int64_t Store::checkpoint_insert_adopted(const AdoptedRow &r) {
         q.bind_null(6);
     else
         q.bind(6, r.checksum);
-    q.bind(7, r.status).bind(8, r.created_at).bind(9, r.metadata).bind(10, r.commit_seq).run();
+    q.bind(7, r.status).bind(8, r.created_at).bind(9, r.metadata).bind(10, r.commit_seq).bind(11, r.layout).run();
     return db_.last_insert_rowid();
 }
 

@@ -130,6 +130,7 @@ struct AdoptedRow {
     std::string checksum;  // "" for several files (each has its own)
     std::string status, created_at, metadata;
     int64_t commit_seq = 0;
+    std::string layout = "file";  // "dir": the directory `name/` (its files' rows name them inside it)
 };
 
 class Store {

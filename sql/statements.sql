@@ -312,10 +312,11 @@ UPDATE checkpoints SET run_id = ?2 WHERE id = ?1;
 UPDATE runs SET resumed_from = ?2 WHERE id = ?1 AND resumed_from IS NULL;
 
 -- name: checkpoint_insert_adopted
--- A file a rebuild or an adopt takes in: pinned, in the order it assumed.
+-- A checkpoint a rebuild or an adopt takes in (a file, the rank files of a
+-- sharded save, or a directory: layout ?11): pinned, in the order it assumed.
 INSERT INTO checkpoints (name, kind, epoch, step, size, checksum, status, created_at, committed_at, run_id,
-                         metadata, commit_seq, pinned)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), NULL, ?9, ?10, 1);
+                         metadata, commit_seq, pinned, layout)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), NULL, ?9, ?10, 1, ?11);
 
 -- name: file_name_known
 -- Whether any checkpoint (in flight, complete, corrupt or pruned) names the file.

@@ -143,4 +143,28 @@ cmp -s "$e/$aside" "$work/garbage" || fail "the old catalog kept aside is not th
 [ "$(catalog_consistent "$e")" = 5 ] || fail "rebuilt catalog inconsistent"
 ok
 
+# --- adopt: a flat checkpoint directory is one checkpoint ---------------------
+a="$work/dirs"
+mkdir -p "$a/step_000200" "$a/torn" "$a/deep/inner"
+head -c 3000 /dev/urandom > "$a/step_000200/__0_0.distcp"
+head -c 2000 /dev/urandom > "$a/step_000200/__1_0.distcp"
+echo meta > "$a/step_000200/.metadata"
+head -c 100 /dev/urandom > "$a/torn/__0_0.distcp"      # DCP without its metadata
+echo x > "$a/deep/model.pt"; echo y > "$a/deep/inner/model.pt"
+expect 0 adopt --json "$a"
+pycheck '
+assert d["adopted"] == 2 and d["corrupt"] == 1, d
+k = {f["name"]: f["kind"] for f in d["findings"]}
+assert k["step_000200"] == "adopted" and k["torn"] == "adopted" and k["deep"] == "unknown_file", d
+'
+[ "$(q "$a" "SELECT name || ':' || layout || ':' || kind || ':' || step || ':' || status || ':' || (SELECT count(*) FROM files f WHERE f.checkpoint_id = c.id) FROM checkpoints c ORDER BY name")" = \
+  "$(printf 'step_000200:dir:step:200:complete:3\ntorn:dir:adopted:0:corrupt:1')" ] || fail "adopted rows: $(q "$a" "SELECT * FROM checkpoints")"
+ok
+[ -f "$a/deep/inner/model.pt" ] || fail "adopt touched the nested directory"
+expect 0 ls "$a"
+out_has "step_000200/"
+expect 0 verify "$a"
+out_has "1 ok, 0 corrupt"
+ok
+
 echo "ok: cli fsck, $checks checks"
