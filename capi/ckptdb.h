@@ -931,7 +931,11 @@ CKPTDB_API int ckptdb_fsck_dir(int64_t *out_problems, int *out_rebuilt, const ch
  * names (epoch_010.pt, step_000500.pt, ...) give kind, epoch and step;
  * others get kind "adopted".  Every row is pinned: kept out of rotation until
  * the user releases it (ckptdb_pin(..., 0)).  Other files are reported as
- * "unknown_file" and left alone.  cb (may be NULL) sees every file, with kind
+ * "unknown_file" and left alone.  A flat subdirectory that looks like a
+ * checkpoint (holding such a file or DCP's .metadata) becomes one directory
+ * checkpoint, every file hashed (a DCP directory without its metadata is
+ * "corrupt"); a nested or linked one is reported and left alone, never
+ * followed.  cb (may be NULL) sees every file or directory, with kind
  * "rebuilt" or "unknown_file".  opts: as for ckptdb_open (NULL: defaults). */
 CKPTDB_API int ckptdb_rebuild(int64_t *out_rows, const char *dir, const ckptdb_open_options *opts, ckptdb_rebuild_cb cb,
                               void *payload);
@@ -979,7 +983,8 @@ typedef struct ckptdb_sync_options {
 /* Merge every complete checkpoint of src that dst lacks into dst's own
  * catalog (dst and its catalog are created if missing): each is copied
  * through locked temp files, fsynced, verified by reading the copy back, and
- * committed on its own; then dst follows src's commit order and times.
+ * committed on its own (a directory checkpoint as a directory save of the
+ * same name, file by file); then dst follows src's commit order and times.
  * Killed at any point, dst is an ordinary catalog (recovery finishes or
  * aborts the copy in flight) and the next run goes on.  Never replaced in
  * dst: a different file under the same name or one dst's catalog does not

@@ -992,8 +992,9 @@ def _items_cb(out: List[Dict[str, Any]], proto: Any) -> Any:
 
 
 def rebuild(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Rebuild a lost or unreadable catalog from the checkpoint files present
-    (ckptdb_rebuild); an existing catalog file is moved aside, never
+    """Rebuild a lost or unreadable catalog from the checkpoint files and
+    flat checkpoint directories present (ckptdb_rebuild; a directory becomes
+    one directory checkpoint); an existing catalog file is moved aside, never
     overwritten.  Returns the items (kind "rebuilt" or "unknown_file")."""
     o = _lib.OpenOptions()
     lib.ckptdb_open_options_init(byref(o), _lib.OPEN_OPTIONS_VERSION)
@@ -1007,7 +1008,8 @@ def rebuild(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict
 
 def adopt(directory: StrPath, catalog_name: Optional[str] = None) -> List[Dict[str, Any]]:
     """Take in a directory written without ckptdb (torch.save files, a regular
-    last.pt) by building its catalog (ckptdb_adopt): every file hashed, torn
+    last.pt, DCP or HF checkpoint-N directories) by building its catalog
+    (ckptdb_adopt): every file hashed, torn
     zip archives marked corrupt, rows ordered by modification time and pinned
     until released (Catalog.pin(id, False)).  Raises ckptdb.Exists
     where the directory already has a catalog.  Returns the items (kind
