@@ -237,3 +237,39 @@ def test_the_reader_never_unpickles_code_unless_told_the_checkpoint_is_trusted(t
     # Trusted by the caller: DCP's planner loads it.
     dcp.load(into, storage_reader=ckdcp.Reader(d, weights_only=False))
     assert into["extra"]["obj"] == os.getpid() and torch.equal(into["w"], torch.ones(3))
+
+
+def catalog_state(d):
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        return ([(e.id, e.name, e.status) for e in cat.entries()], cat.events(),
+                [r["resumed_from"] for r in cat.runs()])
+
+
+def test_manager_fsdp2_saves_through_dcp_on_four_ranks_and_resumes_on_two_past_a_flat_checkpoint(tmp_path):
+    d, d2, ref = tmp_path / "ck", tmp_path / "flat-only", tmp_path / "ref"
+    rc, out, err = torchrun(4, d, ref, ["--mode", "mgr-save", "--dir2", str(d2)])
+    assert rc == 0, out + err[-4000:]
+    assert sorted(re.findall(r"^rank (\d) saved 2 step_000002 True$", out, re.M)) == ["0", "1", "2", "3"], out
+    ls = json.loads(subprocess.run([os.environ["CKPTDB_CLI"], "ls", "--json", str(d)], capture_output=True,
+                                   text=True, check=True).stdout)
+    rows = [(c["name"], c["step"], c["layout"]) for c in ls["checkpoints"]]
+    assert ("step_000002", 2, "dir") in rows, rows
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        dcp_ck, flat = cat.entries(status="complete")
+        assert (dcp_ck.layout, flat.layout, flat.step, flat.file_count) == ("dir", "file", 3, 4)
+        assert sorted(f.name for f in cat.files(dcp_ck.id)) == [
+            ".metadata", ".metadata.json", "__0_0.distcp", "__1_0.distcp", "__2_0.distcp", "__3_0.distcp"]
+    before = catalog_state(d2)
+
+    rc, out, err = torchrun(2, d, ref, ["--mode", "mgr-load", "--dir2", str(d2)])
+    assert rc == 0, out + err[-4000:]
+    # Only a flat checkpoint of 4 ranks: refused on every rank, naming both world sizes.
+    refused = re.findall(r"^rank (\d) refused: (.*)$", out, re.M)
+    assert sorted(r for r, _ in refused) == ["0", "1"], out
+    assert all("saved by 4 ranks, this job has 2" in m for _, m in refused), out
+    assert catalog_state(d2)[:2] == before[:2] and not any(catalog_state(d2)[2]), out
+    # The newer flat one is skipped with a warning; the DCP one reshards 4 -> 2, bit for bit.
+    assert re.search(r"^warn: .*step_000003.*saved by 4 ranks, this job has 2", out, re.M), out
+    assert loaded(out, 2) == 2
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        assert cat.runs()[-1]["resumed_from"] == dcp_ck.id
