@@ -17,6 +17,10 @@ Adam.  Modes:
                             then of DIR ("rank R loaded S ID", "match S");
                             the "ckptdb" logger's warnings are printed as
                             "warn: MESSAGE"
+  --mode async-process      (one process, no torchrun) dcp.async_save with
+                            the process executor: a Writer of an open
+                            Catalog is refused ("refused MESSAGE"); one of
+                            the directory saves ("process saved NAME")
   --mode load               a fresh model and optimizer on this world size,
                             dcp.load through ckptdb.dcp.Reader (the newest
                             checkpoint that verifies), set_state_dict; rank
@@ -104,6 +108,21 @@ def state_of(model, opt, step):
     return {"model": msd, "optim": osd, "extra": {"step": step}}
 
 
+def async_process(a):
+    from torch.distributed.checkpoint.state_dict_saver import AsyncCheckpointerType
+    process = AsyncCheckpointerType.PROCESS
+    with ckptdb.Catalog(a.dir) as cat:
+        try:
+            dcp.async_save({"w": torch.zeros(2)}, storage_writer=ckdcp.Writer(cat, kind="epoch", epoch=9),
+                           async_checkpointer_type=process).result()
+            say("refused nothing")
+        except TypeError as e:
+            say("refused %s" % e)
+    w = ckdcp.Writer(a.dir, kind="epoch", epoch=1, step=10)
+    md = dcp.async_save({"w": torch.arange(6.0)}, storage_writer=w, async_checkpointer_type=process).result()
+    say("process saved %s" % md.storage_meta.checkpoint_id)
+
+
 def manager(a, model, opt, rank):
     import logging
 
@@ -157,7 +176,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--ref", required=True)
     ap.add_argument("--dir2")
-    ap.add_argument("--mode", choices=("save", "load", "mgr-save", "mgr-load"), required=True)
+    ap.add_argument("--mode", choices=("save", "load", "mgr-save", "mgr-load", "async-process"), required=True)
     ap.add_argument("--steps", default="")
     a = ap.parse_args()
     dist.init_process_group("gloo")
@@ -167,6 +186,10 @@ def main():
         r, s = (int(v) for v in die.split(":"))
         if r == rank:
             die_in_save(s)
+    if a.mode == "async-process":
+        async_process(a)
+        dist.destroy_process_group()
+        return
     model, opt = build(world)
     if a.mode.startswith("mgr-"):
         manager(a, model, opt, rank)

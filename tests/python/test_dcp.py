@@ -80,9 +80,13 @@ def test_single_process_round_trip(tmp_path):
 
     into = {"w": torch.zeros(5, 3), "b": torch.zeros(7, dtype=torch.int64), "half": torch.zeros(4).bfloat16(),
             "view": torch.zeros(4), "extra": {"epoch": 0, "names": []}}
+    with ckptdb.Catalog(d) as cat:
+        assert "resumed" not in [ev["event"] for ev in cat.events(c.id)]
     r = ckdcp.Reader(d)
     dcp.load(into, storage_reader=r)
     assert r.checkpoint.id == c.id
+    with ckptdb.Catalog(d) as cat:  # the Reader recorded the resume, as CheckpointManager.resume does
+        assert [ev["event"] for ev in cat.events(c.id)].count("resumed") == 1
     assert same(into, {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()})
 
     # The stock pickle .metadata is there for torch's own reader, which loads the same values.
@@ -273,3 +277,23 @@ def test_manager_fsdp2_saves_through_dcp_on_four_ranks_and_resumes_on_two_past_a
     assert loaded(out, 2) == 2
     with ckptdb.Catalog(d, readonly=True) as cat:
         assert cat.runs()[-1]["resumed_from"] == dcp_ck.id
+
+
+def test_async_save_with_the_process_executor_pickles_a_writer_of_a_directory_and_refuses_one_of_a_catalog(tmp_path):
+    d = tmp_path / "ck"
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0",
+               WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+    env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
+    # A process of its own (no torchrun): the executor spawns a save process, which imports the main module.
+    r = subprocess.run([sys.executable, WORKER, "--dir", str(d), "--ref", str(tmp_path / "ref"), "--mode",
+                        "async-process"], env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    assert re.search(r"^refused ckptdb.dcp.Writer: a Writer made with an open Catalog cannot be pickled.*"
+                     r"make it with the checkpoint directory", r.stdout, re.M), r.stdout + r.stderr[-4000:]
+    assert re.search(r"^process saved epoch_001$", r.stdout, re.M), r.stdout + r.stderr[-4000:]
+    assert no_temp_dirs(d)
+    with ckptdb.Catalog(d) as cat:
+        assert [(e.name, e.status, e.layout) for e in cat.entries()] == [("epoch_001", "complete", "dir")]
+    into = {"w": torch.zeros(6)}
+    dcp.load(into, storage_reader=ckdcp.Reader(d))
+    assert torch.equal(into["w"], torch.arange(6.0))
