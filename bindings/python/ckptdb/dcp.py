@@ -63,14 +63,21 @@ the Reader first loads each one with torch's safe loader
 (weights_only=True) and raises UnsafeCheckpoint for one that holds
 anything but tensors and plain types: no code from a checkpoint runs.
 Reader(..., weights_only=False) skips that check, for a trusted one.
+Once its own reads succeeded, rank 0 records the resume in the catalog
+(Catalog.mark_resumed; DCP calls no reader hook after the other ranks'
+reads, which it checks itself and raises on every rank).
 
 Not supported: use_collectives=False (rank-local metadata) and DCP plan
 caching (enable_plan_caching) are refused with ValueError.  The Writer
 writes one file per rank, in torch.save format, without stream transforms
 (the Reader refuses items saved with transforms: it could not read them).
 async_save works with its default thread executor (the commit runs in
-DCP's worker thread); its process executor, which pickles the writer, is
-untested.
+DCP's worker thread) and with its process executor
+(AsyncCheckpointerType.PROCESS), which pickles the writer into a save
+process of its own: a Writer of a directory opens the catalog there (the
+parent's Writer.checkpoint stays None; the returned Metadata's
+storage_meta.checkpoint_id names the checkpoint); one made with an open
+Catalog cannot be pickled and is refused with TypeError.
 """
 
 from __future__ import annotations

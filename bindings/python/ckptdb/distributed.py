@@ -11,6 +11,10 @@ any moment leaves no complete checkpoint: the previous one stays the resume
 point.  Resume verifies every file of the newest checkpoint and falls back
 as a whole (ckptdb_latest with full verification).
 
+This flat per-rank format is the one CheckpointManager(sharded=True) wrote
+before it saved through DCP (ckptdb.dcp); the manager still resumes from it
+(load_flat) on as many ranks as saved it.
+
 File names: rank 0 asks the library (ckptdb_default_name) for the kind's
 default names of a sharded checkpoint (epoch_010.rank0-of-4.pt ...), with a
 "-2", "-3"... suffix on the stem when any of them is taken, and broadcasts

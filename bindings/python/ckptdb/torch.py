@@ -21,7 +21,9 @@ completed step; a resumed loop continues with step + 1.
 ckptdb's loads (CheckpointManager.resume, auto_resume, Catalog.load_latest,
 distributed.load_sharded) use weights_only=True unless given
 weights_only=False; see load_checkpoint.  Resume reads every layout that
-checkpoint_layout names.
+checkpoint_layout names.  CheckpointManager(sharded=True) saves through
+torch.distributed.checkpoint instead (a directory checkpoint; see the
+manager's docstring), with the same dict's parts as DCP keys.
 """
 
 from __future__ import annotations
@@ -732,8 +734,32 @@ class CheckpointManager:
     Under torch.distributed (replicated training, DDP) rank 0 alone opens
     the catalog and saves; every rank resumes from the checkpoint rank 0
     picked; the decision to save (and to stop) is agreed by all ranks.
-    With sharded=True every rank saves its own file of one checkpoint
-    (ckptdb.distributed); then model/optimizer are each rank's own.
+
+    sharded=True: every rank saves through torch.distributed.checkpoint
+    (DCP) into one directory checkpoint (ckptdb.dcp.Writer; rank 0
+    commits it).  Model and optimizer state come from DCP's get_state_dict
+    and go back through set_state_dict.  A sharded model (DTensor: FSDP2
+    fully_shard, tensor parallel; or FSDP1) or a replicated one
+    (DistributedDataParallel) is saved once, under "model" and "optim",
+    and resumes on any number of ranks (DCP reshards it); any other model
+    is each rank's own state, saved under the rank's key "rank<R>-of-<N>",
+    and resumes only on N ranks.  Each rank's RNG state goes under its key
+    and is restored when the world size is the same; scheduler, scaler,
+    epoch, step and extra are one value rank 0 saves (key "ckptdb").
+    Resume takes the newest checkpoint that fits and verifies, agreed by
+    all ranks: a DCP checkpoint fits unless it holds each rank's own state
+    and another number of ranks saved it; a flat per-rank checkpoint (the
+    format sharded=True wrote before, ckptdb.distributed.save_sharded) fits
+    on as many ranks as saved it; a single-file checkpoint (sharded=False)
+    fits unless the model is sharded, and every rank loads it as replicated
+    state; a directory that is no DCP checkpoint of this manager never
+    fits.  One that does not fit is skipped with a warning (the "ckptdb"
+    logger, naming both world sizes where they differ); when checkpoints
+    exist but none fits, every rank raises StateMismatch naming them and
+    both world sizes, and no resume is recorded.  The ResumeResult of a
+    DCP checkpoint has layout "dcp"; strict=False lets keys the checkpoint
+    lacks keep their values (DCP's allow_partial_load) and lists the
+    model's in missing_keys.  async_save does not apply to sharded saves.
     """
 
     def __init__(self, directory: StrPath, model: Any = None, optimizer: Any = None, scheduler: Any = None,
