@@ -297,3 +297,49 @@ def test_async_save_with_the_process_executor_pickles_a_writer_of_a_directory_an
     into = {"w": torch.zeros(6)}
     dcp.load(into, storage_reader=ckdcp.Reader(d))
     assert torch.equal(into["w"], torch.arange(6.0))
+
+
+def test_manager_sharded_in_one_process_resumes_the_newest_that_fits_a_file_or_a_dcp_checkpoint(tmp_path, caplog):
+    import logging
+
+    import ckptdb.torch as ct
+    d = tmp_path / "ck"
+
+    def make(seed):
+        torch.manual_seed(seed)
+        m = torch.nn.Linear(4, 3)
+        o = torch.optim.Adam(m.parameters(), lr=0.1)
+        m(torch.randn(2, 4)).sum().backward()
+        o.step()
+        return m, o
+
+    m1, o1 = make(1)
+    with ct.CheckpointManager(d, m1, o1, sharded=True, signals=()) as mgr:
+        dcp_ck = mgr.save("step", 0, 1)
+    m2, o2 = make(2)
+    with ct.CheckpointManager(d, m2, o2, signals=()) as mgr:  # sharded=False: one file
+        file_ck = mgr.save("step", 0, 2)
+    assert (dcp_ck.layout, file_ck.layout) == ("dir", "file")
+    with ckptdb.Catalog(d) as cat:  # the newest: a directory that is no DCP checkpoint
+        with cat.begin_dir("step", step=3) as s:
+            fw = DirFileWriter(d, s.temp_name, "a.bin", 0)
+            fw.write(b"a")
+            other = s.commit([fw.finish()])
+            fw.free()
+
+    m, o = make(3)
+    caplog.set_level(logging.WARNING, logger="ckptdb")
+    with ct.CheckpointManager(d, m, o, sharded=True, signals=()) as mgr:
+        r = mgr.resume()  # the file: every rank loads it as replicated state
+    assert (r.step, r.layout, r.checkpoint.id) == (2, "ckptdb", file_ck.id)
+    assert same(m.state_dict(), m2.state_dict()) and same(o.state_dict(), o2.state_dict())
+    assert any(other.name in x.getMessage() and "no DCP checkpoint" in x.getMessage() for x in caplog.records)
+
+    with ckptdb.Catalog(d) as cat:
+        cat.pin(dcp_ck.id)
+        cat.prune(ckptdb.Retention(keep_last={"step": 0}))  # only the pinned DCP one stays
+    m, o = make(4)
+    with ct.CheckpointManager(d, m, o, sharded=True, signals=()) as mgr:
+        r = mgr.resume()
+    assert (r.step, r.layout, r.checkpoint.id) == (1, "dcp", dcp_ck.id)
+    assert same(m.state_dict(), m1.state_dict()) and same(o.state_dict(), o1.state_dict())
