@@ -8,6 +8,19 @@ Adam.  Modes:
                             rank 0 also keeps the gathered full state of
                             that step in REF/full_S.pt (outside the
                             checkpoint directory), for the test to compare.
+  --mode mgr-save           CheckpointManager(sharded=True) saves step 2
+                            (REF/full_2.pt as above); then ckptdb.distributed
+                            .save_sharded writes a newer flat per-rank
+                            checkpoint (step 3) into DIR and one into DIR2
+  --mode mgr-load           CheckpointManager(sharded=True).resume() of DIR2
+                            (every rank prints "rank R refused: MESSAGE"),
+                            then of DIR ("rank R loaded S ID", "match S");
+                            the "ckptdb" logger's warnings are printed as
+                            "warn: MESSAGE"
+  --mode async-process      (one process, no torchrun) dcp.async_save with
+                            the process executor: a Writer of an open
+                            Catalog is refused ("refused MESSAGE"); one of
+                            the directory saves ("process saved NAME")
   --mode load               a fresh model and optimizer on this world size,
                             dcp.load through ckptdb.dcp.Reader (the newest
                             checkpoint that verifies), set_state_dict; rank
@@ -95,11 +108,75 @@ def state_of(model, opt, step):
     return {"model": msd, "optim": osd, "extra": {"step": step}}
 
 
+def async_process(a):
+    from torch.distributed.checkpoint.state_dict_saver import AsyncCheckpointerType
+    process = AsyncCheckpointerType.PROCESS
+    with ckptdb.Catalog(a.dir) as cat:
+        try:
+            dcp.async_save({"w": torch.zeros(2)}, storage_writer=ckdcp.Writer(cat, kind="epoch", epoch=9),
+                           async_checkpointer_type=process).result()
+            say("refused nothing")
+        except TypeError as e:
+            say("refused %s" % e)
+    w = ckdcp.Writer(a.dir, kind="epoch", epoch=1, step=10)
+    md = dcp.async_save({"w": torch.arange(6.0)}, storage_writer=w, async_checkpointer_type=process).result()
+    say("process saved %s" % md.storage_meta.checkpoint_id)
+
+
+def manager(a, model, opt, rank):
+    import logging
+
+    import ckptdb.torch as ct
+
+    class Say(logging.Handler):
+        def emit(self, record):
+            say("warn: " + record.getMessage())
+
+    logging.getLogger("ckptdb").addHandler(Say(logging.WARNING))
+    kw = dict(sharded=True, signals=(), every_epochs=0, every_seconds=0)
+    if a.mode == "mgr-save":
+        for s in (1, 2):
+            train_step(model, opt, s)
+        mgr = ct.CheckpointManager(a.dir, model, opt, **kw)
+        if rank == 0:
+            os.makedirs(a.ref, exist_ok=True)
+        f = full(state_of(model, opt, 2))
+        if rank == 0:
+            torch.save(f, os.path.join(a.ref, "full_2.pt"))
+        e = mgr.save("step", 0, 2)
+        say("rank %d saved 2 %s %s" % (rank, e.name, e.layout == "dir" and mgr.last_saved == e))
+        flat = ct.build_state(0, 3, extra={"rank": rank}, rng=False)
+        ckptdb.distributed.save_sharded(a.dir, flat, "step", 0, 3, cat=mgr.cat)
+        mgr.close()
+        cat2 = ckptdb.Catalog(a.dir2) if rank == 0 else None
+        ckptdb.distributed.save_sharded(a.dir2, flat, "step", 0, 3, cat=cat2)
+        if cat2 is not None:
+            cat2.close()
+        return
+    mgr2 = ct.CheckpointManager(a.dir2, model, opt, **kw)
+    try:
+        mgr2.resume()
+        say("rank %d resumed from %s" % (rank, a.dir2))
+    except ckptdb.Error as e:
+        say("rank %d refused: %s" % (rank, str(e).replace("\n", " ")))
+    mgr2.close()
+    mgr = ct.CheckpointManager(a.dir, model, opt, **kw)
+    ep, sp = mgr.resume()
+    e = mgr.resumed_from
+    say("rank %d loaded %d %d" % (rank, sp, e.id))
+    got = full(state_of(model, opt, sp))
+    if rank == 0:
+        want = torch.load(os.path.join(a.ref, "full_%d.pt" % sp), weights_only=False)
+        say("match %d %s" % (sp, same(got, want)))
+    mgr.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--ref", required=True)
-    ap.add_argument("--mode", choices=("save", "load"), required=True)
+    ap.add_argument("--dir2")
+    ap.add_argument("--mode", choices=("save", "load", "mgr-save", "mgr-load", "async-process"), required=True)
     ap.add_argument("--steps", default="")
     a = ap.parse_args()
     dist.init_process_group("gloo")
@@ -109,8 +186,14 @@ def main():
         r, s = (int(v) for v in die.split(":"))
         if r == rank:
             die_in_save(s)
+    if a.mode == "async-process":
+        async_process(a)
+        dist.destroy_process_group()
+        return
     model, opt = build(world)
-    if a.mode == "save":
+    if a.mode.startswith("mgr-"):
+        manager(a, model, opt, rank)
+    elif a.mode == "save":
         steps = [int(v) for v in a.steps.split(",")]
         for s in range(1, max(steps) + 1):
             train_step(model, opt, s)

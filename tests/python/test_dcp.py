@@ -80,9 +80,13 @@ def test_single_process_round_trip(tmp_path):
 
     into = {"w": torch.zeros(5, 3), "b": torch.zeros(7, dtype=torch.int64), "half": torch.zeros(4).bfloat16(),
             "view": torch.zeros(4), "extra": {"epoch": 0, "names": []}}
+    with ckptdb.Catalog(d) as cat:
+        assert "resumed" not in [ev["event"] for ev in cat.events(c.id)]
     r = ckdcp.Reader(d)
     dcp.load(into, storage_reader=r)
     assert r.checkpoint.id == c.id
+    with ckptdb.Catalog(d) as cat:  # the Reader recorded the resume, as CheckpointManager.resume does
+        assert [ev["event"] for ev in cat.events(c.id)].count("resumed") == 1
     assert same(into, {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in state.items()})
 
     # The stock pickle .metadata is there for torch's own reader, which loads the same values.
@@ -237,3 +241,105 @@ def test_the_reader_never_unpickles_code_unless_told_the_checkpoint_is_trusted(t
     # Trusted by the caller: DCP's planner loads it.
     dcp.load(into, storage_reader=ckdcp.Reader(d, weights_only=False))
     assert into["extra"]["obj"] == os.getpid() and torch.equal(into["w"], torch.ones(3))
+
+
+def catalog_state(d):
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        return ([(e.id, e.name, e.status) for e in cat.entries()], cat.events(),
+                [r["resumed_from"] for r in cat.runs()])
+
+
+def test_manager_fsdp2_saves_through_dcp_on_four_ranks_and_resumes_on_two_past_a_flat_checkpoint(tmp_path):
+    d, d2, ref = tmp_path / "ck", tmp_path / "flat-only", tmp_path / "ref"
+    rc, out, err = torchrun(4, d, ref, ["--mode", "mgr-save", "--dir2", str(d2)])
+    assert rc == 0, out + err[-4000:]
+    assert sorted(re.findall(r"^rank (\d) saved 2 step_000002 True$", out, re.M)) == ["0", "1", "2", "3"], out
+    ls = json.loads(subprocess.run([os.environ["CKPTDB_CLI"], "ls", "--json", str(d)], capture_output=True,
+                                   text=True, check=True).stdout)
+    rows = [(c["name"], c["step"], c["layout"]) for c in ls["checkpoints"]]
+    assert ("step_000002", 2, "dir") in rows, rows
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        dcp_ck, flat = cat.entries(status="complete")
+        assert (dcp_ck.layout, flat.layout, flat.step, flat.file_count) == ("dir", "file", 3, 4)
+        assert sorted(f.name for f in cat.files(dcp_ck.id)) == [
+            ".metadata", ".metadata.json", "__0_0.distcp", "__1_0.distcp", "__2_0.distcp", "__3_0.distcp"]
+    before = catalog_state(d2)
+
+    rc, out, err = torchrun(2, d, ref, ["--mode", "mgr-load", "--dir2", str(d2)])
+    assert rc == 0, out + err[-4000:]
+    # Only a flat checkpoint of 4 ranks: refused on every rank, naming both world sizes.
+    refused = re.findall(r"^rank (\d) refused: (.*)$", out, re.M)
+    assert sorted(r for r, _ in refused) == ["0", "1"], out
+    assert all("saved by 4 ranks, this job has 2" in m for _, m in refused), out
+    assert catalog_state(d2)[:2] == before[:2] and not any(catalog_state(d2)[2]), out
+    # The newer flat one is skipped with a warning; the DCP one reshards 4 -> 2, bit for bit.
+    assert re.search(r"^warn: .*step_000003.*saved by 4 ranks, this job has 2", out, re.M), out
+    assert loaded(out, 2) == 2
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        assert cat.runs()[-1]["resumed_from"] == dcp_ck.id
+
+
+def test_async_save_with_the_process_executor_pickles_a_writer_of_a_directory_and_refuses_one_of_a_catalog(tmp_path):
+    d = tmp_path / "ck"
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), RANK="0", LOCAL_RANK="0",
+               WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+    env["PYTHONPATH"] = HERE + os.pathsep + env.get("PYTHONPATH", "")
+    # A process of its own (no torchrun): the executor spawns a save process, which imports the main module.
+    r = subprocess.run([sys.executable, WORKER, "--dir", str(d), "--ref", str(tmp_path / "ref"), "--mode",
+                        "async-process"], env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout + r.stderr[-4000:]
+    assert re.search(r"^refused ckptdb.dcp.Writer: a Writer made with an open Catalog cannot be pickled.*"
+                     r"make it with the checkpoint directory", r.stdout, re.M), r.stdout + r.stderr[-4000:]
+    assert re.search(r"^process saved epoch_001$", r.stdout, re.M), r.stdout + r.stderr[-4000:]
+    assert no_temp_dirs(d)
+    with ckptdb.Catalog(d) as cat:
+        assert [(e.name, e.status, e.layout) for e in cat.entries()] == [("epoch_001", "complete", "dir")]
+    into = {"w": torch.zeros(6)}
+    dcp.load(into, storage_reader=ckdcp.Reader(d))
+    assert torch.equal(into["w"], torch.arange(6.0))
+
+
+def test_manager_sharded_in_one_process_resumes_the_newest_that_fits_a_file_or_a_dcp_checkpoint(tmp_path, caplog):
+    import logging
+
+    import ckptdb.torch as ct
+    d = tmp_path / "ck"
+
+    def make(seed):
+        torch.manual_seed(seed)
+        m = torch.nn.Linear(4, 3)
+        o = torch.optim.Adam(m.parameters(), lr=0.1)
+        m(torch.randn(2, 4)).sum().backward()
+        o.step()
+        return m, o
+
+    m1, o1 = make(1)
+    with ct.CheckpointManager(d, m1, o1, sharded=True, signals=()) as mgr:
+        dcp_ck = mgr.save("step", 0, 1)
+    m2, o2 = make(2)
+    with ct.CheckpointManager(d, m2, o2, signals=()) as mgr:  # sharded=False: one file
+        file_ck = mgr.save("step", 0, 2)
+    assert (dcp_ck.layout, file_ck.layout) == ("dir", "file")
+    with ckptdb.Catalog(d) as cat:  # the newest: a directory that is no DCP checkpoint
+        with cat.begin_dir("step", step=3) as s:
+            fw = DirFileWriter(d, s.temp_name, "a.bin", 0)
+            fw.write(b"a")
+            other = s.commit([fw.finish()])
+            fw.free()
+
+    m, o = make(3)
+    caplog.set_level(logging.WARNING, logger="ckptdb")
+    with ct.CheckpointManager(d, m, o, sharded=True, signals=()) as mgr:
+        r = mgr.resume()  # the file: every rank loads it as replicated state
+    assert (r.step, r.layout, r.checkpoint.id) == (2, "ckptdb", file_ck.id)
+    assert same(m.state_dict(), m2.state_dict()) and same(o.state_dict(), o2.state_dict())
+    assert any(other.name in x.getMessage() and "no DCP checkpoint" in x.getMessage() for x in caplog.records)
+
+    with ckptdb.Catalog(d) as cat:
+        cat.pin(dcp_ck.id)
+        cat.prune(ckptdb.Retention(keep_last={"step": 0}))  # only the pinned DCP one stays
+    m, o = make(4)
+    with ct.CheckpointManager(d, m, o, sharded=True, signals=()) as mgr:
+        r = mgr.resume()
+    assert (r.step, r.layout, r.checkpoint.id) == (1, "dcp", dcp_ck.id)
+    assert same(m.state_dict(), m1.state_dict()) and same(o.state_dict(), o1.state_dict())

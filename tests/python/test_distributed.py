@@ -2,7 +2,10 @@
 replicated (DDP) training where rank 0 saves and every rank resumes from
 the checkpoint rank 0 picked, and a rank SIGKILLed in the middle of a save:
 the checkpoint never becomes complete, the previous one stays the resume
-point, and a restart finishes bit-identical to an uninterrupted run."""
+point, and a restart finishes bit-identical to an uninterrupted run.
+Sharded training (CheckpointManager(sharded=True): every rank's own state,
+saved through DCP as one directory checkpoint) resumes from checkpoints
+of the flat per-rank format of earlier ckptdb versions too."""
 
 import os
 import re
@@ -28,10 +31,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def torchrun(nproc, script, d, args, die=None, term=None):
+def torchrun(nproc, script, d, args, die=None, term=None, flat=False):
     env = dict(os.environ)
     env.pop("CKPTDB_TEST_DIE", None)
     env.pop("CKPTDB_TEST_TERM", None)
+    env.pop("CKPTDB_TEST_FLAT", None)
+    if flat:
+        env["CKPTDB_TEST_FLAT"] = "1"
     if die:
         env["CKPTDB_TEST_DIE"] = die
     if term:
@@ -116,6 +122,9 @@ def shard_rows(d):
         return [(e.step, e.status, e.file_count) for e in cat.entries()]
 
 
+DCP_FILES_2 = [(0, ".metadata"), (0, ".metadata.json"), (0, "__0_0.distcp"), (1, "__1_0.distcp")]
+
+
 def test_sharded_two_ranks_a_rank_killed_mid_save_and_a_bit_identical_restart(tmp_path):
     rc, out, err = torchrun(2, TRAIN, tmp_path / "ref", SHARD_ARGS)
     assert rc == 0, err[-3000:]
@@ -123,27 +132,37 @@ def test_sharded_two_ranks_a_rank_killed_mid_save_and_a_bit_identical_restart(tm
     with ckptdb.Catalog(tmp_path / "ref", readonly=True) as cat:
         e = cat.latest()
         files = cat.files(e.id)
-        assert [(f.rank, f.name) for f in files] == [(0, "step_000020.rank0-of-2.pt"), (1, "step_000020.rank1-of-2.pt")]
-        assert e.size == sum(f.size for f in files) and e.file_count == 2
+        # one DCP directory checkpoint: each rank's file and the coordinator's metadata
+        assert (e.name, e.layout) == ("step_000020", "dir")
+        assert sorted((f.rank, f.name) for f in files) == DCP_FILES_2
+        assert e.size == sum(f.size for f in files) and e.file_count == 4
         # rank 0 (the rank that opens the catalog) closed it before its
         # process left: its run ended clean, not open or taken for a crash
         assert [r["exit_reason"] for r in cat.runs()] == ["clean"]
 
+    # The flat per-rank format (one file per rank, as ckptdb saved before
+    # DCP), rank 1 killed inside its 3rd save (step 15).
     d = tmp_path / "ck"
-    rc, out, err = torchrun(2, TRAIN, d, SHARD_ARGS, die="1:3")  # rank 1 dies inside its 3rd save (step 15)
+    rc, out, err = torchrun(2, TRAIN, d, SHARD_ARGS, die="1:3", flat=True)
     assert rc != 0
     assert "save: id=2 " in out, out + err[-3000:]
     latest, rows = consistent_after_recovery(d)
-    assert [(e.step, e.status, e.file_count) for e in rows if e.status == "complete"] == [(5, "complete", 2),
-                                                                                         (10, "complete", 2)]
+    assert [(e.step, e.status, e.file_count, e.layout) for e in rows if e.status == "complete"] == [
+        (5, "complete", 2, "file"), (10, "complete", 2, "file")]
     assert latest.step == 10
     assert not [n for n in os.listdir(d) if "step_000015" in n]  # no shard of the killed save remains
 
+    # Today's code reads it on as many ranks, and goes on saving through DCP.
     rc, out, err = torchrun(2, TRAIN, d, SHARD_ARGS)
     assert rc == 0, err[-3000:]
     [(ep, sp, _)] = {(a, b, "") for a, b, _ in resumes(out, 2)}
     assert int(sp) == 10
     assert digest(out) == want
+    with ckptdb.Catalog(d, readonly=True) as cat:
+        assert cat.runs()[-1]["resumed_from"] == latest.id
+        e = cat.latest()
+        assert (e.step, e.layout) == (20, "dir")
+        assert sorted((f.rank, f.name) for f in cat.files(e.id)) == DCP_FILES_2
 
 
 def test_sharded_four_ranks_resume_falls_back_as_a_whole_past_a_corrupt_shard(tmp_path):
@@ -152,10 +171,10 @@ def test_sharded_four_ranks_resume_falls_back_as_a_whole_past_a_corrupt_shard(tm
     assert rc != 0
     assert "save: id=3 " in out, out + err[-3000:]
     latest, rows = consistent_after_recovery(d)
-    assert [(e.step, e.file_count) for e in rows if e.status == "complete"] == [(5, 4), (10, 4), (15, 4)]
+    assert [(e.step, e.file_count) for e in rows if e.status == "complete"] == [(5, 6), (10, 6), (15, 6)]
     assert latest.step == 15
     with ckptdb.Catalog(d, readonly=True) as cat:
-        victim = [f for f in cat.files(latest.id) if f.rank == 3][0]
+        [victim] = [f for f in cat.files(latest.id) if f.rank == 3]  # __3_0.distcp
     with open(victim.path, "r+b") as f:  # one byte of rank 3's file of the newest checkpoint
         f.seek(100)
         b = f.read(1)
@@ -173,7 +192,7 @@ def test_sharded_four_ranks_resume_falls_back_as_a_whole_past_a_corrupt_shard(tm
         # a corrupt checkpoint (only an explicit `ckptdb prune --corrupt` does)
         assert cat.get(latest.id).status == "corrupt"
         assert [ev["event"] for ev in cat.events(latest.id)][-1] == "corrupt"
-        assert len([n for n in os.listdir(d) if n.startswith("step_000015.")]) == 4
-        assert cat.latest().step == 20 and cat.latest().file_count == 4
+        assert len(os.listdir(os.path.join(d, "step_000015"))) == 6
+        assert cat.latest().step == 20 and cat.latest().file_count == 6
         [ten] = [e for e in cat.entries(status="complete") if e.step == 10]
         assert cat.runs()[-1]["resumed_from"] == ten.id

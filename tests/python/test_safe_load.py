@@ -77,17 +77,25 @@ def test_manager_checkpoints_load_with_plain_torch_load(tmp_path, async_save):
     assert all(torch.equal(st["model"][k], v) for k, v in model.state_dict().items())
 
 
-def test_sharded_checkpoints_load_with_plain_torch_load(tmp_path, world_of_one):
+def test_sharded_checkpoints_load_with_torch_alone(tmp_path, world_of_one):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
     model, opt, sched = make()
     with ct.CheckpointManager(tmp_path / "ck", model, opt, sched, every_epochs=1, signals=(),
                               sharded=True) as mgr:
         train(model, opt)
         mgr.epoch_end(1, 2)
         e = mgr.last_saved
-        [f] = mgr.cat.files(e.id)
-        assert f.name == "epoch_001.rank0-of-1.pt"
-        check_safe(f.path)
-        # ... and load_sharded reads it back with the safe loader
+        assert (e.name, e.layout) == ("epoch_001", "dir")  # a DCP checkpoint
+        # torch's own DCP tools read it; what they make of it loads with the safe loader
+        whole = str(tmp_path / "whole.pt")
+        dcp_to_torch_save(e.path, whole)
+        st = plain_load(whole)
+        common, mine = st["ckptdb"][0], st["rank0-of-1"]
+        assert (common["format"], common["epoch"], common["step"]) == (ct.FORMAT, 1, 2)
+        rng = mine["rng"][0]
+        assert isinstance(rng["numpy"]["state"], torch.Tensor) and isinstance(rng["random"]["state"], torch.Tensor)
+        assert all(torch.equal(mine["model"][k], v) for k, v in model.state_dict().items())
+        # ... and the manager reads it back with the safe loader
         model2, opt2, sched2 = make()
         mgr.model, mgr.optimizer, mgr.scheduler = model2, opt2, sched2
         assert mgr.resume() == (1, 2)

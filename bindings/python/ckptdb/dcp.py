@@ -63,14 +63,21 @@ the Reader first loads each one with torch's safe loader
 (weights_only=True) and raises UnsafeCheckpoint for one that holds
 anything but tensors and plain types: no code from a checkpoint runs.
 Reader(..., weights_only=False) skips that check, for a trusted one.
+Once its own reads succeeded, rank 0 records the resume in the catalog
+(Catalog.mark_resumed; DCP calls no reader hook after the other ranks'
+reads, which it checks itself and raises on every rank).
 
 Not supported: use_collectives=False (rank-local metadata) and DCP plan
 caching (enable_plan_caching) are refused with ValueError.  The Writer
 writes one file per rank, in torch.save format, without stream transforms
 (the Reader refuses items saved with transforms: it could not read them).
 async_save works with its default thread executor (the commit runs in
-DCP's worker thread); its process executor, which pickles the writer, is
-untested.
+DCP's worker thread) and with its process executor
+(AsyncCheckpointerType.PROCESS), which pickles the writer into a save
+process of its own: a Writer of a directory opens the catalog there (the
+parent's Writer.checkpoint stays None; the returned Metadata's
+storage_meta.checkpoint_id names the checkpoint); one made with an open
+Catalog cannot be pickled and is refused with TypeError.
 """
 
 from __future__ import annotations
@@ -402,6 +409,17 @@ class Writer(StorageWriter):
         finally:
             self._release()
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # dcp.async_save's process executor pickles the writer into its save
+        # process, which opens the catalog itself (set_up_storage_writer).
+        if self._cat is not None:
+            raise TypeError("ckptdb.dcp.Writer: a Writer made with an open Catalog cannot be pickled (dcp.async_save "
+                            "with AsyncCheckpointerType.PROCESS pickles it into its save process): make it with the "
+                            "checkpoint directory, %s, and that process opens the catalog itself" % self.directory)
+        st = dict(self.__dict__)
+        st.update(_save=None, _own_cat=None, checkpoint=None)  # this process's save and handle stay here
+        return st
+
     def _release(self) -> None:
         """Free this writer's DirSave (aborted unless committed) and the catalog it opened."""
         s, self._save = self._save, None
@@ -442,10 +460,18 @@ class Reader(StorageReader):
     loader (weights_only=True) before DCP's planner unpickles it, and one
     holding anything but tensors and plain types raises UnsafeCheckpoint:
     loading never runs code from the checkpoint.  Pass weights_only=False
-    only for a trusted checkpoint."""
+    only for a trusted checkpoint.
+
+    mark_resumed=True (the default): once rank 0's own reads succeeded
+    (every rank's plan was made; DCP has no hook after the other ranks'
+    reads), rank 0 records in the catalog that this run resumed from the
+    checkpoint (Catalog.mark_resumed; not on a read-only Catalog), as
+    CheckpointManager.resume does.  verify=False skips the verification
+    of a checkpoint asked for by id that the caller just verified."""
 
     def __init__(self, cat_or_directory: Union[Catalog, StrPath], id: Union[int, str, None] = None,
-                 process_group: Any = None, kind: Optional[str] = None, weights_only: bool = True) -> None:
+                 process_group: Any = None, kind: Optional[str] = None, weights_only: bool = True,
+                 mark_resumed: bool = True, verify: bool = True) -> None:
         super().__init__()
         if isinstance(cat_or_directory, Catalog):
             self._cat: Optional[Catalog] = cat_or_directory
@@ -457,7 +483,12 @@ class Reader(StorageReader):
         self.kind = kind
         self.process_group = process_group
         self.weights_only = weights_only
+        self.mark_resumed = mark_resumed
+        self.verify = verify
         self.checkpoint: Optional[Checkpoint] = None
+        #: The Metadata read_metadata returned (every saved key: .state_dict_metadata).
+        self.metadata: Optional[Metadata] = None
+        self._picker = False  # this rank picked the checkpoint (rank 0 of the group)
         self.path: Optional[str] = None
         self.storage_data: Dict[MetadataIndex, Any] = {}
 
@@ -491,7 +522,7 @@ class Reader(StorageReader):
                 if e.status != "complete" or not _is_dcp(cat, e):
                     raise Error(1, "ckptdb.dcp.Reader: checkpoint %s is %s, not a complete DCP checkpoint"
                                 % (e.name, e.status))
-                if not cat.verify(e.id):
+                if self.verify and not cat.verify(e.id):
                     raise Error(1, "ckptdb.dcp.Reader: checkpoint %s does not verify" % e.name)
             return {"checkpoint": e, "metadata": cat.read(e.id, file=METADATA_FILE)}
         finally:
@@ -501,7 +532,8 @@ class Reader(StorageReader):
     def read_metadata(self) -> Metadata:  # no **kwargs: DCP makes no rank-local second call
         use_dist = dist.is_available() and dist.is_initialized()
         pick: Dict[str, Any]
-        if not use_dist or dist.get_rank(self.process_group) == 0:
+        self._picker = not use_dist or dist.get_rank(self.process_group) == 0
+        if self._picker:
             try:
                 pick = self._pick()
             except Exception as e:
@@ -524,6 +556,7 @@ class Reader(StorageReader):
             md.storage_meta = StorageMeta()
         md.storage_meta.load_id = str(uuid.uuid4())
         self.storage_data = dict(md.storage_data)
+        self.metadata = md
         return md
 
     def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args: Any, **kwargs: Any) -> None:
@@ -578,6 +611,16 @@ class Reader(StorageReader):
                         planner.commit_tensor(req, target)
         finally:
             os.close(dfd)
+        if self._picker and self.mark_resumed and self.checkpoint is not None:
+            self._mark_resumed(self.checkpoint.id)
         fut: Future = Future()
         fut.set_result(None)
         return fut
+
+    def _mark_resumed(self, cid: int) -> None:
+        if self._cat is not None:
+            if not self._cat.readonly:
+                self._cat.mark_resumed(cid)
+            return
+        with Catalog(self.directory) as cat:
+            cat.mark_resumed(cid)

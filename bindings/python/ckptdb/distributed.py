@@ -11,6 +11,10 @@ any moment leaves no complete checkpoint: the previous one stays the resume
 point.  Resume verifies every file of the newest checkpoint and falls back
 as a whole (ckptdb_latest with full verification).
 
+This flat per-rank format is the one CheckpointManager(sharded=True) wrote
+before it saved through DCP (ckptdb.dcp); the manager still resumes from it
+(load_flat) on as many ranks as saved it.
+
 File names: rank 0 asks the library (ckptdb_default_name) for the kind's
 default names of a sharded checkpoint (epoch_010.rank0-of-4.pt ...), with a
 "-2", "-3"... suffix on the stem when any of them is taken, and broadcasts
@@ -35,7 +39,8 @@ from ._lib import enc, lib, s
 from .catalog import _buffer_address
 from .errors import Error, NotFound
 
-__all__ = ["ShardWriter", "DirFileWriter", "shard_names", "save_sharded", "load_sharded"]
+__all__ = ["ShardWriter", "DirFileWriter", "shard_names", "save_sharded", "load_sharded", "load_flat", "flat_paths",
+           "world_mismatch"]
 
 
 class ShardWriter(io.RawIOBase):
@@ -247,7 +252,9 @@ def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location
     checkpoint whose every file verifies and broadcasts it; each rank loads
     its own file (ckptdb.torch.load_checkpoint: torch's safe loader unless
     weights_only=False).  Returns (state, Checkpoint) or None when there is
-    none.  A checkpoint saved by another number of ranks is refused.
+    none.  A checkpoint saved by another number of ranks is refused with an
+    error naming both; CheckpointManager(sharded=True) falls back past it
+    instead.
 
     prepare(state, entry, path), when given, runs on every rank on its
     loaded state (and returns what to hand back in its place); a failure of
@@ -258,7 +265,6 @@ def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location
     Each rank's file is checked like every resume's (its owner, see
     ckptdb.catalog.open_checkpoint); trust_shared=True trusts files of other
     users, as CKPTDB_OPEN_TRUST_SHARED does for the catalog."""
-    from .torch import load_checkpoint
     dist = _dist()
     rank, world = dist.get_rank(), dist.get_world_size()
     pick = None
@@ -267,18 +273,45 @@ def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location
             raise ValueError("ckptdb.load_sharded: rank 0 needs the open Catalog (cat=)")
         e = cat.latest(kind)
         if e is not None:
-            files = cat.files(e.id)
-            pick = {"entry": e, "paths": [f.path for f in sorted(files, key=lambda f: f.rank)]}
-            if len(files) != world:
-                pick = {"error": "checkpoint %s has %d files, this job has %d ranks" % (e.name, len(files), world)}
+            paths = flat_paths(cat, e)
+            pick = {"entry": e, "paths": paths}
+            if len(paths) != world:
+                pick = {"error": "checkpoint %s was %s" % (e.name, world_mismatch(len(paths), world))}
     pick = _broadcast(dist, pick)
     if pick is None:
         return None
     if "error" in pick:
         raise Error(3, "ckptdb: cannot resume: " + pick["error"])
-    path, entry = pick["paths"][rank], pick["entry"]
+    st = load_flat(pick["paths"], pick["entry"], map_location=map_location, weights_only=weights_only,
+                   prepare=prepare, trust_shared=trust_shared)
+    if rank == 0:
+        cat.mark_resumed(pick["entry"].id)
+    return st, pick["entry"]
+
+
+def world_mismatch(saved: int, world: int) -> str:
+    """The words every refusal of a checkpoint saved by another number of ranks uses."""
+    return "saved by %d ranks, this job has %d" % (saved, world)
+
+
+def flat_paths(cat: Catalog, e: Checkpoint) -> List[str]:
+    """The files of a flat sharded checkpoint (one per rank), in rank order."""
+    return [f.path for f in sorted(cat.files(e.id), key=lambda f: f.rank)]
+
+
+def load_flat(paths: List[str], entry: Checkpoint, map_location: Any = "cpu", weights_only: bool = True,
+              prepare: Optional[Callable[[Any, Checkpoint, str], Any]] = None, trust_shared: bool = False) -> Any:
+    """Every rank loads its own file of a flat sharded checkpoint (paths, one
+    per rank, as many as the ranks) and runs prepare on it; a failure of any
+    rank is raised on every rank.  Records nothing in the catalog."""
+    from .torch import load_checkpoint
+    dist = _dist()
+    rank, world = dist.get_rank(), dist.get_world_size()
     st, err = None, None
     try:
+        if len(paths) != world:
+            raise Error(3, "ckptdb: checkpoint %s was %s" % (entry.name, world_mismatch(len(paths), world)))
+        path = paths[rank]
         st = load_checkpoint(path, map_location=map_location, weights_only=weights_only, trust_shared=trust_shared)
         if prepare is not None:
             st = prepare(st, entry, path)
@@ -290,6 +323,4 @@ def load_sharded(directory: StrPath, cat: Optional[Catalog] = None, map_location
         raise err
     if any(errs):
         raise Error(1, "ckptdb: resume failed on another rank: %s" % "; ".join(x for x in errs if x))
-    if rank == 0:
-        cat.mark_resumed(entry.id)
-    return st, entry
+    return st

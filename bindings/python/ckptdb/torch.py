@@ -21,12 +21,15 @@ completed step; a resumed loop continues with step + 1.
 ckptdb's loads (CheckpointManager.resume, auto_resume, Catalog.load_latest,
 distributed.load_sharded) use weights_only=True unless given
 weights_only=False; see load_checkpoint.  Resume reads every layout that
-checkpoint_layout names.
+checkpoint_layout names.  CheckpointManager(sharded=True) saves through
+torch.distributed.checkpoint instead (a directory checkpoint; see the
+manager's docstring), with the same dict's parts as DCP keys.
 """
 
 from __future__ import annotations
 
 import collections.abc
+import logging
 import os
 import pickle
 import random
@@ -625,6 +628,68 @@ _CODE_KINDS = {v: k for k, v in _KIND_CODES.items()}
 
 
 # ---------------------------------------------------------------------------
+# Sharded (DCP) state: which part is whose
+# ---------------------------------------------------------------------------
+
+_log = logging.getLogger("ckptdb")
+#: The key of the state every rank shares (format, epoch, step, scheduler,
+#: scaler, extra): one value, saved by rank 0.
+_COMMON_KEY = "ckptdb"
+_RANK_KEY = re.compile(r"^rank(\d+)-of-(\d+)$")
+
+
+def _rank_key(rank, world):
+    """The key of one rank's own state (its RNG; its model and optimizer
+    when they are each rank's own)."""
+    return "rank%d-of-%d" % (rank, world)
+
+
+def _sharded_model(model):
+    """True when the model's parameters are split over the ranks: DTensor
+    (FSDP2 fully_shard, tensor parallel) or FSDP1."""
+    if model is None:
+        return False
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:
+        DTensor = ()
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        return True
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+    except ImportError:
+        return False
+    return any(isinstance(m, FullyShardedDataParallel) for m in model.modules())
+
+
+def _rank_local(model):
+    """True when each rank's model (and optimizer) state is its own: neither
+    sharded (_sharded_model) nor replicated by DistributedDataParallel.
+    DCP saves sharded and replicated state once, under "model"/"optim", and
+    any number of ranks loads it; each rank's own state goes under its key
+    and loads only on as many ranks."""
+    return model is not None and not _sharded_model(model) and not isinstance(
+        model, torch.nn.parallel.DistributedDataParallel)
+
+
+def _dcp_layout(saved):
+    """(world, rank_local) of a DCP checkpoint CheckpointManager saved, from
+    its keys (the DCP metadata's state_dict_metadata): the number of ranks
+    that saved it, and whether the model's state is each rank's own;
+    (None, False) when the manager did not save it."""
+    if not any(k == _COMMON_KEY or k.startswith(_COMMON_KEY + ".") for k in saved):
+        return None, False
+    world, rank_local = None, False
+    for k in saved:
+        head, _, rest = k.partition(".")
+        m = _RANK_KEY.match(head)
+        if m:
+            world = int(m.group(2))
+            rank_local = rank_local or rest.startswith(("model.", "optim."))
+    return world, rank_local
+
+
+# ---------------------------------------------------------------------------
 # The manager
 # ---------------------------------------------------------------------------
 
@@ -669,8 +734,32 @@ class CheckpointManager:
     Under torch.distributed (replicated training, DDP) rank 0 alone opens
     the catalog and saves; every rank resumes from the checkpoint rank 0
     picked; the decision to save (and to stop) is agreed by all ranks.
-    With sharded=True every rank saves its own file of one checkpoint
-    (ckptdb.distributed); then model/optimizer are each rank's own.
+
+    sharded=True: every rank saves through torch.distributed.checkpoint
+    (DCP) into one directory checkpoint (ckptdb.dcp.Writer; rank 0
+    commits it).  Model and optimizer state come from DCP's get_state_dict
+    and go back through set_state_dict.  A sharded model (DTensor: FSDP2
+    fully_shard, tensor parallel; or FSDP1) or a replicated one
+    (DistributedDataParallel) is saved once, under "model" and "optim",
+    and resumes on any number of ranks (DCP reshards it); any other model
+    is each rank's own state, saved under the rank's key "rank<R>-of-<N>",
+    and resumes only on N ranks.  Each rank's RNG state goes under its key
+    and is restored when the world size is the same; scheduler, scaler,
+    epoch, step and extra are one value rank 0 saves (key "ckptdb").
+    Resume takes the newest checkpoint that fits and verifies, agreed by
+    all ranks: a DCP checkpoint fits unless it holds each rank's own state
+    and another number of ranks saved it; a flat per-rank checkpoint (the
+    format sharded=True wrote before, ckptdb.distributed.save_sharded) fits
+    on as many ranks as saved it; a single-file checkpoint (sharded=False)
+    fits unless the model is sharded, and every rank loads it as replicated
+    state; a directory that is no DCP checkpoint of this manager never
+    fits.  One that does not fit is skipped with a warning (the "ckptdb"
+    logger, naming both world sizes where they differ); when checkpoints
+    exist but none fits, every rank raises StateMismatch naming them and
+    both world sizes, and no resume is recorded.  The ResumeResult of a
+    DCP checkpoint has layout "dcp"; strict=False lets keys the checkpoint
+    lacks keep their values (DCP's allow_partial_load) and lists the
+    model's in missing_keys.  async_save does not apply to sharded saves.
     """
 
     def __init__(self, directory: StrPath, model: Any = None, optimizer: Any = None, scheduler: Any = None,
@@ -733,43 +822,33 @@ class CheckpointManager:
         an unknown layout or a strict mismatch raises on every rank before
         anything is loaded, and the catalog is left as it was."""
         wo = self.weights_only if weights_only is None else weights_only
-        if self.sharded:
-            from . import distributed as cdist
-
-            def prepare(raw, entry, path):
-                norm = normalize_state(raw, entry, path)
-                _check_fit(norm, path, self.model, self.optimizer, strict)
-                return norm
-
-            got = cdist.load_sharded(self.directory, cat=self.cat, map_location=self.map_location,
-                                     weights_only=wo, prepare=prepare, trust_shared=self.trust_shared)
-            if got is None:
-                return ResumeResult(0, 0)
-            norm, e = got
-            result = _apply(norm, None, self.model, self.optimizer, self.scheduler, self.scaler, strict=strict,
-                            checkpoint=e)
-            self.resumed_from = e
-            self._resumed(result, e)
-            return result
         pick = None
         if self.rank == 0:
-            e = self.cat.latest()
-            pick = e if e is not None else None
+            if self.sharded:
+                try:
+                    pick = self._pick_sharded()
+                except Exception as x:  # told to every rank, so none waits
+                    pick = {"raise": x} if not self.dist else {"error": "rank 0: %s" % x}
+            else:
+                e = self.cat.latest()
+                pick = {"how": "file", "entry": e} if e is not None else None
         if self.dist:
             pick = _broadcast(pick, self.dist)
         if pick is None:
             return ResumeResult(0, 0)
-        e = pick
+        if "raise" in pick:
+            raise pick["raise"]
+        if "error" in pick:
+            raise StateMismatch("ckptdb: cannot resume: " + pick["error"])
+        e = pick["entry"]
         result, err = None, None
         try:
-            raw = load_checkpoint(e.path, map_location=self.map_location, weights_only=wo,
-                                  trust_shared=self.trust_shared)
-            norm = normalize_state(raw, e)
-            result = _apply(norm, e.path, self.model, self.optimizer, self.scheduler, self.scaler, strict=strict,
-                            checkpoint=e)
-            per_rank = norm["rng_per_rank"]
-            if per_rank is not None and len(per_rank) == self.world:
-                restore_rng(per_rank[self.rank])
+            if pick["how"] == "dcp":
+                result = self._load_dcp(pick, wo, strict)
+            elif pick["how"] == "flat":
+                result = self._load_flat(pick, wo, strict)
+            else:
+                result = self._load_file(e, wo, strict)
         except Exception as x:
             err = x
         if self.dist:  # every rank fails alike, or none does
@@ -782,8 +861,164 @@ class CheckpointManager:
         if self.rank == 0:
             self.cat.mark_resumed(e.id)
             self.resumed_from = self.cat.get(e.id)
+        else:
+            self.resumed_from = e
         self._resumed(result, e)
         return result
+
+    def _load_file(self, e, wo, strict):
+        """One file every rank loads (replicated state); each rank restores
+        its own RNG when the save had as many ranks."""
+        raw = load_checkpoint(e.path, map_location=self.map_location, weights_only=wo, trust_shared=self.trust_shared)
+        norm = normalize_state(raw, e)
+        result = _apply(norm, e.path, self.model, self.optimizer, self.scheduler, self.scaler, strict=strict,
+                        checkpoint=e)
+        per_rank = norm["rng_per_rank"]
+        if per_rank is not None and len(per_rank) == self.world:
+            restore_rng(per_rank[self.rank])
+        return result
+
+    def _load_flat(self, pick, wo, strict):
+        """The flat per-rank format (ckptdb.distributed.save_sharded): each
+        rank its own file, on as many ranks as saved it."""
+        from . import distributed as cdist
+        e = pick["entry"]
+
+        def prepare(raw, entry, path):
+            norm = normalize_state(raw, entry, path)
+            _check_fit(norm, path, self.model, self.optimizer, strict)
+            return norm
+
+        norm = cdist.load_flat(pick["paths"], e, map_location=self.map_location, weights_only=wo, prepare=prepare,
+                               trust_shared=self.trust_shared)
+        return _apply(norm, None, self.model, self.optimizer, self.scheduler, self.scaler, strict=strict,
+                      checkpoint=e)
+
+    # -- sharded (DCP) checkpoints ------------------------------------------
+    def _dcp_template(self, rank_local, world):
+        """The manager's state as DCP saves and loads it (see _dcp_layout):
+        model and optimizer through DCP's get_state_dict (DTensor/FSDP state
+        reshards), under "model"/"optim" or under this rank's own key."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+        mine = {}
+        st = {_rank_key(self.rank, world): mine}
+        where = mine if rank_local else st
+        if self.model is not None:
+            where["model"] = get_model_state_dict(self.model)
+            if self.optimizer is not None:
+                where["optim"] = get_optimizer_state_dict(self.model, self.optimizer)
+        elif self.optimizer is not None:
+            raise ValueError("ckptdb: CheckpointManager(sharded=True) saves an optimizer only with its model "
+                             "(DCP names optimizer state by the model's parameter names)")
+        return st, mine
+
+    def _save_dcp(self, kind, epoch, step, metrics, name):
+        import torch.distributed.checkpoint as dcp
+        from . import dcp as ckdcp
+        st, mine = self._dcp_template(_rank_local(self.model), self.world)
+        mine["rng"] = (capture_rng(),)  # a tuple: one value (BYTE_IO) for DCP, not a dict to flatten
+        if self.rank == 0:
+            common = {"format": FORMAT, "epoch": int(epoch), "step": int(step)}
+            for k, obj in (("scheduler", self.scheduler), ("scaler", self.scaler)):
+                if obj is not None:
+                    common[k] = obj.state_dict()
+            if self.extra is not None:
+                common["extra"] = self.extra
+            st[_COMMON_KEY] = (common,)
+        w = ckdcp.Writer(self.cat if self.rank == 0 else self.directory, kind=kind, epoch=epoch, step=step,
+                         name=name, metrics=dict(metrics) if metrics else None)
+        try:
+            dcp.save(st, storage_writer=w, no_dist=self.dist is None)
+            e = w.checkpoint
+        finally:
+            w.close()
+        return _broadcast(e, self.dist) if self.dist else e
+
+    def _load_dcp(self, pick, wo, strict):
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint import DefaultLoadPlanner
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+        from . import dcp as ckdcp
+        e, saved_world, rank_local = pick["entry"], pick["world"], pick["rank_local"]
+        st, mine = self._dcp_template(rank_local, saved_world if rank_local else self.world)
+        same_world = saved_world == self.world
+        if same_world:
+            mine["rng"] = (None,)
+        elif not rank_local:
+            del st[_rank_key(self.rank, self.world)]  # another world's RNG streams: not restored
+        st[_COMMON_KEY] = (None,)
+        where = mine if rank_local else st
+        prefix = (_rank_key(self.rank, saved_world) + ".") if rank_local else ""
+        r = ckdcp.Reader(self.cat if self.rank == 0 else self.directory, id=e.id, weights_only=wo,
+                         mark_resumed=False, verify=False)
+        dcp.load(st, storage_reader=r, planner=DefaultLoadPlanner(allow_partial_load=not strict),
+                 no_dist=self.dist is None)
+        saved = r.metadata.state_dict_metadata
+        missing, skipped = [], []
+        if self.model is not None:
+            missing = [k for k in where["model"] if "%smodel.%s" % (prefix, k) not in saved]
+            opts = StateDictOptions(strict=strict)
+            set_model_state_dict(self.model, where["model"], options=opts)
+            if self.optimizer is not None:
+                set_optimizer_state_dict(self.model, self.optimizer, where["optim"], options=opts)
+        common = st[_COMMON_KEY][0] or {}
+        for k, obj in (("scheduler", self.scheduler), ("scaler", self.scaler)):
+            if obj is None:
+                continue
+            if common.get(k) is None:
+                skipped.append(k)
+            else:
+                obj.load_state_dict(common[k])
+        if same_world and mine["rng"][0] is not None:
+            restore_rng(mine["rng"][0])
+        return ResumeResult(common.get("epoch", e.epoch), common.get("step", e.step), missing, (), "dcp", e, skipped)
+
+    def _pick_sharded(self):
+        """Rank 0: the newest checkpoint that fits this job and verifies, and
+        how every rank loads it: {"how": "dcp" | "flat" | "file", "entry",
+        ...}; None when there is none; {"error"} when checkpoints exist but
+        none fits (each skipped one was logged with its reason)."""
+        from . import dcp as ckdcp
+        from . import distributed as cdist
+        cat, skipped = self.cat, []
+        for e in sorted(cat.entries(status="complete"), key=lambda c: (c.committed_at, c.id), reverse=True):
+            files = cat.files(e.id)
+            why, pick = None, {"entry": e}
+            if e.layout == "dir":
+                if not any(f.name == ckdcp.METADATA_FILE for f in files):
+                    why = "a directory checkpoint without %s (no DCP checkpoint)" % ckdcp.METADATA_FILE
+                else:
+                    try:
+                        md = ckdcp.decode_metadata(cat.read(e.id, file=ckdcp.METADATA_FILE))
+                    except Exception:
+                        cat.verify(e.id)  # a bad metadata file: marked corrupt, passed over
+                        continue
+                    world, rank_local = _dcp_layout(md.state_dict_metadata)
+                    if world is None:
+                        why = "a DCP checkpoint CheckpointManager did not save (no %r)" % _COMMON_KEY
+                    elif rank_local and world != self.world:
+                        why = "%s, and its state is each rank's own (it cannot be resharded)" % (
+                            cdist.world_mismatch(world, self.world))
+                    pick.update(how="dcp", world=world, rank_local=rank_local)
+            elif len(files) > 1:
+                if len(files) != self.world:
+                    why = "flat per-rank files, %s" % cdist.world_mismatch(len(files), self.world)
+                pick.update(how="flat", paths=cdist.flat_paths(cat, e))
+            else:
+                if _sharded_model(self.model):
+                    why = "one file (replicated state) and the model is sharded over the ranks"
+                pick.update(how="file")
+            if why is not None:
+                _log.warning("ckptdb: checkpoint %s skipped: %s", e.name, why)
+                skipped.append("%s (%s)" % (e.name, why))
+                continue
+            if cat.verify(e.id):  # one that fails is marked corrupt and passed over
+                return pick
+        if skipped:
+            return {"error": "no checkpoint in %s fits this job of %d ranks: %s" % (
+                cat.directory, self.world, "; ".join(skipped))}
+        return None
 
     def _resumed(self, result, e):
         self.trigger.resumed(result.step)
@@ -844,10 +1079,7 @@ class CheckpointManager:
              name: Optional[str] = None) -> Optional[Checkpoint]:
         """Save now (every rank calls it under torch.distributed)."""
         if self.sharded:
-            from . import distributed as cdist
-            st = build_state(epoch, step, self.model, self.optimizer, self.scheduler, self.scaler, self.extra)
-            self.last_saved = cdist.save_sharded(self.directory, st, kind, epoch, step, cat=self.cat,
-                                                 metrics=metrics)
+            self.last_saved = self._save_dcp(kind, epoch, step, metrics, name)
             return self.last_saved
         rngs = None
         if self.dist:  # every rank's RNG, so each resumes its own stream
