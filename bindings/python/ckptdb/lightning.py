@@ -252,7 +252,8 @@ def latest(directory: Any, kind: Optional[str] = None, trust_shared: bool = Fals
     when there is none or the directory does not exist yet:
     trainer.fit(model, ckpt_path=latest("ckpts")) resumes or starts fresh.
     Opening the catalog runs its recovery (a save a killed process left
-    half-written is rolled forward or aborted)."""
+    half-written is rolled forward or aborted); an existing directory
+    without a catalog gets an empty one."""
     d = os.fspath(directory)
     if not os.path.isdir(d):
         return None
@@ -327,6 +328,7 @@ class Checkpoint(_PLCheckpoint):
 
     @property
     def state_key(self) -> str:
+        """The callback's key in Lightning's checkpoint: one per directory."""
         return "ckptdb.lightning.Checkpoint{%r}" % (self.dirpath,)
 
     # -- wiring ------------------------------------------------------------
