@@ -8,6 +8,7 @@ import os
 import random
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -221,8 +222,14 @@ def test_best_k_by_val_loss_keeps_the_right_ones_and_ls_shows_lightnings_epoch_a
     assert kept == [1, 3, 5]  # best two (1.0 at epoch 1, 0.5 at epoch 3) and the newest
     assert all(r.status == "pruned" for r in rows if r.epoch not in kept)
     assert os.readlink(tmp_path / "ck" / "last.pt") == "epoch=5-step=12.ckpt"
-    shown = [(c["name"], c["kind"], c["epoch"], c["step"]) for c in ls_json(tmp_path / "ck")]
-    assert shown == [("epoch=%d-step=%d.ckpt" % (e, 2 * (e + 1)), "epoch", e, 2 * (e + 1)) for e in kept]
+    want = [("epoch=%d-step=%d.ckpt" % (e, 2 * (e + 1)), "epoch", e, 2 * (e + 1)) for e in kept]
+    assert [(c["name"], c["kind"], c["epoch"], c["step"]) for c in ls_json(tmp_path / "ck")] == want
+    db = sqlite3.connect("file:%s?mode=ro" % (tmp_path / "ck" / "ckptdb.sqlite"), uri=True)
+    try:  # what the sqlite3 prompt shows
+        assert db.execute("SELECT name, kind, epoch, step FROM checkpoints WHERE status = 'complete' "
+                          "ORDER BY id").fetchall() == want
+    finally:
+        db.close()
     assert [n for n in listing(tmp_path / "ck") if n.endswith(".ckpt")] == [
         "epoch=%d-step=%d.ckpt" % (e, 2 * (e + 1)) for e in kept]
 
@@ -250,6 +257,24 @@ def test_a_model_checkpoint_in_the_same_directory_is_refused(tmp_path):
     with pytest.raises(ckptdb.InvalidArgument, match="a ModelCheckpoint also saves into"):
         trainer.fit(Scripted(), train, val)
     assert not any(n.endswith(".ckpt") for n in listing(tmp_path))
+
+
+def test_the_plugin_alone_under_a_model_checkpoint_rotates_through_the_catalog(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    losses = [5.0, 1.0, 4.0, 0.5, 3.0, 2.0]
+    mc = ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", save_top_k=2)
+    trainer = pl.Trainer(max_epochs=len(losses), plugins=[cl.CheckpointIO()], callbacks=[mc], **QUIET)
+    train, val = loaders(batches=2)
+    trainer.fit(Scripted(losses), train, val)
+    # ModelCheckpoint saved epochs 0-3 (4, 5 were not among its best two)
+    # and removed 0 and 2 again: pruned rows, files gone, the rest verified.
+    with ckptdb.Catalog(tmp_path) as cat:
+        rows = [(e.name, e.status) for e in cat.entries()]
+        assert cat.verify() == (2, 0)
+    assert rows == [("epoch=0-step=2.ckpt", "pruned"), ("epoch=1-step=4.ckpt", "complete"),
+                    ("epoch=2-step=6.ckpt", "pruned"), ("epoch=3-step=8.ckpt", "complete")]
+    assert [n for n in listing(tmp_path) if n.endswith(".ckpt")] == ["epoch=1-step=4.ckpt", "epoch=3-step=8.ckpt"]
+    assert mc.best_model_path == str(tmp_path / "epoch=3-step=8.ckpt")
 
 
 def fake_scontrol(tmp_path, monkeypatch):
