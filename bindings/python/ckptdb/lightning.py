@@ -88,6 +88,14 @@ LIGHTNING_VERSION = getattr(pl, "__version__", "unknown")
 
 
 
+def _invalid(message: str) -> InvalidArgument:
+    return InvalidArgument(InvalidArgument.code, "ckptdb.lightning: " + message)
+
+
+def _not_found(message: str) -> NotFound:
+    return NotFound(NotFound.code, "ckptdb.lightning: " + message)
+
+
 def _split(path: Any) -> Tuple[str, str]:
     """(absolute directory, name) of a checkpoint path."""
     p = os.path.abspath(os.fspath(path))
@@ -132,7 +140,7 @@ class CheckpointIO(_PLCheckpointIO):
         if directory in self._catalogs and not self._catalogs[directory].closed:
             return self._catalogs[directory]
         if not os.path.isdir(directory):
-            raise NotFound(NotFound.code, "ckptdb.lightning: checkpoint directory %s does not exist" % directory)
+            raise _not_found("checkpoint directory %s does not exist" % directory)
         return self.catalog(directory, create=False)
 
     def row(self, path: Any) -> Tuple[Catalog, Entry]:
@@ -145,17 +153,17 @@ class CheckpointIO(_PLCheckpointIO):
             # The catalog's last link (last.pt): a name in the same directory.
             target = os.readlink(link)
             if "/" in target:
-                raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning: %s is a symbolic link out of its directory (to %s);"
+                raise _invalid("%s is a symbolic link out of its directory (to %s);"
                                       " only the catalog's own last link is followed" % (link, target))
             name = target
         cat = self._existing_catalog(d)
         try:
             e = cat.get(name)
         except NotFound:
-            raise NotFound(NotFound.code, "ckptdb.lightning: %s is not a checkpoint of the catalog in %s (unknown file)"
+            raise _not_found("%s is not a checkpoint of the catalog in %s (unknown file)"
                            % (os.path.join(d, name), d)) from None
         if e.status != "complete":
-            raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning: checkpoint %s is %s, not complete"
+            raise _invalid("checkpoint %s is %s, not complete"
                                   % (os.path.join(d, name), e.status))
         return cat, e
 
@@ -175,10 +183,10 @@ class CheckpointIO(_PLCheckpointIO):
             opts = storage_options
             unknown = sorted(set(opts) - {"kind", "epoch", "step", "metrics"})
             if unknown:
-                raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning: storage_options keys %s are not known (kind, epoch,"
+                raise _invalid("storage_options keys %s are not known (kind, epoch,"
                                       " step, metrics)" % unknown)
         else:
-            raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning: storage_options must be None or a dict (kind, epoch, "
+            raise _invalid("storage_options must be None or a dict (kind, epoch, "
                                   "step, metrics), not %s" % type(storage_options).__name__)
         d, name = _split(path)
         epoch = opts.get("epoch", checkpoint.get("epoch", 0))
@@ -198,8 +206,8 @@ class CheckpointIO(_PLCheckpointIO):
         (weights_only None takes the plugin's default, True)."""
         cat, e = self.row(path)
         if not cat.verify(e.id):
-            raise Corrupt(Corrupt.code, "ckptdb.lightning: checkpoint %s does not match its catalog row %d (checksum %s); it is "
-                          "now marked corrupt and was not loaded" % (e.path, e.id, e.checksum))
+            raise Corrupt(Corrupt.code, "ckptdb.lightning: checkpoint %s does not match its catalog row %d (checksum "
+                          "%s); it is now marked corrupt and was not loaded" % (e.path, e.id, e.checksum))
         wo = self.weights_only if weights_only is None else bool(weights_only)
         st = ct.load_checkpoint(e.path, map_location=map_location, weights_only=wo, trust_shared=cat.trust_shared)
         self.loaded = (cat, e)
@@ -213,28 +221,26 @@ class CheckpointIO(_PLCheckpointIO):
         a pinned one, the one this run resumed from): such a removal is
         refused with InvalidArgument naming the rule, and nothing changes.
 
-        The library deletes by policy only: the other unpinned complete
-        checkpoints of the same kind are pinned for the prune, under the
-        catalog's lock, and unpinned again right after (a process killed in
-        between leaves them pinned, never deleted)."""
+        The library deletes by policy only: the prune keeps none of the
+        file's kind, and the others of that kind it would delete are pinned
+        for it, under the catalog's lock, and unpinned right after (a
+        process killed in between leaves them pinned, never deleted)."""
         cat, e = self.row(path)
+        only_this = Retention(keep_last={e.kind: 0}, keep_last_default=-1)
         with cat._lock:
-            others = [x for x in cat.entries(kind=e.kind, status="complete") if x.id != e.id and not x.pinned]
+            plan = [p.id for p in cat.prune(only_this, dry_run=True)]
+            if e.id not in plan:
+                why = "pinned" if e.pinned else "the newest checkpoint, a best one or the one this run resumed from"
+                raise _invalid("%s is kept by the catalog (%s); not removed" % (e.path, why))
             pinned = []
             try:
-                for x in others:
-                    cat.pin(x.id)
-                    pinned.append(x.id)
-                plan = cat.prune(Retention(keep_last={e.kind: 0}, keep_last_default=-1), dry_run=True)
-                if not any(p.id == e.id for p in plan):
-                    why = "pinned" if cat.get(e.id).pinned else "the newest checkpoint, or the one this run resumed from"
-                    raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning: %s is kept by the catalog (%s); not removed"
-                                          % (e.path, why))
-                victims = [p.id for p in plan]
-                if victims != [e.id]:
-                    raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning: removing %s would prune %s too; not removed"
-                                          % (e.path, victims))
-                cat.prune(Retention(keep_last={e.kind: 0}, keep_last_default=-1))
+                for i in plan:
+                    if i != e.id:
+                        cat.pin(i)
+                        pinned.append(i)
+                if [p.id for p in cat.prune(only_this, dry_run=True)] != [e.id]:
+                    raise _invalid("removing %s would prune other checkpoints too; not removed" % e.path)
+                cat.prune(only_this)
             finally:
                 for i in pinned:
                     cat.unpin(i)
@@ -300,7 +306,7 @@ class Checkpoint(_PLCheckpoint):
         super().__init__()
         self.dirpath = os.path.abspath(os.fspath(dirpath))
         if monitor is not None and save_top_k < 1:
-            raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning.Checkpoint: save_top_k must be >= 1 with monitor=%r, "
+            raise _invalid("Checkpoint: save_top_k must be >= 1 with monitor=%r, "
                                   "got %d" % (monitor, save_top_k))
         keep = dict(keep_last) if keep_last is not None else _lib.default_keep_last()
         self.retention = Retention(keep_last=keep, best_metric=monitor, best_mode=mode,
@@ -312,7 +318,7 @@ class Checkpoint(_PLCheckpoint):
         for what, v in (("every_n_epochs", self.every_n_epochs), ("every_n_train_steps", self.every_n_train_steps),
                         ("train_time_interval", self.train_time_interval)):
             if v < 0:
-                raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning.Checkpoint: %s must be >= 0, got %r" % (what, v))
+                raise _invalid("Checkpoint: %s must be >= 0, got %r" % (what, v))
         self.signals = [int(s) for s in signals]
         self.requeue_on_preempt = bool(requeue_on_preempt)
         self.trust_shared = bool(trust_shared)
@@ -339,7 +345,7 @@ class Checkpoint(_PLCheckpoint):
         for cb in trainer.callbacks:
             if isinstance(cb, _PLModelCheckpoint) and cb.dirpath is not None and \
                     os.path.abspath(os.fspath(cb.dirpath)) == self.dirpath:
-                raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning.Checkpoint: a ModelCheckpoint also saves into %s;"
+                raise _invalid("Checkpoint: a ModelCheckpoint also saves into %s;"
                                       " one catalog has one retention: remove the ModelCheckpoint or give it another"
                                       " dirpath" % self.dirpath)
         if trainer.is_global_zero:
@@ -441,7 +447,8 @@ class Checkpoint(_PLCheckpoint):
     def _save(self, trainer: Any, kind: str) -> None:
         name = trainer.strategy.broadcast(self._name(kind, trainer), src=0)
         path = os.path.join(self.dirpath, name)
-        trainer.save_checkpoint(path, weights_only=False, storage_options={"kind": kind, "metrics": self._metrics(trainer)})
+        trainer.save_checkpoint(path, weights_only=False,
+                                storage_options={"kind": kind, "metrics": self._metrics(trainer)})
         if self.cat is not None:
             self.last_saved = self.cat.get(name)
         if self.trigger is not None:
@@ -466,7 +473,7 @@ def _plugin(trainer: Any) -> CheckpointIO:
         mine = CheckpointIO()
         strategy.checkpoint_io = mine
         return mine
-    raise InvalidArgument(InvalidArgument.code, "ckptdb.lightning.Checkpoint: the trainer's checkpoint I/O is %s; the callback "
+    raise _invalid("Checkpoint: the trainer's checkpoint I/O is %s; the callback "
                           "saves through ckptdb.lightning.CheckpointIO (pass plugins=[ckptdb.lightning.CheckpointIO()])"
                           % type(io).__name__)
 
