@@ -259,6 +259,23 @@ def test_a_model_checkpoint_in_the_same_directory_is_refused(tmp_path):
     assert not any(n.endswith(".ckpt") for n in listing(tmp_path))
 
 
+def test_another_checkpoint_io_or_bad_arguments_are_refused_before_anything_is_written(tmp_path):
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class OtherIO(TorchCheckpointIO):
+        pass
+
+    trainer = pl.Trainer(max_epochs=1, plugins=[OtherIO()], callbacks=[cl.Checkpoint(tmp_path / "ck")], **QUIET)
+    train, val = loaders()
+    with pytest.raises(ckptdb.InvalidArgument, match="checkpoint I/O is OtherIO"):
+        trainer.fit(Scripted(), train, val)
+    with pytest.raises(ckptdb.InvalidArgument, match="save_top_k must be >= 1 with monitor='val_loss', got 0"):
+        cl.Checkpoint(tmp_path / "ck", monitor="val_loss", save_top_k=0)
+    with pytest.raises(ckptdb.InvalidArgument, match="every_n_train_steps must be >= 0, got -1"):
+        cl.Checkpoint(tmp_path / "ck", every_n_train_steps=-1)
+    assert not (tmp_path / "ck").exists()
+
+
 def test_the_plugin_alone_under_a_model_checkpoint_rotates_through_the_catalog(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
     losses = [5.0, 1.0, 4.0, 0.5, 3.0, 2.0]

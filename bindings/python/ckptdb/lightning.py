@@ -153,18 +153,17 @@ class CheckpointIO(_PLCheckpointIO):
             # The catalog's last link (last.pt): a name in the same directory.
             target = os.readlink(link)
             if "/" in target:
-                raise _invalid("%s is a symbolic link out of its directory (to %s);"
-                                      " only the catalog's own last link is followed" % (link, target))
+                raise _invalid("%s is a symbolic link out of its directory (to %s); only the catalog's own "
+                               "last link is followed" % (link, target))
             name = target
         cat = self._existing_catalog(d)
         try:
             e = cat.get(name)
         except NotFound:
             raise _not_found("%s is not a checkpoint of the catalog in %s (unknown file)"
-                           % (os.path.join(d, name), d)) from None
+                             % (os.path.join(d, name), d)) from None
         if e.status != "complete":
-            raise _invalid("checkpoint %s is %s, not complete"
-                                  % (os.path.join(d, name), e.status))
+            raise _invalid("checkpoint %s is %s, not complete" % (os.path.join(d, name), e.status))
         return cat, e
 
     # -- Lightning's CheckpointIO ------------------------------------------
@@ -183,11 +182,10 @@ class CheckpointIO(_PLCheckpointIO):
             opts = storage_options
             unknown = sorted(set(opts) - {"kind", "epoch", "step", "metrics"})
             if unknown:
-                raise _invalid("storage_options keys %s are not known (kind, epoch,"
-                                      " step, metrics)" % unknown)
+                raise _invalid("storage_options keys %s are not known (kind, epoch, step, metrics)" % unknown)
         else:
-            raise _invalid("storage_options must be None or a dict (kind, epoch, "
-                                  "step, metrics), not %s" % type(storage_options).__name__)
+            raise _invalid("storage_options must be None or a dict (kind, epoch, step, metrics), not %s"
+                           % type(storage_options).__name__)
         d, name = _split(path)
         epoch = opts.get("epoch", checkpoint.get("epoch", 0))
         step = opts.get("step", checkpoint.get("global_step", 0))
@@ -306,8 +304,7 @@ class Checkpoint(_PLCheckpoint):
         super().__init__()
         self.dirpath = os.path.abspath(os.fspath(dirpath))
         if monitor is not None and save_top_k < 1:
-            raise _invalid("Checkpoint: save_top_k must be >= 1 with monitor=%r, "
-                                  "got %d" % (monitor, save_top_k))
+            raise _invalid("Checkpoint: save_top_k must be >= 1 with monitor=%r, got %d" % (monitor, save_top_k))
         keep = dict(keep_last) if keep_last is not None else _lib.default_keep_last()
         self.retention = Retention(keep_last=keep, best_metric=monitor, best_mode=mode,
                                    best_k=save_top_k if monitor is not None else 0, max_bytes=max_bytes)
@@ -341,13 +338,13 @@ class Checkpoint(_PLCheckpoint):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
+        self.stopped, self.last_saved = False, None
         self.io = _plugin(trainer)
         for cb in trainer.callbacks:
             if isinstance(cb, _PLModelCheckpoint) and cb.dirpath is not None and \
                     os.path.abspath(os.fspath(cb.dirpath)) == self.dirpath:
-                raise _invalid("Checkpoint: a ModelCheckpoint also saves into %s;"
-                                      " one catalog has one retention: remove the ModelCheckpoint or give it another"
-                                      " dirpath" % self.dirpath)
+                raise _invalid("Checkpoint: a ModelCheckpoint also saves into %s; one catalog has one retention: "
+                               "remove the ModelCheckpoint or give it another dirpath" % self.dirpath)
         if trainer.is_global_zero:
             os.makedirs(self.dirpath, exist_ok=True)
             self.cat = self.io.catalog(self.dirpath, requeue_on_preempt=self.requeue_on_preempt,
@@ -473,7 +470,6 @@ def _plugin(trainer: Any) -> CheckpointIO:
         mine = CheckpointIO()
         strategy.checkpoint_io = mine
         return mine
-    raise _invalid("Checkpoint: the trainer's checkpoint I/O is %s; the callback "
-                          "saves through ckptdb.lightning.CheckpointIO (pass plugins=[ckptdb.lightning.CheckpointIO()])"
-                          % type(io).__name__)
+    raise _invalid("Checkpoint: the trainer's checkpoint I/O is %s; the callback saves through "
+                   "ckptdb.lightning.CheckpointIO (pass plugins=[ckptdb.lightning.CheckpointIO()])" % type(io).__name__)
 
