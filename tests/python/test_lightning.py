@@ -249,6 +249,26 @@ def test_step_trigger_and_a_sigterm_saves_preempt_at_the_next_batch_and_stops(tm
     assert runs[-1]["exit_reason"] == "preempted"
 
 
+def test_epoch_and_time_triggers_on_a_fake_clock(tmp_path):
+    now = [1000.0]
+
+    class Ticking(Scripted):
+        def training_step(self, batch, batch_idx):
+            now[0] += 10.0  # every step takes 10 s of the fake clock
+            return super().training_step(batch, batch_idx)
+
+    cb = cl.Checkpoint(tmp_path, every_n_epochs=2, train_time_interval=25, keep_last={}, clock=lambda: now[0])
+    trainer = pl.Trainer(max_epochs=4, callbacks=[cb], **QUIET)
+    train, val = loaders(batches=4)
+    trainer.fit(Ticking(), train, val)
+    with ckptdb.Catalog(tmp_path) as cat:
+        rows = [(e.kind, e.epoch, e.step) for e in cat.entries()]
+    # A "time" save once 25 s passed since the last save of any kind (30 s:
+    # three steps); an "epoch" save at the end of every second epoch.
+    assert rows == [("time", 0, 3), ("time", 1, 6), ("epoch", 1, 8), ("time", 2, 11), ("time", 3, 14),
+                    ("epoch", 3, 16)]
+
+
 def test_a_model_checkpoint_in_the_same_directory_is_refused(tmp_path):
     from lightning.pytorch.callbacks import ModelCheckpoint
     trainer = pl.Trainer(max_epochs=1, callbacks=[cl.Checkpoint(tmp_path), ModelCheckpoint(dirpath=tmp_path)],
