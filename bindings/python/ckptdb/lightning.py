@@ -212,36 +212,13 @@ class CheckpointIO(_PLCheckpointIO):
         return st
 
     def remove_checkpoint(self, path: Any) -> None:
-        """Delete a checkpoint the catalog wrote, through the catalog (its row
-        becomes "pruned", rule "keep_last:<kind>=0", its file unlinked).  A
-        file the catalog did not write raises NotFound and is left alone.
-        The catalog keeps what its own rules protect (the newest checkpoint,
-        a pinned one, the one this run resumed from): such a removal is
-        refused with InvalidArgument naming the rule, and nothing changes.
-
-        The library deletes by policy only: the prune keeps none of the
-        file's kind, and the others of that kind it would delete are pinned
-        for it, under the catalog's lock, and unpinned right after (a
-        process killed in between leaves them pinned, never deleted)."""
+        """Delete a checkpoint the catalog wrote, through the catalog
+        (Catalog.remove: its row becomes "pruned" with the rule "removed",
+        its file unlinked).  A file the catalog did not write raises NotFound
+        and is left alone; a pinned checkpoint is refused with
+        InvalidArgument, and nothing changes."""
         cat, e = self.row(path)
-        only_this = Retention(keep_last={e.kind: 0}, keep_last_default=-1)
-        with cat._lock:
-            plan = [p.id for p in cat.prune(only_this, dry_run=True)]
-            if e.id not in plan:
-                why = "pinned" if e.pinned else "the newest checkpoint, a best one or the one this run resumed from"
-                raise _invalid("%s is kept by the catalog (%s); not removed" % (e.path, why))
-            pinned = []
-            try:
-                for i in plan:
-                    if i != e.id:
-                        cat.pin(i)
-                        pinned.append(i)
-                if [p.id for p in cat.prune(only_this, dry_run=True)] != [e.id]:
-                    raise _invalid("removing %s would prune other checkpoints too; not removed" % e.path)
-                cat.prune(only_this)
-            finally:
-                for i in pinned:
-                    cat.unpin(i)
+        cat.remove(e.id)
 
     def teardown(self) -> None:
         """Close the catalogs this plugin opened."""
