@@ -16,8 +16,8 @@ never interrupted (model, optimizer, scheduler, loss scaler, every RNG).
     /usr/bin/python3 examples/python/train.py --dir ckpts
     torchrun --nproc_per_node 2 examples/python/train.py --dir ckpts   # DDP, gloo on CPU
     torchrun --nproc_per_node 4 examples/python/train.py --dir ckpts --sharded
-                 # every rank owns its part of the state and saves its own file
-                 # of one checkpoint (rank 0 commits them in one transaction)
+                 # every rank owns its part of the state; one dcp.save writes every
+                 # rank's file of one directory checkpoint, and rank 0 commits it
 
 Output (stdout): "resume: ..." once, "save: ..." per checkpoint, then
 "stopped: ..." (preempted, exit 0) or "done: epoch=E step=S digest=HEX"
