@@ -18,7 +18,8 @@
 //       checkpoint's directory ("name/file"), are listed
 //       (Report::unknown_files) and none that existed before the open was
 //       deleted, except the library's temp names, files of pruned rows and
-//       the recorded files of an aborted directory save;
+//       the recorded files of an aborted directory save; every file of
+//       Expect::kept (the user's, which no rule may delete) is there;
 //   I4  every acknowledged id is complete, or pruned by a rule;
 //   I5  ckptdb_latest with full verification returns the newest complete
 //       checkpoint whose bytes verify;
@@ -54,6 +55,8 @@ struct Expect {
     int64_t newest_complete_seq = 0;  // I2: newest complete checkpoint before the crash, by commit_seq; 0 = none
     std::set<int64_t> acknowledged;   // I4: ids whose commit returned OK: complete, or pruned by rotation
     bool allow_user_delete = false;   // I2 may not hold when the crash interrupted an explicit deletion
+    std::vector<std::string> kept;    // I3: the user's files ("name/file" inside a checkpoint's directory)
+                                      // that whatever ran before, a prune too, must have left
     std::string catalog_name = "ckptdb.sqlite";
     std::string last_link = "last.pt";
 };
@@ -458,6 +461,8 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
             v.push_back("I3: temp file " + n + " is inside a checkpoint's directory after recovery");
         rep.unknown_files.push_back(n);  // (.ckptdb-ballast is the library's reserve of free space)
     }
+    for (const std::string &k : expect.kept)
+        if (!after.count(k)) v.push_back("I3: " + k + ", a file the catalog did not write, is gone");
     for (const auto &e : before) {
         const std::string &n = e.first;
         const std::string top = top_of(n);

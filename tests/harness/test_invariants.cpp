@@ -155,6 +155,12 @@ TEST_CASE("directory and sharded checkpoints are checked file by file; a user's 
     CHECK(r.latest_id == *x.acknowledged.rbegin());
     CHECK(r.unknown_files == std::vector<std::string>{"epoch_002/notes.txt"});
     CHECK(t::exists(d / "epoch_002/notes.txt"));
+    // Gone, whatever removed it, it is a violation of I3.
+    x.kept = {"epoch_002/notes.txt"};
+    CHECK(harness::check_invariants(d.path, x).empty());
+    REQUIRE(::unlink((d / "epoch_002/notes.txt").c_str()) == 0);
+    CHECK(has(harness::check_invariants(d.path, x),
+              "I3: epoch_002/notes.txt, a file the catalog did not write, is gone"));
 }
 
 TEST_CASE("a torn file inside a directory checkpoint is an I1 violation; a lost rank's file of a sharded one too") {
