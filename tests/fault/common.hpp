@@ -82,6 +82,10 @@ inline long scale() {
     return v < 1 ? 1 : v;
 }
 
+// The k a bounded run of a longer scenario tries: every sample-th (1 in a
+// nightly-sized run, CKPTDB_CRASH_ITERATIONS above 1, which tries every k).
+inline long thinned(long sample) { return scale() > 1 ? 1 : sample; }
+
 // True in a sanitizer build (slower: runs fewer sampled cases).
 inline bool sanitized() {
 #if defined(__SANITIZE_ADDRESS__)

@@ -296,6 +296,13 @@ inline int f_open(const char *path, int flags, mode_t mode) {
 }
 
 inline int f_openat(int dirfd, const char *name, int flags, mode_t mode) {
+    // A file made by O_TMPFILE gets its name from linkat through /proc,
+    // which the seam does not see: while recording, the file system is one
+    // without O_TMPFILE, and the engine creates the file by name instead.
+    if (st().recording && (flags & O_TMPFILE) == O_TMPFILE) {
+        errno = EOPNOTSUPP;
+        return -1;
+    }
     FAULTIO_GATE((flags & O_CREAT) ? "create" : "open", false);
     std::string r = join(dir_of_fd(dirfd), name);
     bool outside = r == "\x01";
@@ -382,6 +389,18 @@ inline void note_rename(int olddirfd, const char *from, int newdirfd, const char
     } else {
         ns.erase(b);  // a symlink or directory replaced the name
     }
+    // A renamed directory (a directory save's temp directory taking its
+    // final name) takes its files and its open descriptors' paths along.
+    const std::string pa = a + "/", pb = b + "/";
+    for (auto it = ns.lower_bound(pa); it != ns.end() && it->first.compare(0, pa.size(), pa) == 0;) {
+        ns[pb + it->first.substr(pa.size())] = it->second;
+        it = ns.erase(it);
+    }
+    for (auto &kv : st().fd_dir)
+        if (kv.second == a)
+            kv.second = b;
+        else if (kv.second.compare(0, pa.size(), pa) == 0)
+            kv.second = pb + kv.second.substr(pa.size());
     emit({trace::Op::rename, 0, 0, a, b, ""});
 }
 

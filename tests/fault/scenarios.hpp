@@ -16,7 +16,9 @@
 
 #include "catalog.hpp"
 #include "ckptdb.h"
+#include "dirsave.hpp"
 #include "error.hpp"
+#include "shard.hpp"
 #include "sync.hpp"
 #include "writer.hpp"
 
@@ -47,6 +49,40 @@ inline ckptdb::Entry save_one(const std::shared_ptr<ckptdb::Catalog> &cat, int i
     s->write(b.data(), n / 3);
     s->write(b.data() + n / 3, n - n / 3);
     return s->commit();
+}
+
+// One directory save of kind epoch: `files` files (2 or 3) written in this
+// process into the save's temp directory by ranks 0 and 1, as
+// torch.distributed.checkpoint lays them out, then committed.
+inline ckptdb::Entry save_dir(const std::shared_ptr<ckptdb::Catalog> &cat, int i, int files, size_t n = 3000) {
+    auto s = ckptdb::DirSave::begin(cat, "epoch", i, i * 100, std::nullopt, std::nullopt);
+    std::vector<ckptdb::DirFileInfo> reported;
+    for (int f = 0; f < files; f++) {
+        const int64_t rank = f == 1 ? 1 : 0;
+        const std::string name = f == 2 ? ".metadata" : "__" + std::to_string(rank) + "_0.distcp";
+        auto w = ckptdb::Shard::begin_in(cat->dir().path, s->temp_name(), name, rank);
+        std::string b = bytes_for(i * 10 + f, n / static_cast<size_t>(f + 1));
+        w->write(b.data(), b.size());
+        const ckptdb::ShardFile &done = w->finish();
+        reported.push_back({done.name, rank, done.size, done.checksum});
+    }
+    return s->commit(reported);
+}
+
+// One sharded save of kind epoch: a file per rank (each written by a Shard,
+// held until the commit), committed by commit_shards.
+inline ckptdb::Entry save_shards(const std::shared_ptr<ckptdb::Catalog> &cat, int i, int ranks = 2, size_t n = 3000) {
+    std::vector<std::unique_ptr<ckptdb::Shard>> shards;
+    std::vector<ckptdb::ShardFile> files;
+    for (int r = 0; r < ranks; r++) {
+        char name[64];
+        std::snprintf(name, sizeof name, "epoch_%03d.rank%d.pt", i, r);
+        shards.push_back(ckptdb::Shard::begin(cat->dir().path, name));
+        std::string b = bytes_for(i * 10 + r, n);
+        shards.back()->write(b.data(), b.size());
+        files.push_back(shards.back()->finish());
+    }
+    return ckptdb::commit_shards(cat, "epoch", i, i * 100, std::nullopt, files);
 }
 
 inline ckptdb::Retention keep_epochs(int k) {
@@ -212,7 +248,65 @@ inline std::vector<Scenario> all() {
                                                   ckptdb::Catalog::Adoption::adopt);
                      });
                  }});
+
+    // Directory saves with rotation (keep the last epoch). Setup makes two:
+    // one of three files with a file of the user's put inside it, then one
+    // of two. The body's first save prunes both: the second whole, the
+    // first's own files only (the user's file stays, with the directory);
+    // each later save (a nightly-sized run) prunes the one before.
+    v.push_back({"dirs",
+                 [](const std::string &root) {
+                     auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                     ckptdb::Entry e = save_dir(cat, 1, 3);
+                     std::FILE *f = std::fopen((dir_a(root) + "/" + e.name + "/notes.txt").c_str(), "w");
+                     if (f) {
+                         std::fputs("the user's own notes", f);
+                         std::fclose(f);
+                     }
+                     save_dir(cat, 2, 2);
+                 },
+                 [](const std::string &root, const Ack &ack) {
+                     return run_guarded([&](Result &r) {
+                         auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         cat->set_retention(keep_epochs(1));
+                         for (int i = 3; i <= saves_per_run(); i++) {
+                             ckptdb::Entry e = save_dir(cat, i, 2);
+                             ack(e.id, e.commit_seq);
+                             r.saves_ok++;
+                         }
+                         r.last_save_ok = true;
+                     });
+                 }});
+
+    // Sharded saves of two ranks with rotation (keep the last epoch): setup
+    // commits one; each commit of the body prunes the one before, a file
+    // per rank.
+    v.push_back({"shards",
+                 [](const std::string &root) {
+                     auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                     save_shards(cat, 1);
+                 },
+                 [](const std::string &root, const Ack &ack) {
+                     return run_guarded([&](Result &r) {
+                         auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         cat->set_retention(keep_epochs(1));
+                         for (int i = 2; i < saves_per_run(); i++) {
+                             ckptdb::Entry e = save_shards(cat, i);
+                             ack(e.id, e.commit_seq);
+                             r.saves_ok++;
+                         }
+                         r.last_save_ok = true;
+                     });
+                 }});
     return v;
+}
+
+// The files of the user's that a scenario's setup puts into dir_a (relative
+// to it), which no rule may delete: each must be there after the body and
+// recovery (harness::Expect::kept).
+inline std::vector<std::string> user_files(const std::string &scenario) {
+    if (scenario == "dirs") return {"epoch_001/notes.txt"};
+    return {};
 }
 
 inline const Scenario *find(const std::string &name) {

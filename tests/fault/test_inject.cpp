@@ -63,7 +63,10 @@ harness::Expect expect_from(const std::string &dir) {
     return x;
 }
 
-void inject(const std::string &scenario, const std::function<void(const std::string &root)> &prepare = nullptr) {
+// sample: 2 for the longer scenarios (directory and sharded saves), whose
+// bounded run tries every other k of "EIO once" too (thinned).
+void inject(const std::string &scenario, const std::function<void(const std::string &root)> &prepare = nullptr,
+            long sample = 1) {
     const scen::Scenario *s = scen::find(scenario);
     REQUIRE(s);
     faultio::install();
@@ -78,7 +81,7 @@ void inject(const std::string &scenario, const std::function<void(const std::str
     const long stride = std::max(1L, 8 / common::scale()) * (common::sanitized() ? 4 : 1);
     long residue = 0;
     for (const Variant &v : k_variants) {
-        long step = v.exhaustive ? (common::sanitized() ? 4 : 1) : stride;
+        long step = v.exhaustive ? (common::sanitized() ? 4 : 1) * common::thinned(sample) : stride;
         long first = 1 + (residue++ % step);
         for (long k = first;; k += step) {
             auto t_start = std::chrono::steady_clock::now();
@@ -86,6 +89,7 @@ void inject(const std::string &scenario, const std::function<void(const std::str
             trace::materialise(start, run.path);
             harness::Expect before_a = expect_from(run.path + "/a");
             harness::Expect x = before_a;
+            x.kept = scen::user_files(scenario);
             std::set<int64_t> acked;
             faultio::Fault f;
             f.mode = v.mode;
@@ -159,6 +163,10 @@ TEST_CASE("fault injection: a failing save, then good ones on the same handle") 
 TEST_CASE("fault injection: prune") { inject("prune"); }
 TEST_CASE("fault injection: recovery of killed writers") { inject("recovery", common::killed_writers); }
 TEST_CASE("fault injection: sync") { inject("sync"); }
+TEST_CASE("fault injection: directory saves with rotation, a user's file inside the pruned one") {
+    inject("dirs", nullptr, 2);
+}
+TEST_CASE("fault injection: sharded saves of two ranks with rotation") { inject("shards", nullptr, 2); }
 
 // Defects the loop above found, kept as cases of their own.
 

@@ -15,14 +15,17 @@ namespace {
 
 common::Figures g_fig;
 
-void kill_everywhere(const std::string &scenario, const std::function<void(const std::string &)> &prepare = nullptr) {
+// sample: 2 for the longer scenarios (directory and sharded saves), whose
+// bounded run kills at every other operation (thinned).
+void kill_everywhere(const std::string &scenario, const std::function<void(const std::string &)> &prepare = nullptr,
+                     long sample = 1) {
     trace::Image start;
     if (prepare) {
         common::Scratch tmpl;
         prepare(tmpl.path);
         start = common::image(tmpl.path);
     }
-    const long step = common::sanitized() ? 3 : 1;
+    const long step = (common::sanitized() ? 3 : 1) * common::thinned(sample);
     long ops = 0;
     for (long k = 1;; k += step) {
         common::Scratch run;
@@ -45,6 +48,7 @@ void kill_everywhere(const std::string &scenario, const std::function<void(const
         h.kill9();
         g_fig.kills++;
         harness::Expect x;
+        x.kept = scen::user_files(scenario);
         for (const auto &b : acks.base) {
             x.acknowledged.insert(b.first);
             x.newest_complete_seq = std::max(x.newest_complete_seq, b.second);
@@ -60,7 +64,7 @@ void kill_everywhere(const std::string &scenario, const std::function<void(const
         CHECK_MESSAGE(v.empty(), scenario, ": killed at ", acks.done, "\n", harness::join(v));
     }
     std::printf("kills / %s: %ld I/O operations, killed at %s\n", scenario.c_str(), ops,
-                step == 1 ? "every one" : "every third");
+                step == 1 ? "every one" : ("one in " + std::to_string(step)).c_str());
     std::fflush(stdout);
 }
 
@@ -156,6 +160,9 @@ struct PrintAtExit {
 TEST_CASE("killed at every I/O operation of saves with rotation") { kill_everywhere("saves"); }
 TEST_CASE("killed at every I/O operation of a recovery") { kill_everywhere("recovery", common::killed_writers); }
 TEST_CASE("killed at every I/O operation of a prune") { kill_everywhere("prune"); }
+// Every other operation in the bounded run, every one in a nightly-sized run.
+TEST_CASE("killed at I/O operations of directory saves with rotation") { kill_everywhere("dirs", nullptr, 2); }
+TEST_CASE("killed at I/O operations of sharded saves with rotation") { kill_everywhere("shards", nullptr, 2); }
 
 TEST_CASE("killed at every I/O operation of a rebuild of a lost catalog") {
     kill_adoption("rebuild", {"epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "epoch_004.pt"});

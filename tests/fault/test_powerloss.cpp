@@ -16,6 +16,7 @@
 #include <random>
 
 #include "common.hpp"
+#include "scenarios.hpp"
 
 namespace {
 
@@ -101,6 +102,7 @@ void power_loss(const std::string &scenario, size_t sample,
         g_fig.crash_states++;
 
         harness::Expect x;
+        x.kept = scen::user_files(scenario);
         for (const auto &b : acks.base) {
             x.acknowledged.insert(b.first);
             x.newest_complete_seq = std::max(x.newest_complete_seq, b.second);
@@ -158,3 +160,7 @@ TEST_CASE("power loss: saves after one in an existing directory") { power_loss("
 TEST_CASE("power loss: prune") { power_loss("prune", budget(60)); }
 TEST_CASE("power loss: recovery of killed writers") { power_loss("recovery", budget(40), common::killed_writers); }
 TEST_CASE("power loss: sync") { power_loss("sync", budget(40)); }
+TEST_CASE("power loss: directory saves with rotation, a user's file inside the pruned one") {
+    power_loss("dirs", budget(40));
+}
+TEST_CASE("power loss: sharded saves of two ranks with rotation") { power_loss("shards", budget(30)); }

@@ -304,11 +304,23 @@ inline Image image_of(const std::vector<Event> &ev, const CrashState &s) {
                 Node n = it->second;
                 ns.erase(it);
                 ns[e.path2] = n;
+                // A directory's entries go with it.
+                const std::string from = e.path + "/", to = e.path2 + "/";
+                for (auto c = ns.lower_bound(from); c != ns.end() && c->first.compare(0, from.size(), from) == 0;) {
+                    ns[to + c->first.substr(from.size())] = c->second;
+                    c = ns.erase(c);
+                }
                 break;
             }
-            case Op::unlink:
+            case Op::unlink: {
+                // A directory is removed only empty: its entries' removals
+                // came before, so they reached the disk with it.
                 ns.erase(e.path);
+                const std::string under = e.path + "/";
+                for (auto c = ns.lower_bound(under); c != ns.end() && c->first.compare(0, under.size(), under) == 0;)
+                    c = ns.erase(c);
                 break;
+            }
             default:
                 break;
         }

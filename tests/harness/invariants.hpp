@@ -5,13 +5,21 @@
 // binaries (linked against the engine) can both use it.
 //
 // check_invariants(dir, expect) opens the directory with ckptdb_open (which
-// runs recovery) and checks:
-//   I1  every complete row names files with the recorded size and XXH3-128;
+// runs recovery) and checks, for single files, sharded saves (a file per
+// rank) and directory checkpoints (`name/`, file by file) alike:
+//   I1  every complete row names files with the recorded size and XXH3-128
+//       (a directory checkpoint's inside its directory);
 //   I2  the newest checkpoint complete before the crash is still resumable
 //       (it, or one committed after it, is complete);
-//   I3  no .ckptdb-tmp- file nor temp link (.ckptdb-link-) remains; files unknown to the catalog are listed
+//   I3  no .ckptdb-tmp- file, temp directory (.ckptdb-tmp-*.d) nor temp
+//       link (.ckptdb-link-) remains, except one a live writer holds (named
+//       by a row still `writing`, or a file in it held under its writer's
+//       flock); files unknown to the catalog, at the top or inside a
+//       checkpoint's directory ("name/file"), are listed
 //       (Report::unknown_files) and none that existed before the open was
-//       deleted, except the library's temp names and files of pruned rows;
+//       deleted, except the library's temp names, files of pruned rows and
+//       the recorded files of an aborted directory save; every file of
+//       Expect::kept (the user's, which no rule may delete) is there;
 //   I4  every acknowledged id is complete, or pruned by a rule;
 //   I5  ckptdb_latest with full verification returns the newest complete
 //       checkpoint whose bytes verify;
@@ -25,6 +33,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -46,6 +55,8 @@ struct Expect {
     int64_t newest_complete_seq = 0;  // I2: newest complete checkpoint before the crash, by commit_seq; 0 = none
     std::set<int64_t> acknowledged;   // I4: ids whose commit returned OK: complete, or pruned by rotation
     bool allow_user_delete = false;   // I2 may not hold when the crash interrupted an explicit deletion
+    std::vector<std::string> kept;    // I3: the user's files ("name/file" inside a checkpoint's directory)
+                                      // that whatever ran before, a prune too, must have left
     std::string catalog_name = "ckptdb.sqlite";
     std::string last_link = "last.pt";
 };
@@ -62,6 +73,7 @@ namespace detail {
 struct Row {
     int64_t id = 0;
     std::string name, status, checksum, prune_rule;
+    std::string layout, temp_name;  // 'file' or 'dir'; a directory save's temp directory while it is written
     int64_t size = -1, commit_seq = 0;
     bool has_seq = false;
     int pinned = 0;
@@ -106,8 +118,8 @@ inline Catalog read_catalog(const std::string &db_path) {
         sqlite3_finalize(st);
     };
     each(
-        "SELECT id, name, status, size, checksum, commit_seq, pinned, prune_rule, kind, epoch, step, deleted_at "
-        "FROM checkpoints ORDER BY id",
+        "SELECT id, name, status, size, checksum, commit_seq, pinned, prune_rule, kind, epoch, step, deleted_at, "
+        "layout, temp_name FROM checkpoints ORDER BY id",
         [&](sqlite3_stmt *st) {
             Row r;
             r.id = sqlite3_column_int64(st, 0);
@@ -119,9 +131,11 @@ inline Catalog read_catalog(const std::string &db_path) {
             r.commit_seq = sqlite3_column_int64(st, 5);
             r.pinned = sqlite3_column_int(st, 6);
             r.prune_rule = col(st, 7);
+            r.layout = col(st, 12);
+            r.temp_name = col(st, 13);
             out.rows.push_back(r);
             out.dump += "checkpoint";
-            for (int c = 0; c < 12; c++) {
+            for (int c = 0; c < 14; c++) {
                 // deleted_at is written once a later directory fsync made a
                 // rotation's unlink durable, so a second open may fill it.
                 if (c == 11) continue;
@@ -151,29 +165,72 @@ inline Catalog read_catalog(const std::string &db_path) {
     return out;
 }
 
-// Names in a directory with their type and size ("name:size" or "name->target").
-inline std::map<std::string, std::string> listing(const std::string &dir, const std::string &catalog_name) {
-    std::map<std::string, std::string> out;
+// Names in a directory with their type and size ("name:size" or
+// "name->target"), and the names inside each directory in it ("sub/name"):
+// a directory checkpoint's files, a directory save's temp directory.
+inline void list_into(const std::string &dir, const std::string &prefix, const std::string &catalog_name,
+                      std::map<std::string, std::string> &out) {
     DIR *d = ::opendir(dir.c_str());
-    if (!d) return out;
+    if (!d) return;
+    std::vector<std::string> subdirs;
     while (auto *de = ::readdir(d)) {
         std::string n = de->d_name;
         if (n == "." || n == "..") continue;
         struct stat st;
         if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        const std::string key = prefix + n;
         if (S_ISLNK(st.st_mode)) {
             char buf[4096];
             ssize_t k = ::readlinkat(::dirfd(d), n.c_str(), buf, sizeof buf - 1);
-            out[n] = "->" + std::string(buf, k > 0 ? static_cast<size_t>(k) : 0);
-        } else if (n.compare(0, catalog_name.size(), catalog_name) == 0) {
-            out[n] = "catalog";  // its WAL and shm change size without any row changing
+            out[key] = "->" + std::string(buf, k > 0 ? static_cast<size_t>(k) : 0);
+        } else if (prefix.empty() && n.compare(0, catalog_name.size(), catalog_name) == 0) {
+            out[key] = "catalog";  // its WAL and shm change size without any row changing
+        } else if (S_ISDIR(st.st_mode)) {
+            out[key] = "dir";  // (its size is its entries', listed below)
+            subdirs.push_back(n);
         } else {
-            out[n] = (S_ISDIR(st.st_mode) ? "dir:" : "file:") + std::to_string(st.st_size);
+            out[key] = "file:" + std::to_string(st.st_size);
         }
     }
     ::closedir(d);
+    for (const std::string &n : subdirs) list_into(dir + "/" + n, prefix + n + "/", catalog_name, out);
+}
+
+inline std::map<std::string, std::string> listing(const std::string &dir, const std::string &catalog_name) {
+    std::map<std::string, std::string> out;
+    list_into(dir, "", catalog_name, out);
     return out;
 }
+
+// Whether a live process holds path (a file a writer still writes, under its
+// exclusive flock), or, for a directory, any file in it.
+inline bool held(const std::string &path) {
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return false;
+    if (S_ISDIR(st.st_mode)) {
+        std::vector<std::string> names;
+        if (DIR *d = ::opendir(path.c_str())) {
+            while (auto *de = ::readdir(d))
+                if (std::strcmp(de->d_name, ".") != 0 && std::strcmp(de->d_name, "..") != 0)
+                    names.push_back(de->d_name);
+            ::closedir(d);
+        }
+        for (const auto &n : names)
+            if (held(path + "/" + n)) return true;
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) return false;
+    int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool h = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd);
+    return h;
+}
+
+// The first component of a listing's name ("sub" of "sub/name").
+inline std::string top_of(const std::string &n) { return n.substr(0, n.find('/')); }
+
+inline bool is_temp(const std::string &n) { return n.rfind(".ckptdb-tmp-", 0) == 0; }
 
 inline bool plain_name(const std::string &n) {
     return !n.empty() && n.size() <= 255 && n.find('/') == std::string::npos && n != "." && n != "..";
@@ -288,7 +345,14 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
         if (r.status != "complete") continue;
         rep.complete++;
         if (r.has_seq && r.commit_seq > max_complete_seq) max_complete_seq = r.commit_seq;
-        const std::string what = "I1: complete checkpoint " + std::to_string(r.id) + " (" + r.name + ")";
+        const bool is_dir = r.layout == "dir";
+        const std::string what =
+            "I1: complete checkpoint " + std::to_string(r.id) + " (" + r.name + (is_dir ? "/" : "") + ")";
+        if (is_dir && !plain_name(r.name)) {
+            v.push_back(what + " has an unsafe directory name");
+            continue;
+        }
+        const std::string base = is_dir ? dir + "/" + r.name : dir;  // where its files are
         auto fit = files_of.find(r.id);
         if (fit == files_of.end() || fit->second.empty()) {
             v.push_back(what + " has no file rows");
@@ -299,7 +363,7 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
         for (const FileRow *f : fit->second) {
             int64_t size = 0;
             std::string hex, why;
-            if (!hash_file(dir, f->name, size, hex, why)) {
+            if (!hash_file(base, f->name, size, hex, why)) {
                 v.push_back(what + ": file " + f->name + ": " + why);
                 ok = false;
                 continue;
@@ -316,7 +380,7 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
                         std::to_string(r.size));
             ok = false;
         }
-        if (ok && fit->second.size() == 1 && r.checksum != fit->second[0]->checksum) {
+        if (ok && !is_dir && fit->second.size() == 1 && r.checksum != fit->second[0]->checksum) {
             v.push_back(what + ": checksum " + r.checksum + " differs from its file row's " + fit->second[0]->checksum);
             ok = false;
         }
@@ -344,40 +408,66 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
 
     // I3: no temp files; unknown files listed; nothing else deleted.
     auto after = listing(dir, expect.catalog_name);
-    std::set<std::string> known;
-    std::set<std::string> may_go;  // files recovery may remove: pruned rows' files
+    std::set<std::string> known;            // names the catalog holds (a directory checkpoint's as "name/file")
+    std::set<std::string> live_temp;        // temp files and directories of rows still writing
+    std::set<std::string> checkpoint_dirs;  // directories of rows writing, complete or corrupt
+    std::set<std::string> may_go;           // what recovery may remove: pruned rows' files, an aborted dir's
     for (const auto &f : cat.files) {
         auto it = by_id.find(f.checkpoint_id);
-        const std::string st = it == by_id.end() ? std::string() : it->second->status;
+        const Row *r = it == by_id.end() ? nullptr : it->second;
+        const std::string st = r ? r->status : std::string();
+        const bool in_dir = r && r->layout == "dir";
+        const std::string path = in_dir ? r->name + "/" + f.name : f.name;
         if (st == "writing" || st == "complete" || st == "corrupt") {
-            known.insert(f.name);
-            if (!f.temp_name.empty()) known.insert(f.temp_name);
+            known.insert(path);
+            if (!f.temp_name.empty() && !in_dir) known.insert(f.temp_name);
+            if (st == "writing" && !f.temp_name.empty() && !in_dir) live_temp.insert(f.temp_name);
         }
-        if (st == "pruned") may_go.insert(f.name);
+        if (st == "pruned" || (in_dir && st == "aborted")) may_go.insert(path);
     }
-    for (const auto &r : cat.rows)
-        if (r.status == "pruned") may_go.insert(r.name);
+    for (const auto &r : cat.rows) {
+        const bool live = r.status == "writing" || r.status == "complete" || r.status == "corrupt";
+        if (r.layout == "dir" && live) {
+            known.insert(r.name);
+            checkpoint_dirs.insert(r.name);
+        }
+        if (r.status == "writing" && !r.temp_name.empty()) live_temp.insert(r.temp_name);
+        if (r.status == "pruned" || (r.layout == "dir" && r.status == "aborted")) may_go.insert(r.name);
+    }
     for (const auto &e : after) {
         const std::string &n = e.first;
-        if (n.rfind(".ckptdb-link-", 0) == 0) {  // the last link's temp: replaced or removed by recovery
+        const std::string top = top_of(n);
+        const bool nested = top != n;
+        if (top.rfind(".ckptdb-link-", 0) == 0) {  // the last link's temp: replaced or removed by recovery
             v.push_back("I3: the last link's temp link " + n + " remains after recovery");
             continue;
         }
-        if (n.rfind(".ckptdb-tmp-", 0) == 0) {
-            bool live = false;
-            for (const auto &f : cat.files)
-                if (f.temp_name == n && by_id.count(f.checkpoint_id) && by_id[f.checkpoint_id]->status == "writing")
-                    live = true;
-            if (!live) v.push_back("I3: temp file " + n + " remains after recovery");
+        if (is_temp(top)) {
+            // A temp file, a directory save's temp directory (what is in it
+            // goes with it), or a sidecar seal: only a live writer's stays,
+            // named by a row still writing or held under its writer's lock.
+            if (nested || live_temp.count(top)) continue;
+            bool owned = held(dir + "/" + top);
+            for (const std::string &t : live_temp)
+                if (top.rfind(t, 0) == 0) owned = true;  // the sidecar seal of a live writer's temp file
+            if (!owned)
+                v.push_back(std::string("I3: temp ") + (e.second == "dir" ? "directory " : "file ") + n +
+                            " remains after recovery");
             continue;
         }
-        if (e.second == "catalog" || n == expect.last_link || n == ".ckptdb-ballast" || known.count(n)) continue;
+        if (!nested && (e.second == "catalog" || n == expect.last_link || n == ".ckptdb-ballast")) continue;
+        if (known.count(n)) continue;
+        if (nested && checkpoint_dirs.count(top) && is_temp(n.substr(top.size() + 1)))
+            v.push_back("I3: temp file " + n + " is inside a checkpoint's directory after recovery");
         rep.unknown_files.push_back(n);  // (.ckptdb-ballast is the library's reserve of free space)
     }
+    for (const std::string &k : expect.kept)
+        if (!after.count(k)) v.push_back("I3: " + k + ", a file the catalog did not write, is gone");
     for (const auto &e : before) {
         const std::string &n = e.first;
-        if (after.count(n) || e.second == "catalog" || n.rfind(".ckptdb-tmp-", 0) == 0 ||
-            n.rfind(".ckptdb-link-", 0) == 0 || may_go.count(n))
+        const std::string top = top_of(n);
+        if (after.count(n) || e.second == "catalog" || is_temp(top) || top.rfind(".ckptdb-link-", 0) == 0 ||
+            may_go.count(n))
             continue;
         if (n == expect.last_link && e.second.rfind("->", 0) == 0) continue;  // replaced or removed link
         v.push_back("I3: recovery deleted " + n + ", which is not one of its temp files nor a pruned file");
