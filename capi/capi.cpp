@@ -93,6 +93,7 @@ void fill(ckptdb_entry *out, const Entry &e) {
     CKPTDB_FILL(deleted_at, e.deleted_at.c_str());
     CKPTDB_FILL(metadata, e.metadata.c_str());
     CKPTDB_FILL(layout, e.dir ? CKPTDB_LAYOUT_DIR : CKPTDB_LAYOUT_FILE);
+    CKPTDB_FILL(commit_seq, e.commit_seq);
 #undef CKPTDB_FILL
     out->struct_size = n < sizeof(ckptdb_entry) ? n : sizeof(ckptdb_entry);
 }

@@ -296,10 +296,12 @@ typedef struct ckptdb_entry {
     const char *deleted_at;   /* "" if not deleted */
     const char *metadata;     /* JSON object text; "{}" when none was given */
     int layout;               /* CKPTDB_LAYOUT_FILE or CKPTDB_LAYOUT_DIR */
+    int64_t commit_seq;       /* the commit order, larger is newer (what ckptdb_latest orders by,
+                               * never a clock); 0 if never committed */
 } ckptdb_entry;
 
 #define CKPTDB_ENTRY_INIT \
-    { sizeof(ckptdb_entry), 0, NULL, NULL, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0 }
+    { sizeof(ckptdb_entry), 0, NULL, NULL, NULL, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, NULL, 0, 0 }
 
 /* A checkpoint's layout: a file (or one file per rank of a sharded save,
  * each under its own name), or a directory `name/` of files. */

@@ -167,6 +167,7 @@ struct entry {
     int64_t run_id = 0, file_count = 0;
     std::string created_at, committed_at, deleted_at, metadata;
     int layout = CKPTDB_LAYOUT_FILE;  // CKPTDB_LAYOUT_DIR: path is the directory of its files
+    int64_t commit_seq = 0;           // the commit order, larger is newer; 0 if never committed
 
     static entry from(const ckptdb_entry &e) {
         entry o;
@@ -187,6 +188,7 @@ struct entry {
         o.deleted_at = detail::str(e.deleted_at);
         o.metadata = detail::str(e.metadata);
         o.layout = e.layout;
+        o.commit_seq = e.commit_seq;
         return o;
     }
     const char *status_name() const { return ckptdb_status_name(status); }

@@ -53,6 +53,7 @@ static int layout(void) {
     F(ckptdb_entry, deleted_at);
     F(ckptdb_entry, metadata);
     F(ckptdb_entry, layout);
+    F(ckptdb_entry, commit_seq);
     S(ckptdb_save_options);
     F(ckptdb_save_options, version);
     F(ckptdb_save_options, name);

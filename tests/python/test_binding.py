@@ -205,6 +205,21 @@ def test_latest_skips_a_corrupt_checkpoint_and_marks_it(tmp_path):
         assert cat.get(c.id).status == "corrupt"
 
 
+def test_newest_first_is_the_commit_order_latest_walks_never_a_clock(tmp_path):
+    import sqlite3
+    with ckptdb.Catalog(tmp_path / "ck") as cat:
+        a = cat.save_bytes(b"A" * 100, kind="epoch", epoch=1, step=10)
+        b = cat.save_bytes(b"B" * 100, kind="step", epoch=1, step=20)
+        c = cat.save_bytes(b"C" * 100, kind="epoch", epoch=2, step=30)
+        assert 0 < a.commit_seq < b.commit_seq < c.commit_seq
+        # The clock stepped back before the newest commit: its time is older.
+        with sqlite3.connect(str(tmp_path / "ck" / "ckptdb.sqlite")) as q:
+            q.execute("UPDATE checkpoints SET committed_at = '2000-01-01T00:00:00.000Z' WHERE id = ?", (c.id,))
+        assert [e.id for e in cat.newest_first()] == [c.id, b.id, a.id]
+        assert [e.id for e in cat.newest_first("epoch")] == [c.id, a.id]
+        assert cat.latest().id == c.id
+
+
 def test_retention_rotates_after_commits_and_prune_reports_rules(tmp_path):
     d = tmp_path / "ck"
     with ckptdb.Catalog(d, retention=ckptdb.Retention(keep_last={"epoch": 2})) as cat:

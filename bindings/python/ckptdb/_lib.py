@@ -102,7 +102,8 @@ class Entry(Structure):
                 ("kind", c_char_p), ("epoch", c_int64), ("step", c_int64), ("size", c_int64),
                 ("checksum", c_char_p), ("status", c_int), ("pinned", c_int), ("run_id", c_int64),
                 ("file_count", c_int64), ("created_at", c_char_p), ("committed_at", c_char_p),
-                ("deleted_at", c_char_p), ("metadata", c_char_p), ("layout", c_int)]
+                ("deleted_at", c_char_p), ("metadata", c_char_p), ("layout", c_int),
+                ("commit_seq", c_int64)]
 
     @classmethod
     def new(cls):

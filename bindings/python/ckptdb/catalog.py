@@ -101,7 +101,8 @@ class Checkpoint:
     """One catalog row, copied out of the library (no borrowed strings)."""
 
     __slots__ = ("id", "name", "path", "kind", "epoch", "step", "size", "checksum", "status", "pinned", "run_id",
-                 "file_count", "created_at", "committed_at", "deleted_at", "metadata", "layout")
+                 "file_count", "created_at", "committed_at", "deleted_at", "metadata", "layout",
+                 "commit_seq")
     id: int
     name: str
     path: str  #: absolute path of the (first) file
@@ -119,6 +120,7 @@ class Checkpoint:
     deleted_at: str
     metadata: Dict[str, Any]
     layout: str  #: "file" (one file, or one per rank) or "dir" (path is the directory of its files)
+    commit_seq: int  #: the commit order, larger is newer (what latest() orders by); 0 if never committed
 
     @classmethod
     def _from(cls, e: Any) -> "Checkpoint":
@@ -139,6 +141,7 @@ class Checkpoint:
         c.committed_at = s(e.committed_at)
         c.deleted_at = s(e.deleted_at)
         c.layout = "dir" if e.layout == _lib.LAYOUT_DIR else "file"
+        c.commit_seq = e.commit_seq
         text = s(e.metadata) or "{}"
         try:
             c.metadata = json.loads(text)
@@ -702,6 +705,11 @@ class Catalog:
             else:
                 lib.ckptdb_get_by_name(byref(e), self._handle(), enc(id_or_name))
             return Checkpoint._from(e)
+
+    def newest_first(self, kind: Optional[str] = None) -> List[Checkpoint]:
+        """The complete checkpoints (of kind, if given), newest first in the
+        order latest() walks: commit order (commit_seq), never a clock."""
+        return sorted(self.entries(kind=kind, status="complete"), key=lambda c: c.commit_seq, reverse=True)
 
     def entries(self, kind: Optional[str] = None,
                 status: Union[str, Iterable[str], None] = None) -> List[Checkpoint]:

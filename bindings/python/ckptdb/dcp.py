@@ -511,9 +511,7 @@ class Reader(StorageReader):
             if self.id is None:
                 e = cat.latest(self.kind)  # full verification: one that fails is marked corrupt and passed over
                 if e is not None and not _is_dcp(cat, e):  # the newest is no DCP checkpoint: the newest that is
-                    newest_first = sorted(cat.entries(kind=self.kind, status="complete"),
-                                          key=lambda c: (c.committed_at, c.id), reverse=True)
-                    e = next((c for c in newest_first if _is_dcp(cat, c) and cat.verify(c.id)), None)
+                    e = next((c for c in cat.newest_first(self.kind) if _is_dcp(cat, c) and cat.verify(c.id)), None)
                 if e is None:
                     raise NotFound(NotFound.code, "ckptdb.dcp.Reader: no DCP checkpoint%s verifies in %s"
                                    % ("" if self.kind is None else " of kind %r" % self.kind, self.directory))

@@ -982,7 +982,7 @@ class CheckpointManager:
         from . import dcp as ckdcp
         from . import distributed as cdist
         cat, skipped = self.cat, []
-        for e in sorted(cat.entries(status="complete"), key=lambda c: (c.committed_at, c.id), reverse=True):
+        for e in cat.newest_first():
             files = cat.files(e.id)
             why, pick = None, {"entry": e}
             if e.layout == "dir":
