@@ -515,6 +515,16 @@ int ckptdb_get(ckptdb_entry *out, ckptdb_catalog *db, int64_t id) {
     });
 }
 
+// The id of the newest row named name: the one lookup of the *_by_name
+// calls (CKPTDB_ENOTFOUND naming the name and the directory).
+static int64_t id_named(ckptdb_catalog *db, const char *name) {
+    auto id = db->cat->id_by_name(name);
+    if (!id)
+        throw Error(CKPTDB_ENOTFOUND,
+                    std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
+    return *id;
+}
+
 int ckptdb_get_by_name(ckptdb_entry *out, ckptdb_catalog *db, const char *name) {
     return guard([&] {
         need(out, "out");
@@ -522,11 +532,7 @@ int ckptdb_get_by_name(ckptdb_entry *out, ckptdb_catalog *db, const char *name) 
         need(name, "name");
         need_entry(out);
         clear(out);
-        auto id = db->cat->id_by_name(name);
-        if (!id)
-            throw Error(CKPTDB_ENOTFOUND,
-                        std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
-        db->slot = db->cat->entry(*id);
+        db->slot = db->cat->entry(id_named(db, name));
         fill(out, db->slot);
     });
 }
@@ -796,11 +802,7 @@ int ckptdb_pin_by_name(ckptdb_catalog *db, const char *name, int pinned) {
     return guard([&] {
         need(db, "db");
         need(name, "name");
-        auto id = db->cat->id_by_name(name);
-        if (!id)
-            throw Error(CKPTDB_ENOTFOUND,
-                        std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
-        db->cat->pin(*id, pinned != 0);
+        db->cat->pin(id_named(db, name), pinned != 0);
     });
 }
 
@@ -815,11 +817,7 @@ int ckptdb_remove_by_name(ckptdb_catalog *db, const char *name) {
     return guard([&] {
         need(db, "db");
         need(name, "name");
-        auto id = db->cat->id_by_name(name);
-        if (!id)
-            throw Error(CKPTDB_ENOTFOUND,
-                        std::string("no checkpoint named '") + name + "' in '" + db->cat->dir().path + "'");
-        db->cat->remove(*id);
+        db->cat->remove(id_named(db, name));
     });
 }
 
