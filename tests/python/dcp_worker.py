@@ -35,6 +35,7 @@ written.
 import argparse
 import os
 import signal
+import sys
 
 import torch
 import torch.distributed as dist
@@ -188,8 +189,7 @@ def main():
             die_in_save(s)
     if a.mode == "async-process":
         async_process(a)
-        dist.destroy_process_group()
-        return
+        leave()
     model, opt = build(world)
     if a.mode.startswith("mgr-"):
         manager(a, model, opt, rank)
@@ -219,7 +219,20 @@ def main():
         if rank == 0:
             want = torch.load(os.path.join(a.ref, "full_%d.pt" % e.step), weights_only=False)
             say("match %d %s" % (e.step, same(got, want) and st["extra"]["step"] == e.step))
+    leave()
+
+
+def leave():
+    """Every rank done (the barrier), the process group destroyed, then exit
+    without the interpreter's finalization: there, a gloo worker thread still
+    releasing a tensor that holds a Python object can abort the process
+    ("terminate called without an active exception", SIGABRT) after its work
+    was done and reported, which failed a sound test now and then."""
+    dist.barrier()
     dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
