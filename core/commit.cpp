@@ -152,7 +152,7 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
             what +=
                 ", " + std::to_string(c->files_.size()) + " shard file(s), " + std::to_string(c->total()) + " bytes";
         }
-        if (layout == Layout::dir) what += ", a directory";
+        if (layout == Layout::dir) what += c->in_place() ? ", a directory saved in place" : ", a directory";
         cr.log_event(db, c->id_, "begun", what);
     });
     hook(layout == Layout::shards ? "sealed" : "begun");
