@@ -290,3 +290,38 @@ TEST_CASE("in-place: a live save's directory is neither foreign to fsck nor remo
     { Cat c(d.path); }
     CHECK_FALSE(t::exists(d / "checkpoint-7"));
 }
+
+TEST_CASE("a complete in-place save is an ordinary directory checkpoint: the last link, sync, a second open") {
+    t::TempDir d, dst;
+    int64_t id = 0;
+    {
+        Cat c(d.path);
+        InPlace s(c, "checkpoint-300", 300);
+        REQUIRE(s.rc == CKPTDB_OK);
+        t::write_file(d / "checkpoint-300/model.safetensors", t::pattern(9000, 4));
+        t::write_file(d / "checkpoint-300/rng_state.pth", t::pattern(100, 5));
+        ckptdb_entry e = CKPTDB_ENTRY_INIT;
+        REQUIRE(commit(s, "{\"eval_loss\": 0.1}", &e) == CKPTDB_OK);
+        id = e.id;
+    }
+    char target[256] = {0};
+    REQUIRE(::readlink((d / "last.pt").c_str(), target, sizeof target - 1) > 0);
+    CHECK(std::string(target) == "checkpoint-300");
+    {
+        Cat c(d.path);  // recovery leaves it as it is
+        CHECK(ckptdb_verify(c.db, id) == CKPTDB_OK);
+        CHECK(t::names(d / "checkpoint-300") == std::set<std::string>{"model.safetensors", "rng_state.pth"});
+    }
+    const std::string to = dst / "copy";
+    int64_t copied = 0, bytes = 0;
+    REQUIRE(ckptdb_sync(&copied, &bytes, d.path.c_str(), to.c_str(), nullptr) == CKPTDB_OK);
+    CHECK(copied == 1);
+    CHECK(bytes == 9100);
+    CHECK(t::read_file(to + "/checkpoint-300/model.safetensors") == t::pattern(9000, 4));
+    Cat c(to);
+    ckptdb_entry l = CKPTDB_ENTRY_INIT;
+    REQUIRE(ckptdb_latest(&l, c.db, nullptr, CKPTDB_VERIFY_FULL) == CKPTDB_OK);
+    CHECK(std::string(l.name) == "checkpoint-300");
+    CHECK(l.layout == CKPTDB_LAYOUT_DIR);
+    CHECK(std::string(l.metadata).find("eval_loss") != std::string::npos);
+}
