@@ -69,6 +69,25 @@ inline ckptdb::Entry save_dir(const std::shared_ptr<ckptdb::Catalog> &cat, int i
     return s->commit(reported);
 }
 
+// One directory save in place of kind epoch, as the Hugging Face Trainer
+// writes `checkpoint-N/`: begun in place, two files written into the
+// directory by the caller (through the traced I/O layer, without an fsync of
+// its own), then committed with the metrics learnt after they were written.
+inline ckptdb::Entry save_in_place(const std::shared_ptr<ckptdb::Catalog> &cat, int i, size_t n = 3000) {
+    const std::string name = "checkpoint-" + std::to_string(i * 100);
+    auto s = ckptdb::DirSave::begin_in_place(cat, "epoch", i, i * 100, name, std::nullopt);
+    int err = 0;
+    ckptdb::Dir sub = ckptdb::open_subdir(cat->dir(), name, err);
+    if (!sub.fd) ckptdb::fail_os("cannot open", cat->dir().join(name), err);
+    for (int f = 0; f < 2; f++) {
+        const std::string file = f == 0 ? "model.safetensors" : "trainer_state.json";
+        ckptdb::UniqueFd fd = ckptdb::create_exclusive(sub, file);
+        std::string b = bytes_for(i * 10 + f, n / static_cast<size_t>(f + 1));
+        ckptdb::write_all(fd.get(), b.data(), b.size(), sub.join(file));
+    }
+    return s->commit_in_place("{\"eval_loss\": " + std::to_string(10 - i) + "}");
+}
+
 // One sharded save of kind epoch: a file per rank (each written by a Shard,
 // held until the commit), committed by commit_shards.
 inline ckptdb::Entry save_shards(const std::shared_ptr<ckptdb::Catalog> &cat, int i, int ranks = 2, size_t n = 3000) {
@@ -278,6 +297,34 @@ inline std::vector<Scenario> all() {
                      });
                  }});
 
+    // Directory saves in place with rotation (keep the last epoch). Setup
+    // makes one, with a file of the user's put inside it; the body's first
+    // save prunes its own files (the user's file stays, with the
+    // directory); each later save (a nightly-sized run) prunes the one
+    // before, whole.
+    v.push_back({"inplace",
+                 [](const std::string &root) {
+                     auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                     ckptdb::Entry e = save_in_place(cat, 1);
+                     std::FILE *f = std::fopen((dir_a(root) + "/" + e.name + "/notes.txt").c_str(), "w");
+                     if (f) {
+                         std::fputs("the user's own notes", f);
+                         std::fclose(f);
+                     }
+                 },
+                 [](const std::string &root, const Ack &ack) {
+                     return run_guarded([&](Result &r) {
+                         auto cat = ckptdb::Catalog::open(dir_a(root), ckptdb::OpenOptions());
+                         cat->set_retention(keep_epochs(1));
+                         for (int i = 2; i < saves_per_run(); i++) {
+                             ckptdb::Entry e = save_in_place(cat, i);
+                             ack(e.id, e.commit_seq);
+                             r.saves_ok++;
+                         }
+                         r.last_save_ok = true;
+                     });
+                 }});
+
     // Sharded saves of two ranks with rotation (keep the last epoch): setup
     // commits one; each commit of the body prunes the one before, a file
     // per rank.
@@ -306,6 +353,7 @@ inline std::vector<Scenario> all() {
 // recovery (harness::Expect::kept).
 inline std::vector<std::string> user_files(const std::string &scenario) {
     if (scenario == "dirs") return {"epoch_001/notes.txt"};
+    if (scenario == "inplace") return {"checkpoint-100/notes.txt"};
     return {};
 }
 

@@ -167,6 +167,9 @@ TEST_CASE("fault injection: directory saves with rotation, a user's file inside 
     inject("dirs", nullptr, 2);
 }
 TEST_CASE("fault injection: sharded saves of two ranks with rotation") { inject("shards", nullptr, 2); }
+TEST_CASE("fault injection: directory saves in place with rotation, a user's file inside the pruned one") {
+    inject("inplace", nullptr, 4);
+}
 
 // Defects the loop above found, kept as cases of their own.
 

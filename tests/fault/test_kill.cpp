@@ -163,6 +163,9 @@ TEST_CASE("killed at every I/O operation of a prune") { kill_everywhere("prune")
 // Every other operation in the bounded run, every one in a nightly-sized run.
 TEST_CASE("killed at I/O operations of directory saves with rotation") { kill_everywhere("dirs", nullptr, 2); }
 TEST_CASE("killed at I/O operations of sharded saves with rotation") { kill_everywhere("shards", nullptr, 2); }
+TEST_CASE("killed at I/O operations of directory saves in place with rotation") {
+    kill_everywhere("inplace", nullptr, 2);
+}
 
 TEST_CASE("killed at every I/O operation of a rebuild of a lost catalog") {
     kill_adoption("rebuild", {"epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "epoch_004.pt"});

@@ -164,3 +164,6 @@ TEST_CASE("power loss: directory saves with rotation, a user's file inside the p
     power_loss("dirs", budget(40));
 }
 TEST_CASE("power loss: sharded saves of two ranks with rotation") { power_loss("shards", budget(30)); }
+TEST_CASE("power loss: directory saves in place with rotation, a user's file inside the pruned one") {
+    power_loss("inplace", budget(30));
+}

@@ -1,4 +1,4 @@
-// The crash-consistency invariants I1-I6 (docs/DESIGN.md, "Invariants"),
+// The crash-consistency invariants I1-I7 (docs/DESIGN.md, "Invariants"),
 // checked from outside the engine: the catalog is read with SQLite's C API
 // and every file is hashed with xxHash here, independently of core/.
 // Header-only, so doctest suites (linked against libckptdb.so) and helper
@@ -24,6 +24,10 @@
 //   I5  ckptdb_latest with full verification returns the newest complete
 //       checkpoint whose bytes verify;
 //   I6  no pinned row is pruned; a pruned row always has a later commit;
+//   I7  a directory save in place (its "begun" event says so) is not left
+//       `writing` once its writer is gone, and the directory of one aborted is gone unless a live
+//       row has taken the name since (recovery removes it whole: what was
+//       in it may go);
 //   PRAGMA integrity_check is "ok";
 // then opens a second time (recovery twice) and checks that the checkpoint
 // and file rows and the directory listing are the same as after the first.
@@ -32,6 +36,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -87,6 +92,8 @@ struct FileRow {
 struct Catalog {
     std::vector<Row> rows;
     std::vector<FileRow> files;
+    std::set<int64_t> in_place;             // directory saves begun in place (their "begun" event)
+    std::map<int64_t, int64_t> writer_pid;  // rows still writing: the pid of the run that began them
     std::string integrity;
     std::string dump;  // every checkpoint and file row, for comparing two recoveries
     std::string error;
@@ -157,6 +164,10 @@ inline Catalog read_catalog(const std::string &db_path) {
              for (int c = 0; c < 6; c++) out.dump += "|" + col(st, c);
              out.dump += "\n";
          });
+    each("SELECT checkpoint_id FROM events WHERE event = 'begun' AND detail LIKE '%, a directory saved in place%'",
+         [&](sqlite3_stmt *st) { out.in_place.insert(sqlite3_column_int64(st, 0)); });
+    each("SELECT c.id, r.pid FROM checkpoints c JOIN runs r ON r.id = c.run_id WHERE c.status = 'writing'",
+         [&](sqlite3_stmt *st) { out.writer_pid[sqlite3_column_int64(st, 0)] = sqlite3_column_int64(st, 1); });
     each("PRAGMA integrity_check", [&](sqlite3_stmt *st) {
         if (!out.integrity.empty()) out.integrity += "; ";
         out.integrity += col(st, 0);
@@ -434,6 +445,28 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
         if (r.status == "writing" && !r.temp_name.empty()) live_temp.insert(r.temp_name);
         if (r.status == "pruned" || (r.layout == "dir" && r.status == "aborted")) may_go.insert(r.name);
     }
+    // I7: saves in place. One aborted goes whole, what was written into it too.
+    std::set<std::string> live_names;
+    for (const auto &r : cat.rows)
+        if (r.status == "writing" || r.status == "complete" || r.status == "corrupt") live_names.insert(r.name);
+    std::set<std::string> aborted_in_place;
+    for (const auto &r : cat.rows) {
+        if (!cat.in_place.count(r.id)) continue;
+        // Its writer may live on (a fault injected in this very process,
+        // whose abort failed): recovery leaves a live writer's save alone.
+        auto w = cat.writer_pid.find(r.id);
+        const bool alive = w != cat.writer_pid.end() && w->second > 0 &&
+                           (w->second == ::getpid() || ::kill(static_cast<pid_t>(w->second), 0) == 0);
+        if (r.status == "writing" && !alive)
+            v.push_back("I7: checkpoint " + std::to_string(r.id) + " (" + r.name +
+                        "/), saved in place, is still writing after recovery, its writer gone");
+        if (r.status == "aborted" && !live_names.count(r.name)) {
+            aborted_in_place.insert(r.name);
+            if (after.count(r.name))
+                v.push_back("I7: the directory " + r.name + "/ of checkpoint " + std::to_string(r.id) +
+                            ", an aborted save in place, remains after recovery");
+        }
+    }
     for (const auto &e : after) {
         const std::string &n = e.first;
         const std::string top = top_of(n);
@@ -467,7 +500,7 @@ inline std::vector<std::string> check_invariants(const std::string &dir, const E
         const std::string &n = e.first;
         const std::string top = top_of(n);
         if (after.count(n) || e.second == "catalog" || is_temp(top) || top.rfind(".ckptdb-link-", 0) == 0 ||
-            may_go.count(n))
+            may_go.count(n) || aborted_in_place.count(top))
             continue;
         if (n == expect.last_link && e.second.rfind("->", 0) == 0) continue;  // replaced or removed link
         v.push_back("I3: recovery deleted " + n + ", which is not one of its temp files nor a pruned file");

@@ -212,3 +212,24 @@ TEST_CASE("a temp directory left after recovery is an I3 violation, unless a liv
     v = harness::check_invariants(d.path, harness::Expect());
     CHECK(has(v, "I3: temp directory " + stuck + " remains after recovery"));
 }
+
+TEST_CASE("I7: the directory of an aborted save in place left behind is reported") {
+    t::TempDir d;
+    {
+        t::Cat c(d.path);
+        ckptdb_save_options o = CKPTDB_SAVE_OPTIONS_INIT;
+        o.name = "checkpoint-1";
+        ckptdb_dir_save *s = nullptr;
+        REQUIRE(ckptdb_dir_begin_in_place(&s, c.db, "step", 0, 1, &o) == CKPTDB_OK);
+        t::write_file(d / "checkpoint-1/model.safetensors", "m");
+        REQUIRE(ckptdb_dir_abort(s) == CKPTDB_OK);
+        ckptdb_dir_free(s);
+    }
+    auto v = harness::check_invariants(d.path, harness::Expect());
+    CHECK_MESSAGE(v.empty(), harness::join(v));
+    // Put back behind the catalog's back: what recovery must never leave.
+    REQUIRE(::mkdir((d / "checkpoint-1").c_str(), 0755) == 0);
+    v = harness::check_invariants(d.path, harness::Expect());
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].find("I7: the directory checkpoint-1/") == 0);
+}

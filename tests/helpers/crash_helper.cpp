@@ -20,6 +20,11 @@
 //       prints "DONE <count>"
 //   crash_helper sync SRC DST [--delete] [--pause-at POINT]
 //       prints "SYNCED <copied> <bytes>"
+//   crash_helper inplace DIR NAME [--pause-at POINT] [--metadata JSON] FILE:BYTES:SEED...
+//       a directory save in place, its files written with plain write(2) as
+//       any program writes them (point "inplace_file_written" after each);
+//       prints "BEGUN <id> <name>", then "COMMITTED <id>"
+#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -33,6 +38,7 @@
 
 #include "catalog.hpp"
 #include "ckptdb.h"
+#include "dirsave.hpp"
 #include "error.hpp"
 #include "hooks.hpp"
 #include "sync.hpp"
@@ -155,6 +161,34 @@ int main(int argc, char **argv) {
             r.prune_corrupt = bool_flag(args, "--corrupt");
             auto victims = cat->prune(r, false);
             std::printf("PRUNED %zu\n", victims.size());
+            return 0;
+        }
+        if (mode == "inplace") {
+            if (args.empty()) return 2;
+            std::string name = args[0];
+            args.erase(args.begin());
+            auto meta = flag(args, "--metadata");
+            auto cat = ckptdb::Catalog::open(dir, ckptdb::OpenOptions());
+            auto save = ckptdb::DirSave::begin_in_place(cat, "step", 1, 100, name, std::nullopt);
+            std::printf("BEGUN %lld %s\n", static_cast<long long>(save->id()), save->name().c_str());
+            std::fflush(stdout);
+            for (const std::string &a : args) {
+                size_t p1 = a.find(':'), p2 = a.find(':', p1 + 1);
+                if (p2 == std::string::npos) return 2;
+                size_t n = std::strtoull(a.substr(p1 + 1, p2 - p1 - 1).c_str(), nullptr, 10);
+                unsigned seed = static_cast<unsigned>(std::atoi(a.substr(p2 + 1).c_str()));
+                std::string bytes(n, '\0');
+                for (size_t i = 0; i < n; i++) bytes[i] = static_cast<char>((i * 31 + seed) & 0xff);
+                std::string path = dir + "/" + name + "/" + a.substr(0, p1);
+                int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd < 0 || ::write(fd, bytes.data(), n) != static_cast<ssize_t>(n) || ::close(fd) != 0) {
+                    std::perror(path.c_str());
+                    return 2;
+                }
+                ckptdb::hook("inplace_file_written");
+            }
+            ckptdb::Entry e = save->commit_in_place(meta);
+            std::printf("COMMITTED %lld\n", static_cast<long long>(e.id));
             return 0;
         }
         if (mode == "save") {
