@@ -84,8 +84,8 @@ def main(argv=None):
         per_device_train_batch_size=a.batch_size, per_device_eval_batch_size=a.batch_size,
         learning_rate=1e-3, save_strategy="steps", save_steps=a.save_steps,
         eval_strategy="steps" if a.eval_steps else "no", eval_steps=a.eval_steps or None,
-        save_total_limit=a.save_total_limit, logging_steps=1, dataloader_num_workers=0,
-        disable_tqdm=True, save_safetensors=True)
+        save_total_limit=a.save_total_limit, logging_steps=a.save_steps, dataloader_num_workers=0,
+        disable_tqdm=True)
     retention = {"keep_last": {"step": a.keep, "preempt": 1}}
     if a.best_k:
         retention.update(best_metric="eval_loss", best_mode="min", best_k=a.best_k)
