@@ -213,14 +213,21 @@ class SignalAt(TrainerCallback):
 def test_a_sigterm_saves_preempt_at_the_next_step_end_and_stops(tmp_path):
     out = tmp_path / "out"
     ck = ctf.Checkpoint(retention={"keep_last": {}})
-    t = trainer(out, [ck, SignalAt(5, signal.SIGTERM)], save_steps=2, max_steps=20)
+    t = trainer(out, [ck, SignalAt(5, signal.SIGTERM)], save_steps=2, max_steps=8)
     t.train()
-    ck.close()
     assert ck.stopped and t.state.global_step == 5
     with ckptdb.Catalog(out) as cat:
         rows = [(e.name, e.kind, e.step) for e in cat.entries(status="complete")]
-        runs = cat.runs()
     assert rows == [("checkpoint-2", "step", 2), ("checkpoint-4", "step", 4), ("checkpoint-5", "preempt", 5)]
+    # The next train() of this process resumes and trains on: the flag was
+    # that run's.
+    t.train(resume_from_checkpoint=ctf.latest(out))
+    ck.close()
+    assert not ck.stopped and t.state.global_step == 8
+    with ckptdb.Catalog(out) as cat:
+        rows = [(e.name, e.kind, e.step) for e in cat.entries(status="complete")]
+        runs = cat.runs()
+    assert rows[3:] == [("checkpoint-6", "step", 6), ("checkpoint-8", "step", 8)]
     assert [r["exit_reason"] for r in runs if r["saves"]] == ["preempted"]
 
 

@@ -95,7 +95,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 from . import _lib  # noqa: E402
 from .catalog import Catalog, Checkpoint as Entry, DirSave, Retention  # noqa: E402
 from .errors import Exists, InvalidArgument, NotFound  # noqa: E402
-from .signals import install_signals, preempt_requested, restore_signals  # noqa: E402
+from .signals import clear_preempt, install_signals, preempt_requested, restore_signals  # noqa: E402
 
 __all__ = ["Checkpoint", "latest", "TRANSFORMERS_VERSION", "TESTED_VERSION"]
 
@@ -242,6 +242,9 @@ class Checkpoint(TrainerCallback):
         if self.signals:
             if self._signals_installed:
                 restore_signals()
+            # A flag left by an earlier train() of this process was that
+            # run's (its handlers were put back at its end).
+            clear_preempt()
             install_signals(self.signals)
             self._signals_installed = True
         if self.cat is not None and state.global_step > 0 and not self.cat.readonly:
