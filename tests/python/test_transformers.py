@@ -268,7 +268,7 @@ def run_once(d, rng, signo, logpath, argv=None, env=None):
     random moment and send signo (0: none).  Returns (exit status, output)."""
     with open(logpath, "w") as log:
         p = subprocess.Popen(argv or [sys.executable, EXAMPLE, "--dir", str(d)] + ARGS, stdout=log,
-                             stderr=subprocess.STDOUT, env=env or child_env(CKPTDB_EXAMPLE_STEP_SLEEP="0.05"))
+                             stderr=subprocess.STDOUT, env=env or child_env(CKPTDB_EXAMPLE_STEP_SLEEP="0.1"))
         try:
             deadline = time.monotonic() + 240  # a hang guard only
             while signo and p.poll() is None and time.monotonic() < deadline:
@@ -345,7 +345,7 @@ def test_killed_with_sigkill_and_sigterm_at_random_moments_finishes_as_an_uninte
             assert rc == 0, out  # a preemption ends the run cleanly
         after_a_kill(d)
         if "done: step=%d preempted=0" % STEPS in out:
-            assert rc == 0
+            assert rc in (0, -signo), out  # the signal may land after training ended
             break
     else:
         raise AssertionError("the example did not finish:\n" + "\n---\n".join(outputs))
