@@ -485,6 +485,36 @@ void ckptdb_dir_free(ckptdb_dir_save *save) {
     } catch (...) {}
 }
 
+int ckptdb_dir_begin_in_place(ckptdb_dir_save **out, ckptdb_catalog *db, const char *kind, int64_t epoch, int64_t step,
+                              const ckptdb_save_options *opts) {
+    if (out) *out = nullptr;
+    return guard([&] {
+        need(out, "out");
+        need(db, "db");
+        need(kind, "kind");
+        SaveOptions o = read_save_options(opts);
+        if (!o.name)
+            throw Error(CKPTDB_EINVAL,
+                        "an in-place directory save needs a name (ckptdb_save_options.name): the directory the "
+                        "caller writes into");
+        auto s = std::make_unique<ckptdb_dir_save>();
+        s->save = ckptdb::DirSave::begin_in_place(db->cat, kind, epoch, step, *o.name, o.metadata);
+        *out = s.release();
+    });
+}
+
+int ckptdb_dir_commit_in_place(ckptdb_entry *out, ckptdb_dir_save *save, const char *metadata) {
+    return guard([&] {
+        need(save, "save");
+        need_entry(out);
+        clear(out);
+        std::optional<std::string> meta;
+        if (metadata) meta = std::string(metadata);
+        save->slot = save->save->commit_in_place(meta);
+        fill(out, save->slot);
+    });
+}
+
 int ckptdb_latest(ckptdb_entry *out, ckptdb_catalog *db, const char *kind, unsigned int verify_flags) {
     return guard([&] {
         need(out, "out");

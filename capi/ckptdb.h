@@ -570,6 +570,35 @@ CKPTDB_API int ckptdb_dir_abort(ckptdb_dir_save *save);
  * aborted first. */
 CKPTDB_API void ckptdb_dir_free(ckptdb_dir_save *save);
 
+/* A directory checkpoint saved in place, for a writer that picks its
+ * directory and writes into it itself (the Hugging Face Trainer's
+ * `checkpoint-N/`): no temp directory, no rename.  ckptdb_dir_begin_in_place
+ * records the save, then makes the directory opts->name (required: NULL
+ * fails with CKPTDB_EINVAL) exclusively: a name taken by a live checkpoint
+ * or by anything in the directory fails with CKPTDB_EEXISTS, and what is
+ * there is left untouched.  ckptdb_dir_get_info gives temp_name equal to
+ * name: the files go straight into it, written by any means.  Until the
+ * commit the directory is the save's: ckptdb_dir_abort (or ckptdb_dir_free
+ * without a commit) removes it with all in it, and if the process dies the
+ * next open finishes the commit when every file was recorded and is whole,
+ * or removes the directory and aborts.  ckptdb_latest never returns it
+ * before the commit. */
+CKPTDB_API int ckptdb_dir_begin_in_place(ckptdb_dir_save **out, ckptdb_catalog *db, const char *kind, int64_t epoch,
+                                         int64_t step, const ckptdb_save_options *opts);
+/* Commit a save begun in place with what its directory holds: every entry
+ * must be a regular file with a valid name (a subdirectory, a link, a
+ * fifo...: CKPTDB_EINVAL naming it) and there must be one at least
+ * (CKPTDB_EINVAL), checked before anything changes: the save stays open.
+ * Each file is fsynced and read back to hash it (rank 0), the files
+ * recorded, the directory and the checkpoint directory fsynced, and the
+ * checkpoint marked complete with rotation, as ckptdb_dir_commit.
+ * metadata (a JSON object, as ckptdb_save_options.metadata), when not NULL,
+ * replaces the begin's in the transaction that marks it complete, so that
+ * retention by a metric sees it; NULL keeps the begin's.  On a save not
+ * begun in place: CKPTDB_EMISUSE (and ckptdb_dir_commit on one begun in
+ * place, too). */
+CKPTDB_API int ckptdb_dir_commit_in_place(ckptdb_entry *out, ckptdb_dir_save *save, const char *metadata);
+
 /* ------------------------------------------------------------------------ */
 /* Finding checkpoints                                                       */
 /* ------------------------------------------------------------------------ */

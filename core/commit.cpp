@@ -159,6 +159,8 @@ std::unique_ptr<Commit> Commit::begin(std::shared_ptr<Catalog> cat, Layout layou
     return c;
 }
 
+bool Commit::in_place() const { return layout_ == Layout::dir && is_in_place(files_[0].name, files_[0].temp_name); }
+
 void Commit::seal_in_tx(Store &db) {
     for (size_t r = 0; r < files_.size(); r++)
         db.file_seal(id_, static_cast<int64_t>(r), files_[r].size, files_[r].checksum);
@@ -187,10 +189,12 @@ void Commit::seal_files(std::vector<CommitFile> inner) {
 
 void Commit::install() {
     const Dir &dir = cat_->dir();
-    for (; renamed_ < files_.size();) {
-        rename_noreplace(dir, files_[renamed_].temp_name, files_[renamed_].name);
-        renamed_++;
-        hook("renamed");
+    if (!in_place()) {
+        for (; renamed_ < files_.size();) {
+            rename_noreplace(dir, files_[renamed_].temp_name, files_[renamed_].name);
+            renamed_++;
+            hook("renamed");
+        }
     }
     sync_dir(dir);
     cat_->directory_synced();
@@ -232,8 +236,12 @@ void Commit::abort(const std::string &why) noexcept {
         // The directory renamed is this save's own (the rename never
         // replaces): its recorded files go, then it when empty. Not renamed:
         // the temp directory goes, except files a live writer still holds.
+        // In place: the directory was made by this save (exclusively), so
+        // all in it is the save's, and it goes as a temp directory does.
         try {
-            if (renamed_)
+            if (in_place()) {
+                if (dir_made_) remove_in_place_dir(cat_->dir(), files_[0].name);
+            } else if (renamed_)
                 remove_dir_checkpoint(cat_->dir(), files_[0].name, inner_);
             else
                 remove_temp_dir(cat_->dir(), files_[0].temp_name);

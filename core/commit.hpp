@@ -92,6 +92,9 @@ public:
     // by their shards, sealed with the intent; dir: a directory checkpoint
     // (dirsave.hpp): files is its one entry, the directory's final name and
     // its temp directory, and its files are sealed later by seal_files().
+    // A dir whose temp name is its name is saved in place (dirsave.hpp,
+    // DirSave::begin_in_place): its files are written under the final
+    // name, which is never renamed.
     enum class Layout { single, shards, dir };
 
     // Step 1: the metadata normalised, room made (byte budget), then one
@@ -106,6 +109,11 @@ public:
 
     int64_t id() const { return id_; }
     const std::vector<CommitFile> &files() const { return files_; }
+    // A directory save written in place (its temp name is its name).
+    bool in_place() const;
+    // The save made its directory in place: from here on an abort removes
+    // it (before, the name may be anyone's and is never touched).
+    void made_in_place_dir() { dir_made_ = true; }
 
     // Step 5 of a single save: the size and checksum of its fsynced file on
     // the file row and the checkpoint row, in one transaction. Point "sealed".
@@ -117,6 +125,8 @@ public:
     const std::vector<CommitFile> &inner() const { return inner_; }
     // Steps 6-7: every temp file renamed to its final name without replacing
     // (point "renamed" after each), the directory fsynced (point "dir_synced").
+    // In place there is nothing to rename: the directory is fsynced all the
+    // same (the one made at the begin is durable before the commit).
     void install();
     // Step 8: one transaction: the row complete, temp names cleared, in_commit
     // (when given) run, event "committed", the handle's rotation marked.
@@ -125,8 +135,9 @@ public:
     void complete(const std::function<void(Store &, int64_t)> &in_commit = {});
     // Step 9: point "committed", then after_commit; returns the entry.
     Entry finish();
-    // The failure path: the final names this commit renamed are unlinked and
-    // the row aborted with event "aborted" (why). Never throws; where even
+    // The failure path: the final names this commit renamed are unlinked (a
+    // save in place: its directory removed as a temp directory is) and the
+    // row aborted with event "aborted" (why). Never throws; where even
     // that transaction fails the row stays "writing" for recovery.
     void abort(const std::string &why) noexcept;
 
@@ -142,6 +153,7 @@ private:
     std::vector<CommitFile> files_;
     std::vector<CommitFile> inner_;  // a directory's files, once sealed
     size_t renamed_ = 0;
+    bool dir_made_ = false;        // in place: the directory is this save's
     std::vector<int64_t> marked_;  // the rotation's victims
 };
 

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <set>
 
@@ -85,6 +86,16 @@ bool remove_temp_dir(const Dir &dir, const std::string &temp_name) {
     return err == 0 || err == ENOENT;
 }
 
+bool remove_in_place_dir(const Dir &dir, const std::string &name) {
+    if (!remove_temp_dir(dir, name)) return false;
+    sync_dir(dir);
+    return true;
+}
+
+bool is_in_place(const std::string &name, const std::string &temp_name) {
+    return !name.empty() && temp_name == name && !is_temp_dir_name(temp_name);
+}
+
 std::unique_ptr<DirSave> DirSave::begin(std::shared_ptr<Catalog> cat, const std::string &kind, int64_t epoch,
                                         int64_t step, const std::optional<std::string> &name,
                                         const std::optional<std::string> &metadata) {
@@ -106,6 +117,34 @@ std::unique_ptr<DirSave> DirSave::begin(std::shared_ptr<Catalog> cat, const std:
     return s;
 }
 
+std::unique_ptr<DirSave> DirSave::begin_in_place(std::shared_ptr<Catalog> cat, const std::string &kind, int64_t epoch,
+                                                 int64_t step, const std::string &name,
+                                                 const std::optional<std::string> &metadata) {
+    check_save_request(*cat, kind, epoch, step);
+    check_final_name(*cat, name, "");
+    std::unique_ptr<DirSave> s(new DirSave());
+    s->cat_ = cat;
+    // The row first, naming the directory as its own temp directory: from
+    // the moment the directory exists, the catalog knows it is a save's.
+    s->commit_ = Commit::begin(cat, Commit::Layout::dir, kind, epoch, step, metadata,
+                               {CommitFile{name, name, -1, std::string(), -1}});
+    try {
+        make_dir(cat->dir(), name);
+    } catch (const Error &e) {
+        // Not made by this save (EEXIST: whatever has the name is someone
+        // else's and stays as it is).
+        s->commit_->abort(e.what());
+        s->state_ = State::aborted;
+        if (e.code() == CKPTDB_EEXISTS || name_exists(cat->dir(), name))
+            fail(CKPTDB_EEXISTS, "cannot save in place: '" + cat->dir().join(name) +
+                                     "' already exists and the catalog does not own it; it was left untouched");
+        throw;
+    }
+    s->commit_->made_in_place_dir();
+    hook("dir_created");
+    return s;
+}
+
 DirSave::~DirSave() {
     if (state_ == State::open && commit_) commit_->abort("the directory save was released without a commit");
 }
@@ -113,11 +152,20 @@ DirSave::~DirSave() {
 int64_t DirSave::id() const { return commit_->id(); }
 const std::string &DirSave::name() const { return commit_->files()[0].name; }
 const std::string &DirSave::temp_name() const { return commit_->files()[0].temp_name; }
+bool DirSave::in_place() const { return commit_->in_place(); }
 
-Entry DirSave::commit(const std::vector<DirFileInfo> &files, const std::function<void(Store &, int64_t)> &in_commit) {
+void DirSave::check_open() const {
     if (state_ != State::open)
         fail(CKPTDB_EMISUSE, std::string("cannot commit: the directory save was already ") +
                                  (state_ == State::committed ? "committed" : "aborted"));
+}
+
+Entry DirSave::commit(const std::vector<DirFileInfo> &files, const std::function<void(Store &, int64_t)> &in_commit) {
+    check_open();
+    if (in_place())
+        fail(CKPTDB_EMISUSE, "the directory save '" + name() +
+                                 "' was begun in place: commit it with commit_in_place (ckptdb_dir_commit_in_place), "
+                                 "which takes the files its directory holds");
     // Everything is checked before anything changes.
     if (files.empty()) fail(CKPTDB_EINVAL, "a directory checkpoint needs at least one file");
     std::set<std::string> names;
@@ -170,6 +218,68 @@ Entry DirSave::commit(const std::vector<DirFileInfo> &files, const std::function
             if (sidecars[i]) unlink_name(tmp, seal_sidecar_name(files[i].name));
         sync_dir(tmp);  // every file's entry durable before the directory takes its name
         commit_->install();
+        commit_->complete(in_commit);
+    } catch (const Error &e) {
+        commit_->abort(e.what());
+        state_ = State::aborted;
+        throw;
+    }
+    state_ = State::committed;
+    return commit_->finish();
+}
+
+Entry DirSave::commit_in_place(const std::optional<std::string> &metadata) {
+    check_open();
+    if (!in_place())
+        fail(CKPTDB_EMISUSE, "the directory save '" + name() +
+                                 "' was not begun in place: commit it with the files its writers reported "
+                                 "(ckptdb_dir_commit)");
+    // Everything is checked before anything changes.
+    std::optional<std::string> meta;
+    if (metadata) meta = normalized_metadata(metadata);
+    const Dir &dir = cat_->dir();
+    int err = 0;
+    Dir sub = open_subdir(dir, name(), err);
+    if (!sub.fd && (err == ENOTDIR || err == ELOOP))
+        fail(CKPTDB_EINVAL, "'" + dir.join(name()) + "' is no longer a directory (links are not followed)");
+    if (!sub.fd) fail_os("cannot open the save's directory", dir.join(name()), err);
+    std::vector<std::string> names = list_names(sub);
+    std::sort(names.begin(), names.end());
+    if (names.empty())
+        fail(CKPTDB_EINVAL, "'" + sub.path + "' holds no file: a directory checkpoint needs at least one");
+    std::vector<UniqueFd> fds;
+    for (const std::string &n : names) {
+        if (!name_problem(n).empty()) {
+            try {
+                check_name(n);  // the message, with the name made printable
+            } catch (const Error &e) {
+                fail(CKPTDB_EINVAL,
+                     "'" + sub.path + "' holds a file that cannot be part of a directory checkpoint: " + e.what());
+            }
+        }
+        UniqueFd fd = open_read(sub, n, err);
+        if (!fd && (err == EINVAL || err == ELOOP))
+            fail(CKPTDB_EINVAL, "'" + sub.join(n) +
+                                    "' is not a regular file (a directory, a link, a fifo...): a directory "
+                                    "checkpoint holds regular files only, and no subdirectory");
+        if (!fd) fail_os("cannot open", sub.join(n), err);
+        fds.push_back(std::move(fd));
+    }
+
+    std::function<void(Store &, int64_t)> in_commit;
+    if (meta) in_commit = [&meta](Store &db, int64_t id) { db.checkpoint_set_metadata(id, *meta); };
+    try {
+        std::vector<CommitFile> inner;
+        for (size_t i = 0; i < names.size(); i++) {
+            DurableWriter w(sub.join(names[i]));
+            w.sync(fds[i].get());
+            w.hash_file(fds[i].get());  // from offset 0, through the page cache
+            inner.push_back(CommitFile{names[i], names[i], w.size(), w.checksum(), 0});
+            fds[i].reset();
+        }
+        commit_->seal_files(std::move(inner));
+        sync_dir(sub);       // every file's entry durable
+        commit_->install();  // no rename; the checkpoint directory fsynced (the mkdir)
         commit_->complete(in_commit);
     } catch (const Error &e) {
         commit_->abort(e.what());

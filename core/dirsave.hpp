@@ -16,6 +16,18 @@
 // parent fsynced, and one transaction marks the checkpoint complete and
 // rotates (Commit). Directories are flat: every file is a single valid name
 // inside `name/`.
+//
+// A save in place (DirSave::begin_in_place, for writers that pick their own
+// directory and write into it, as the Hugging Face Trainer writes
+// `checkpoint-N/`): the row "writing" names the final directory as its temp
+// directory too (temp name == name), then the directory is made,
+// exclusively. The caller writes its files into it by any means; the commit
+// (commit_in_place) lists the directory, fsyncs and hashes each file,
+// records them, fsyncs the directory and its parent, and marks the
+// checkpoint complete; nothing is renamed. Until then the directory is the
+// save's own: an abort, or recovery after its writer died, removes it whole
+// unless every file was recorded and is whole (then the commit is rolled
+// forward).
 #pragma once
 
 #include <cstdint>
@@ -47,12 +59,20 @@ public:
     static std::unique_ptr<DirSave> begin(std::shared_ptr<Catalog> cat, const std::string &kind, int64_t epoch,
                                           int64_t step, const std::optional<std::string> &name,
                                           const std::optional<std::string> &metadata);
+    // A save in place: name (required, validated like a checkpoint name)
+    // is recorded, then the directory `name/` made; anything of that name
+    // already there (or made meanwhile): CKPTDB_EEXISTS, untouched, and the
+    // row aborted. Point "dir_created".
+    static std::unique_ptr<DirSave> begin_in_place(std::shared_ptr<Catalog> cat, const std::string &kind, int64_t epoch,
+                                                   int64_t step, const std::string &name,
+                                                   const std::optional<std::string> &metadata);
     // A save neither committed nor aborted is aborted.
     ~DirSave();
 
     int64_t id() const;
     const std::string &name() const;
     const std::string &temp_name() const;  // the temp directory, relative to the checkpoint directory
+    bool in_place() const;                 // begun by begin_in_place (temp_name() == name())
 
     // Commits the files. Bad input (no file, a name invalid or given twice, a
     // negative rank or size, a malformed checksum), a file missing, not a
@@ -63,13 +83,26 @@ public:
     // failure after that aborts the save. in_commit, when given, runs inside
     // the transaction that marks the checkpoint complete (sync attributes a
     // copy to its source run there).
+    // Not for a save in place (CKPTDB_EMISUSE).
     Entry commit(const std::vector<DirFileInfo> &files, const std::function<void(Store &, int64_t)> &in_commit = {});
+    // Commits a save in place with what its directory holds (CKPTDB_EMISUSE
+    // for another save). Every entry must be a regular file with a valid
+    // name, and there must be one at least: else CKPTDB_EINVAL naming it,
+    // before anything changes (the save stays open). Each file is fsynced
+    // and hashed (rank 0), the files recorded (point "sealed"), the
+    // directory and the checkpoint directory fsynced (point "dir_synced"),
+    // and the checkpoint marked complete; metadata, when given, replaces the
+    // begin's in that same transaction (rotation sees it). A failure after
+    // the checks aborts the save.
+    Entry commit_in_place(const std::optional<std::string> &metadata);
     // Aborts: the row "aborted", the temp directory removed (files a live
-    // writer still holds stay, for recovery to remove once it is gone).
+    // writer still holds stay, for recovery to remove once it is gone); in
+    // place, the directory `name/` so.
     void abort(const std::string &why);
 
 private:
     DirSave() = default;
+    void check_open() const;  // CKPTDB_EMISUSE once committed or aborted
     enum class State { open, committed, aborted };
     std::shared_ptr<Catalog> cat_;
     std::unique_ptr<Commit> commit_;
@@ -98,5 +131,15 @@ DirRemoval remove_dir_checkpoint(const Dir &dir, const std::string &name, const 
 // in it that no live writer holds locked (remove_unheld), then the
 // directory when it is empty. True when it is gone (or was never made).
 bool remove_temp_dir(const Dir &dir, const std::string &temp_name);
+
+// Removes the directory `name/` of a save in place that is not complete
+// (remove_temp_dir), then fsyncs dir: unlike a temp directory's name, one
+// that came back after a power loss would be taken for anyone's. True when
+// it is gone.
+bool remove_in_place_dir(const Dir &dir, const std::string &name);
+
+// Whether a row's directory save was begun in place: its temp name is its
+// name (the row's temp name is cleared when it is complete or aborted).
+bool is_in_place(const std::string &name, const std::string &temp_name);
 
 }  // namespace ckptdb

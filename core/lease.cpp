@@ -105,10 +105,12 @@ WriterVerdict judge_writer(const ProcIdentity &self, const Dir &dir, const Write
             present.push_back(*n);
         }
     }
-    // A directory save: the temp directory and every file in it.
+    // A directory save: the temp directory and every file in it (a save in
+    // place: its final directory, whose name its row gives as the temp
+    // directory's).
     int err = 0;
     Dir tmp;
-    if (is_temp_dir_name(w.temp_dir)) tmp = open_subdir(dir, w.temp_dir, err);
+    if (is_temp_dir_name(w.temp_dir) || name_problem(w.temp_dir).empty()) tmp = open_subdir(dir, w.temp_dir, err);
     if (tmp.fd) {
         std::vector<std::string> inside = {"."};
         for (std::string &n : list_names(tmp)) inside.push_back(std::move(n));

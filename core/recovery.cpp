@@ -66,23 +66,30 @@ void Catalog::recover() {
     // recorded at the seal, and each matching): the commit is rolled
     // forward. Otherwise its files go, and the directory when nothing else
     // is in it.
+    // A save in place has no temp directory: its files are in its final
+    // directory from the start, made by the save after its row; whole, the
+    // commit is rolled forward without a rename; otherwise the directory
+    // goes whole, as a temp directory does.
     auto recover_dir = [&](const Entry &e, const std::string &writer_why) {
         std::vector<FileRow> fs = files(e.id);
+        const bool in_place = is_in_place(e.name, e.temp_name);
         int err = 0;
         Dir tmp, fin;
         if (is_temp_dir_name(e.temp_name)) tmp = open_subdir(dir_, e.temp_name, err);
         // Renamed: the temp directory is gone and the final one is there
         // (the rename never replaces, so it is this save's).
         bool renamed = false;
-        if (!tmp.fd && !fs.empty() && name_problem(e.name).empty()) {
+        if (!tmp.fd && (in_place || !fs.empty()) && name_problem(e.name).empty()) {
             fin = open_subdir(dir_, e.name, err);
             renamed = static_cast<bool>(fin.fd);
         }
         std::string why;
-        if (fs.empty())
-            why = "killed before its files were sealed";
-        else if (!name_problem(e.name).empty())
+        if (!name_problem(e.name).empty())
             why = "invalid directory name in the catalog";
+        else if (in_place && !renamed)
+            why = "its directory (saved in place) is not there";
+        else if (fs.empty())
+            why = "killed before its files were sealed";
         else if (!tmp.fd && !renamed)
             why = "neither the directory nor its temp directory is there";
         const Dir &where = renamed ? fin : tmp;
@@ -99,6 +106,7 @@ void Catalog::recover() {
             if (!c.ok) why = c.reason;
         }
         if (why.empty()) {
+            if (in_place) sync_dir(fin);  // its files' entries, as the commit would have
             if (!renamed) {
                 // Seals the commit had not removed yet go first: the
                 // directory holds only its files.
@@ -112,11 +120,16 @@ void Catalog::recover() {
             resolve(
                 e.id, true,
                 with_writer(writer_why,
-                            renamed ? "adopted: the writer died after renaming the directory; every file is whole"
-                                    : "adopted: the writer died after sealing every file; the commit was finished"));
+                            in_place  ? "adopted: the writer died after recording every file of its directory "
+                                        "(saved in place); every file is whole, the commit was finished"
+                            : renamed ? "adopted: the writer died after renaming the directory; every file is whole"
+                                      : "adopted: the writer died after sealing every file; the commit was finished"));
             return;
         }
-        if (renamed) remove_dir_checkpoint(dir_, e.name, fs);
+        if (in_place && renamed)
+            remove_in_place_dir(dir_, e.name);
+        else if (renamed)
+            remove_dir_checkpoint(dir_, e.name, fs);
         if (tmp.fd) remove_temp_dir(dir_, e.temp_name);
         hook("recover_abort");
         resolve(e.id, false, "aborted: " + with_writer(writer_why, why));

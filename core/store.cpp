@@ -166,6 +166,10 @@ int64_t Store::checkpoint_insert(const std::string &name, const std::string &kin
     return db_.last_insert_rowid();
 }
 
+void Store::checkpoint_set_metadata(int64_t id, const std::string &metadata) {
+    Q(db_, Stmt::checkpoint_set_metadata).bind(1, id).bind(2, metadata).run();
+}
+
 void Store::file_insert(int64_t id, int64_t rank, const std::string &name, const std::string &temp_name) {
     Q(db_, Stmt::file_insert).bind(1, id).bind(2, rank).bind(3, name).bind(4, temp_name).run();
 }

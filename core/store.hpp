@@ -167,6 +167,8 @@ public:
     bool checkpoint_seal(int64_t id, int64_t size, const std::string &checksum);
     // writing -> complete, with the next commit_seq; false unless it was writing.
     bool checkpoint_complete(int64_t id);
+    // Replaces the row's metadata (normalised by the caller).
+    void checkpoint_set_metadata(int64_t id, const std::string &metadata);
     void files_clear_temp(int64_t id);
     // writing -> aborted; false unless it was writing.
     bool checkpoint_abort(int64_t id);

@@ -47,6 +47,11 @@ UPDATE checkpoints
        commit_seq = (SELECT coalesce(max(commit_seq), 0) + 1 FROM checkpoints)
  WHERE id = ?1 AND status = 'writing';
 
+-- name: checkpoint_set_metadata
+-- An in-place directory save's metadata given at its commit (run in the
+-- complete transaction, before rotation picks).
+UPDATE checkpoints SET metadata = ?2 WHERE id = ?1;
+
 -- name: files_clear_temp
 UPDATE files SET temp_name = NULL WHERE checkpoint_id = ?1;
 

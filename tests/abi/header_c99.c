@@ -90,6 +90,8 @@ int main(void) {
         (fn)ckptdb_dir_abort,
         (fn)ckptdb_dir_free,
         (fn)ckptdb_reader_open_file,
+        (fn)ckptdb_dir_begin_in_place,
+        (fn)ckptdb_dir_commit_in_place,
     };
     ckptdb_dir_file df = CKPTDB_DIR_FILE_INIT;
     ckptdb_dir_info di = CKPTDB_DIR_INFO_INIT;

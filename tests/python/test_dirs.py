@@ -120,3 +120,109 @@ def test_the_cli_and_sqlite3_show_a_directory_like_any_checkpoint(tmp_path):
     assert " epoch_001/ " in table
     r = subprocess.run([cli, "verify", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0 and "2 ok, 0 corrupt" in r.stdout
+
+
+def write_files(d, files):
+    """The files written as any program writes them: plain open(), no ckptdb."""
+    for n, data in files.items():
+        with open(os.path.join(d, n), "wb") as f:
+            f.write(data)
+
+
+def test_an_in_place_save_takes_the_files_written_into_its_directory(tmp_path):
+    with ckptdb.Catalog(tmp_path) as cat:
+        with cat.begin_dir("step", epoch=0, step=500, name="checkpoint-500", in_place=True,
+                           metrics={"loss": 9.0}) as save:
+            assert save.in_place and save.name == save.temp_name == "checkpoint-500"
+            assert save.path == str(tmp_path / "checkpoint-500") and os.path.isdir(save.path)
+            assert cat.latest() is None  # not before the commit
+            write_files(save.path, {"model.safetensors": b"m" * 3000, "config.json": b"{}",
+                                    "trainer_state.json": b'{"global_step": 500}'})
+            c = save.commit_in_place(metrics={"eval_loss": 0.25})
+        assert c.layout == "dir" and c.file_count == 3 and c.size == 3000 + 2 + 20
+        assert c.path == str(tmp_path / "checkpoint-500")
+        assert c.metadata == {"eval_loss": 0.25}  # the commit's metrics replace the begin's
+        latest = cat.latest()
+        assert latest is not None and latest.id == c.id
+        assert cat.verify(c.id)
+        assert sorted((f.rank, f.name, f.size) for f in cat.files(c.id)) == [
+            (0, "config.json", 2), (0, "model.safetensors", 3000), (0, "trainer_state.json", 20)]
+        assert cat.read(c.id, file="trainer_state.json") == b'{"global_step": 500}'
+        # A normal directory save is not committed in place, nor the other way round.
+        with cat.begin_dir("step", epoch=0, step=600) as other:
+            assert not other.in_place and other.path == str(tmp_path / other.temp_name)
+            with pytest.raises(ckptdb.Error, match="not begun in place"):
+                other.commit_in_place()
+        # None and None keep the begin's metadata.
+        with cat.begin_dir("step", epoch=0, step=700, name="checkpoint-700", in_place=True,
+                           metadata={"loss": 1.5}) as save:
+            write_files(save.path, {"a.bin": b"a"})
+            with pytest.raises(ckptdb.Error, match="begun in place"):
+                save.commit([{"name": "a.bin", "rank": 0, "size": 1, "checksum": "0" * 32}])
+            assert save.commit_in_place().metadata == {"loss": 1.5}
+
+
+def test_retention_by_a_metric_sees_the_metrics_given_at_the_commit(tmp_path):
+    keep = ckptdb.Retention(keep_last={"step": 1}, best_metric="eval_loss", best_mode="min", best_k=1)
+    with ckptdb.Catalog(tmp_path, retention=keep) as cat:
+        for step, loss in ((100, 0.5), (200, 0.1), (300, 0.9)):
+            with cat.begin_dir("step", step=step, name="checkpoint-%d" % step, in_place=True) as save:
+                write_files(save.path, {"model.safetensors": bytes([step % 256]) * 10})
+                save.commit_in_place(metrics={"eval_loss": loss})
+        # The best (200) and the newest (300) are kept; 100 was rotated out.
+        assert sorted(n for n in os.listdir(tmp_path) if n.startswith("checkpoint-")) == [
+            "checkpoint-200", "checkpoint-300"]
+
+
+def test_bad_entries_in_an_in_place_directory_change_nothing(tmp_path):
+    with ckptdb.Catalog(tmp_path) as cat:
+        save = cat.begin_dir("step", step=1, name="checkpoint-1", in_place=True)
+        with pytest.raises(ckptdb.InvalidArgument, match="holds no file"):
+            save.commit_in_place()
+        write_files(save.path, {"model.safetensors": b"m" * 10})
+        os.mkdir(os.path.join(save.path, "sub"))
+        with pytest.raises(ckptdb.InvalidArgument, match="'.*checkpoint-1/sub' is not a regular file"):
+            save.commit_in_place()
+        os.rmdir(os.path.join(save.path, "sub"))
+        os.symlink("/etc/passwd", os.path.join(save.path, "link"))
+        with pytest.raises(ckptdb.InvalidArgument, match="'.*checkpoint-1/link' is not a regular file"):
+            save.commit_in_place(metrics={"eval_loss": 1.0})
+        # Nothing changed: the save is still writing, the files as they were.
+        assert [(c.status, c.metadata) for c in cat.entries()] == [("writing", {})]
+        assert sorted(os.listdir(save.path)) == ["link", "model.safetensors"]
+        assert cat.latest() is None
+        os.unlink(os.path.join(save.path, "link"))
+        c = save.commit_in_place()
+        assert c.status == "complete" and c.file_count == 1 and cat.verify(c.id)
+        save.free()
+
+
+def test_an_aborted_in_place_save_removes_its_directory(tmp_path):
+    with ckptdb.Catalog(tmp_path) as cat:
+        save = cat.begin_dir("step", step=1, name="checkpoint-1", in_place=True)
+        write_files(save.path, {"model.safetensors": b"m" * 10, "optimizer.pt": b"o" * 10})
+        save.abort()
+        assert not (tmp_path / "checkpoint-1").exists()
+        assert [c.status for c in cat.entries()] == ["aborted"]
+        save.free()
+        # Released without a commit: aborted and removed too.
+        with pytest.raises(RuntimeError):
+            with cat.begin_dir("step", step=2, name="checkpoint-2", in_place=True) as save:
+                write_files(save.path, {"model.safetensors": b"m"})
+                raise RuntimeError("the trainer failed")
+        assert not (tmp_path / "checkpoint-2").exists()
+        assert [c.status for c in cat.entries()] == ["aborted", "aborted"]
+
+
+def test_an_in_place_save_never_takes_a_directory_it_did_not_make(tmp_path):
+    with ckptdb.Catalog(tmp_path) as cat:
+        foreign = tmp_path / "checkpoint-9"
+        foreign.mkdir()
+        (foreign / "model.safetensors").write_bytes(b"theirs")
+        with pytest.raises(ckptdb.Exists, match="checkpoint-9"):
+            cat.begin_dir("step", step=9, name="checkpoint-9", in_place=True)
+        with pytest.raises(ckptdb.InvalidArgument, match="needs a name"):
+            cat.begin_dir("step", step=9, in_place=True)
+        assert os.listdir(foreign) == ["model.safetensors"]
+        assert (foreign / "model.safetensors").read_bytes() == b"theirs"
+        assert cat.entries() == []  # refused before any row was written

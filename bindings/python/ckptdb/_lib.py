@@ -374,6 +374,12 @@ if HAS_DIRS:
     _proto("ckptdb_dir_free", None, [dir_save_p])
     _proto("ckptdb_reader_open_file", c_int, [P(reader_p), catalog_p, c_int64, c_char_p])
     _proto("ckptdb_reader_open_rank", c_int, [P(reader_p), catalog_p, c_int64, c_int64])
+# Directory saves in place: present in libraries that export them.
+HAS_DIRS_IN_PLACE = hasattr(lib, "ckptdb_dir_begin_in_place")
+if HAS_DIRS_IN_PLACE:
+    _proto("ckptdb_dir_begin_in_place", c_int, [P(dir_save_p), catalog_p, c_char_p, c_int64, c_int64,
+                                                P(SaveOptions)])
+    _proto("ckptdb_dir_commit_in_place", c_int, [P(Entry), dir_save_p, c_char_p])
 
 
 def default_keep_last():

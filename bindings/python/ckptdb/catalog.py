@@ -437,7 +437,12 @@ class DirSave:
     (ckptdb.distributed.DirFileWriter, in any process) fill its temp
     directory; commit(files) makes it a complete checkpoint in one step, or
     nothing.  Released without a commit (free(), close(), leaving a with
-    block on an exception, garbage collection), it is aborted."""
+    block on an exception, garbage collection), it is aborted.
+
+    Begun in place (begin_dir(..., in_place=True)), the files go straight
+    into the final directory, written by any means (path); then
+    commit_in_place() takes what the directory holds.  Until then the
+    directory is the save's: an abort removes it with all in it."""
 
     def __init__(self, cat: "Catalog", handle: Any) -> None:
         self._cat = cat
@@ -447,6 +452,10 @@ class DirSave:
         self.id: int = i.id  #: the checkpoint's row
         self.name: str = s(i.name)  #: the directory's final name
         self.temp_name: str = s(i.temp_name)  #: its temp directory, inside the checkpoint directory
+        #: begun in place: the files go into the final directory (temp_name == name)
+        self.in_place: bool = self.temp_name == self.name
+        #: the absolute path where the files go: the final directory in place, else the temp directory
+        self.path: str = os.path.join(cat.directory, self.temp_name)
         self.committed: Optional[Checkpoint] = None
 
     def _handle(self) -> Any:
@@ -471,8 +480,26 @@ class DirSave:
             self.committed = Checkpoint._from(e)
         return self.committed
 
+    def commit_in_place(self, metrics: Optional[Mapping[str, Any]] = None,
+                        metadata: Optional[Mapping[str, Any]] = None) -> Checkpoint:
+        """Commit a save begun in place with the files its directory holds
+        (ckptdb_dir_commit_in_place): each is fsynced and hashed.  metrics
+        and metadata (as begin_dir takes them) replace the begin's metadata
+        in the commit's transaction, so retention by a metric sees them;
+        both None keeps the begin's.  A subdirectory, a link or anything
+        but a regular file in the directory, or no file at all, raises
+        InvalidArgument naming it and changes nothing; the save stays open."""
+        text = None if metrics is None and metadata is None else _metadata_text(metrics, metadata)
+        with self._cat._lock:
+            e = _lib.Entry.new()
+            lib.ckptdb_dir_commit_in_place(byref(e), self._handle(),
+                                           None if text is None else text.encode("utf-8"))
+            self.committed = Checkpoint._from(e)
+        return self.committed
+
     def abort(self) -> None:
-        """Abort: the row "aborted", the temp directory removed."""
+        """Abort: the row "aborted", the temp directory removed (in place:
+        the directory, with all in it)."""
         with self._cat._lock:
             lib.ckptdb_dir_abort(self._handle())
 
@@ -651,15 +678,26 @@ class Catalog:
 
     def begin_dir(self, kind: str = "manual", epoch: int = 0, step: int = 0, name: Optional[str] = None,
                   metrics: Optional[Mapping[str, Any]] = None,
-                  metadata: Optional[Mapping[str, Any]] = None) -> "DirSave":
+                  metadata: Optional[Mapping[str, Any]] = None, in_place: bool = False) -> "DirSave":
         """Begin a directory checkpoint (ckptdb_dir_begin): the save is
         recorded and its temp directory made.  Writers in any process fill it
         with ckptdb.distributed.DirFileWriter(directory, save.temp_name,
         name, rank); then save.commit(files) with what their finish()
         returned.  name: the directory's; None for the kind's default
-        ("epoch_003", "step_000100")."""
+        ("epoch_003", "step_000100").
+
+        in_place=True (ckptdb_dir_begin_in_place; name required): no temp
+        directory; the directory `name` itself is made (Exists when anything
+        has that name; it is left untouched) and the caller writes its files
+        into save.path by any means, then save.commit_in_place()."""
         if not _lib.HAS_DIRS:
             raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no directory checkpoints (ckptdb_dir_begin)")
+        if in_place and name is None:
+            raise _lib.error_for(3)(
+                3, "ckptdb: begin_dir(in_place=True) needs a name: the directory the files are written into")
+        if in_place and not _lib.HAS_DIRS_IN_PLACE:
+            raise _lib.error_for(2)(2, "ckptdb: this libckptdb has no in-place directory saves "
+                                       "(ckptdb_dir_begin_in_place)")
         text = _metadata_text(metrics, metadata)
         with self._lock:
             o = _lib.SaveOptions()
@@ -668,8 +706,9 @@ class Catalog:
             if name is not None:
                 o.name = enc(name, "name")
             h = _lib.dir_save_p()
-            lib.ckptdb_dir_begin(byref(h), self._handle(), enc(kind, "kind"), _lib.i64(epoch, "epoch"),
-                                 _lib.i64(step, "step"), byref(o))
+            begin = lib.ckptdb_dir_begin_in_place if in_place else lib.ckptdb_dir_begin
+            begin(byref(h), self._handle(), enc(kind, "kind"), _lib.i64(epoch, "epoch"), _lib.i64(step, "step"),
+                  byref(o))
         return DirSave(self, h)
 
     def save_bytes(self, data: Any, kind: str = "manual", epoch: int = 0, step: int = 0, **kw: Any) -> Checkpoint:
