@@ -103,6 +103,9 @@ def test_save_total_limit_or_save_strategy_best_is_refused_before_anything_is_wr
     with pytest.raises(ckptdb.InvalidArgument, match=r"save_strategy='best' is not supported.*save_strategy='steps'"):
         trainer(out, [ctf.Checkpoint()], save_strategy="best", eval_strategy="steps", eval_steps=1,
                 eval_data=True, metric_for_best_model="loss")
+    with pytest.raises(ckptdb.InvalidArgument, match="TrainingArguments.fsdp is set.*flat checkpoint-N"):
+        # (the Trainer itself wants several processes for FSDP: the callback's hook, called as it calls it)
+        ctf.Checkpoint().on_init_end(targs(out, fsdp=True), None, None)
     with pytest.raises(ckptdb.InvalidArgument, match="retention must be a ckptdb.Retention"):
         ctf.Checkpoint(retention="everything")
     assert os.listdir(out) == []  # the Trainer made output_dir; no catalog in it
@@ -146,6 +149,31 @@ def test_a_save_the_trainer_left_open_is_aborted_by_the_next_train(tmp_path, mon
             ("checkpoint-1", "complete"), ("checkpoint-2", "aborted"), ("checkpoint-2", "complete"),
             ("checkpoint-3", "complete")]
         assert cat.verify() == (3, 0)
+
+
+class ShardedLayout(TrainerCallback):
+    """Puts a subdirectory into checkpoint-2 before ckptdb's on_save (as
+    DeepSpeed's global_step*/ would be)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == 2:
+            os.mkdir(os.path.join(args.output_dir, "checkpoint-2", "global_step2"))
+
+
+def test_a_checkpoint_with_a_subdirectory_is_refused_and_aborted(tmp_path):
+    out = tmp_path / "out"
+    ck = ctf.Checkpoint()
+    t = trainer(out, [ShardedLayout(), ck], max_steps=3)
+    with pytest.raises(ckptdb.InvalidArgument, match="global_step2"):
+        t.train()
+    assert ck.cat.get("checkpoint-2").status == "writing"  # open until aborted
+    ck.close()
+    # The Trainer's files are gone; the subdirectory the catalog never
+    # recorded is left for its owner.
+    assert os.listdir(out / "checkpoint-2") == ["global_step2"]
+    with ckptdb.Catalog(out) as cat:
+        assert [(e.name, e.status) for e in cat.entries()] == [("checkpoint-1", "complete"),
+                                                               ("checkpoint-2", "aborted")]
 
 
 # ---------------------------------------------------------------------------

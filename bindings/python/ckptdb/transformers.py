@@ -66,9 +66,12 @@ Decisions:
   directory exists before any rank writes) and before the commit (every
   rank's files are written); process 0's preemption flag is every rank's.
   Tested single-process.
-- Flat checkpoint directories only: the commit refuses a subdirectory
-  (DeepSpeed's global_step*/ or FSDP's sharded folders) with
-  ckptdb.InvalidArgument, and the save stays writing until aborted.
+- Flat checkpoint directories only: args.deepspeed or args.fsdp set is
+  refused when the Trainer is built (their checkpoints hold sharded
+  subdirectories); a subdirectory found at the commit anyway is refused
+  with ckptdb.InvalidArgument, the save stays open until it is aborted
+  (its files removed; the subdirectory, which the catalog never recorded,
+  is left for its owner).
 
 Tested with transformers 5.24.0 (accelerate 1.15.0); importing this module
 with a transformers whose major version is not 5 raises ImportError naming
@@ -194,6 +197,11 @@ class Checkpoint(TrainerCallback):
                            "the catalog recorded; leave it None and give the callback a retention instead, e.g. "
                            "Checkpoint(retention={'keep_last': {'step': %d}})"
                            % (args.save_total_limit, max(1, int(args.save_total_limit))))
+        for what in ("deepspeed", "fsdp"):
+            if getattr(args, what, None):
+                raise _invalid("TrainingArguments.%s is set: its checkpoints hold subdirectories (sharded states) "
+                               "and ckptdb.transformers commits flat checkpoint-N directories only; train without it "
+                               "or leave the callback out" % what)
         strategy = str(getattr(args.save_strategy, "value", args.save_strategy))
         if strategy == "best":
             raise _invalid("TrainingArguments.save_strategy='best' is not supported: the Trainer decides that save "
