@@ -243,6 +243,9 @@ class Checkpoint(TrainerCallback):
         self._setup(args)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if getattr(state, "is_hyper_param_search", False):
+            raise _invalid("a hyperparameter search saves each trial into its own run directory under "
+                           "output_dir, not into output_dir's catalog; search without the callback")
         self._setup(args)  # arguments may have changed since the Trainer was built
         self._abort_open("a save of an earlier train() in this process was left open")
         self.stopped = False
