@@ -13,9 +13,10 @@
 #   CKPTDB_VENV=DIR      the virtual environment (default: <repo>/.venv,
 #                        ignored by git); made with $CKPTDB_BASE_PYTHON
 #                        (default python3) when it does not exist
-#   CKPTDB_NO_TORCH=1    leave torch and lightning out of the environment (numpy and pytest
-#                        only); the LibTorch binding and the torch suites are
-#                        then not built or skipped
+#   CKPTDB_NO_TORCH=1    leave torch, lightning, transformers and accelerate
+#                        out of the environment (numpy and pytest only); the
+#                        LibTorch binding and the torch suites are then not
+#                        built or skipped
 #   CKPTDB_NO_APT=1      do not check Debian packages (another system: install
 #                        the equivalents of the list below yourself)
 set -euo pipefail
@@ -76,7 +77,8 @@ if [[ ! -x $py ]] || ! "$py" -c 'import sys' 2>/dev/null; then
     "$base" -m venv --clear "$VENV" >&2 || die "$base -m venv $VENV failed (Debian: apt-get install python3-venv)"
 fi
 
-# The pins this run wants; torch, and lightning which needs it, left out
+# The pins this run wants; torch, and lightning, transformers and
+# accelerate which need it, left out
 # with CKPTDB_NO_TORCH=1 (pip would otherwise pull an unpinned torch in).
 wanted=()
 while read -r line; do
@@ -84,7 +86,7 @@ while read -r line; do
     line=${line//[[:space:]]/}
     [[ -n $line ]] || continue
     [[ $line == *==* ]] || die "$REQUIREMENTS: '$line' is not pinned (name==version)"
-    [[ $NO_TORCH == 1 && ${line%%==*} =~ ^(torch|lightning)$ ]] && continue
+    [[ $NO_TORCH == 1 && ${line%%==*} =~ ^(torch|lightning|transformers|accelerate)$ ]] && continue
     wanted+=("$line")
 done <"$REQUIREMENTS"
 
