@@ -50,14 +50,12 @@ class StepSleep(TrainerCallback):
 
 
 class Progress(TrainerCallback):
-    """One line per committed checkpoint, for whoever watches the output."""
-
-    def __init__(self, ck):
-        self.ck = ck
+    """One line per checkpoint the Trainer saved, for whoever watches the
+    output (ckptdb logs "committed checkpoint N" once it is committed, in
+    the background)."""
 
     def on_save(self, args, state, control, **kwargs):
-        if self.ck.last_saved is not None:
-            print("saved: %s" % self.ck.last_saved.name, flush=True)
+        print("saved: checkpoint-%d" % state.global_step, flush=True)
 
 
 def main(argv=None):
@@ -91,7 +89,7 @@ def main(argv=None):
         retention.update(best_metric="eval_loss", best_mode="min", best_k=a.best_k)
     # ckptdb, line 1 of 2:
     ck = ckptdb.transformers.Checkpoint(retention=retention)
-    callbacks = [ck, Progress(ck)]
+    callbacks = [ck, Progress()]
     sleep = float(os.environ.get("CKPTDB_EXAMPLE_STEP_SLEEP", "0") or 0)
     if sleep:
         callbacks.append(StepSleep(sleep))

@@ -151,6 +151,32 @@ def test_a_save_the_trainer_left_open_is_aborted_by_the_next_train(tmp_path, mon
         assert cat.verify() == (3, 0)
 
 
+class StatusAtSave(TrainerCallback):
+    """Records, in each on_save after ckptdb's, the row of that checkpoint."""
+
+    def __init__(self, ck):
+        self.ck, self.seen = ck, []
+
+    def on_save(self, args, state, control, **kwargs):
+        self.seen.append(self.ck.cat.get("checkpoint-%d" % state.global_step).status)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_the_commit_runs_in_on_save_or_in_the_background_and_train_returns_with_all_committed(tmp_path, background):
+    out = tmp_path / "out"
+    ck = ctf.Checkpoint(background=background)
+    seen = StatusAtSave(ck)
+    trainer(out, [ck, seen], max_steps=3).train()
+    if not background:
+        assert seen.seen == ["complete"] * 3  # committed before on_save returned
+    else:
+        assert len(seen.seen) == 3 and set(seen.seen) <= {"writing", "complete"}
+    # Either way, train() returns with every save committed.
+    assert [(e.name, e.status) for e in ck.cat.entries()] == [
+        ("checkpoint-%d" % i, "complete") for i in (1, 2, 3)]
+    ck.close()
+
+
 class ShardedLayout(TrainerCallback):
     """Puts a subdirectory into checkpoint-2 before ckptdb's on_save (as
     DeepSpeed's global_step*/ would be)."""
@@ -166,7 +192,7 @@ def test_a_checkpoint_with_a_subdirectory_is_refused_and_aborted(tmp_path):
     t = trainer(out, [ShardedLayout(), ck], max_steps=3)
     with pytest.raises(ckptdb.InvalidArgument, match="global_step2"):
         t.train()
-    assert ck.cat.get("checkpoint-2").status == "writing"  # open until aborted
+    assert ck.cat.get("checkpoint-2").status == "aborted"  # the refused commit aborts its save
     ck.close()
     # The Trainer's files are gone; the subdirectory the catalog never
     # recorded is left for its owner.
@@ -301,7 +327,7 @@ def run_once(d, rng, signo, logpath, argv=None, env=None):
             deadline = time.monotonic() + 240  # a hang guard only
             while signo and p.poll() is None and time.monotonic() < deadline:
                 with open(logpath) as f:
-                    if "saved: " in f.read():
+                    if "committed checkpoint" in f.read():
                         break
                 time.sleep(0.05)
             if signo:

@@ -69,9 +69,15 @@ Decisions:
 - Flat checkpoint directories only: args.deepspeed or args.fsdp set is
   refused when the Trainer is built (their checkpoints hold sharded
   subdirectories); a subdirectory found at the commit anyway is refused
-  with ckptdb.InvalidArgument, the save stays open until it is aborted
-  (its files removed; the subdirectory, which the catalog never recorded,
-  is left for its owner).
+  with ckptdb.InvalidArgument and the save aborted (its files removed; the
+  subdirectory, which the catalog never recorded, is left for its owner).
+- The commit (fsync, hash, one transaction, rotation) runs in a thread
+  while training goes on (background=True, the default), as DCP's
+  async_save does: a save costs the training loop about what the
+  Trainer's own unsynced save costs.  The checkpoint counts once
+  committed; a kill before that leaves the previous one the newest, and
+  recovery removes or adopts the directory.  The next save, the end of
+  training and close() wait for the commit and raise what it raised.
 
 Tested with transformers 5.24.0 (accelerate 1.15.0); importing this module
 with a transformers whose major version is not 5 raises ImportError naming
@@ -83,6 +89,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 import transformers as _hf
@@ -158,10 +165,16 @@ class Checkpoint(TrainerCallback):
     refused).  signals: each sets ckptdb's preemption flag during training;
     the next step end saves a "preempt" checkpoint and stops.
     requeue_on_preempt: under Slurm, requeue the job after that save.
-    trust_shared: see ckptdb.Catalog."""
+    trust_shared: see ckptdb.Catalog.
+    background: commit each save (fsync, hash, the catalog's transaction,
+    rotation) in a thread while training goes on, as DCP's async_save
+    does; False commits in on_save.  Either way the checkpoint counts once
+    committed: a kill before that leaves the previous one as the newest.
+    One commit runs at a time; the next save, the end of training and
+    close() wait for it, and raise what it raised."""
 
     def __init__(self, retention: Any = None, signals: Iterable[int] = (signal.SIGTERM, signal.SIGUSR1),
-                 requeue_on_preempt: bool = False, trust_shared: bool = False) -> None:
+                 requeue_on_preempt: bool = False, trust_shared: bool = False, background: bool = True) -> None:
         super().__init__()
         if retention is None:
             keep = _lib.default_keep_last()
@@ -176,6 +189,7 @@ class Checkpoint(TrainerCallback):
         self.signals = [int(s) for s in signals]
         self.requeue_on_preempt = bool(requeue_on_preempt)
         self.trust_shared = bool(trust_shared)
+        self.background = bool(background)
         #: The catalog (processes with args.should_save), its directory.
         self.cat: Optional[Catalog] = None
         self.directory: Optional[str] = None
@@ -183,6 +197,9 @@ class Checkpoint(TrainerCallback):
         #: checkpoint this callback committed.
         self.open: Optional[DirSave] = None
         self.last_saved: Optional[Entry] = None
+        self._saved_step: Optional[int] = None  # the step of the last save handed to its commit
+        self._committing: Optional[threading.Thread] = None
+        self._commit_error: Optional[BaseException] = None
         #: Whether a preemption signal stopped the run.
         self.stopped = False
         self._kind: Optional[str] = None
@@ -247,9 +264,11 @@ class Checkpoint(TrainerCallback):
             raise _invalid("a hyperparameter search saves each trial into its own run directory under "
                            "output_dir, not into output_dir's catalog; search without the callback")
         self._setup(args)  # arguments may have changed since the Trainer was built
+        self.wait()
         self._abort_open("a save of an earlier train() in this process was left open")
         self.stopped = False
         self.last_saved = None
+        self._saved_step = None
         if self.signals:
             if self._signals_installed:
                 restore_signals()
@@ -267,8 +286,11 @@ class Checkpoint(TrainerCallback):
                 self.cat.mark_resumed(e.id)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._abort_open("the Trainer did not save the checkpoint it was asked for")
-        self._restore()
+        try:
+            self.wait()
+        finally:
+            self._abort_open("the Trainer did not save the checkpoint it was asked for")
+            self._restore()
 
     def _restore(self) -> None:
         if self._signals_installed:
@@ -276,12 +298,27 @@ class Checkpoint(TrainerCallback):
             self._signals_installed = False
 
     def close(self) -> None:
-        """Abort a save left open, put the signal handlers back, close the catalog."""
-        self._abort_open("the callback was closed")
-        self._restore()
-        if self.cat is not None:
-            self.cat.close()
-            self.cat = None
+        """Wait for a commit in flight, abort a save left open, put the
+        signal handlers back, close the catalog."""
+        try:
+            self.wait()
+        finally:
+            self._abort_open("the callback was closed")
+            self._restore()
+            if self.cat is not None:
+                self.cat.close()
+                self.cat = None
+
+    def wait(self) -> Optional[Entry]:
+        """Wait for the commit in flight, if any; raise what it raised.
+        Returns the last checkpoint committed."""
+        t, self._committing = self._committing, None
+        if t is not None:
+            t.join()
+        err, self._commit_error = self._commit_error, None
+        if err is not None:
+            raise err
+        return self.last_saved
 
     # -- saving ------------------------------------------------------------
     def _abort_open(self, why: str) -> None:
@@ -315,7 +352,7 @@ class Checkpoint(TrainerCallback):
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not control.should_save:
             return
-        if self.last_saved is not None and self.last_saved.step == state.global_step:
+        if self._saved_step == state.global_step:
             # This step's state is a checkpoint already (a preempt or step
             # save of the batch that ended the epoch): the Trainer would
             # write it again into the same directory.
@@ -326,6 +363,7 @@ class Checkpoint(TrainerCallback):
     def _begin(self, args: Any, state: Any, kind: str) -> None:
         name = checkpoint_name(state.global_step)
         if self.cat is not None:
+            self.wait()
             self._abort_open("a new save began before the Trainer finished it")
             try:
                 self.open = self.cat.begin_dir(kind=kind, epoch=int(state.epoch or 0), step=state.global_step,
@@ -374,7 +412,21 @@ class Checkpoint(TrainerCallback):
             raise _invalid("the Trainer saved %s, which no save of this callback began (control.should_save was "
                            "set after ckptdb's callback ran, by a later callback or save_strategy='best'); the "
                            "directory is not in the catalog" % os.path.join(self.directory or "", name))
-        e = s.commit_in_place(metrics=self._metrics(state))
         self.open = None
-        s.free()
-        self.last_saved = e
+        self._saved_step = state.global_step
+        metrics = self._metrics(state)
+        if not self.background:
+            self._commit(s, metrics)
+            self.wait()
+            return
+        self.wait()
+        self._committing = threading.Thread(target=self._commit, args=(s, metrics), name="ckptdb-commit")
+        self._committing.start()
+
+    def _commit(self, s: DirSave, metrics: Dict[str, float]) -> None:
+        try:
+            self.last_saved = s.commit_in_place(metrics=metrics)
+        except BaseException as e:  # raised by wait(), in the training thread
+            self._commit_error = e
+        finally:
+            s.free()  # a save the commit left open (refused) is aborted
