@@ -210,7 +210,7 @@ Entry DirSave::commit(const std::vector<DirFileInfo> &files, const std::function
                                     "' is in the save's temp directory but not among the files committed: a "
                                     "directory checkpoint holds exactly the files its writers reported");
 
-    try {
+    return finish_commit([&] {
         std::vector<CommitFile> inner;
         for (const DirFileInfo &f : files) inner.push_back(CommitFile{f.name, f.name, f.size, f.checksum, f.rank});
         commit_->seal_files(std::move(inner));
@@ -220,6 +220,12 @@ Entry DirSave::commit(const std::vector<DirFileInfo> &files, const std::function
         sync_dir(tmp);  // every file's entry durable before the directory takes its name
         commit_->install();
         commit_->complete(in_commit);
+    });
+}
+
+Entry DirSave::finish_commit(const std::function<void()> &steps) {
+    try {
+        steps();
     } catch (const Error &e) {
         commit_->abort(e.what());
         state_ = State::aborted;
@@ -269,7 +275,7 @@ Entry DirSave::commit_in_place(const std::optional<std::string> &metadata) {
 
     std::function<void(Store &, int64_t)> in_commit;
     if (meta) in_commit = [&meta](Store &db, int64_t id) { db.checkpoint_set_metadata(id, *meta); };
-    try {
+    return finish_commit([&] {
         // The disk starts on every file at once; hashing them (through the
         // page cache) overlaps that writeback, and the fsyncs then wait only
         // for what is left of it.
@@ -292,13 +298,7 @@ Entry DirSave::commit_in_place(const std::optional<std::string> &metadata) {
         sync_dir(sub);       // every file's entry durable
         commit_->install();  // no rename; the checkpoint directory fsynced (the mkdir)
         commit_->complete(in_commit);
-    } catch (const Error &e) {
-        commit_->abort(e.what());
-        state_ = State::aborted;
-        throw;
-    }
-    state_ = State::committed;
-    return commit_->finish();
+    });
 }
 
 void DirSave::abort(const std::string &why) {

@@ -102,6 +102,9 @@ public:
 
 private:
     DirSave() = default;
+    // Runs the commit's steps past its checks: a failure aborts the save
+    // and is rethrown; otherwise the save is committed and its entry returned.
+    Entry finish_commit(const std::function<void()> &steps);
     void check_open() const;  // CKPTDB_EMISUSE once committed or aborted
     enum class State { open, committed, aborted };
     std::shared_ptr<Catalog> cat_;

@@ -1003,6 +1003,21 @@ class Catalog:
         return "Catalog(%r%s)" % (getattr(self, "directory", "?"), ", closed" if self._h is None else "")
 
 
+def _latest_path(directory: StrPath, kind: Optional[str] = None, trust_shared: bool = False) -> Optional[str]:
+    """The path of the newest complete checkpoint of the directory's catalog
+    that verifies, or None when there is none or the directory does not
+    exist yet: what a framework's resume argument takes to resume or start
+    fresh (ckptdb.lightning.latest, ckptdb.transformers.latest).  Opening
+    the catalog runs its recovery; an existing directory without a catalog
+    gets an empty one."""
+    d = os.fspath(directory)
+    if not os.path.isdir(d):
+        return None
+    with Catalog(d, trust_shared=trust_shared) as cat:
+        e = cat.latest(kind)
+        return e.path if e is not None else None
+
+
 def open_checkpoint(path: StrPath, trust_shared: bool = False) -> BinaryIO:
     """Open a checkpoint file for loading, as every resume does: a symbolic
     link is not followed (OSError ELOOP), and the library's ownership rule

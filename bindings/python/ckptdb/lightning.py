@@ -78,7 +78,7 @@ except ImportError:  # the standalone package
 
 from . import _lib
 from . import torch as ct
-from .catalog import Catalog, Checkpoint as Entry, Retention
+from .catalog import Catalog, _latest_path, Checkpoint as Entry, Retention
 from .errors import Corrupt, InvalidArgument, NotFound
 from .signals import Trigger, install_signals, restore_signals
 
@@ -235,12 +235,7 @@ def latest(directory: Any, kind: Optional[str] = None, trust_shared: bool = Fals
     Opening the catalog runs its recovery (a save a killed process left
     half-written is rolled forward or aborted); an existing directory
     without a catalog gets an empty one."""
-    d = os.fspath(directory)
-    if not os.path.isdir(d):
-        return None
-    with Catalog(d, trust_shared=trust_shared) as cat:
-        e = cat.latest(kind)
-        return e.path if e is not None else None
+    return _latest_path(directory, kind, trust_shared)
 
 
 def _seconds(interval: Any) -> float:

@@ -103,7 +103,7 @@ from transformers import TrainerCallback  # noqa: E402
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
 
 from . import _lib  # noqa: E402
-from .catalog import Catalog, Checkpoint as Entry, DirSave, Retention  # noqa: E402
+from .catalog import Catalog, _latest_path, Checkpoint as Entry, DirSave, Retention  # noqa: E402
 from .errors import Exists, InvalidArgument, NotFound  # noqa: E402
 from .signals import clear_preempt, install_signals, preempt_requested, restore_signals  # noqa: E402
 
@@ -133,12 +133,7 @@ def latest(output_dir: Any, kind: Optional[str] = None, trust_shared: bool = Fal
     killed process left half-written is aborted and its directory removed);
     an existing directory without a catalog gets an empty one.  The resume
     is recorded by the callback when training starts from it."""
-    d = os.fspath(output_dir)
-    if not os.path.isdir(d):
-        return None
-    with Catalog(d, trust_shared=trust_shared) as cat:
-        e = cat.latest(kind)
-        return e.path if e is not None else None
+    return _latest_path(output_dir, kind, trust_shared)
 
 
 def _metric_name(name: str) -> str:
